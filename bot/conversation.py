@@ -1,0 +1,102 @@
+"""One WeChat message in, one reply out: de-duplication, per-user ordering, load, dialog, save.
+
+The order matters: the per-user lock is taken before the session is read, and the reply is
+cached together with the new session (in one fenced write), so WeChat's retries of a message
+get the same reply and the dialog advances exactly once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from redis.exceptions import RedisError
+
+from bot.metrics import Metrics
+from bot.wechat_protocol import Incoming
+from dialogs.engine import ApplicationDialog
+from dialogs.pack import Pack
+from dialogs.turn import UserInput
+from integrations.conversations import ConversationStore, LockTimeout, LostLock
+from integrations.sealing import SealError
+
+log = logging.getLogger(__name__)
+
+CHINA = ZoneInfo("Asia/Shanghai")
+
+
+class ConversationService:
+    def __init__(self, store: ConversationStore, dialog: ApplicationDialog, pack: Pack, metrics: Metrics, *, deadline_s: float):
+        self.store = store
+        self.dialog = dialog
+        self.pack = pack
+        self.metrics = metrics
+        self.deadline_s = deadline_s
+        self.menu = {item["key"]: item["says"] for item in pack.menu}
+
+    async def reply_to(self, message: Incoming, now: datetime | None = None) -> str:
+        """The text to answer with ('' for nothing). Never raises for a citizen's message."""
+        started = time.perf_counter()
+        self.metrics.messages.labels(message.msg_type).inc()
+        try:
+            return await asyncio.wait_for(self._reply(message, now), self.deadline_s)
+        except (asyncio.TimeoutError, LockTimeout):
+            self.metrics.errors.labels("timeout").inc()
+            log.warning("turn for %s not answered in time", _short(message.from_user))
+        except (RedisError, OSError, LostLock) as exc:
+            self.metrics.errors.labels("storage").inc()
+            log.warning("storage unavailable for a turn: %s", type(exc).__name__)
+        except SealError:
+            self.metrics.errors.labels("unreadable_session").inc()
+            log.error("stored conversation of %s cannot be opened with our keys", _short(message.from_user))
+        except Exception:
+            self.metrics.errors.labels("bug").inc()
+            log.exception("turn failed")
+        finally:
+            self.metrics.latency.observe(time.perf_counter() - started)
+        return self.pack.text("busy")
+
+    async def _reply(self, message: Incoming, now: datetime | None) -> str:
+        openid = message.from_user
+        if message.msg_type == "event" and message.event == "unsubscribe":
+            await self.store.forget_user(openid)
+            return ""
+        user_input = self._input(message)
+        if user_input is None:
+            # Events we do not use get no reply; a video or location gets a kind word.
+            return "" if message.msg_type == "event" else self.pack.text("unsupported_message")
+        cached = await self.store.cached_reply(openid, message.dedup_id)
+        if cached is not None:
+            self.metrics.dedup_hits.inc()
+            return cached
+        async with self.store.turn(openid, message.order, wait_s=self.deadline_s - 0.5) as lock:
+            # A retry may have waited for the first attempt: it finds the answer now.
+            cached = await self.store.cached_reply(openid, message.dedup_id)
+            if cached is not None:
+                self.metrics.dedup_hits.inc()
+                return cached
+            session = await self.store.load(openid)
+            session, reply = await self.dialog.handle(session, user_input, openid, now or datetime.now(CHINA))
+            await self.store.save(lock, session, message.dedup_id, reply)
+        return reply
+
+    def _input(self, m: Incoming) -> UserInput | None:
+        """What the citizen said, or None for events we politely ignore."""
+        if m.msg_type == "text":
+            return UserInput("text", m.content or "")
+        if m.msg_type == "voice":
+            text = (m.recognition or "").strip()
+            return UserInput("voice", text, media_id=m.media_id, recognized=bool(text))
+        if m.msg_type == "image":
+            return UserInput("image", "", media_id=m.media_id, pic_url=m.pic_url)
+        if m.msg_type == "event" and m.event == "subscribe":
+            return UserInput("subscribe")
+        if m.msg_type == "event" and m.event == "click" and m.event_key in self.menu:
+            return UserInput("click", self.menu[m.event_key])
+        return None
+
+
+def _short(openid: str) -> str:
+    return openid[:6] + "…"

@@ -1,0 +1,75 @@
+"""Settings read once from environment variables (each documented in README.md)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_DEV_TOKEN = "devtoken"
+WECHAT_API_DEFAULT = "https://api.weixin.qq.com"
+
+
+def _flag(value: str | None) -> bool | None:
+    if value is None or value == "":
+        return None
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    wechat_token: str = DEFAULT_DEV_TOKEN
+    wechat_appid: str = ""
+    wechat_appsecret: str = ""
+    wechat_encoding_aes_key: str = ""
+    wechat_api_base: str = WECHAT_API_DEFAULT
+    redis_url: str = ""
+    intake_url: str = ""
+    intake_secret: str = ""
+    region: str = "qingyang"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    var_dir: Path = field(default_factory=lambda: Path("var"))
+    simulator: bool | None = None
+    data_keys: str = ""
+    # Timestamps further than this from our clock are replays (or a broken clock).
+    max_clock_skew_s: int = 300
+    max_body_bytes: int = 64 * 1024
+    # WeChat gives up after 5 s; we answer "please retry" well before that.
+    turn_deadline_s: float = 4.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        return cls(
+            wechat_token=env.get("WECHAT_TOKEN") or DEFAULT_DEV_TOKEN,
+            wechat_appid=env.get("WECHAT_APPID", ""),
+            wechat_appsecret=env.get("WECHAT_APPSECRET", ""),
+            wechat_encoding_aes_key=env.get("WECHAT_ENCODING_AES_KEY", ""),
+            wechat_api_base=env.get("WECHAT_API_BASE") or WECHAT_API_DEFAULT,
+            redis_url=env.get("REDIS_URL", ""),
+            intake_url=env.get("INTAKE_URL", ""),
+            intake_secret=env.get("INTAKE_SECRET", ""),
+            region=env.get("BOT_REGION") or "qingyang",
+            host=env.get("BOT_HOST") or "127.0.0.1",
+            port=int(env.get("BOT_PORT") or 8080),
+            var_dir=Path(env.get("BOT_VAR_DIR") or "var"),
+            simulator=_flag(env.get("BOT_SIMULATOR")),
+            data_keys=env.get("BOT_DATA_KEY", ""),
+        )
+
+    @property
+    def has_wechat_credentials(self) -> bool:
+        return bool(self.wechat_appid and self.wechat_appsecret)
+
+    @property
+    def simulator_enabled(self) -> bool:
+        if self.simulator is not None:
+            return self.simulator
+        return not self.has_wechat_credentials
+
+    @property
+    def safe_mode(self) -> bool:
+        return bool(self.wechat_encoding_aes_key)
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)

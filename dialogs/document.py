@@ -1,0 +1,95 @@
+"""The application document handed to the intake system, and the application reference."""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from dialogs.conditions import Case, category_is_mental
+from dialogs.eligibility import evaluate_service
+from dialogs.materials import checklist
+
+_REFERENCE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud on the phone
+
+
+def new_reference(region: str, now: datetime) -> str:
+    """A reference a citizen can read out: region, date, six unambiguous characters."""
+    tail = "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(6))
+    return f"{region[:2].upper()}{now:%Y%m%d}{tail}"
+
+
+def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
+    data = case.data
+    facts = case.facts
+    applicant = data.get("applicant", {})
+    agent = data.get("agent") if data.get("who") == "agent" else None
+    photos = data.get("photos", {})
+    has_disability_info = any(k in facts for k in ("disability_category", "disability_level")) or data.get("certificate_no")
+    return {
+        "id": data["reference"],
+        "region": case.pack.region,
+        "created_at": data["created_at"],
+        "submitted_at": data.get("submitted_at") or now.isoformat(timespec="seconds"),
+        "channel": "wechat",
+        "openid": openid,
+        "services": list(case.services),
+        "applicant": {
+            "name": applicant.get("name"),
+            "gender": applicant.get("gender"),
+            "id_number": applicant.get("id_number"),
+            "birth_date": applicant.get("birth_date"),
+            "phone": applicant.get("phone"),
+            "household_address": applicant.get("household_address"),
+        },
+        "agent": None if not agent else {
+            "name": agent.get("name"),
+            "id_number": agent.get("id_number"),
+            "phone": agent.get("phone"),
+            "relation": agent.get("relation"),
+        },
+        "disability": None if not has_disability_info else {
+            "certificate_no": data.get("certificate_no"),
+            "category": facts.get("disability_category"),
+            "level": facts.get("disability_level"),
+        },
+        "hardship": {
+            "status": facts.get("hardship_status"),
+            "local_hukou": facts.get("local_hukou"),
+            "pension_enrolled": facts.get("pension_enrolled"),
+            "medical_insured": facts.get("medical_insured"),
+            "subsidy_reason": data.get("subsidy_reason"),
+        },
+        "eligibility": {code: evaluate_service(case, code) for code in case.services},
+        "materials": [
+            {
+                "service": list(item.services),
+                "code": item.material.code,
+                "name": item.material.name,
+                "status": "photo" if item.material.code in photos else "bring",
+                **({"media_id": photos[item.material.code]["media_id"]} if item.material.code in photos else {}),
+            }
+            for item in checklist(case)
+        ],
+        "appointment": _appointment(case),
+        "result_delivery": None if not data.get("delivery") else {
+            "method": data.get("delivery"),
+            "address": data.get("mailing_address"),
+        },
+        "consent": data.get("consent", {}),
+    }
+
+
+def _appointment(case: Case) -> dict[str, Any] | None:
+    if not case.chose("disability_certificate"):
+        return None
+    if category_is_mental(case) and case.pack.assessment.get("mental"):
+        return {"session_date": None, "period": None, "place": None, "kind": "mental_waitlist"}
+    booking = case.data.get("booking")
+    if not booking:
+        return None
+    return {
+        "session_date": booking["session_date"],
+        "period": booking["period"],
+        "place": booking["place"],
+        "kind": "monthly_session",
+    }

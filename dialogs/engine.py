@@ -1,0 +1,245 @@
+"""Runs one message through the application flow: global commands first, then the current step.
+
+The transitions Machine is built once at start-up (model=None); each turn adds a light model
+holding the citizen's answers, fires `next`, and removes it again.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from transitions import Machine
+
+from dialogs.answers import read_answer
+from dialogs.application import FINAL, INITIAL, STEPS, TRANSITIONS, Step
+from dialogs.conditions import CONDITIONS, Case
+from dialogs.document import new_reference
+from dialogs.explain import answer_topic, why
+from dialogs.pack import Pack
+from dialogs.prompts import prompt, submitted_message
+from dialogs.turn import Outcome, Ports, Turn, UserInput
+from dialogs.understanding import Understanding
+from dialogs.workdays import WorkCalendar
+
+log = logging.getLogger(__name__)
+
+WECHAT_TEXT_LIMIT = 2048  # bytes, UTF-8
+FAILS_BEFORE_OFFERING_HUMAN = 3
+# Steps where the citizen types free text: a "question" there is more likely an answer.
+FREE_TEXT_STEPS = {"household_address", "subsidy_reason", "mailing_address", "agent_name", "applicant_name"}
+EDITABLE_AT = {"summary", "declaration", "consent_sensitive"}
+
+
+class FlowModel:
+    """The per-turn model the shared Machine routes; conditions are looked up by name."""
+
+    def __init__(self, case: Case):
+        self.case = case
+
+    def __getattr__(self, name: str):
+        condition = CONDITIONS.get(name)
+        if condition is None:
+            raise AttributeError(name)
+        return lambda *args, **kwargs: condition(self.case)
+
+
+def build_machine() -> Machine:
+    return Machine(
+        model=None,
+        states=[s.name for s in STEPS],
+        transitions=TRANSITIONS,
+        initial=INITIAL,
+        auto_transitions=False,
+        send_event=False,
+    )
+
+
+class ApplicationDialog:
+    def __init__(self, pack: Pack, ports: Ports, calendar: WorkCalendar, *, resume_after: timedelta = timedelta(hours=1)):
+        self.pack = pack
+        self.ports = ports
+        self.calendar = calendar
+        self.lang = Understanding(pack)
+        self.machine = build_machine()
+        self.steps: dict[str, Step] = {s.name: s for s in STEPS}
+        self.resume_after = resume_after
+
+    # -- sessions -------------------------------------------------------------------------------
+    def new_session(self, now: datetime) -> dict[str, Any]:
+        return {
+            "state": INITIAL,
+            "history": [],
+            "fails": {},
+            "editing": False,
+            "updated_at": now.isoformat(timespec="seconds"),
+            "data": {"reference": new_reference(self.pack.region, now), "created_at": now.isoformat(timespec="seconds")},
+        }
+
+    def _turn(self, session: dict[str, Any], openid: str, now: datetime) -> Turn:
+        return Turn(Case(session["data"], self.pack, now.date()), self.lang, self.ports, self.calendar, now, openid)
+
+    # -- one message ----------------------------------------------------------------------------
+    async def handle(self, session: dict[str, Any] | None, inp: UserInput, openid: str, now: datetime) -> tuple[dict[str, Any], str]:
+        fresh = session is None
+        if fresh:
+            session = self.new_session(now)
+        idle = now - datetime.fromisoformat(session["updated_at"])
+        session["updated_at"] = now.isoformat(timespec="seconds")
+        turn = self._turn(session, openid, now)
+        reply = await self._respond(session, turn, inp, resuming=not fresh and idle > self.resume_after)
+        return session, _fit(reply)
+
+    async def _respond(self, session: dict[str, Any], turn: Turn, inp: UserInput, *, resuming: bool) -> str:
+        state = session["state"]
+        if inp.kind == "subscribe":
+            return await self._join(self.pack.text("welcome"), self._recap(session, turn), await prompt(turn, state))
+        if inp.kind == "voice" and not inp.recognized:
+            return self.pack.text("voice_unrecognized")
+        text = inp.text.strip()
+        command = self.lang.command(text) if text else None
+        if command:
+            return await self._command(command, session, turn)
+        if resuming and state not in (INITIAL, FINAL):
+            return await self._join(self._recap(session, turn), await prompt(turn, state))
+        if inp.kind == "image" and state != "checklist":
+            session["data"].setdefault("unassigned_photos", []).append({"media_id": inp.media_id, "pic_url": inp.pic_url})
+            return await self._join(self.pack.text("image_kept"), await prompt(turn, state))
+        if text and state in EDITABLE_AT:
+            target = self.lang.edit_target(text)
+            if target:
+                session["editing"] = True
+                session["state"] = target
+                return await prompt(turn, target)
+        if text and state not in FREE_TEXT_STEPS:
+            topic = self.lang.topic(text)
+            if topic:
+                answer = answer_topic(turn, *topic)
+                return answer + self.pack.text("question_answer_footer", prompt=await prompt(turn, state))
+        outcome = await read_answer(turn, self.steps[state], inp)
+        return await self._after(session, turn, state, outcome)
+
+    async def _after(self, session: dict[str, Any], turn: Turn, state: str, outcome: Outcome) -> str:
+        if outcome.hint:
+            fails = session["fails"][state] = session["fails"].get(state, 0) + 1
+            extra = self.pack.text("too_many_tries") if fails >= FAILS_BEFORE_OFFERING_HUMAN else ""
+            return await self._join(outcome.hint, extra, await prompt(turn, state))
+        if not outcome.advance:
+            return await self._join(*outcome.say, await prompt(turn, state) if outcome.reprompt else "")
+        session["fails"].pop(state, None)
+        if state == "checklist":
+            session["data"]["checklist_seen"] = True
+        session["history"].append(state)
+        new_state = self.advance(session, turn.case, state)
+        session["state"] = new_state
+        if new_state == FINAL:
+            return await self._join(*outcome.say, submitted_message(turn))
+        return await self._join(*outcome.say, await prompt(turn, new_state))
+
+    def advance(self, session: dict[str, Any], case: Case, state: str) -> str:
+        """Fire `next` until a step that must be asked; while editing, skip what is answered."""
+        for _ in range(len(STEPS) + 5):
+            model = FlowModel(case)
+            self.machine.add_model(model, initial=state)
+            try:
+                model.trigger("next")
+                state = model.state
+            finally:
+                self.machine.remove_model(model)
+            step = self.steps[state]
+            if step.ask_if and not CONDITIONS[step.ask_if](case):
+                continue
+            if session.get("editing"):
+                if state == "summary":
+                    session["editing"] = False
+                elif answered(step, case):
+                    continue
+            return state
+        raise RuntimeError(f"flow does not settle after {state}")
+
+    # -- global commands ------------------------------------------------------------------------
+    async def _command(self, command: str, session: dict[str, Any], turn: Turn) -> str:
+        state = session["state"]
+        if command == "help":
+            return await self._join(self.pack.text("help"), await prompt(turn, state))
+        if command == "human":
+            session["data"]["wants_human"] = turn.now.isoformat(timespec="seconds")
+            return self.pack.text("human")
+        if command == "status":
+            return self._status(session)
+        if command == "why":
+            return await self._join(why(turn, state), await prompt(turn, state))
+        if command == "restart":
+            await self._release_holds(session, turn)
+            fresh = self.new_session(turn.now)
+            session.clear()
+            session.update(fresh)
+            return await self._join(self.pack.text("restarted"), await prompt(self._turn(session, turn.openid, turn.now), INITIAL))
+        if command == "back":
+            if state == FINAL:
+                return await prompt(turn, state)
+            if not session["history"]:
+                return await self._join(self.pack.text("back_at_start"), await prompt(turn, state))
+            session["editing"] = False
+            session["state"] = session["history"].pop()
+            return await self._join(self.pack.text("back"), await prompt(turn, session["state"]))
+        # greet: carry on where we are
+        return await prompt(turn, state)
+
+    def _status(self, session: dict[str, Any]) -> str:
+        data = session["data"]
+        if session["state"] == FINAL:
+            submitted = datetime.fromisoformat(data["submitted_at"])
+            return self.pack.text("status_submitted", reference=data["reference"], date=f"{submitted.month}月{submitted.day}日")
+        if session["history"]:
+            return self.pack.text("status_in_progress")
+        return self.pack.text("status_none")
+
+    async def _release_holds(self, session: dict[str, Any], turn: Turn) -> None:
+        if session["state"] == FINAL:
+            return  # a submitted application keeps its appointment
+        booking = session["data"].get("booking")
+        if booking:
+            await self.ports.book.release(booking["session_date"], session["data"]["reference"])
+
+    def _recap(self, session: dict[str, Any], turn: Turn) -> str:
+        services = session["data"].get("services")
+        if not session["history"]:
+            return ""
+        recap = self.pack.text("resume_recap", services="、".join(self.pack.services[s].short for s in services)) if services else ""
+        return self.pack.text("resume", recap=recap)
+
+    @staticmethod
+    async def _join(*parts: str) -> str:
+        return "\n".join(p for p in parts if p)
+
+
+def answered(step: Step, case: Case) -> bool:
+    """Whether the application already holds this step's answer (used when editing)."""
+    data = case.data
+    kind, _, path = step.answer.partition(":")
+    if kind == "fact":
+        return step.name.removeprefix("fact_") in case.facts
+    if path:
+        value: Any = data
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value is not None
+    return {
+        "services": bool(case.services),
+        "applicant_phone": bool(data.get("applicant", {}).get("phone")),
+        "mailing_address": bool(data.get("mailing_address")),
+        "certificate_no": bool(data.get("certificate_no")),
+        "checklist": bool(data.get("checklist_seen")),
+        "booking": bool(data.get("booking")),
+        "suggestion": not data.get("guided"),
+    }.get(kind, False)
+
+
+def _fit(reply: str) -> str:
+    """Keep a passive reply inside WeChat's 2048-byte text limit."""
+    raw = reply.encode()
+    if len(raw) <= WECHAT_TEXT_LIMIT:
+        return reply
+    log.warning("reply of %d bytes shortened to fit WeChat's limit", len(raw))
+    return raw[: WECHAT_TEXT_LIMIT - 3].decode(errors="ignore") + "…"

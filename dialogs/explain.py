@@ -1,0 +1,75 @@
+"""Answers from the pack: "为什么" (the basis of the current question) and policy questions."""
+from __future__ import annotations
+
+from dialogs.conditions import FACTS_READ_BY_CHECK
+from dialogs.pack import SERVICE_ORDER
+from dialogs.turn import Turn
+
+MAX_SERVICES_PER_ANSWER = 3
+
+
+def why(turn: Turn, state: str) -> str:
+    pack = turn.pack
+    bases: list[str] = []
+    if state.startswith("fact_"):
+        fact = state.removeprefix("fact_")
+        for code in turn.case.services or SERVICE_ORDER:
+            for rule in pack.services[code].rules:
+                if FACTS_READ_BY_CHECK[rule.check] == fact:
+                    bases.append(f"{pack.services[code].short}{rule.reason}：{rule.basis}")
+    elif state == "eligibility_notice":
+        from dialogs.eligibility import evaluate_service, failed_rules
+
+        for code in turn.case.services:
+            for rule in failed_rules(evaluate_service(turn.case, code)):
+                bases.append(f"{pack.services[code].short}{rule['reason']}：{rule['basis']}")
+    elif state == "booking":
+        bases.append(pack.assessment.get("basis", ""))
+    elif state in ("declaration",):
+        bases.append(pack.raw["declaration"]["basis"])
+    elif state == "checklist":
+        from dialogs.materials import checklist
+
+        bases.extend(f"{item.material.name}：{item.material.basis}" for item in checklist(turn.case)[:6])
+    elif state in ("result_delivery", "mailing_address"):
+        bases.append(pack.form.get("result_delivery_basis", ""))
+    elif state == "consent_sensitive":
+        bases.append("《中华人民共和国个人信息保护法》第二十八、二十九、三十一条")
+    else:
+        bases.append(pack.form.get("form_basis", ""))
+    bases = [b for b in dict.fromkeys(bases) if b]
+    if not bases:
+        return pack.text("why_none")
+    return pack.text("why", basis="\n".join(bases))
+
+
+def answer_topic(turn: Turn, topic: str, services: list[str]) -> str:
+    pack = turn.pack
+    codes = services or turn.case.services or list(SERVICE_ORDER)
+    codes = codes[:MAX_SERVICES_PER_ANSWER]
+    lines: list[str] = []
+    if topic == "amount":
+        lines.append(f"{pack.raw['amounts']['text']}（依据：{pack.raw['amounts']['basis']}）")
+    elif topic == "place":
+        a = pack.assessment
+        if "disability_certificate" in codes and a.get("place"):
+            lines.append(f"残疾评定：{a['time_text']}，地点{a['place']}。（依据：{_doc(a['basis'])}）")
+        lines.append(f"申请窗口：{pack.window}。（依据：{pack.raw['window_basis']}）")
+    else:
+        for code in codes:
+            s = pack.services[code]
+            if topic == "deadline":
+                lines.append(f"{s.short}：{s.deadline.get('text', '')}。（依据：{_doc(s.deadline.get('basis', ''))}）")
+            elif topic == "materials":
+                names = [pack.materials[m].name for m in s.materials]
+                text = "、".join(names) if names else s.raw.get("materials_note", "无需材料")
+                lines.append(f"{s.short}要带：{text}。")
+            elif topic == "conditions":
+                lines.append(f"{s.short}：{s.conditions_text}（依据：{_doc(s.conditions_basis)}）")
+            elif topic == "result":
+                lines.append(f"{s.short}：{s.result}")
+    return "\n".join(lines) or pack.text("unknown_topic")
+
+
+def _doc(basis: str) -> str:
+    return basis.split("：")[0]

@@ -1,0 +1,24 @@
+"""The personalised material checklist: the union of what the chosen services need, each once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dialogs.conditions import CONDITIONS, Case
+from dialogs.pack import Material
+
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    material: Material
+    services: tuple[str, ...]
+
+
+def checklist(case: Case) -> list[ChecklistItem]:
+    needed: dict[str, list[str]] = {}
+    for code in case.services:
+        for m in case.pack.services[code].materials:
+            material = case.pack.materials[m]
+            if material.when and not CONDITIONS[material.when](case):
+                continue
+            needed.setdefault(m, []).append(code)
+    return [ChecklistItem(case.pack.materials[m], tuple(services)) for m, services in needed.items()]

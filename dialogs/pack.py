@@ -1,0 +1,177 @@
+"""The policy pack of a region: content/<region>/pack.yaml plus the shared wording in content/common.
+
+Loaded once at start-up into plain, read-only objects. A new county is a new folder under
+content/, never new code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONTENT_DIR = Path(__file__).resolve().parent.parent / "content"
+
+SERVICE_ORDER = (
+    "disability_certificate",
+    "living_subsidy",
+    "nursing_subsidy",
+    "medical_assistance",
+    "pension_subsidy",
+)
+SUBSIDIES = ("living_subsidy", "nursing_subsidy")
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    check: str
+    reason: str
+    basis: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Service:
+    code: str
+    name: str
+    short: str
+    department: str
+    basis: str
+    conditions_text: str
+    conditions_basis: str
+    rules: tuple[Rule, ...]
+    deadline: dict[str, Any]
+    result: str
+    result_basis: str
+    materials: tuple[str, ...]
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Material:
+    code: str
+    name: str
+    basis: str
+    when: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class Pack:
+    region: str
+    name: str
+    raw: dict[str, Any]
+    services: dict[str, Service]
+    materials: dict[str, Material]
+    questions: dict[str, dict[str, Any]]
+    messages: dict[str, str]
+    lexicon: dict[str, Any]
+    validation: dict[str, str]
+    menu: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def window(self) -> str:
+        return self.raw["window"]
+
+    @property
+    def assessment(self) -> dict[str, Any]:
+        return self.raw.get("assessment", {})
+
+    @property
+    def form(self) -> dict[str, Any]:
+        return self.raw.get("form", {})
+
+    @property
+    def conversation_days(self) -> int:
+        return int(self.raw.get("retention", {}).get("conversation_days", 30))
+
+    @cached_property
+    def placeholders(self) -> dict[str, str]:
+        """Values any wording may use: {name}, {window}, {place}, {time}."""
+        a = self.assessment
+        return {
+            "name": self.name,
+            "window": self.window,
+            "place": a.get("place", ""),
+            "time": a.get("time_text", a.get("text", "")),
+        }
+
+    def text(self, key: str, **values: Any) -> str:
+        """A message from messages.yaml, filled in."""
+        return self.messages[key].format(**{**self.placeholders, **values})
+
+    def q(self, state: str, key: str = "prompt", **values: Any) -> str:
+        """A question's wording from questions.yaml, filled in."""
+        return self.questions[state][key].format(**{**self.placeholders, **values})
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    with path.open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh) or {}
+
+
+def available_regions(content_dir: Path = CONTENT_DIR) -> list[str]:
+    return sorted(p.parent.name for p in content_dir.glob("*/pack.yaml"))
+
+
+def load_pack(region: str, content_dir: Path = CONTENT_DIR) -> Pack:
+    region_dir = content_dir / region
+    raw = _read(region_dir / "pack.yaml")
+    if not raw:
+        raise ValueError(f"no policy pack for region {region!r} (have: {', '.join(available_regions(content_dir))})")
+    common = content_dir / "common"
+    questions = _read(common / "questions.yaml") | _read(region_dir / "questions.yaml")
+    messages = _read(common / "messages.yaml") | _read(region_dir / "messages.yaml")
+    lexicon = _read(common / "lexicon.yaml") | _read(region_dir / "lexicon.yaml")
+    validation = _read(common / "validation.yaml") | _read(region_dir / "validation.yaml")
+    menu = (_read(region_dir / "menu.yaml") or _read(common / "menu.yaml")).get("menu", [])
+
+    services = {}
+    for code in SERVICE_ORDER:
+        s = raw["services"][code]
+        rules = tuple(
+            Rule(
+                id=r["id"],
+                check=r["check"],
+                reason=r["reason"],
+                basis=r["basis"],
+                params={k: v for k, v in r.items() if k not in {"id", "check", "reason", "basis"}},
+            )
+            for r in s.get("eligibility", [])
+        )
+        services[code] = Service(
+            code=code,
+            name=s["name"],
+            short=s["short"],
+            department=s["department"],
+            basis=s["basis"],
+            conditions_text=s["conditions_text"],
+            conditions_basis=s["conditions_basis"],
+            rules=rules,
+            deadline=s.get("deadline", {}),
+            result=s.get("result", ""),
+            result_basis=s.get("result_basis", ""),
+            materials=tuple(s.get("materials", [])),
+            raw=s,
+        )
+    materials = {
+        code: Material(code=code, name=m["name"], basis=m["basis"], when=m.get("when"), note=m.get("note"))
+        for code, m in raw.get("materials", {}).items()
+    }
+    return Pack(
+        region=region,
+        name=raw["name"],
+        raw=raw,
+        services=services,
+        materials=materials,
+        questions=questions,
+        messages=messages,
+        lexicon=lexicon,
+        validation=validation,
+        menu=menu,
+    )

@@ -1,0 +1,190 @@
+"""The question of each step, filled in from the application so far. Wording is content."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Awaitable, Callable
+
+from dialogs import assessment
+from dialogs.answers import slot_lines
+from dialogs.conditions import category_is_mental, needs_guardian_consent
+from dialogs.eligibility import MAY_NOT_QUALIFY, PENDING, evaluate_service, excluded_services, failed_rules, suggested_services
+from dialogs.materials import checklist
+from dialogs.turn import Turn
+from dialogs.validators import mask_id
+
+GENDER = {"male": "男", "female": "女"}
+
+
+async def applicant_name(turn: Turn) -> str:
+    return turn.pack.q("applicant_name", "prompt_self" if turn.data.get("who") == "self" else "prompt")
+
+
+async def applicant_phone(turn: Turn) -> str:
+    return turn.pack.q("applicant_phone", "prompt_agent" if turn.data.get("who") == "agent" else "prompt")
+
+
+async def suggest_services(turn: Turn) -> str:
+    suggested = suggested_services(turn.case)
+    if not suggested:
+        return turn.pack.q("suggest_services", "nothing")
+    names = "\n".join(f"· {turn.pack.services[c].name}" for c in suggested)
+    return turn.pack.q("suggest_services", suggested=names)
+
+
+async def eligibility_notice(turn: Turn) -> str:
+    q = turn.pack.questions["eligibility_notice"]
+    lines = []
+    for code in excluded_services(turn.case):
+        service = turn.pack.services[code]
+        for rule in failed_rules(evaluate_service(turn.case, code))[:1]:
+            lines.append(q["line"].format(service=service.short, reason=rule["reason"], basis=_short_basis(rule["basis"])))
+    return turn.pack.q("eligibility_notice", notices="\n".join(lines))
+
+
+def _short_basis(basis: str) -> str:
+    """The document number of a basis, without the quoted clause (kept for "为什么")."""
+    return basis.split("：")[0].split("，")[0]
+
+
+async def checklist_prompt(turn: Turn) -> str:
+    q = turn.pack.questions["checklist"]
+    items = checklist(turn.case)
+    if not items:
+        return q["none_needed"]
+    photos = turn.data.get("photos", {})
+    lines = []
+    for i, item in enumerate(items, 1):
+        needed_by = "、".join(turn.pack.services[s].short for s in item.services)
+        mark = q["photo_mark"] if item.material.code in photos else ""
+        lines.append(f"{i} {item.material.name}{mark}" + q["needed_by"].format(services=needed_by))
+    return turn.pack.q("checklist", materials="\n".join(lines))
+
+
+async def booking(turn: Turn) -> str:
+    slots = await slot_lines(turn)
+    if not slots:
+        return turn.pack.q("booking", "none")
+    return turn.pack.q("booking", slots=slots)
+
+
+def expected_date(turn: Turn, code: str) -> date | None:
+    deadline = turn.pack.services[code].deadline
+    start = turn.now.date()
+    booking = turn.data.get("booking")
+    if deadline.get("from") == "assessment" and booking:
+        start = date.fromisoformat(booking["session_date"])
+    if "months" in deadline:
+        month = start.month - 1 + int(deadline["months"])
+        year, month = start.year + month // 12, month % 12 + 1
+        day = min(start.day, 28)
+        return date(year, month, day)
+    if "workdays" in deadline:
+        return turn.calendar.add_workdays(start, int(deadline["workdays"]))
+    return None
+
+
+async def summary(turn: Turn) -> str:
+    q = turn.pack.questions["summary"]
+    data = turn.data
+    a = data.get("applicant", {})
+    facts = turn.case.facts
+    lines = [
+        q["applicant"].format(name=a.get("name", ""), gender=GENDER.get(a.get("gender"), ""), birth=a.get("birth_date", "")),
+        q["id"].format(id=mask_id(a["id_number"])) if a.get("id_number") else "",
+        q["phone"].format(phone=a.get("phone", "")),
+        q["address"].format(address=a.get("household_address", "")),
+    ]
+    if data.get("who") == "agent" and data.get("agent"):
+        ag = data["agent"]
+        relation = _label(turn, "agent_relation", ag.get("relation"))
+        lines.append(q["agent"].format(name=ag.get("name", ""), relation=relation, phone=ag.get("phone", "")))
+    if "disability_category" in facts:
+        level = facts.get("disability_level")
+        lines.append(q["disability"].format(
+            category=_label(turn, "fact_disability_category", facts["disability_category"]),
+            level=" " + _label(turn, "fact_disability_level", level) if level else "",
+        ))
+    if data.get("certificate_no"):
+        lines.append(q["certificate"].format(certificate=mask_id(data["certificate_no"])))
+    if facts.get("hardship_status") not in (None, "none"):
+        lines.append(q["hardship"].format(hardship=_label(turn, "fact_hardship_status", facts["hardship_status"])))
+    if data.get("delivery"):
+        lines.append(q["delivery"].format(delivery=_label(turn, "result_delivery", data["delivery"])))
+    lines.append(q["services_header"])
+    for code in turn.case.services:
+        service = turn.pack.services[code]
+        result = evaluate_service(turn.case, code)["result"]
+        expected = expected_date(turn, code)
+        flag = q["may_not_qualify"] if result == MAY_NOT_QUALIFY else q["pending"] if result == PENDING else ""
+        lines.append(q["service_line"].format(
+            service=service.short,
+            deadline=service.deadline.get("text", ""),
+            expected=f"，约{assessment.format_day(expected)}" if expected else "",
+            flag=flag,
+        ))
+    booking_ = data.get("booking")
+    if booking_ and turn.case.chose("disability_certificate"):
+        day = date.fromisoformat(booking_["session_date"])
+        lines.append(q["appointment"].format(date=assessment.format_day(day), period=booking_["period"], place=booking_["place"]))
+    elif turn.case.chose("disability_certificate") and category_is_mental(turn.case) and turn.pack.assessment.get("mental"):
+        lines.append(q["waitlist"])
+    items = checklist(turn.case)
+    if items:
+        photos = sum(1 for i in items if i.material.code in data.get("photos", {}))
+        lines.append(q["materials"].format(count=len(items), photos=q["photos"].format(count=photos) if photos else ""))
+    return turn.pack.q("summary", details="\n".join(line for line in lines if line))
+
+
+def _label(turn: Turn, question: str, value) -> str:
+    for option in turn.pack.questions[question].get("options", []):
+        if option["value"] == value:
+            return option["label"]
+    return str(value)
+
+
+async def declaration(turn: Turn) -> str:
+    return turn.pack.q("declaration", declaration=turn.pack.raw["declaration"]["text"])
+
+
+async def consent_sensitive(turn: Turn) -> str:
+    departments = []
+    for code in turn.case.services:
+        d = turn.pack.services[code].department
+        if d not in departments:
+            departments.append(d)
+    note = turn.pack.q("consent_sensitive", "guardian_note") if needs_guardian_consent(turn.case) else ""
+    return turn.pack.q("consent_sensitive", departments="、".join(departments), guardian_note=note)
+
+
+async def submitted(turn: Turn) -> str:
+    return turn.pack.q("submitted", "again", reference=turn.data["reference"])
+
+
+async def choose_services(turn: Turn) -> str:
+    return turn.pack.q("choose_services")
+
+
+PROMPTS: dict[str, Callable[[Turn], Awaitable[str]]] = {
+    "applicant_name": applicant_name,
+    "applicant_phone": applicant_phone,
+    "suggest_services": suggest_services,
+    "eligibility_notice": eligibility_notice,
+    "checklist": checklist_prompt,
+    "booking": booking,
+    "summary": summary,
+    "declaration": declaration,
+    "consent_sensitive": consent_sensitive,
+    "submitted": submitted,
+}
+
+
+async def prompt(turn: Turn, state: str) -> str:
+    special = PROMPTS.get(state)
+    return await special(turn) if special else turn.pack.q(state)
+
+
+def submitted_message(turn: Turn) -> str:
+    return turn.pack.q("submitted", reference=turn.data["reference"], next_steps=turn.pack.raw.get("next_steps", ""))
+
+
+__all__ = ["prompt", "submitted_message", "expected_date", "datetime"]

@@ -1,0 +1,82 @@
+"""What one turn of the dialog works with, and the outside services it may call."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from dialogs.conditions import Case
+from dialogs.pack import Pack
+from dialogs.understanding import Understanding
+from dialogs.workdays import WorkCalendar
+
+
+class AssessmentBook(Protocol):
+    """Places at assessment sessions (integrations/assessment_book.py)."""
+
+    async def remaining(self, session_keys: list[str], capacity: int) -> dict[str, int]: ...
+    async def reserve(self, session_key: str, holder: str, capacity: int) -> bool: ...
+    async def release(self, session_key: str, holder: str) -> None: ...
+    async def join_waitlist(self, kind: str, holder: str) -> None: ...
+    async def leave_waitlist(self, kind: str, holder: str) -> None: ...
+
+
+class Outbox(Protocol):
+    """Where a submitted application goes (integrations/outbox.py); idempotent by document id."""
+
+    async def submit(self, document: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Ports:
+    book: AssessmentBook
+    outbox: Outbox
+
+
+@dataclass
+class UserInput:
+    kind: str                 # text, voice, image, click, subscribe
+    text: str = ""
+    media_id: str | None = None
+    pic_url: str | None = None
+    recognized: bool = True   # a voice message WeChat could not transcribe has recognized=False
+
+
+@dataclass
+class Turn:
+    case: Case
+    lang: Understanding
+    ports: Ports
+    calendar: WorkCalendar
+    now: datetime
+    openid: str
+
+    @property
+    def pack(self) -> Pack:
+        return self.case.pack
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.case.data
+
+
+@dataclass
+class Outcome:
+    """How an answer went: advance to the next step, or stay and say why."""
+
+    advance: bool
+    say: list[str] = field(default_factory=list)   # said before the next question
+    hint: str | None = None                        # the answer was not valid: this, then the question again
+    reprompt: bool = True                          # when staying, repeat the question after `say`
+
+    @classmethod
+    def ok(cls, *say: str) -> "Outcome":
+        return cls(True, [s for s in say if s])
+
+    @classmethod
+    def invalid(cls, hint: str) -> "Outcome":
+        return cls(False, hint=hint)
+
+    @classmethod
+    def stay(cls, *say: str, reprompt: bool = False) -> "Outcome":
+        return cls(False, [s for s in say if s], reprompt=reprompt)

@@ -1,0 +1,169 @@
+"""Understanding free text, typed or spoken: numbers, option words, services, commands, topics.
+
+The vocabulary is content (content/common/lexicon.yaml and the options in questions.yaml); this
+module only holds the mechanism: jieba with that vocabulary as a domain dictionary, then matching
+whole words, longest first.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any, Iterable
+
+import jieba
+
+from dialogs.pack import SERVICE_ORDER, SUBSIDIES, Pack
+
+NO_MATCH = object()
+
+_PUNCT = re.compile(r"[\s。，,.!！?？、；;：:~～…\"'“”‘’（）()\[\]【】<>《》]+")
+_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "幺": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+_NUMBER_ANSWER = re.compile(r"^(?:第|选|选择|回复)?([0-9]{1,2}|[零〇一幺二两三四五六七八九十])(?:个|项|号|条)?$")
+
+_jieba_ready = False
+
+
+def load_jieba(words: Iterable[str]) -> None:
+    """Initialise jieba once per process and teach it the domain words."""
+    global _jieba_ready
+    if not _jieba_ready:
+        jieba.setLogLevel(60)
+        jieba.initialize()
+        _jieba_ready = True
+    for word in words:
+        jieba.add_word(word, freq=200000)
+
+
+def clean(text: str) -> str:
+    """NFKC (full-width to ASCII) and drop punctuation, as voice recognition adds it freely."""
+    return _PUNCT.sub(" ", unicodedata.normalize("NFKC", text or "")).strip()
+
+
+def compact(text: str) -> str:
+    return clean(text).replace(" ", "").lower()
+
+
+class Understanding:
+    def __init__(self, pack: Pack):
+        lex = pack.lexicon
+        self.services = {code: list(words) for code, words in lex["services"].items()}
+        self.commands = {name: list(words) for name, words in lex["commands"].items()}
+        self.topics = {name: list(words) for name, words in lex["topics"].items()}
+        self.edit_words = list(lex["edit_words"])
+        self.edit_targets = {state: list(words) for state, words in lex["edit_targets"].items()}
+        self.yes_words = set(lex["yes_words"])
+        self.no_words = set(lex["no_words"])
+        vocabulary = {w for group in (self.services, self.commands, self.topics, self.edit_targets) for ws in group.values() for w in ws}
+        vocabulary |= set(self.edit_words)
+        for q in pack.questions.values():
+            for option in q.get("options", []) or []:
+                vocabulary.update(option.get("words", []))
+                vocabulary.add(option["label"])
+        load_jieba(sorted(w for w in vocabulary if len(w) > 1))
+
+    # -- words ---------------------------------------------------------------------------------
+    @staticmethod
+    def words(text: str) -> list[str]:
+        return [w for w in jieba.lcut(compact(text)) if w.strip()]
+
+    @staticmethod
+    def _hits(text: str, words: list[str], vocab: Iterable[str]) -> list[str]:
+        """Vocabulary entries found in the text: as a jieba word, or (for 2+ characters) inside it."""
+        text_c = compact(text)
+        found = []
+        for w in vocab:
+            wl = w.lower()
+            if wl in words or (len(wl) >= 2 and wl in text_c):
+                found.append(w)
+        return found
+
+    # -- answers to a question ----------------------------------------------------------------
+    @staticmethod
+    def number(text: str) -> int | None:
+        m = _NUMBER_ANSWER.match(compact(text))
+        if not m:
+            return None
+        token = m.group(1)
+        return int(token) if token.isdigit() else _CN_DIGITS[token]
+
+    @staticmethod
+    def numbers(text: str) -> list[int]:
+        """All option numbers in an answer like "1 3 5", "1、3、5" or "一三五"."""
+        t = unicodedata.normalize("NFKC", text or "")
+        found = [int(d) for d in re.findall(r"\d", t)]
+        if not found:
+            found = [_CN_DIGITS[c] for c in t if c in _CN_DIGITS and _CN_DIGITS[c] < 10]
+        return found
+
+    def choose(self, text: str, options: list[dict[str, Any]]) -> Any:
+        """The value of the option meant by the answer (a number, a label or one of its words)."""
+        n = self.number(text)
+        if n is not None:
+            return options[n - 1]["value"] if 1 <= n <= len(options) else NO_MATCH
+        text_c = compact(text)
+        if not text_c:
+            return NO_MATCH
+        words = self.words(text)
+        best, best_len = NO_MATCH, 0
+        for option in options:
+            for w in [option["label"], *option.get("words", [])]:
+                wl = w.lower()
+                exact = text_c == wl
+                if exact or wl in words or (len(wl) >= 2 and wl in text_c):
+                    score = len(wl) + (100 if exact else 0)
+                    if score > best_len:
+                        best, best_len = option["value"], score
+        return best
+
+    def is_yes(self, text: str) -> bool:
+        return compact(text) in self.yes_words
+
+    def matches_any(self, text: str, words: list[str]) -> bool:
+        return bool(self._hits(text, self.words(text), words))
+
+    # -- services, commands, topics -------------------------------------------------------------
+    def services_in(self, text: str) -> list[str]:
+        words = self.words(text)
+        chosen: set[str] = set()
+        for code, synonyms in self.services.items():
+            if self._hits(text, words, synonyms):
+                chosen.update(SUBSIDIES if code == "both_subsidies" else (code,))
+        return [c for c in SERVICE_ORDER if c in chosen]
+
+    def command(self, text: str) -> str | None:
+        """A global command, when the message is that command and little else."""
+        text_c = compact(text)
+        if not text_c or len(text_c) > 8:
+            return None
+        for name, synonyms in self.commands.items():
+            if text_c in (w.lower() for w in synonyms):
+                return name
+        words = self.words(text)
+        for name, synonyms in self.commands.items():
+            if name != "greet" and any(w.lower() in words for w in synonyms) and len(text_c) <= 6:
+                return name
+        return None
+
+    def topic(self, text: str) -> tuple[str, list[str]] | None:
+        """A policy question ("护理补贴要带什么"): its topic and the services it names."""
+        text_c = compact(text)
+        if len(text_c) < 3:
+            return None
+        words = self.words(text)
+        for name, synonyms in self.topics.items():
+            if self._hits(text, words, synonyms):
+                services = self.services_in(text)
+                if services or re.search(r"[吗呢么啥什哪几多]", text_c):
+                    return name, services
+        return None
+
+    def edit_target(self, text: str) -> str | None:
+        words = self.words(text)
+        if not self._hits(text, words, self.edit_words):
+            return None
+        best, best_len = None, 0
+        for state, synonyms in self.edit_targets.items():
+            for w in self._hits(text, words, synonyms):
+                if len(w) > best_len:
+                    best, best_len = state, len(w)
+        return best

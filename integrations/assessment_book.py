@@ -1,0 +1,61 @@
+"""Places at assessment sessions, booked atomically in Redis: never more than the capacity.
+
+One hash per session day (`assess:{2026-12-11}:booked`, holder -> booked-at); a Lua script checks
+the count and adds the holder in one step, so concurrent bookings from many workers cannot
+overbook. Booking is idempotent per holder (the application reference).
+"""
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as aioredis
+
+_RESERVE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+
+def _booked_key(session_key: str) -> str:
+    return f"assess:{{{session_key}}}:booked"
+
+
+def _waitlist_key(kind: str) -> str:
+    return f"assess:{{waitlist-{kind}}}:holders"
+
+
+class RedisAssessmentBook:
+    def __init__(self, client: aioredis.Redis):
+        self.redis = client
+        self._reserve = client.register_script(_RESERVE)
+
+    async def remaining(self, session_keys: list[str], capacity: int) -> dict[str, int]:
+        if not session_keys:
+            return {}
+        # One round trip; on a cluster each key may live on another node, so no transaction.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in session_keys:
+                pipe.hlen(_booked_key(key))
+            counts = await pipe.execute()
+        return {key: max(capacity - int(n), 0) for key, n in zip(session_keys, counts)}
+
+    async def reserve(self, session_key: str, holder: str, capacity: int) -> bool:
+        ok = await self._reserve(keys=[_booked_key(session_key)], args=[holder, capacity, int(time.time())])
+        return ok == 1
+
+    async def release(self, session_key: str, holder: str) -> None:
+        await self.redis.hdel(_booked_key(session_key), holder)
+
+    async def holders(self, session_key: str) -> list[str]:
+        return sorted(h.decode() for h in await self.redis.hkeys(_booked_key(session_key)))
+
+    async def join_waitlist(self, kind: str, holder: str) -> None:
+        await self.redis.zadd(_waitlist_key(kind), {holder: time.time()}, nx=True)
+
+    async def leave_waitlist(self, kind: str, holder: str) -> None:
+        await self.redis.zrem(_waitlist_key(kind), holder)
+
+    async def waitlist(self, kind: str) -> list[str]:
+        return [h.decode() for h in await self.redis.zrange(_waitlist_key(kind), 0, -1)]

