@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
-from typing import AsyncIterator
+from datetime import datetime
+from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
-from bot.conversation import ConversationService
+from bot.conversation import ConversationService, china_now
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.wechat_protocol import ProtocolError, WeChatProtocol
@@ -33,6 +34,8 @@ BOOK = web.AppKey("book", RedisAssessmentBook)
 OUTBOX = web.AppKey("outbox", RedisOutbox)
 DIALOG = web.AppKey("dialog", ApplicationDialog)
 CALENDAR = web.AppKey("calendar", WorkCalendar)
+# The dialog's idea of "now" (China time); tests replace it to travel in time.
+CLOCK = web.AppKey("clock", Callable[[], datetime])
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -49,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
         max_body_bytes=settings.max_body_bytes,
     )
     app[METRICS] = Metrics.create()
+    app[CLOCK] = china_now
     app.cleanup_ctx.append(_storage_and_dialog)
     app.router.add_get("/wechat", wechat_verify)
     app.router.add_post("/wechat", wechat_message)
@@ -71,7 +75,7 @@ async def _storage_and_dialog(app: web.Application) -> AsyncIterator[None]:
     app[OUTBOX] = RedisOutbox(handle.client, sealer)
     app[DIALOG] = ApplicationDialog(pack, Ports(book=app[BOOK], outbox=app[OUTBOX]), app[CALENDAR])
     app[CONVERSATIONS] = ConversationService(
-        app[STORE], app[DIALOG], pack, app[METRICS], deadline_s=settings.turn_deadline_s
+        app[STORE], app[DIALOG], pack, app[METRICS], deadline_s=settings.turn_deadline_s, clock=app[CLOCK]
     )
     log.info("ready: region %s, Redis %s, %s mode", pack.region, handle.description, "safe" if settings.safe_mode else "plain")
     yield

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from datetime import datetime
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
@@ -27,13 +28,18 @@ log = logging.getLogger(__name__)
 CHINA = ZoneInfo("Asia/Shanghai")
 
 
+def china_now() -> datetime:
+    return datetime.now(CHINA)
+
+
 class ConversationService:
-    def __init__(self, store: ConversationStore, dialog: ApplicationDialog, pack: Pack, metrics: Metrics, *, deadline_s: float):
+    def __init__(self, store: ConversationStore, dialog: ApplicationDialog, pack: Pack, metrics: Metrics, *, deadline_s: float, clock: Callable[[], datetime] = china_now):
         self.store = store
         self.dialog = dialog
         self.pack = pack
         self.metrics = metrics
         self.deadline_s = deadline_s
+        self.clock = clock
         self.menu = {item["key"]: item["says"] for item in pack.menu}
 
     async def reply_to(self, message: Incoming, now: datetime | None = None) -> str:
@@ -78,7 +84,7 @@ class ConversationService:
                 self.metrics.dedup_hits.inc()
                 return cached
             session = await self.store.load(openid)
-            session, reply = await self.dialog.handle(session, user_input, openid, now or datetime.now(CHINA))
+            session, reply = await self.dialog.handle(session, user_input, openid, now or self.clock())
             await self.store.save(lock, session, message.dedup_id, reply)
         return reply
 

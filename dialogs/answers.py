@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable
 
 from dialogs import assessment
 from dialogs.application import Step
-from dialogs.conditions import category_is_mental
+from dialogs.conditions import on_mental_waitlist
 from dialogs.document import build_document, new_reference
 from dialogs.eligibility import excluded_services, suggested_services
 from dialogs.materials import checklist
@@ -197,13 +197,14 @@ async def read_exclusions(turn: Turn, step: Step, inp: UserInput, path: str) -> 
     if value is NO_MATCH:
         return Outcome.invalid(turn.pack.text("choose_hint"))
     excluded = excluded_services(turn.case)
+    names = "、".join(turn.pack.services[c].short for c in excluded)
     if value == "drop":
         turn.data["services"] = [s for s in turn.data["services"] if s not in excluded]
         if not turn.data["services"]:
             return Outcome.ok(turn.pack.q("eligibility_notice", "nothing_left"))
-    else:
-        turn.data["insisted"] = sorted(set(turn.data.get("insisted", [])) | set(excluded))
-    return Outcome.ok()
+        return Outcome.ok(turn.pack.q("eligibility_notice", "dropped", services=names))
+    turn.data["insisted"] = sorted(set(turn.data.get("insisted", [])) | set(excluded))
+    return Outcome.ok(turn.pack.q("eligibility_notice", "insisted", services=names))
 
 
 async def read_checklist(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
@@ -305,7 +306,7 @@ async def submit(turn: Turn) -> None:
     """Hand the application to the outbox. Safe to repeat: the outbox keys on the reference."""
     turn.data["submitted_at"] = turn.now.isoformat(timespec="seconds")
     document = build_document(turn.case, turn.openid, turn.now)
-    if category_is_mental(turn.case) and turn.case.chose("disability_certificate"):
+    if on_mental_waitlist(turn.case):
         await turn.ports.book.join_waitlist("mental", turn.data["reference"])
     await turn.ports.outbox.submit(document)
 

@@ -132,6 +132,12 @@ def hardship_is_illness_poverty(case: Case) -> bool:
     return case.facts.get("hardship_status") == "illness_poverty"
 
 
+def publicity_skipped(case: Case, code: str) -> bool:
+    """Whether the pack says this service's result is not publicly posted for this applicant."""
+    rule = case.pack.services[code].raw.get("publicity")
+    return bool(rule) and any(CONDITIONS[name](case) for name in rule.get("skip_when", []))
+
+
 def needs_guardian_consent(case: Case) -> bool:
     age = case.applicant_age
     return age is not None and age < CONSENT_AGE
@@ -234,8 +240,13 @@ def needs_session_booking(case: Case) -> bool:
     return (
         case.chose("disability_certificate")
         and case.pack.assessment.get("mode") == "monthly_session"
-        and not category_is_mental(case)
+        and not on_mental_waitlist(case)
     )
+
+
+def on_mental_waitlist(case: Case) -> bool:
+    """精神残疾 is assessed at its own announced sessions when the pack says so."""
+    return case.chose("disability_certificate") and category_is_mental(case) and bool(case.pack.assessment.get("mental"))
 
 
 def wants_to_revise(case: Case) -> bool:
@@ -254,6 +265,6 @@ CONDITIONS: dict[str, Callable[[Case], Any]] = {
         needs_local_hukou, needs_has_certificate, needs_disability_category, needs_disability_level,
         needs_hardship_status, needs_pension_enrolled, needs_medical_insured, some_service_excluded,
         nothing_left_to_apply_for, wants_to_rechoose, needs_certificate_no, asks_subsidy_reason,
-        offers_result_delivery, wants_mail, needs_session_booking, wants_to_revise, consent_declined,
+        offers_result_delivery, wants_mail, needs_session_booking, on_mental_waitlist, wants_to_revise, consent_declined,
     )
 }

@@ -5,17 +5,17 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from dialogs.conditions import Case, category_is_mental
+from dialogs.conditions import Case, on_mental_waitlist, publicity_skipped
 from dialogs.eligibility import evaluate_service
 from dialogs.materials import checklist
 
 _REFERENCE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud on the phone
 
 
-def new_reference(region: str, now: datetime) -> str:
-    """A reference a citizen can read out: region, date, six unambiguous characters."""
+def new_reference(prefix: str, now: datetime) -> str:
+    """A reference a citizen can read out: the region's prefix, the date, six unambiguous characters."""
     tail = "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(6))
-    return f"{region[:2].upper()}{now:%Y%m%d}{tail}"
+    return f"{prefix}{now:%Y%m%d}{tail}"
 
 
 def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
@@ -71,6 +71,7 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             for item in checklist(case)
         ],
         "appointment": _appointment(case),
+        "publicity": {code: not publicity_skipped(case, code) for code in case.services if case.pack.services[code].raw.get("publicity")},
         "result_delivery": None if not data.get("delivery") else {
             "method": data.get("delivery"),
             "address": data.get("mailing_address"),
@@ -82,7 +83,7 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
 def _appointment(case: Case) -> dict[str, Any] | None:
     if not case.chose("disability_certificate"):
         return None
-    if category_is_mental(case) and case.pack.assessment.get("mental"):
+    if on_mental_waitlist(case):
         return {"session_date": None, "period": None, "place": None, "kind": "mental_waitlist"}
     booking = case.data.get("booking")
     if not booking:

@@ -73,7 +73,7 @@ class ApplicationDialog:
             "fails": {},
             "editing": False,
             "updated_at": now.isoformat(timespec="seconds"),
-            "data": {"reference": new_reference(self.pack.region, now), "created_at": now.isoformat(timespec="seconds")},
+            "data": {"reference": new_reference(self.pack.raw["reference_prefix"], now), "created_at": now.isoformat(timespec="seconds")},
         }
 
     def _turn(self, session: dict[str, Any], openid: str, now: datetime) -> Turn:
@@ -98,10 +98,10 @@ class ApplicationDialog:
             return self.pack.text("voice_unrecognized")
         text = inp.text.strip()
         command = self.lang.command(text) if text else None
+        if resuming and state not in (INITIAL, FINAL) and command in (None, "greet"):
+            return await self._join(self._recap(session, turn), await prompt(turn, state))
         if command:
             return await self._command(command, session, turn)
-        if resuming and state not in (INITIAL, FINAL):
-            return await self._join(self._recap(session, turn), await prompt(turn, state))
         if inp.kind == "image" and state != "checklist":
             session["data"].setdefault("unassigned_photos", []).append({"media_id": inp.media_id, "pic_url": inp.pic_url})
             return await self._join(self.pack.text("image_kept"), await prompt(turn, state))

@@ -97,6 +97,7 @@ class Pack:
             "window": self.window,
             "place": a.get("place", ""),
             "time": a.get("time_text", a.get("text", "")),
+            "mental_text": a.get("mental", {}).get("text", ""),
         }
 
     def text(self, key: str, **values: Any) -> str:

@@ -6,7 +6,7 @@ from typing import Awaitable, Callable
 
 from dialogs import assessment
 from dialogs.answers import slot_lines
-from dialogs.conditions import category_is_mental, needs_guardian_consent
+from dialogs.conditions import needs_guardian_consent, on_mental_waitlist, publicity_skipped
 from dialogs.eligibility import MAY_NOT_QUALIFY, PENDING, evaluate_service, excluded_services, failed_rules, suggested_services
 from dialogs.materials import checklist
 from dialogs.turn import Turn
@@ -116,6 +116,8 @@ async def summary(turn: Turn) -> str:
         result = evaluate_service(turn.case, code)["result"]
         expected = expected_date(turn, code)
         flag = q["may_not_qualify"] if result == MAY_NOT_QUALIFY else q["pending"] if result == PENDING else ""
+        if publicity_skipped(turn.case, code):
+            flag += q["no_publicity"]
         lines.append(q["service_line"].format(
             service=service.short,
             deadline=service.deadline.get("text", ""),
@@ -126,8 +128,8 @@ async def summary(turn: Turn) -> str:
     if booking_ and turn.case.chose("disability_certificate"):
         day = date.fromisoformat(booking_["session_date"])
         lines.append(q["appointment"].format(date=assessment.format_day(day), period=booking_["period"], place=booking_["place"]))
-    elif turn.case.chose("disability_certificate") and category_is_mental(turn.case) and turn.pack.assessment.get("mental"):
-        lines.append(q["waitlist"])
+    elif on_mental_waitlist(turn.case):
+        lines.append(turn.pack.q("summary", "waitlist"))
     items = checklist(turn.case)
     if items:
         photos = sum(1 for i in items if i.material.code in data.get("photos", {}))
@@ -184,7 +186,14 @@ async def prompt(turn: Turn, state: str) -> str:
 
 
 def submitted_message(turn: Turn) -> str:
-    return turn.pack.q("submitted", reference=turn.data["reference"], next_steps=turn.pack.raw.get("next_steps", ""))
+    appointment = ""
+    booking_ = turn.data.get("booking")
+    if booking_ and turn.case.chose("disability_certificate"):
+        day = date.fromisoformat(booking_["session_date"])
+        appointment = turn.pack.q("submitted", "appointment", date=assessment.format_day(day), period=booking_["period"], place=booking_["place"])
+    elif on_mental_waitlist(turn.case):
+        appointment = turn.pack.q("submitted", "waitlist")
+    return turn.pack.q("submitted", reference=turn.data["reference"], next_steps=turn.pack.raw.get("next_steps", ""), appointment=appointment)
 
 
 __all__ = ["prompt", "submitted_message", "expected_date", "datetime"]

@@ -278,7 +278,8 @@ _HAN_CHAR = re.compile(rf"[{_HAN}]")
 
 def parse_address(text: str) -> str:
     address = normalize(text)
-    address = _ADDRESS_NOISE.sub("", address, count=1).strip()
+    # Voice recognition ends sentences with a full stop; an address never does.
+    address = _ADDRESS_NOISE.sub("", address, count=1).strip().rstrip("。.，,！!？?；; ")
     if 5 <= len(address) <= 100 and _HAN_CHAR.search(address) and address.isprintable():
         return address
     raise ValidationError("address_format")

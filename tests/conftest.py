@@ -19,7 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import CONVERSATIONS, create_app
+from bot.app import CLOCK, CONVERSATIONS, create_app
+from bot.conversation import china_now
 from bot.privacy import MaskingFilter
 from bot.settings import Settings
 from bot.wechat_protocol import WeChatProtocol, message_xml
@@ -64,10 +65,41 @@ def settings(redis_url, redis_client, tmp_path) -> Settings:
     )
 
 
+class FakeClock:
+    """The dialog's clock, which a test can set and move forward."""
+
+    def __init__(self, now: datetime | None = None):
+        self.now = now or china_now()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, when: str | datetime) -> None:
+        when = when if isinstance(when, datetime) else datetime.fromisoformat(when)
+        self.now = when.replace(tzinfo=self.now.tzinfo)
+
+    def advance(self, **delta) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(**delta)
+
+
 @pytest.fixture
-async def bot_client(settings):
-    client = TestClient(TestServer(create_app(settings)))
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+async def start_client(settings: Settings, clock: FakeClock) -> TestClient:
+    app = create_app(settings)
+    app[CLOCK] = clock
+    client = TestClient(TestServer(app))
     await client.start_server()
+    return client
+
+
+@pytest.fixture
+async def bot_client(settings, clock):
+    client = await start_client(settings, clock)
     yield client
     await client.close()
 
