@@ -12,6 +12,9 @@ from typing import Any
 
 import yaml
 
+# libyaml's C loader when present (10x faster start-up), else the pure-Python safe loader.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 CONTENT_DIR = Path(__file__).resolve().parent.parent / "content"
 
 SERVICE_ORDER = (
@@ -113,7 +116,7 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     with path.open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh) or {}
+        return yaml.load(fh, Loader=_YAML_LOADER) or {}
 
 
 def available_regions(content_dir: Path = CONTENT_DIR) -> list[str]:
