@@ -114,7 +114,8 @@ async def summary(turn: Turn) -> str:
     for code in turn.case.services:
         service = turn.pack.services[code]
         result = evaluate_service(turn.case, code)["result"]
-        expected = expected_date(turn, code)
+        # A result that waits for the assessment has no date of its own yet.
+        expected = None if result == PENDING else expected_date(turn, code)
         flag = q["may_not_qualify"] if result == MAY_NOT_QUALIFY else q["pending"] if result == PENDING else ""
         if publicity_skipped(turn.case, code):
             flag += q["no_publicity"]
