@@ -67,26 +67,27 @@ class ConversationService:
     async def _reply(self, message: Incoming, now: datetime | None) -> str:
         openid = message.from_user
         if message.msg_type == "event" and message.event == "unsubscribe":
-            await self.store.forget_user(openid)
+            await self._forget(openid, message)
             return ""
         user_input = self._input(message)
         if user_input is None:
             # Events we do not use get no reply; a video or location gets a kind word.
             return "" if message.msg_type == "event" else self.pack.text("unsupported_message")
-        cached = await self.store.cached_reply(openid, message.dedup_id)
-        if cached is not None:
-            self.metrics.dedup_hits.inc()
-            return cached
-        async with self.store.turn(openid, message.order, wait_s=self.deadline_s - 0.5) as lock:
-            # A retry may have waited for the first attempt: it finds the answer now.
-            cached = await self.store.cached_reply(openid, message.dedup_id)
-            if cached is not None:
+        async with self.store.turn(openid, message.order, message.dedup_id, wait_s=self.deadline_s - 0.5) as turn:
+            if turn.cached_reply is not None:
+                # WeChat's retry of a message we already answered: the same answer, no second step.
                 self.metrics.dedup_hits.inc()
-                return cached
-            session = await self.store.load(openid)
-            session, reply = await self.dialog.handle(session, user_input, openid, now or self.clock())
-            await self.store.save(lock, session, message.dedup_id, reply)
+                return turn.cached_reply
+            session, reply = await self.dialog.handle(turn.session, user_input, openid, now or self.clock())
+            await self.store.save(turn, session, reply)
         return reply
+
+    async def _forget(self, openid: str, message: Incoming) -> None:
+        """Unsubscribed: give back any place held for an unsubmitted application, then delete everything."""
+        async with self.store.turn(openid, message.order, message.dedup_id, wait_s=self.deadline_s - 0.5) as turn:
+            if turn.session:
+                await self.dialog.release_holds(turn.session)
+        await self.store.forget_user(openid)
 
     def _input(self, m: Incoming) -> UserInput | None:
         """What the citizen said, or None for events we politely ignore."""

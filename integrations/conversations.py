@@ -28,6 +28,8 @@ LOCK_TTL_MS = 3000
 WAITER_STALE_MS = 5000
 REPLY_TTL_S = 120  # WeChat retries for about 15 s; keep the answer a while longer.
 
+# Queue, then take the lock when first in line. On success it also returns what the turn needs
+# (the cached reply of this message, if any, and the session), saving two round trips.
 _ACQUIRE = """
 local lock, queue, seen = KEYS[1], KEYS[2], KEYS[3]
 local member, token, now, ttl, stale = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
@@ -39,19 +41,19 @@ if redis.call('ZSCORE', queue, member) == false then
 end
 while true do
   local head = redis.call('ZRANGE', queue, 0, 0)[1]
-  if head == nil then return 0 end
+  if head == nil then return {0} end
   local since = tonumber(redis.call('HGET', seen, head) or '0')
   if head ~= member and now - since > stale then
     redis.call('ZREM', queue, head)
     redis.call('HDEL', seen, head)
   else
-    if head ~= member then return 0 end
+    if head ~= member then return {0} end
     if redis.call('SET', lock, token, 'NX', 'PX', ttl) then
       redis.call('ZREM', queue, member)
       redis.call('HDEL', seen, member)
-      return 1
+      return {1, redis.call('GET', KEYS[4]) or '', redis.call('GET', KEYS[5]) or ''}
     end
-    return 0
+    return {0}
   end
 end
 """
@@ -67,11 +69,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# Save the session and remember the reply for WeChat's retries, only while we hold the lock.
+# Save the session, remember the reply for WeChat's retries and release the lock: only while
+# the lock is still ours.
 _SAVE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
+redis.call('DEL', KEYS[1])
 return 1
 """
 
@@ -84,10 +88,16 @@ class LostLock(Exception):
     """The turn took longer than the lock lives; its result was not saved."""
 
 
-@dataclass(frozen=True)
-class TurnLock:
+@dataclass
+class Turn:
+    """A held turn: the lock token, this message's earlier reply (a retry) and the session."""
+
     openid: str
     token: str
+    dedup_id: str
+    cached_reply: str | None
+    session: dict | None
+    released: bool = False
 
 
 def _k(openid: str, part: str) -> str:
@@ -104,60 +114,61 @@ class ConversationStore:
         self._release = client.register_script(_RELEASE)
         self._save = client.register_script(_SAVE)
 
-    # -- the turn lock -------------------------------------------------------------------------
+    # -- the turn ---------------------------------------------------------------------------------
     @asynccontextmanager
-    async def turn(self, openid: str, order: tuple[int, int], *, wait_s: float) -> AsyncIterator[TurnLock]:
+    async def turn(self, openid: str, order: tuple[int, int], dedup_id: str, *, wait_s: float) -> AsyncIterator[Turn]:
+        """Wait for this user's earlier messages, then hold the user for one turn."""
         token = os.urandom(8).hex()
         # Members sort by score (CreateTime) and then lexicographically, hence the zero padding.
         member = f"{order[1]:020d}:{token}"
-        keys = [_k(openid, "lock"), _k(openid, "queue"), _k(openid, "queued_at")]
+        conv_key, reply_key = _k(openid, "conversation"), _k(openid, f"reply:{dedup_id}")
+        keys = [_k(openid, "lock"), _k(openid, "queue"), _k(openid, "queued_at"), reply_key, conv_key]
         deadline = time.monotonic() + wait_s
         pause = 0.001
         try:
             while True:
                 now_ms = int(time.time() * 1000)
                 got = await self._acquire(keys=keys, args=[member, token, now_ms, LOCK_TTL_MS, WAITER_STALE_MS, order[0]])
-                if got == 1:
+                if got[0] == 1:
                     break
                 if time.monotonic() >= deadline:
                     raise LockTimeout(openid)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.02)
         except BaseException:
-            await _quietly(self._leave(keys=keys[1:], args=[member]))
+            await _quietly(self._leave(keys=keys[1:3], args=[member]))
             raise
+        turn = Turn(
+            openid, token, dedup_id,
+            cached_reply=self.sealer.open(got[1], reply_key).decode() if got[1] else None,
+            session=json.loads(self.sealer.open(got[2], conv_key)) if got[2] else None,
+        )
         try:
-            yield TurnLock(openid, token)
+            yield turn
         finally:
-            await _quietly(self._release(keys=[keys[0]], args=[token]))
+            if not turn.released:
+                await _quietly(self._release(keys=[keys[0]], args=[token]))
 
-    # -- sessions and replies ------------------------------------------------------------------
+    async def save(self, turn: Turn, session: dict, reply: str) -> None:
+        """Store the new session and this message's reply, and end the turn."""
+        conv_key = _k(turn.openid, "conversation")
+        reply_key = _k(turn.openid, f"reply:{turn.dedup_id}")
+        sealed_session = self.sealer.seal(json.dumps(session, ensure_ascii=False, separators=(",", ":")).encode(), conv_key)
+        sealed_reply = self.sealer.seal(reply.encode(), reply_key) if turn.dedup_id else b""
+        ok = await self._save(
+            keys=[_k(turn.openid, "lock"), conv_key, reply_key],
+            args=[turn.token, sealed_session, self.session_ttl_s, sealed_reply, REPLY_TTL_S],
+        )
+        if ok != 1:
+            raise LostLock(turn.openid)
+        turn.released = True
+
+    # -- outside a turn -------------------------------------------------------------------------
     async def load(self, openid: str) -> dict | None:
         blob = await self.redis.get(_k(openid, "conversation"))
         if blob is None:
             return None
         return json.loads(self.sealer.open(blob, _k(openid, "conversation")))
-
-    async def cached_reply(self, openid: str, dedup_id: str) -> str | None:
-        key = _k(openid, f"reply:{dedup_id}")
-        blob = await self.redis.get(key)
-        return None if blob is None else self.sealer.open(blob, key).decode()
-
-    async def save(self, lock: TurnLock, session: dict, dedup_id: str, reply: str) -> None:
-        conv_key = _k(lock.openid, "conversation")
-        reply_key = _k(lock.openid, f"reply:{dedup_id}")
-        sealed_session = self.sealer.seal(json.dumps(session, ensure_ascii=False, separators=(",", ":")).encode(), conv_key)
-        sealed_reply = self.sealer.seal(reply.encode(), reply_key) if dedup_id else b""
-        ok = await self._save(
-            keys=[_k(lock.openid, "lock"), conv_key, reply_key],
-            args=[lock.token, sealed_session, self.session_ttl_s, sealed_reply, REPLY_TTL_S],
-        )
-        if ok != 1:
-            raise LostLock(lock.openid)
-
-    async def remember_reply(self, openid: str, dedup_id: str, reply: str) -> None:
-        key = _k(openid, f"reply:{dedup_id}")
-        await self.redis.set(key, self.sealer.seal(reply.encode(), key), ex=REPLY_TTL_S)
 
     async def forget_user(self, openid: str) -> int:
         """Delete every key of this user (conversation, cached replies, queue)."""

@@ -50,7 +50,7 @@ async def test_concurrent_messages_of_one_user_run_one_at_a_time_in_order(bot_cl
     base_id = next(_ids)
     xmls = [message_xml(from_user=user.openid, content=a, msg_id=base_id + i, create_time=created) for i, a in enumerate(answers)]
     # Hold the user's turn, let all ten arrive (newest first), then let them go.
-    async with store.turn(user.openid, (0, 0), wait_s=2):
+    async with store.turn(user.openid, (0, 0), "held-by-test", wait_s=2):
         tasks = [asyncio.create_task(user.post_xml(x)) for x in reversed(xmls)]
         for _ in range(200):
             if await store.redis.zcard(f"u:{{{user.openid}}}:queue") == len(xmls):
@@ -64,12 +64,16 @@ async def test_concurrent_messages_of_one_user_run_one_at_a_time_in_order(bot_cl
 
 async def test_unsubscribe_deletes_the_users_data(bot_client, make_user, redis_client):
     user = make_user()
-    await user.say("你好")
-    await user.say("1")
+    for text in ("你好", "1", "1", "4", "5", "张三", "341723195503020017", "13812345678", "青阳县蓉城镇五溪村12号", "0"):
+        await user.say(text)
+    assert "已为您预约" in await user.say("1")
+    booked = [k async for k in redis_client.scan_iter(match="assess:*")]
+    assert booked and await redis_client.hlen(booked[0]) == 1
     pattern = f"u:{{{user.openid}}}:*"
     assert [k async for k in redis_client.scan_iter(match=pattern)]
     assert await user.event("unsubscribe") == ""
     assert [k async for k in redis_client.scan_iter(match=pattern)] == []
+    assert await redis_client.hlen(booked[0]) == 0  # the unsubmitted booking gave its place back
     # Coming back starts afresh with the welcome.
     reply = await user.event("subscribe")
     assert "欢迎关注" in reply and "请问是谁申请" in reply
