@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ def redis_url() -> str:
     server = start_embedded(tmp)
     yield f"unix://{server.socket_file}"
     server.shutdown(nosave=True)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture
