@@ -1,25 +1,31 @@
-"""The app factory: every resource opened once in a cleanup_ctx, shared through typed AppKeys."""
+"""The app factory: every resource opened once in a cleanup_ctx, shared through typed AppKeys.
+
+Without real WeChat credentials the bot mounts WeChat's API sandbox at /sandbox/wechat, and without
+INTAKE_URL the intake sandbox at /sandbox/intake, so the whole journey (apply, delivery, status
+events, pushed messages) works on a laptop with no configuration.
+"""
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from datetime import datetime
 from typing import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 
 from bot.conversation import ConversationService, china_now
+from bot.intake_events import events_handler
 from bot.metrics import Metrics
+from bot.services import Services, open_services
 from bot.settings import Settings
 from bot.wechat_protocol import ProtocolError, WeChatProtocol
-from dialogs.engine import ApplicationDialog
 from dialogs.pack import Pack, load_pack
-from dialogs.turn import Ports
-from dialogs.workdays import WorkCalendar, default_calendar
-from integrations.assessment_book import RedisAssessmentBook
-from integrations.conversations import ConversationStore
-from integrations.outbox import RedisOutbox
-from integrations.redis_connection import RedisHandle, connect
-from integrations.sealing import Sealer
+from integrations.delivery import DeliveryWorker, default_consumer
+from integrations.intake import HttpIntake
+from integrations.push import PushQueue
+from integrations.wechat_api import WeChatApi
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +33,25 @@ SETTINGS = web.AppKey("settings", Settings)
 PACK = web.AppKey("pack", Pack)
 PROTOCOL = web.AppKey("protocol", WeChatProtocol)
 METRICS = web.AppKey("metrics", Metrics)
-REDIS = web.AppKey("redis", RedisHandle)
+SERVICES = web.AppKey("services", Services)
 CONVERSATIONS = web.AppKey("conversations", ConversationService)
-STORE = web.AppKey("store", ConversationStore)
-BOOK = web.AppKey("book", RedisAssessmentBook)
-OUTBOX = web.AppKey("outbox", RedisOutbox)
-DIALOG = web.AppKey("dialog", ApplicationDialog)
-CALENDAR = web.AppKey("calendar", WorkCalendar)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+DELIVERY = web.AppKey("delivery", DeliveryWorker)
 # The dialog's idea of "now" (China time); tests replace it to travel in time.
 CLOCK = web.AppKey("clock", Callable[[], datetime])
 
+SANDBOX_WECHAT_APPID, SANDBOX_WECHAT_SECRET = "sandbox-appid", "sandbox-secret"
+SANDBOX_INTAKE_SECRET = "sandbox-intake-secret"
+PUSH_EVERY_S = 1.0
+REMINDERS_EVERY_S = 30.0
+
 
 def create_app(settings: Settings) -> web.Application:
+    settings.validate()
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     # Content and the dialog machine are loaded here, once, before the first message.
     pack = app[PACK] = load_pack(settings.region)
-    app[CALENDAR] = default_calendar()
     app[PROTOCOL] = WeChatProtocol(
         settings.wechat_token,
         settings.wechat_appid,
@@ -53,11 +61,29 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[METRICS] = Metrics.create()
     app[CLOCK] = china_now
-    app.cleanup_ctx.append(_storage_and_dialog)
+    app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(_background_work)
     app.router.add_get("/wechat", wechat_verify)
     app.router.add_post("/wechat", wechat_message)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post("/intake/events", events_handler(
+        secret=lambda: intake_secret(settings),
+        registry=lambda: app[SERVICES].registry,
+        services=lambda: set(pack.services),
+        apply=lambda app_id, event: app[SERVICES].notifier.on_status_event(app_id, event),
+    ))
+    if not settings.has_wechat_credentials:
+        from integrations.wechat_sandbox import create_wechat_sandbox
+
+        app.add_subapp("/sandbox/wechat", create_wechat_sandbox(appid=SANDBOX_WECHAT_APPID, secret=SANDBOX_WECHAT_SECRET))
+    if not settings.intake_url:
+        from integrations.intake_sandbox import create_intake_sandbox
+
+        app.add_subapp("/sandbox/intake", create_intake_sandbox(
+            lambda: app[SERVICES].redis.client, lambda: app[SERVICES].sealer,
+            secret=SANDBOX_INTAKE_SECRET, bot_events_url=f"{settings.self_url}/intake/events",
+        ))
     if settings.simulator_enabled:
         from bot.simulator import setup_simulator
 
@@ -65,21 +91,76 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-async def _storage_and_dialog(app: web.Application) -> AsyncIterator[None]:
+def intake_secret(settings: Settings) -> str:
+    return settings.intake_secret if settings.intake_url else SANDBOX_INTAKE_SECRET
+
+
+def wechat_api(settings: Settings, http: aiohttp.ClientSession, client) -> WeChatApi:
+    if settings.has_wechat_credentials:
+        return WeChatApi(http, client, base_url=settings.api_base, appid=settings.wechat_appid,
+                         secret=settings.wechat_appsecret, template_id=settings.wechat_template_id)
+    return WeChatApi(http, client, base_url=f"{settings.self_url}/sandbox/wechat",
+                     appid=SANDBOX_WECHAT_APPID, secret=SANDBOX_WECHAT_SECRET, template_id="sandbox-template")
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    handle = app[REDIS] = connect(settings.redis_url, settings.var_dir)
-    sealer = Sealer.from_setting(settings.data_keys, settings.var_dir)
-    pack = app[PACK]
-    app[STORE] = ConversationStore(handle.client, sealer, session_ttl_s=pack.conversation_days * 86400)
-    app[BOOK] = RedisAssessmentBook(handle.client)
-    app[OUTBOX] = RedisOutbox(handle.client, sealer)
-    app[DIALOG] = ApplicationDialog(pack, Ports(book=app[BOOK], outbox=app[OUTBOX]), app[CALENDAR])
-    app[CONVERSATIONS] = ConversationService(
-        app[STORE], app[DIALOG], pack, app[METRICS], deadline_s=settings.turn_deadline_s, clock=app[CLOCK]
-    )
-    log.info("ready: region %s, Redis %s, %s mode", pack.region, handle.description, "safe" if settings.safe_mode else "plain")
+    async with aiohttp.ClientSession() as http:
+        app[HTTP] = http
+
+        def push_factory(client, sealer):
+            return PushQueue(client, sealer, wechat_api(settings, http, client))
+
+        async with open_services(settings, pack=app[PACK], push_factory=push_factory) as services:
+            app[SERVICES] = services
+            app[CONVERSATIONS] = ConversationService(
+                services.store, services.dialog, services.pack, app[METRICS],
+                deadline_s=settings.turn_deadline_s, clock=app[CLOCK],
+            )
+            log.info("ready: region %s, Redis %s, %s mode", services.pack.region, services.redis.description,
+                     "safe" if settings.safe_mode else "plain")
+            yield
+
+
+async def _background_work(app: web.Application) -> AsyncIterator[None]:
+    """Delivery to the intake, pushed messages and reminders: tracked tasks, stopped on shutdown."""
+    settings, services, http = app[SETTINGS], app[SERVICES], app[HTTP]
+    base = settings.intake_url or f"{settings.self_url}/sandbox/intake"
+    intake = HttpIntake(http, base_url=base, secret=intake_secret(settings))
+    window = float(services.pack.raw.get("retention", {}).get("delivery_retry_hours", 72)) * 3600
+    consumer = default_consumer()
+    notifier = services.notifier
+    app[DELIVERY] = DeliveryWorker(services.redis.client, services.outbox, intake, consumer=consumer, retry_window_s=window,
+                                   on_delivered=notifier.on_delivered, on_rejected=notifier.on_rejected)
+    events = DeliveryWorker(services.redis.client, services.outbox, intake, consumer=consumer, retry_window_s=window,
+                            kind="event")
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(app[DELIVERY].run_forever(stop), name="deliver-applications"),
+        asyncio.create_task(events.run_forever(stop), name="deliver-events"),
+        asyncio.create_task(_every(PUSH_EVERY_S, stop, lambda: services.push.send_due()), name="push"),
+        asyncio.create_task(_every(REMINDERS_EVERY_S, stop, lambda: send_due_reminders(services, time.time())), name="reminders"),
+    ]
     yield
-    await handle.close()
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def send_due_reminders(services: Services, now: float) -> int:
+    return await services.reminders.send_due(
+        now, services.push, lambda rid, payload: services.notifier.render_reminder(rid, payload, conversations=services.store))
+
+
+async def _every(seconds: float, stop: asyncio.Event, work) -> None:
+    while not stop.is_set():
+        try:
+            await work()
+        except Exception:  # a background loop must outlive Redis restarts and bugs in one message
+            log.exception("background work failed; trying again in %.0f s", seconds)
+        try:
+            await asyncio.wait_for(stop.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -115,7 +196,7 @@ def _refuse(request: web.Request, error: ProtocolError) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     try:
-        await request.app[REDIS].client.ping()
+        await request.app[SERVICES].redis.client.ping()
     except Exception:
         return web.json_response({"ok": False, "redis": "unavailable"}, status=503)
     return web.json_response({"ok": True, "region": request.app[PACK].region})

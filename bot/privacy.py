@@ -49,4 +49,6 @@ def install_masking(logger: logging.Logger | None = None) -> None:
 
 def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # transitions logs every state change at INFO: three lines a turn, each through the masking filter.
+    logging.getLogger("transitions").setLevel(logging.WARNING)
     install_masking()

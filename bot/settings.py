@@ -21,7 +21,8 @@ class Settings:
     wechat_appid: str = ""
     wechat_appsecret: str = ""
     wechat_encoding_aes_key: str = ""
-    wechat_api_base: str = WECHAT_API_DEFAULT
+    wechat_api_base: str = ""
+    wechat_template_id: str = ""
     redis_url: str = ""
     intake_url: str = ""
     intake_secret: str = ""
@@ -45,7 +46,8 @@ class Settings:
             wechat_appid=env.get("WECHAT_APPID", ""),
             wechat_appsecret=env.get("WECHAT_APPSECRET", ""),
             wechat_encoding_aes_key=env.get("WECHAT_ENCODING_AES_KEY", ""),
-            wechat_api_base=env.get("WECHAT_API_BASE") or WECHAT_API_DEFAULT,
+            wechat_api_base=env.get("WECHAT_API_BASE", ""),
+            wechat_template_id=env.get("WECHAT_TEMPLATE_ID", ""),
             redis_url=env.get("REDIS_URL", ""),
             intake_url=env.get("INTAKE_URL", ""),
             intake_secret=env.get("INTAKE_SECRET", ""),
@@ -70,6 +72,28 @@ class Settings:
     @property
     def safe_mode(self) -> bool:
         return bool(self.wechat_encoding_aes_key)
+
+    @property
+    def api_base(self) -> str:
+        return self.wechat_api_base or WECHAT_API_DEFAULT
+
+    @property
+    def self_url(self) -> str:
+        """Where this bot answers on this machine (its sandboxes call it back there)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def validate(self) -> None:
+        """Refuse a configuration that would fail later, when a citizen is waiting."""
+        problems = []
+        if self.intake_url and not self.intake_secret:
+            problems.append("INTAKE_URL is set but INTAKE_SECRET is not: deliveries could not be signed")
+        if self.wechat_encoding_aes_key and len(self.wechat_encoding_aes_key) != 43:
+            problems.append("WECHAT_ENCODING_AES_KEY must be 43 characters")
+        if bool(self.wechat_appid) != bool(self.wechat_appsecret) and not self.wechat_encoding_aes_key:
+            problems.append("set WECHAT_APPID and WECHAT_APPSECRET together")
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)

@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable
 from dialogs import assessment
 from dialogs.application import Step
 from dialogs.conditions import on_mental_waitlist
+from dialogs.deadlines import expected_date
 from dialogs.document import build_document, new_reference
 from dialogs.eligibility import excluded_services, suggested_services
 from dialogs.materials import checklist
@@ -309,6 +310,13 @@ async def submit(turn: Turn) -> None:
     if on_mental_waitlist(turn.case):
         await turn.ports.book.join_waitlist("mental", turn.data["reference"])
     await turn.ports.outbox.submit(document)
+    if turn.ports.followup:
+        expected = {}
+        for code, result in document["eligibility"].items():
+            # A result that waits for the assessment has no date of its own yet.
+            day = None if result["result"] == "pending" else expected_date(turn, code)
+            expected[code] = day.isoformat() if day else None
+        await turn.ports.followup.submitted(document, turn.openid, expected)
 
 
 async def read_after_submit(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:

@@ -11,6 +11,7 @@ from typing import Any
 
 from transitions import Machine
 
+from dialogs.aftercare import Aftercare
 from dialogs.answers import read_answer
 from dialogs.application import FINAL, INITIAL, STEPS, TRANSITIONS, Step
 from dialogs.conditions import CONDITIONS, Case
@@ -56,11 +57,13 @@ def build_machine() -> Machine:
 
 
 class ApplicationDialog:
-    def __init__(self, pack: Pack, ports: Ports, calendar: WorkCalendar, *, resume_after: timedelta = timedelta(hours=1)):
+    def __init__(self, pack: Pack, ports: Ports, calendar: WorkCalendar, *, resume_after: timedelta = timedelta(hours=1),
+                 registry=None):
         self.pack = pack
         self.ports = ports
         self.calendar = calendar
         self.lang = Understanding(pack)
+        self.aftercare = Aftercare(pack, self.lang, registry, ports.outbox) if registry is not None else None
         self.machine = build_machine()
         # One model, registered once: add_model costs ~0.7 ms (it wires every state onto the model).
         # Routing is synchronous (no await between setting the case and reading the state), so
@@ -102,9 +105,19 @@ class ApplicationDialog:
         if inp.kind == "voice" and not inp.recognized:
             return self.pack.text("voice_unrecognized")
         text = inp.text.strip()
+        if text and self.aftercare:
+            after = self.aftercare.command(text)
+            if after:
+                return await self.aftercare.handle(after, text, turn.openid, turn.now)
         command = self.lang.command(text) if text else None
         if resuming and state not in (INITIAL, FINAL) and command in (None, "greet"):
             return await self._join(self._recap(session, turn), await prompt(turn, state))
+        if command and command != "greet":
+            return await self._command(command, session, turn)
+        if text and self.ports.feedback and (state == FINAL or not session["history"]):
+            rated = await self._rating(text, turn)
+            if rated:
+                return rated
         if command:
             return await self._command(command, session, turn)
         if inp.kind == "image" and state != "checklist":
@@ -132,6 +145,8 @@ class ApplicationDialog:
         if not outcome.advance:
             return await self._join(*outcome.say, await prompt(turn, state) if outcome.reprompt else "")
         session["fails"].pop(state, None)
+        if not session["history"] and self.ports.followup:
+            await self.ports.followup.started(turn.openid, session["data"]["reference"], turn.now)
         if state == "checklist":
             session["data"]["checklist_seen"] = True
         session["history"].append(state)
@@ -169,6 +184,10 @@ class ApplicationDialog:
             session["data"]["wants_human"] = turn.now.isoformat(timespec="seconds")
             return self.pack.text("human")
         if command == "status":
+            if self.aftercare:
+                found = await self.aftercare.status_text(turn.openid, turn.now.date())
+                if found:
+                    return found
             return self._status(session)
         if command == "why":
             return await self._join(why(turn, state), await prompt(turn, state))
@@ -188,6 +207,22 @@ class ApplicationDialog:
             return await self._join(self.pack.text("back"), await prompt(turn, session["state"]))
         # greet: carry on where we are
         return await prompt(turn, state)
+
+    async def _rating(self, text: str, turn: Turn) -> str | None:
+        """A 1-5 score (and then an optional comment) for a finished service, when one was asked."""
+        pending = await self.ports.feedback.pending(turn.openid)
+        if not pending:
+            return None
+        words = self.pack.status
+        if pending["stage"] == "score":
+            score = self.lang.number(text)
+            if score is None or not 1 <= score <= 5:
+                return None
+            await self.ports.feedback.record_score(turn.openid, pending, score)
+            return words["rating_thanks"]
+        comment = "" if self.lang.number(text) == 0 else text[:500]
+        await self.ports.feedback.record_comment(turn.openid, pending, comment)
+        return words["rating_comment_thanks"]
 
     def _status(self, session: dict[str, Any]) -> str:
         data = session["data"]

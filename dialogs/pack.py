@@ -73,6 +73,7 @@ class Pack:
     messages: dict[str, str]
     lexicon: dict[str, Any]
     validation: dict[str, str]
+    status: dict[str, Any]
     menu: list[dict[str, str]] = field(default_factory=list)
 
     @property
@@ -133,6 +134,7 @@ def load_pack(region: str, content_dir: Path = CONTENT_DIR) -> Pack:
     messages = _read(common / "messages.yaml") | _read(region_dir / "messages.yaml")
     lexicon = _read(common / "lexicon.yaml") | _read(region_dir / "lexicon.yaml")
     validation = _read(common / "validation.yaml") | _read(region_dir / "validation.yaml")
+    status = _read(common / "status.yaml") | _read(region_dir / "status.yaml")
     menu = (_read(region_dir / "menu.yaml") or _read(common / "menu.yaml")).get("menu", [])
 
     services = {}
@@ -177,5 +179,6 @@ def load_pack(region: str, content_dir: Path = CONTENT_DIR) -> Pack:
         messages=messages,
         lexicon=lexicon,
         validation=validation,
+        status=status,
         menu=menu,
     )

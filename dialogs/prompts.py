@@ -1,13 +1,14 @@
 """The question of each step, filled in from the application so far. Wording is content."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Awaitable, Callable
 
 from dialogs import assessment
 from dialogs.answers import slot_lines
 from dialogs.conditions import needs_guardian_consent, on_mental_waitlist, publicity_skipped
 from dialogs.eligibility import MAY_NOT_QUALIFY, PENDING, evaluate_service, excluded_services, failed_rules, suggested_services
+from dialogs.deadlines import expected_date
 from dialogs.materials import checklist
 from dialogs.turn import Turn
 from dialogs.validators import mask_id
@@ -65,22 +66,6 @@ async def booking(turn: Turn) -> str:
     if not slots:
         return turn.pack.q("booking", "none")
     return turn.pack.q("booking", slots=slots)
-
-
-def expected_date(turn: Turn, code: str) -> date | None:
-    deadline = turn.pack.services[code].deadline
-    start = turn.now.date()
-    booking = turn.data.get("booking")
-    if deadline.get("from") == "assessment" and booking:
-        start = date.fromisoformat(booking["session_date"])
-    if "months" in deadline:
-        month = start.month - 1 + int(deadline["months"])
-        year, month = start.year + month // 12, month % 12 + 1
-        day = min(start.day, 28)
-        return date(year, month, day)
-    if "workdays" in deadline:
-        return turn.calendar.add_workdays(start, int(deadline["workdays"]))
-    return None
 
 
 async def summary(turn: Turn) -> str:
@@ -197,4 +182,4 @@ def submitted_message(turn: Turn) -> str:
     return turn.pack.q("submitted", reference=turn.data["reference"], next_steps=turn.pack.raw.get("next_steps", ""), appointment=appointment)
 
 
-__all__ = ["prompt", "submitted_message", "expected_date", "datetime"]
+__all__ = ["prompt", "submitted_message"]

@@ -27,10 +27,25 @@ class Outbox(Protocol):
     async def submit(self, document: dict[str, Any]) -> None: ...
 
 
+class Followup(Protocol):
+    """What happens around an application outside the conversation (bot/notifications.py)."""
+
+    async def started(self, openid: str, reference: str, now: datetime) -> None: ...
+    async def submitted(self, document: dict[str, Any], openid: str, expected: dict[str, str | None]) -> None: ...
+
+
+class Feedback(Protocol):
+    async def pending(self, openid: str) -> dict[str, Any] | None: ...
+    async def record_score(self, openid: str, pending: dict[str, Any], score: int) -> None: ...
+    async def record_comment(self, openid: str, pending: dict[str, Any], comment: str) -> None: ...
+
+
 @dataclass
 class Ports:
     book: AssessmentBook
     outbox: Outbox
+    followup: Followup | None = None
+    feedback: Feedback | None = None
 
 
 @dataclass

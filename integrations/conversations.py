@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from contextlib import asynccontextmanager
@@ -21,7 +22,9 @@ from typing import AsyncIterator
 
 import redis.asyncio as aioredis
 
-from integrations.sealing import Sealer
+from integrations.sealing import SealError, Sealer
+
+log = logging.getLogger(__name__)
 
 LOCK_TTL_MS = 3000
 # A queued turn that has not taken the lock by then is gone (its worker died or WeChat gave up).
@@ -140,14 +143,25 @@ class ConversationStore:
             raise
         turn = Turn(
             openid, token, dedup_id,
-            cached_reply=self.sealer.open(got[1], reply_key).decode() if got[1] else None,
-            session=json.loads(self.sealer.open(got[2], conv_key)) if got[2] else None,
+            cached_reply=self._open_or_none(got[1], reply_key),
+            session=json.loads(self._open_or_none(got[2], conv_key) or "null"),
         )
         try:
             yield turn
         finally:
             if not turn.released:
                 await _quietly(self._release(keys=[keys[0]], args=[token]))
+
+    def _open_or_none(self, blob: bytes, key: str) -> str | None:
+        """A blob sealed with a key we no longer have is treated as absent (and logged), so the
+        citizen starts afresh instead of being told "busy" until it expires."""
+        if not blob:
+            return None
+        try:
+            return self.sealer.open(blob, key).decode()
+        except SealError:
+            log.error("a stored %s cannot be opened with our keys: starting afresh", key.rsplit(":", 1)[-1].split(":")[0])
+            return None
 
     async def save(self, turn: Turn, session: dict, reply: str) -> None:
         """Store the new session and this message's reply, and end the turn."""

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from integrations.sealing import Sealer
 
 STREAM = "outbox:{applications}:stream"
+EVENTS_STREAM = "outbox:{applications}:events"
 
 _SUBMIT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
@@ -39,6 +40,17 @@ class RedisOutbox:
         key = document_key(document["id"])
         sealed = self.sealer.seal(json.dumps(document, ensure_ascii=False).encode(), key)
         return await self._submit(keys=[key, STREAM], args=[sealed, document["id"]]) == 1
+
+    async def submit_event(self, event: dict[str, Any]) -> bool:
+        """Queue an event for the intake (e.g. a withdrawal); idempotent by event id."""
+        key = f"outbox:{{applications}}:event:{event['event_id']}"
+        sealed = self.sealer.seal(json.dumps(event, ensure_ascii=False).encode(), key)
+        return await self._submit(keys=[key, EVENTS_STREAM], args=[sealed, event["event_id"]]) == 1
+
+    async def get_event(self, event_id: str) -> dict[str, Any] | None:
+        key = f"outbox:{{applications}}:event:{event_id}"
+        blob = await self.redis.get(key)
+        return None if blob is None else json.loads(self.sealer.open(blob, key))
 
     async def get(self, application_id: str) -> dict[str, Any] | None:
         key = document_key(application_id)

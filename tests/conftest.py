@@ -91,10 +91,20 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 async def start_client(settings: Settings, clock: FakeClock) -> TestClient:
-    app = create_app(settings)
+    """The real app on a real loopback port (its sandboxes call it back on settings.port)."""
+    port = free_port()
+    app = create_app(settings.with_(host="127.0.0.1", port=port))
     app[CLOCK] = clock
-    client = TestClient(TestServer(app))
+    client = TestClient(TestServer(app, host="127.0.0.1", port=port))
     await client.start_server()
     return client
 
@@ -109,8 +119,10 @@ async def bot_client(settings, clock):
 @pytest.fixture
 async def live_bot(settings):
     """Base URL of the real app on loopback with the simulator enabled (development setup)."""
-    dev = settings.with_(wechat_appid="", wechat_encoding_aes_key="", wechat_token="devtoken", simulator=None)
-    server = TestServer(create_app(dev), host="127.0.0.1")
+    port = free_port()
+    dev = settings.with_(wechat_appid="", wechat_encoding_aes_key="", wechat_token="devtoken", simulator=None,
+                         host="127.0.0.1", port=port)
+    server = TestServer(create_app(dev), host="127.0.0.1", port=port)
     await server.start_server()
     yield str(server.make_url("")).rstrip("/")
     await server.close()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.app import OUTBOX
+from bot.app import SERVICES
 from dialogs.engine import WECHAT_TEXT_LIMIT
 from tests.conftest import start_client
 
@@ -73,14 +73,14 @@ async def test_transcript(path, settings, clock, protocol, redis_client):
             assert messages <= script["max_messages"], f"{messages} messages"
         if "application" in script:
             assert reference, "no reply gave an application reference"
-            document = await client.server.app[OUTBOX].get(reference.group(1))
+            document = await client.server.app[SERVICES].outbox.get(reference.group(1))
             assert document is not None, "the submitted application is not in the outbox"
             for key, wanted in script["application"].items():
                 if key == "material_codes":
                     assert [m["code"] for m in document["materials"]] == wanted
                     continue
                 assert _lookup(document, key) == wanted, f"application {key}: {_lookup(document, key)!r} != {wanted!r}"
-            queued = await client.server.app[OUTBOX].queued_ids()
+            queued = await client.server.app[SERVICES].outbox.queued_ids()
             assert queued.count(document["id"]) == 1
         await _assert_nothing_personal_in_clear(redis_client, script)
     finally:

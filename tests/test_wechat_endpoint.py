@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.app import STORE
+from bot.app import SERVICES
 from bot.wechat_protocol import message_xml
 from tests.conftest import SAMPLE_TOKEN, WeChatUser, _ids
 
@@ -45,7 +45,7 @@ async def test_concurrent_messages_of_one_user_run_one_at_a_time_in_order(bot_cl
     answers = ["1", "1 3", "1", "4", "1", "2", "张三", "341723195503020017", "13812345678", "青阳县蓉城镇五溪村12号"]
     expected = ["要办哪些事", "户口在青阳县", "哪类残疾", "几级", "哪种情况", "请发您的姓名", "身份证号", "联系电话", "户籍地址", "请准备这些材料"]
     assert "请问是谁申请" in await user.say("你好")
-    store = bot_client.server.app[STORE]
+    store = bot_client.server.app[SERVICES].store
     created = int(time.time())
     base_id = next(_ids)
     xmls = [message_xml(from_user=user.openid, content=a, msg_id=base_id + i, create_time=created) for i, a in enumerate(answers)]

@@ -1,0 +1,76 @@
+"""POST /intake/events: status events from the intake system, signed like our deliveries.
+
+A bad signature or a timestamp more than 5 minutes off is refused (401); an event delivered twice
+is applied once (the second answer is 409); errors are plain JSON for a machine, never a traceback.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from integrations.applications import ApplicationRegistry
+from integrations.intake import verify_request
+
+log = logging.getLogger(__name__)
+
+STATUSES = {
+    "accepted", "forwarded", "publicity_started", "publicity_ended", "approved", "rejected",
+    "materials_missing", "ready_for_pickup", "mailed", "first_payment", "withdrawn",
+}
+MAX_EVENT_BYTES = 16 * 1024
+
+
+def _error(status: int, code: str, detail: str) -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status)
+
+
+def events_handler(secret: Callable[[], str], registry: Callable[[], ApplicationRegistry], services: Callable[[], set[str]],
+                   apply: Callable[[str, dict[str, Any]], Awaitable[bool]], *, clock: Callable[[], float] = time.time):
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.content.read(MAX_EVENT_BYTES + 1)
+        if len(body) > MAX_EVENT_BYTES:
+            return _error(413, "too_large", f"an event is at most {MAX_EVENT_BYTES} bytes")
+        if not verify_request(secret(), request.headers, body, now=clock()):
+            return _error(401, "bad_signature", "X-Bot-Signature/X-Bot-Timestamp missing, wrong or older than 5 minutes")
+        try:
+            event = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "bad_json", "the body is not JSON")
+        problem = _check(event, services())
+        if problem:
+            return _error(400, "bad_event", problem)
+        app_id = event.get("application_id")
+        if not app_id and event.get("application_no"):
+            app_id = await registry().find_by_number(str(event["application_no"]))
+        if not app_id or await registry().meta(app_id) is None:
+            return _error(404, "unknown_application", "no application with that id or number")
+        event = {**event, "application_id": app_id}
+        if not await apply(app_id, event):
+            return web.json_response({"applied": False, "duplicate": True}, status=409)
+        log.info("intake event %s applied: %s %s", event["event_id"], event["service"], event["status"])
+        return web.json_response({"applied": True})
+
+    return handle
+
+
+def _check(event: Any, services: set[str]) -> str | None:
+    if not isinstance(event, dict):
+        return "the event must be a JSON object"
+    for field in ("event_id", "service", "status"):
+        if not isinstance(event.get(field), str) or not event[field] or len(event[field]) > 200:
+            return f"{field} is required (a string)"
+    if not (isinstance(event.get("application_id"), str) or isinstance(event.get("application_no"), str)):
+        return "application_id or application_no is required"
+    if event["service"] not in services:
+        return f"unknown service {event['service']!r}"
+    if event["status"] not in STATUSES:
+        return f"unknown status {event['status']!r}"
+    if "note" in event and not isinstance(event["note"], str):
+        return "note must be a string"
+    if "at" in event and not isinstance(event["at"], str):
+        return "at must be an ISO 8601 string"
+    return None

@@ -1,0 +1,175 @@
+"""What the bot tells citizens without being asked: status changes, reminders, announcements.
+
+Everything goes through the durable push queue under an idempotency key, so each message is
+queued once however often an event or a reminder is processed. Wording: content/common/status.yaml.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dialogs.assessment import format_day
+from dialogs.pack import Pack
+from dialogs.workdays import WorkCalendar
+from integrations.applications import FINISHED, ApplicationRegistry
+from integrations.feedback import FeedbackStore
+from integrations.reminders import Push, Reminders
+
+log = logging.getLogger(__name__)
+CHINA = ZoneInfo("Asia/Shanghai")
+# These statuses finish a service: the citizen is asked to rate it (not for a withdrawal).
+RATE_AFTER = FINISHED - {"withdrawn"}
+PUBLICITY = {"publicity_started", "publicity_ended"}
+
+
+def _at(day: date, hhmm: str) -> float:
+    h, m = (int(x) for x in hhmm.split(":"))
+    return datetime.combine(day, time(h, m), tzinfo=CHINA).timestamp()
+
+
+class Notifier:
+    def __init__(self, pack: Pack, registry: ApplicationRegistry, push: Push, reminders: Reminders,
+                 feedback: FeedbackStore, calendar: WorkCalendar, outbox):
+        self.pack = pack
+        self.registry = registry
+        self.push = push
+        self.reminders = reminders
+        self.feedback = feedback
+        self.calendar = calendar
+        self.outbox = outbox
+        self.words = pack.status
+
+    # -- intake outcomes ------------------------------------------------------------------------
+    async def on_delivered(self, app_id: str, application_no: str | None) -> None:
+        if application_no:
+            await self.registry.set_application_no(app_id, application_no)
+        for service, record in (await self.registry.status(app_id)).items():
+            if record["status"] == "submitted":
+                await self.registry.apply_event(app_id, {"event_id": f"{app_id}:delivered:{service}", "service": service,
+                                                         "status": "delivered", "note": "", "at": _now_iso()})
+
+    async def on_rejected(self, app_id: str, detail: str) -> None:
+        meta = await self.registry.meta(app_id)
+        if meta is None:
+            return
+        for service in meta["services"]:
+            await self.registry.apply_event(app_id, {"event_id": f"{app_id}:delivery_failed:{service}", "service": service,
+                                                     "status": "delivery_failed", "note": "", "at": _now_iso()})
+        text = self.words["push_rejected_delivery"].format(reference=app_id)
+        for openid in meta["viewers"]:
+            await self.push.enqueue(openid, text, key=f"{app_id}:delivery_failed:{openid}")
+
+    async def on_status_event(self, app_id: str, event: dict[str, Any]) -> bool:
+        """Apply an intake event and tell everyone allowed to see the application. False: seen before."""
+        meta = await self.registry.meta(app_id)
+        if meta is None:
+            return False
+        service = event["service"]
+        if event["status"] in PUBLICITY and meta.get("publicity", {}).get(service) is False:
+            # Minors and 精神 applicants are not publicly posted: an event saying otherwise is recorded, not announced.
+            log.warning("publicity event for an application exempt from publicity: %s", app_id)
+            return await self.registry.apply_event(app_id, event)
+        if not await self.registry.apply_event(app_id, event, expected=self._expected_after(event)):
+            return False
+        label = self.words["labels"].get(event["status"], event["status"])
+        text = self.words["push_status"].format(
+            reference=app_id, service=self.pack.services[service].short if service in self.pack.services else service,
+            label=label, note=self.words["note"].format(note=event["note"]) if event.get("note") else "")
+        for openid in meta["viewers"]:
+            await self.push.enqueue(openid, text, key=f"{event['event_id']}:{openid}")
+        if event["status"] in RATE_AFTER and meta["viewers"]:
+            applicant_side = meta["viewers"][0]
+            if await self.feedback.ask(applicant_side, app_id, service):
+                ask = self.words["rating_ask"].format(service=self.pack.services[service].short)
+                await self.push.enqueue(applicant_side, ask, key=f"{app_id}:rate:{service}")
+        return True
+
+    def _expected_after(self, event: dict[str, Any]) -> str | None:
+        """On acceptance the service's clock starts: its expected completion in working days."""
+        if event["status"] != "accepted" or event["service"] not in self.pack.services:
+            return None
+        deadline = self.pack.services[event["service"]].deadline
+        if "workdays" not in deadline:
+            return None
+        start = datetime.fromisoformat(event["at"]).date() if event.get("at") else datetime.now(CHINA).date()
+        return self.calendar.add_workdays(start, int(deadline["workdays"])).isoformat()
+
+    # -- reminders ----------------------------------------------------------------------------------
+    async def schedule_assessment_reminders(self, app_id: str, appointment: dict[str, Any], materials: list[str]) -> None:
+        day = date.fromisoformat(appointment["session_date"])
+        for rule in self.pack.raw.get("reminders", {}).get("before_assessment", []):
+            await self.reminders.schedule(
+                f"assess:{app_id}:{rule['days']}d",
+                _at(day - timedelta(days=int(rule["days"])), rule["at"]),
+                {"kind": "assessment", "app_id": app_id, "appointment": appointment, "materials": materials},
+            )
+
+    async def cancel_assessment_reminders(self, app_id: str) -> None:
+        for rule in self.pack.raw.get("reminders", {}).get("before_assessment", []):
+            await self.reminders.cancel(f"assess:{app_id}:{rule['days']}d")
+
+    async def schedule_unfinished(self, openid: str, reference: str, now: datetime) -> None:
+        days = int(self.pack.raw.get("reminders", {}).get("unfinished_after_days", 3))
+        await self.reminders.schedule(f"unfinished:{reference}", (now + timedelta(days=days)).timestamp(),
+                                      {"kind": "unfinished", "openid": openid, "reference": reference})
+
+    async def render_reminder(self, reminder_id: str, payload: dict[str, Any], *, conversations=None) -> list[tuple[str, str]]:
+        if payload["kind"] == "assessment":
+            meta = await self.registry.meta(payload["app_id"])
+            if meta is None or (meta.get("appointment") or {}).get("session_date") != payload["appointment"]["session_date"]:
+                return []  # cancelled or moved since
+            a = payload["appointment"]
+            text = self.words["reminder_assessment"].format(
+                date=format_day(date.fromisoformat(a["session_date"])), period=a["period"], place=a["place"],
+                reference=payload["app_id"], materials="、".join(payload["materials"]))
+            return [(openid, text) for openid in meta["viewers"]]
+        if payload["kind"] == "unfinished" and conversations is not None:
+            session = await conversations.load(payload["openid"])
+            if not session or session["state"] == "submitted" or session["data"].get("reference") != payload["reference"]:
+                return []
+            return [(payload["openid"], self.words["reminder_unfinished"])]
+        return []
+
+    # -- operators ------------------------------------------------------------------------------------
+    async def announce(self, app_id: str, appointment: dict[str, Any], *, kind: str, old: str | None = None) -> None:
+        meta = await self.registry.update_meta(app_id, appointment=appointment)
+        if meta is None:
+            return
+        day = date.fromisoformat(appointment["session_date"])
+        if kind == "moved":
+            text = self.words["session_moved"].format(old=format_day(date.fromisoformat(old)), new=format_day(day),
+                                                      period=appointment["period"], place=appointment["place"], reference=app_id)
+        else:
+            text = self.words["mental_announced"].format(date=format_day(day), period=appointment["period"],
+                                                         place=appointment["place"], reference=app_id)
+        for openid in meta["viewers"]:
+            await self.push.enqueue(openid, text, key=f"{app_id}:{kind}:{appointment['session_date']}:{openid}")
+        document = await self.outbox.get(app_id)
+        materials = [m["name"] for m in (document or {}).get("materials", []) if m["service"] and "disability_certificate" in m["service"]]
+        await self.cancel_assessment_reminders(app_id)
+        await self.schedule_assessment_reminders(app_id, appointment, materials)
+
+
+def _now_iso() -> str:
+    return datetime.now(CHINA).isoformat(timespec="seconds")
+
+
+class SubmissionFollowup:
+    """The dialog's Followup port: reminders for unfinished applications, registration on submit."""
+
+    def __init__(self, registry: ApplicationRegistry, notifier: Notifier):
+        self.registry = registry
+        self.notifier = notifier
+
+    async def started(self, openid: str, reference: str, now: datetime) -> None:
+        await self.notifier.schedule_unfinished(openid, reference, now)
+
+    async def submitted(self, document: dict[str, Any], openid: str, expected: dict[str, str | None]) -> None:
+        await self.registry.register(document, openid, expected=expected)
+        await self.notifier.reminders.cancel(f"unfinished:{document['id']}")
+        appointment = document.get("appointment")
+        if appointment and appointment.get("session_date"):
+            materials = [m["name"] for m in document["materials"] if "disability_certificate" in m["service"]]
+            await self.notifier.schedule_assessment_reminders(document["id"], appointment, materials)

@@ -1,0 +1,123 @@
+"""Operator tools for the county's window clerks: sessions, rosters, announcements, the outbox, reminders.
+
+Each command opens the same services as the server (same Redis, same keys) and closes them again.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from dialogs.assessment import monthly_sessions, session_on
+from bot.services import Services
+
+CHINA = ZoneInfo("Asia/Shanghai")
+CATEGORY = {1: "视力", 2: "听力", 3: "言语", 4: "肢体", 5: "智力", 6: "精神", 7: "多重"}
+ROSTER_COLUMNS = ["申请编号", "姓名", "性别", "出生日期", "联系电话", "残疾类别", "代办人", "代办人电话", "办理事项"]
+
+
+async def sessions_list(s: Services, today: date, count: int = 6) -> str:
+    capacity = int(s.pack.assessment.get("capacity", 0))
+    lines = ["date,scheduled,period,place,booked,capacity"]
+    for session in monthly_sessions(s.pack, s.calendar, today - timedelta(days=1), count):
+        booked = len(await s.book.holders(session.key))
+        lines.append(f"{session.key},{session.scheduled},{session.period},{session.place},{booked},{capacity}")
+    lines.append(f"mental waiting list,,,,{len(await s.book.waitlist('mental'))},")
+    return "\n".join(lines) + "\n"
+
+
+async def roster_rows(s: Services, day: str) -> list[list[str]]:
+    rows = []
+    for holder in await s.book.holders(day):
+        doc = await s.outbox.get(holder)
+        if doc is None:
+            rows.append([holder, "（未提交）", "", "", "", "", "", "", ""])
+            continue
+        a, agent = doc["applicant"], doc.get("agent") or {}
+        services = "、".join(s.pack.services[c].short for c in doc["services"])
+        category = CATEGORY.get((doc.get("disability") or {}).get("category"), "")
+        rows.append([doc["id"], a["name"], {"male": "男", "female": "女"}.get(a["gender"], ""), a["birth_date"], a["phone"],
+                     category, agent.get("name", ""), agent.get("phone", ""), services])
+    return rows
+
+
+async def roster(s: Services, day: str, fmt: str, out: Path | None) -> str:
+    rows = await roster_rows(s, day)
+    if fmt == "xlsx":
+        from openpyxl import Workbook
+
+        wb = Workbook()
+        ws = wb.active
+        ws.title = day
+        ws.append(ROSTER_COLUMNS)
+        for row in rows:
+            ws.append(row)
+        target = out or Path(f"roster-{day}.xlsx")
+        wb.save(target)
+        return f"wrote {len(rows)} rows to {target}\n"
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(ROSTER_COLUMNS)
+    writer.writerows(rows)
+    if out:
+        out.write_text("\ufeff" + buf.getvalue(), encoding="utf-8")  # BOM: Excel opens it as UTF-8
+        return f"wrote {len(rows)} rows to {out}\n"
+    return buf.getvalue()
+
+
+async def announce_mental(s: Services, day: str, period: str | None, place: str | None) -> str:
+    a = s.pack.assessment
+    appointment = {"session_date": day, "period": period or a.get("period", ""), "place": place or a.get("place", ""),
+                   "kind": "mental_session"}
+    told = 0
+    for holder in await s.book.waitlist("mental"):
+        await s.book.reserve(f"mental-{day}", holder, 10**6)
+        await s.notifier.announce(holder, appointment, kind="mental")
+        await s.book.leave_waitlist("mental", holder)
+        told += 1
+    return f"announced {day} to {told} applicants\n"
+
+
+async def move_session(s: Services, day: str, new_day: str) -> str:
+    old = session_on(s.pack, s.calendar, date.fromisoformat(day))
+    a = s.pack.assessment
+    appointment = {"session_date": new_day, "period": old.period if old else a.get("period", ""),
+                   "place": old.place if old else a.get("place", ""), "kind": "monthly_session"}
+    moved = 0
+    for holder in await s.book.holders(day):
+        await s.book.reserve(new_day, holder, 10**6)  # a moved session keeps everyone, whatever the capacity
+        await s.book.release(day, holder)
+        await s.notifier.announce(holder, appointment, kind="moved", old=day)
+        moved += 1
+    return f"moved {moved} bookings from {day} to {new_day}\n"
+
+
+async def send_due(s: Services, now: datetime) -> str:
+    queued = await s.reminders.send_due(
+        now.timestamp(), s.push, lambda rid, payload: s.notifier.render_reminder(rid, payload, conversations=s.store))
+    sent = await s.push.send_due(now=now.timestamp())
+    return json.dumps({"reminders_queued": queued, "push": sent}, ensure_ascii=False) + "\n"
+
+
+async def satisfaction_report(s: Services) -> str:
+    lines = ["service,1,2,3,4,5,count,average"]
+    for code, counts in sorted((await s.feedback.report()).items()):
+        n = sum(counts.values())
+        avg = sum(k * v for k, v in counts.items()) / n if n else 0
+        lines.append(",".join([code, *(str(counts.get(i, 0)) for i in range(1, 6)), str(n), f"{avg:.2f}"]))
+    return "\n".join(lines) + "\n"
+
+
+def parse_now(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(CHINA)
+    when = datetime.fromisoformat(value)
+    return when if when.tzinfo else when.replace(tzinfo=CHINA)
+
+
+def write(text: str) -> None:
+    sys.stdout.write(text)

@@ -1,0 +1,22 @@
+"""When a service is expected to be finished: its deadline in working days or months, from the pack."""
+from __future__ import annotations
+
+from datetime import date
+
+from dialogs.turn import Turn
+
+
+def expected_date(turn: Turn, code: str) -> date | None:
+    deadline = turn.pack.services[code].deadline
+    start = turn.now.date()
+    booking = turn.data.get("booking")
+    if deadline.get("from") == "assessment" and booking:
+        start = date.fromisoformat(booking["session_date"])
+    if "months" in deadline:
+        month = start.month - 1 + int(deadline["months"])
+        year, month = start.year + month // 12, month % 12 + 1
+        day = min(start.day, 28)
+        return date(year, month, day)
+    if "workdays" in deadline:
+        return turn.calendar.add_workdays(start, int(deadline["workdays"]))
+    return None

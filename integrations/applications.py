@@ -1,0 +1,182 @@
+"""Submitted applications after the conversation: who may see them, and each service's status.
+
+Per application (all keys share the hash tag {app:<id>}):
+- `meta`: sealed JSON without the application's personal data: services, region, appointment,
+  publicity, the openids allowed to see it (applicant side and bound family members), the
+  intake's 受理编号, and an HMAC of the applicant's ID number for binding by ID;
+- `status`: service -> JSON {status, note, at, expected};
+- `events`: ids of intake events already applied (an event delivered twice is applied once).
+Per viewer: `viewer:{<openid>}:apps`, the applications that openid may see. Nothing tells a
+stranger whether an application exists.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from integrations.sealing import Sealer
+
+BIND_CODE_TTL_S = 24 * 3600
+BIND_ATTEMPTS_PER_HOUR = 5
+
+# Statuses after which a service can no longer be withdrawn by the citizen.
+PROCESSING_STARTED = {"forwarded", "publicity_started", "publicity_ended", "approved", "rejected",
+                      "ready_for_pickup", "mailed", "first_payment", "withdrawn"}
+FINISHED = {"approved", "rejected", "ready_for_pickup", "mailed", "first_payment", "withdrawn"}
+
+
+def _app(app_id: str, part: str) -> str:
+    return f"app:{{{app_id}}}:{part}"
+
+
+def _viewer(openid: str) -> str:
+    return f"viewer:{{{openid}}}:apps"
+
+
+@dataclass
+class ApplicationView:
+    id: str
+    meta: dict[str, Any]
+    status: dict[str, dict[str, Any]]
+
+
+class ApplicationRegistry:
+    def __init__(self, client: aioredis.Redis, sealer: Sealer):
+        self.redis = client
+        self.sealer = sealer
+        self._pepper: bytes | None = None
+
+    async def id_digest(self, id_number: str) -> str:
+        """A keyed digest of an ID number: lets a family member bind by ID without us keeping the ID."""
+        if self._pepper is None:
+            # Made once, kept sealed in Redis, so it survives data-key rotation and is shared by workers.
+            key = "secret:{pepper}:id-digest"
+            await self.redis.set(key, self.sealer.seal(os.urandom(32), key), nx=True)
+            self._pepper = self.sealer.open(await self.redis.get(key), key)
+        return hmac.new(self._pepper, id_number.upper().encode(), hashlib.sha256).hexdigest()
+
+    async def register(self, document: dict[str, Any], openid: str, *, expected: dict[str, str | None]) -> None:
+        """Record a submitted application (idempotent: a retried turn registers it once)."""
+        app_id = document["id"]
+        meta = {
+            "id": app_id,
+            "region": document["region"],
+            "services": document["services"],
+            "submitted_at": document["submitted_at"],
+            "appointment": document.get("appointment"),
+            "publicity": document.get("publicity", {}),
+            "viewers": [openid],
+            "applicant_id_digest": await self.id_digest(document["applicant"]["id_number"]),
+            "application_no": None,
+        }
+        created = await self.redis.set(_app(app_id, "meta"), self._seal_meta(app_id, meta), nx=True)
+        if not created:
+            return
+        now = document["submitted_at"]
+        await self.redis.hset(_app(app_id, "status"), mapping={
+            service: json.dumps({"status": "submitted", "note": "", "at": now, "expected": expected.get(service)}, ensure_ascii=False)
+            for service in document["services"]
+        })
+        await self.redis.sadd(_viewer(openid), app_id)
+
+    def _seal_meta(self, app_id: str, meta: dict[str, Any]) -> bytes:
+        return self.sealer.seal(json.dumps(meta, ensure_ascii=False).encode(), _app(app_id, "meta"))
+
+    async def meta(self, app_id: str) -> dict[str, Any] | None:
+        blob = await self.redis.get(_app(app_id, "meta"))
+        return None if blob is None else json.loads(self.sealer.open(blob, _app(app_id, "meta")))
+
+    async def update_meta(self, app_id: str, **changes: Any) -> dict[str, Any] | None:
+        meta = await self.meta(app_id)
+        if meta is None:
+            return None
+        meta.update(changes)
+        await self.redis.set(_app(app_id, "meta"), self._seal_meta(app_id, meta))
+        return meta
+
+    async def status(self, app_id: str) -> dict[str, dict[str, Any]]:
+        raw = await self.redis.hgetall(_app(app_id, "status"))
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    async def visible_to(self, openid: str) -> list[ApplicationView]:
+        ids = sorted(m.decode() for m in await self.redis.smembers(_viewer(openid)))
+        views = []
+        for app_id in ids:
+            meta = await self.meta(app_id)
+            if meta and openid in meta["viewers"]:
+                views.append(ApplicationView(app_id, meta, await self.status(app_id)))
+        return views
+
+    async def find_by_number(self, application_no: str) -> str | None:
+        found = await self.redis.get(f"appno:{{{application_no}}}")
+        return found.decode() if found else None
+
+    async def set_application_no(self, app_id: str, application_no: str) -> None:
+        await self.redis.set(f"appno:{{{application_no}}}", app_id)
+        await self.update_meta(app_id, application_no=application_no)
+
+    # -- intake events -----------------------------------------------------------------------
+    async def apply_event(self, app_id: str, event: dict[str, Any], *, expected: str | None = None) -> bool:
+        """Apply one status event; False when this event id was applied before."""
+        if not await self.redis.sadd(_app(app_id, "events"), event["event_id"]):
+            return False
+        record = {"status": event["status"], "note": event.get("note", ""), "at": event.get("at"), "expected": expected}
+        if expected is None:
+            old = await self.redis.hget(_app(app_id, "status"), event["service"])
+            record["expected"] = json.loads(old).get("expected") if old else None
+        await self.redis.hset(_app(app_id, "status"), event["service"], json.dumps(record, ensure_ascii=False))
+        return True
+
+    # -- family members ---------------------------------------------------------------------------
+    async def new_bind_code(self, app_id: str) -> str:
+        code = f"{secrets.randbelow(10**6):06d}"
+        await self.redis.set(f"bindcode:{{{code}}}", app_id, ex=BIND_CODE_TTL_S)
+        return code
+
+    async def bind_with_code(self, openid: str, code: str) -> str | None:
+        """Use a one-time code; returns the application id or None (wrong, used or expired)."""
+        app_id = await self.redis.getdel(f"bindcode:{{{code}}}")
+        if app_id is None:
+            return None
+        await self._add_viewer(app_id.decode(), openid)
+        return app_id.decode()
+
+    async def bind_with_id(self, openid: str, application_no: str, id_number: str) -> str | None:
+        app_id = await self.find_by_number(application_no) or application_no
+        meta = await self.meta(app_id)
+        if meta is None or not hmac.compare_digest(meta["applicant_id_digest"], await self.id_digest(id_number)):
+            return None
+        await self._add_viewer(app_id, openid)
+        return app_id
+
+    async def _add_viewer(self, app_id: str, openid: str) -> None:
+        meta = await self.meta(app_id)
+        if meta is None:
+            return
+        if openid not in meta["viewers"]:
+            await self.update_meta(app_id, viewers=[*meta["viewers"], openid])
+        await self.redis.sadd(_viewer(openid), app_id)
+
+    async def allow_bind_attempt(self, openid: str) -> bool:
+        """Guessing codes or ID numbers is limited per openid and hour."""
+        key = f"bindtries:{{{openid}}}:{int(time.time() // 3600)}"
+        tries = await self.redis.incr(key)
+        if tries == 1:
+            await self.redis.expire(key, 3600)
+        return tries <= BIND_ATTEMPTS_PER_HOUR
+
+    async def forget_viewer(self, openid: str) -> None:
+        """An unsubscribed family member stops seeing (and being told about) the application."""
+        for app_id in [m.decode() for m in await self.redis.smembers(_viewer(openid))]:
+            meta = await self.meta(app_id)
+            if meta and openid in meta["viewers"]:
+                await self.update_meta(app_id, viewers=[v for v in meta["viewers"] if v != openid])
+        await self.redis.delete(_viewer(openid))

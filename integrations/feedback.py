@@ -1,0 +1,56 @@
+"""Satisfaction ratings (好差评): asked when a service is finished, counted per service."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from integrations.sealing import Sealer
+
+ASK_TTL_S = 14 * 24 * 3600
+
+
+def _pending(openid: str) -> str:
+    return f"rating:{{{openid}}}:pending"
+
+
+class FeedbackStore:
+    def __init__(self, client: aioredis.Redis, sealer: Sealer):
+        self.redis = client
+        self.sealer = sealer
+
+    async def ask(self, openid: str, app_id: str, service: str) -> bool:
+        """Remember that we asked this openid to rate this service (once per application and service)."""
+        if not await self.redis.set(f"rating:{{asked}}:{app_id}:{service}", 1, nx=True, ex=400 * 86400):
+            return False
+        await self.redis.set(_pending(openid), json.dumps({"app_id": app_id, "service": service, "stage": "score"}), ex=ASK_TTL_S)
+        return True
+
+    async def pending(self, openid: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(_pending(openid))
+        return None if raw is None else json.loads(raw)
+
+    async def record_score(self, openid: str, pending: dict[str, Any], score: int) -> None:
+        await self.redis.hincrby("rating:{report}:counts", f"{pending['service']}:{score}", 1)
+        await self.redis.set(_pending(openid), json.dumps({**pending, "stage": "comment", "score": score}), ex=ASK_TTL_S)
+
+    async def record_comment(self, openid: str, pending: dict[str, Any], comment: str) -> None:
+        if comment:
+            key = "rating:{report}:comments"
+            entry = {"service": pending["service"], "app_id": pending["app_id"], "score": pending.get("score"),
+                     "comment": comment[:500], "at": int(time.time())}
+            await self.redis.rpush(key, self.sealer.seal(json.dumps(entry, ensure_ascii=False).encode(), key))
+        await self.redis.delete(_pending(openid))
+
+    async def report(self) -> dict[str, dict[int, int]]:
+        counts: dict[str, dict[int, int]] = {}
+        for field, n in (await self.redis.hgetall("rating:{report}:counts")).items():
+            service, score = field.decode().rsplit(":", 1)
+            counts.setdefault(service, {})[int(score)] = int(n)
+        return counts
+
+    async def comments(self) -> list[dict[str, Any]]:
+        key = "rating:{report}:comments"
+        return [json.loads(self.sealer.open(b, key)) for b in await self.redis.lrange(key, 0, -1)]

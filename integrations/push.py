@@ -1,0 +1,223 @@
+"""A durable queue of messages pushed to citizens through WeChat (status changes, reminders).
+
+Each message is a hash `push:{queue}:msg:<key>` whose openid and text are sealed (bound to that
+key name); a sorted set of due times says when to send it. A worker claims due messages with one
+script that moves them to an in-flight set with a deadline, so each is sent by one worker; a
+claim not acknowledged by its deadline (the worker died) is put back in the queue. Sending goes
+through WeChatApi.send with the message's key, which is at most once, so a message that was
+re-queued after its send began is not sent again.
+
+Failures are retried with capped exponential backoff and jitter (30 s doubling to 1 h, or later
+when WeChat says so) for 72 hours, then kept for operators in the failed list. Every key carries
+the {queue} hash tag, so the scripts run on a Redis Cluster.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from typing import Callable
+
+import redis.asyncio as aioredis
+
+from integrations.sealing import Sealer, SealError
+from integrations.wechat_api import SendResult, WeChatApi, mask_openid
+
+log = logging.getLogger(__name__)
+
+DUE = "push:{queue}:due"
+INFLIGHT = "push:{queue}:inflight"
+FAILED = "push:{queue}:failed"
+
+CLAIM_S = 60.0  # a claimed message not acknowledged by then is sent again
+BACKOFF_BASE_S = 30.0
+BACKOFF_CAP_S = 3600.0
+GIVE_UP_S = 72 * 3600.0
+SENT_TTL_S = 7 * 86400  # remember a sent key this long, so enqueueing it again is refused
+FAILED_TTL_S = 30 * 86400
+BATCH = 10  # claimed and sent together: a claim must not wait behind a long batch
+
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'blob', ARGV[1], 'state', 'queued', 'attempts', 0, 'due_at', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return 1
+"""
+
+# Put back the claims whose worker never acknowledged them, then claim what is due.
+# Scores in the in-flight set are deadlines in ms: a claim's deadline is also its fencing token.
+_CLAIM = """
+local now, deadline = tonumber(ARGV[1]), ARGV[2]
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now * 1000)
+for _, key in ipairs(lapsed) do
+  redis.call('ZREM', KEYS[2], key)
+  redis.call('ZADD', KEYS[1], now, key)
+end
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+for _, key in ipairs(due) do
+  redis.call('ZREM', KEYS[1], key)
+  redis.call('ZADD', KEYS[2], deadline, key)
+end
+return due
+"""
+
+# Sent (or found sent already): forget the text, keep a marker. Not fenced: it was delivered.
+_DONE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], 'blob')
+redis.call('HSET', KEYS[3], 'state', 'sent')
+redis.call('HINCRBY', KEYS[3], 'attempts', 1)
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return 1
+"""
+
+# Only while the claim is still ours: a lapsed claim belongs to whoever took it since.
+_RETRY = """
+if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '-1') ~= tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'attempts', 1)
+redis.call('HSET', KEYS[3], 'errcode', ARGV[4], 'detail', ARGV[5])
+return 1
+"""
+
+_FAIL = """
+if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '-1') ~= tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'attempts', 1)
+redis.call('HSET', KEYS[3], 'state', 'failed', 'errcode', ARGV[4], 'detail', ARGV[5], 'failed_at', ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+return 1
+"""
+
+
+def message_key(key: str) -> str:
+    return f"push:{{queue}}:msg:{key}"
+
+
+def backoff_s(attempt: int) -> float:
+    """Delay before attempt `attempt + 1`: doubling from 30 s to 1 h, with jitter on its upper half."""
+    delay = min(BACKOFF_BASE_S * 2 ** max(attempt - 1, 0), BACKOFF_CAP_S)
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+class PushQueue:
+    def __init__(self, redis: aioredis.Redis, sealer: Sealer, api: WeChatApi, *, clock: Callable[[], float] = time.time):
+        self.redis = redis
+        self.sealer = sealer
+        self.api = api
+        self.clock = clock
+        self._enqueue = redis.register_script(_ENQUEUE)
+        self._claim = redis.register_script(_CLAIM)
+        self._done = redis.register_script(_DONE)
+        self._retry = redis.register_script(_RETRY)
+        self._fail = redis.register_script(_FAIL)
+
+    async def enqueue(self, openid: str, text: str, *, key: str, not_before: float | None = None) -> bool:
+        """Queue a message once per key; False when that key is already queued, sent or failed."""
+        mkey = message_key(key)
+        due_at = max(self.clock(), not_before or 0.0)
+        sealed = self.sealer.seal(json.dumps({"openid": openid, "text": text}, ensure_ascii=False).encode(), mkey)
+        return await self._enqueue(keys=[mkey, DUE], args=[sealed, key, due_at]) == 1
+
+    async def send_due(self, *, now: float | None = None, limit: int = 100) -> dict[str, int]:
+        """Send up to `limit` due messages; counts by result ('sent', 'retry', 'failed', 'duplicate')."""
+        now = self.clock() if now is None else now
+        counts = {"sent": 0, "retry": 0, "failed": 0, "duplicate": 0}
+        remaining = limit
+        while remaining > 0:
+            deadline_ms, keys = await self._claim_due(now=now, limit=min(BATCH, remaining))
+            if not keys:
+                break
+            remaining -= len(keys)
+            for status in await asyncio.gather(*(self._deliver(k, deadline_ms, now) for k in keys)):
+                if status:
+                    counts[status] += 1
+        return counts
+
+    async def failed(self) -> list[dict]:
+        """Messages given up on, oldest first, for operators (openids masked, no texts)."""
+        await self.redis.zremrangebyscore(FAILED, "-inf", self.clock() - FAILED_TTL_S)
+        out = []
+        for raw in await self.redis.zrange(FAILED, 0, -1):
+            key = raw.decode()
+            fields = {k.decode(): v for k, v in (await self.redis.hgetall(message_key(key))).items()}
+            if not fields:
+                continue
+            try:
+                openid = mask_openid(json.loads(self.sealer.open(fields["blob"], message_key(key)))["openid"])
+            except (KeyError, SealError):
+                openid = "?"
+            out.append({
+                "key": key,
+                "openid": openid,
+                "errcode": int(fields.get("errcode", b"0")),
+                "detail": fields.get("detail", b"").decode(),
+                "attempts": int(fields.get("attempts", b"0")),
+                "failed_at": float(fields.get("failed_at", b"0")),
+            })
+        return out
+
+    async def pending(self) -> int:
+        """Messages waiting or being sent (for /metrics)."""
+        return await self.redis.zcard(DUE) + await self.redis.zcard(INFLIGHT)
+
+    # -- one message ----------------------------------------------------------------------------------
+    async def _claim_due(self, *, now: float, limit: int) -> tuple[int, list[str]]:
+        deadline_ms = int((now + CLAIM_S) * 1000)
+        keys = await self._claim(keys=[DUE, INFLIGHT], args=[now, deadline_ms, limit])
+        return deadline_ms, [k.decode() for k in keys]
+
+    async def _deliver(self, key: str, deadline_ms: int, now: float) -> str | None:
+        mkey = message_key(key)
+        try:
+            blob, due_at = await self.redis.hmget(mkey, "blob", "due_at")
+            if blob is None:  # sent meanwhile by a worker whose claim had lapsed
+                await self.redis.zrem(INFLIGHT, key)
+                return None
+            try:
+                message = json.loads(self.sealer.open(blob, mkey))
+            except SealError:
+                await self._give_up(key, deadline_ms, now, SendResult("failed", detail="cannot open (data key removed?)"))
+                return "failed"
+            result = await self.api.send(message["openid"], message["text"], idempotency_key=key)
+            if result.status in ("sent", "duplicate"):
+                await self._done(keys=[INFLIGHT, DUE, mkey], args=[key, SENT_TTL_S])
+                return result.status
+            if result.status == "retry":
+                give_up_at = float(due_at or now) + GIVE_UP_S
+                if now < give_up_at:
+                    attempts = int(await self.redis.hget(mkey, "attempts") or 0) + 1
+                    next_at = min(now + max(backoff_s(attempts), result.retry_after_s), give_up_at)
+                    await self._retry(keys=[INFLIGHT, DUE, mkey], args=[key, deadline_ms, next_at, result.errcode, result.detail])
+                    return "retry"
+                result = SendResult("failed", result.errcode, f"gave up after 72 h: {result.detail}")
+            await self._give_up(key, deadline_ms, now, result)
+            return "failed"
+        except Exception as e:
+            # Left in flight: it is put back in the queue when its claim lapses.
+            log.warning("push %s: %s; will try again after %d s", key, type(e).__name__, CLAIM_S)
+            return None
+
+    async def _give_up(self, key: str, deadline_ms: int, now: float, result: SendResult) -> None:
+        log.warning("push %s failed for good: errcode %s", key, result.errcode)
+        await self._fail(
+            keys=[INFLIGHT, FAILED, message_key(key)],
+            args=[key, deadline_ms, now, result.errcode, result.detail, FAILED_TTL_S],
+        )
+
+
+async def push_forever(queue: PushQueue, *, interval_s: float = 1.0, limit: int = 100) -> None:
+    """The background task of each worker: send what is due, then wait a little."""
+    while True:
+        try:
+            counts = await queue.send_due(limit=limit)
+        except Exception as e:  # Redis away: try again next round
+            log.warning("push round failed: %s", type(e).__name__)
+            counts = {}
+        if sum(counts.values()) < limit:  # a full round means more are due: go on at once
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,73 @@
+"""Scheduled reminders: a sorted set of due times and sealed payloads, each sent once.
+
+A reminder is handed to the push queue under its own idempotency key before it is removed from the
+schedule, so a worker that dies in between only causes a second, harmless hand-over (the push
+queue ignores a key it already has). Several workers may run `send_due` at once.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Awaitable, Callable, Protocol
+
+import redis.asyncio as aioredis
+
+from integrations.sealing import Sealer
+
+log = logging.getLogger(__name__)
+
+DUE = "remind:{schedule}:due"
+
+
+def _payload_key(reminder_id: str) -> str:
+    return f"remind:{{schedule}}:payload:{reminder_id}"
+
+
+class Push(Protocol):
+    async def enqueue(self, openid: str, text: str, *, key: str, not_before: float | None = None) -> bool: ...
+
+
+# Turns a due reminder into (openid, text) messages, or [] when it no longer applies.
+Renderer = Callable[[str, dict[str, Any]], Awaitable[list[tuple[str, str]]]]
+
+
+class Reminders:
+    def __init__(self, client: aioredis.Redis, sealer: Sealer):
+        self.redis = client
+        self.sealer = sealer
+
+    async def schedule(self, reminder_id: str, due_at: float, payload: dict[str, Any]) -> None:
+        key = _payload_key(reminder_id)
+        sealed = self.sealer.seal(json.dumps(payload, ensure_ascii=False).encode(), key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, sealed)
+            pipe.zadd(DUE, {reminder_id: due_at})
+            await pipe.execute()
+
+    async def cancel(self, reminder_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(DUE, reminder_id)
+            pipe.delete(_payload_key(reminder_id))
+            await pipe.execute()
+
+    async def scheduled(self) -> list[tuple[str, float]]:
+        return [(m.decode(), score) for m, score in await self.redis.zrange(DUE, 0, -1, withscores=True)]
+
+    async def payload(self, reminder_id: str) -> dict[str, Any] | None:
+        key = _payload_key(reminder_id)
+        blob = await self.redis.get(key)
+        return None if blob is None else json.loads(self.sealer.open(blob, key))
+
+    async def send_due(self, now: float, push: Push, render: Renderer, *, limit: int = 200) -> int:
+        """Hand every reminder due at `now` to the push queue; returns how many messages were queued."""
+        queued = 0
+        for raw in await self.redis.zrangebyscore(DUE, "-inf", now, start=0, num=limit):
+            reminder_id = raw.decode()
+            payload = await self.payload(reminder_id)
+            if payload is not None:
+                for openid, text in await render(reminder_id, payload):
+                    queued += await push.enqueue(openid, text, key=f"{reminder_id}:{openid}")
+            # Only the worker whose ZREM succeeds deletes the payload; the others already queued harmlessly.
+            if await self.redis.zrem(DUE, reminder_id):
+                await self.redis.delete(_payload_key(reminder_id))
+        return queued

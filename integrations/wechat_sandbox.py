@@ -1,0 +1,227 @@
+"""WeChat's API, imitated on loopback: the token, customer-service and template endpoints.
+
+Two uses. In development the bot mounts it at /sandbox/wechat when no real WeChat credentials are
+set, so pushed messages land in an inbox the simulator polls (GET /inbox/{openid}, `?consume=1`
+to take them). In tests it runs as a real HTTP server with error injection (allow_faults=True):
+POST /sandbox/fail {"endpoint": "custom"|"template"|"token", "errcodes": [45015, ...],
+"http_status": [500, ...], "delay_s": 2} queues answers given in order before succeeding again
+(errcode 0 in the queue lets one request through), and makes that endpoint slow until reset.
+
+State is in memory, per application: it is a sandbox. Tokens are signed rather than remembered,
+so every worker's sandbox accepts the tokens another one issued (the token is shared in Redis).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+TOKEN_LIFETIME_S = 7200
+MAX_TEXT_BYTES = 2048
+INBOX_LIMIT = 200  # per openid: the development inbox must not grow without bound
+ENDPOINTS = ("token", "custom", "template")
+
+_ERRMSG = {
+    0: "ok",
+    -1: "system error",
+    40001: "invalid credential, access_token is invalid or not latest",
+    40002: "invalid grant_type",
+    40003: "invalid openid",
+    40008: "invalid message type",
+    40013: "invalid appid",
+    40037: "invalid template_id",
+    40125: "invalid appsecret",
+    41001: "access_token missing",
+    42001: "access_token expired",
+    43004: "require subscribe",
+    44004: "empty content",
+    45002: "content size out of limit",
+    45009: "reach max api daily quota limit",
+    45015: "response out of time limit or subscription is canceled",
+    45047: "out of response count limit",
+    47001: "data format error",
+}
+
+
+@dataclass
+class SandboxState:
+    appid: str
+    secret: str
+    allow_faults: bool
+    token_fetches: int = 0
+    inbox: dict[str, deque] = field(default_factory=dict)
+    errcodes: dict[str, deque] = field(default_factory=lambda: {e: deque() for e in ENDPOINTS})
+    http_status: dict[str, deque] = field(default_factory=lambda: {e: deque() for e in ENDPOINTS})
+    delay_s: dict[str, float] = field(default_factory=lambda: {e: 0.0 for e in ENDPOINTS})
+    sent: dict[str, int] = field(default_factory=lambda: {"custom": 0, "template": 0})
+
+    def messages(self, openid: str) -> list[dict[str, Any]]:
+        return list(self.inbox.get(openid, ()))
+
+
+SANDBOX = web.AppKey("wechat_sandbox", SandboxState)
+
+
+def create_wechat_sandbox(
+    *, appid: str = "sandbox-appid", secret: str = "sandbox-secret", allow_faults: bool = False
+) -> web.Application:
+    app = web.Application()
+    app[SANDBOX] = SandboxState(appid, secret, allow_faults)
+    app.router.add_get("/cgi-bin/token", _token)
+    app.router.add_post("/cgi-bin/message/custom/send", _custom_send)
+    app.router.add_post("/cgi-bin/message/template/send", _template_send)
+    app.router.add_get("/inbox/{openid}", _inbox)
+    if allow_faults:
+        app.router.add_post("/sandbox/fail", _fail)
+    return app
+
+
+# -- WeChat's endpoints ------------------------------------------------------------------------------
+async def _token(request: web.Request) -> web.Response:
+    state = request.app[SANDBOX]
+    if (fault := await _injected(state, "token")) is not None:
+        return fault
+    q = request.query
+    if q.get("grant_type") != "client_credential":
+        return _error(40002)
+    if q.get("appid") != state.appid:
+        return _error(40013)
+    if not hmac.compare_digest(q.get("secret", "").encode(), state.secret.encode()):
+        return _error(40125)
+    state.token_fetches += 1
+    return web.json_response({"access_token": _issue(state), "expires_in": TOKEN_LIFETIME_S})
+
+
+async def _custom_send(request: web.Request) -> web.Response:
+    state = request.app[SANDBOX]
+    if (refused := await _check(request, "custom")) is not None:
+        return refused
+    body = await _json(request)
+    if body is None:
+        return _error(47001)
+    openid = body.get("touser")
+    if not isinstance(openid, str) or not openid:
+        return _error(40003)
+    if body.get("msgtype") != "text":
+        return _error(40008 if body.get("msgtype") else 47001)
+    content = (body.get("text") or {}).get("content", "")
+    if not content:
+        return _error(44004)
+    if len(content.encode()) > MAX_TEXT_BYTES:
+        return _error(45002)
+    _record(state, openid, content, "custom")
+    return _error(0)
+
+
+async def _template_send(request: web.Request) -> web.Response:
+    state = request.app[SANDBOX]
+    if (refused := await _check(request, "template")) is not None:
+        return refused
+    body = await _json(request)
+    if body is None:
+        return _error(47001)
+    openid = body.get("touser")
+    if not isinstance(openid, str) or not openid:
+        return _error(40003)
+    if not body.get("template_id"):
+        return _error(40037)
+    data = body.get("data") or {}
+    if not isinstance(data, dict):
+        return _error(47001)
+    # Render as a phone shows it: first, the keywords in order, the remark.
+    keywords = sorted((k for k in data if k.startswith("keyword")), key=lambda k: int(k[7:] or 0))
+    lines = [str((data.get(k) or {}).get("value", "")) for k in ["first", *keywords, "remark"] if k in data]
+    _record(state, openid, "\n".join(line for line in lines if line), "template")
+    return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": int(time.time() * 1000)})
+
+
+# -- ours --------------------------------------------------------------------------------------------
+async def _inbox(request: web.Request) -> web.Response:
+    state = request.app[SANDBOX]
+    openid = request.match_info["openid"]
+    messages = state.messages(openid)
+    if request.query.get("consume") == "1":
+        state.inbox.pop(openid, None)
+    return web.json_response(messages)
+
+
+async def _fail(request: web.Request) -> web.Response:
+    state = request.app[SANDBOX]
+    body = await _json(request)
+    endpoint = (body or {}).get("endpoint")
+    if endpoint not in ENDPOINTS:
+        return web.json_response({"error": f"endpoint must be one of {ENDPOINTS}"}, status=400)
+    state.errcodes[endpoint].extend(int(c) for c in body.get("errcodes", ()))
+    state.http_status[endpoint].extend(int(s) for s in body.get("http_status", ()))
+    if "delay_s" in body:
+        state.delay_s[endpoint] = float(body["delay_s"])
+    return web.json_response({"ok": True})
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+async def _check(request: web.Request, endpoint: str) -> web.Response | None:
+    """Injected faults first, then the access token, as WeChat checks it."""
+    state = request.app[SANDBOX]
+    if (fault := await _injected(state, endpoint)) is not None:
+        return fault
+    token = request.query.get("access_token", "")
+    if not token:
+        return _error(41001)
+    return _verify(state, token)
+
+
+async def _injected(state: SandboxState, endpoint: str) -> web.Response | None:
+    if state.delay_s[endpoint]:
+        await asyncio.sleep(state.delay_s[endpoint])
+    if state.http_status[endpoint]:
+        return web.Response(status=state.http_status[endpoint].popleft(), text="injected")
+    if state.errcodes[endpoint]:
+        code = state.errcodes[endpoint].popleft()
+        if code != 0:
+            return _error(code)
+    return None
+
+
+def _issue(state: SandboxState) -> str:
+    payload = f"{os.urandom(12).hex()}_{int(time.time()) + TOKEN_LIFETIME_S}"
+    return f"{payload}_{_sign(state, payload)}"
+
+
+def _verify(state: SandboxState, token: str) -> web.Response | None:
+    payload, _, mac = token.rpartition("_")
+    if not payload or not hmac.compare_digest(mac, _sign(state, payload)):
+        return _error(40001)
+    if int(payload.rpartition("_")[2]) < time.time():
+        return _error(42001)
+    return None
+
+
+def _sign(state: SandboxState, payload: str) -> str:
+    key = f"{state.appid}:{state.secret}".encode()
+    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _record(state: SandboxState, openid: str, text: str, kind: str) -> None:
+    inbox = state.inbox.setdefault(openid, deque(maxlen=INBOX_LIMIT))
+    inbox.append({"text": text, "at": time.time(), "kind": kind})
+    state.sent[kind] += 1
+
+
+async def _json(request: web.Request) -> dict | None:
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _error(errcode: int) -> web.Response:
+    return web.json_response({"errcode": errcode, "errmsg": _ERRMSG.get(errcode, "injected")})

@@ -1,0 +1,201 @@
+"""The push queue: durable, sealed, each message sent once by one worker, retried with backoff."""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestServer
+
+from integrations.push import CLAIM_S, GIVE_UP_S, PushQueue, backoff_s
+from integrations.sealing import Sealer
+from integrations.wechat_api import WeChatApi
+from integrations.wechat_sandbox import SANDBOX, create_wechat_sandbox
+
+OPENID = "oQx7Zp0SecretOpenidOfTheCitizen"
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self, now: float = T0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def sandbox():
+    server = TestServer(create_wechat_sandbox(allow_faults=True), host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def sealer() -> Sealer:
+    return Sealer([("k1", os.urandom(32))])
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def make_queue(http, redis, sandbox, sealer, clock, **kw) -> PushQueue:
+    api = WeChatApi(
+        http, redis, base_url=str(sandbox.make_url("")).rstrip("/"), appid="sandbox-appid", secret="sandbox-secret", **kw
+    )
+    return PushQueue(redis, sealer, api, clock=clock)
+
+
+@pytest.fixture
+def queue(http, redis_client, sandbox, sealer, clock) -> PushQueue:
+    return make_queue(http, redis_client, sandbox, sealer, clock)
+
+
+async def inject(http, sandbox, endpoint: str, **fault) -> None:
+    url = str(sandbox.make_url("/sandbox/fail"))
+    async with http.post(url, json={"endpoint": endpoint, **fault}) as resp:
+        assert resp.status == 200
+
+
+def inbox(sandbox, openid: str = OPENID) -> list[str]:
+    return [m["text"] for m in sandbox.app[SANDBOX].messages(openid)]
+
+
+def counts(**nonzero) -> dict[str, int]:
+    return {"sent": 0, "retry": 0, "failed": 0, "duplicate": 0, **nonzero}
+
+
+async def test_enqueued_twice_under_one_key_is_sent_once(queue, sandbox):
+    assert await queue.enqueue(OPENID, "您的申请已受理", key="QY1:accepted") is True
+    assert await queue.enqueue(OPENID, "您的申请已受理", key="QY1:accepted") is False
+    assert await queue.send_due(now=T0) == counts(sent=1)
+    assert await queue.enqueue(OPENID, "您的申请已受理", key="QY1:accepted") is False  # sent already
+    assert await queue.send_due(now=T0 + 3600) == counts()
+    assert inbox(sandbox) == ["您的申请已受理"]
+    assert await queue.pending() == 0
+
+
+async def test_a_message_waits_for_not_before(queue, sandbox):
+    await queue.enqueue(OPENID, "明天上午参加残疾评定", key="remind", not_before=T0 + 100)
+    assert await queue.send_due(now=T0 + 99) == counts()
+    assert await queue.send_due(now=T0 + 100) == counts(sent=1)
+    assert inbox(sandbox) == ["明天上午参加残疾评定"]
+
+
+async def test_a_failing_send_is_retried_after_the_backoff_and_sent_once(queue, sandbox, http):
+    await queue.enqueue(OPENID, "护理补贴已批准", key="k")
+    await inject(http, sandbox, "custom", errcodes=[-1])
+    assert await queue.send_due(now=T0) == counts(retry=1)
+    assert await queue.send_due(now=T0 + 14) == counts()  # 30 s with jitter: at least 15 s
+    assert await queue.send_due(now=T0 + 31) == counts(sent=1)
+    assert await queue.send_due(now=T0 + 4000) == counts()
+    assert inbox(sandbox) == ["护理补贴已批准"]
+
+
+def test_backoff_doubles_from_30_s_to_an_hour_with_jitter():
+    for attempt, full in [(1, 30), (2, 60), (3, 120), (7, 1920), (8, 3600), (30, 3600)]:
+        delays = [backoff_s(attempt) for _ in range(50)]
+        assert all(full / 2 <= d <= full for d in delays)
+        assert len(set(delays)) > 1
+
+
+async def test_two_workers_send_each_message_once(redis_client, redis_url, sandbox, sealer, clock):
+    other_redis = aioredis.from_url(redis_url)
+    async with aiohttp.ClientSession() as s1, aiohttp.ClientSession() as s2:
+        queues = [make_queue(s1, redis_client, sandbox, sealer, clock), make_queue(s2, other_redis, sandbox, sealer, clock)]
+        for i in range(40):
+            await queues[i % 2].enqueue(f"oUser{i:03d}", f"第{i}号通知", key=f"n{i}")
+        results = await asyncio.gather(queues[0].send_due(now=T0), queues[1].send_due(now=T0))
+    await other_redis.aclose()
+    assert results[0]["sent"] + results[1]["sent"] == 40
+    assert results[0]["duplicate"] + results[1]["duplicate"] == 0
+    assert all(inbox(sandbox, f"oUser{i:03d}") == [f"第{i}号通知"] for i in range(40))
+    assert sandbox.app[SANDBOX].token_fetches == 1
+
+
+async def test_a_claim_whose_worker_died_is_sent_after_the_deadline(queue, sandbox):
+    await queue.enqueue(OPENID, "请补充材料", key="k")
+    _, claimed = await queue._claim_due(now=T0, limit=10)  # a worker claims it, then dies
+    assert claimed == ["k"]
+    assert await queue.send_due(now=T0 + CLAIM_S - 1) == counts()
+    assert inbox(sandbox) == []
+    assert await queue.send_due(now=T0 + CLAIM_S + 1) == counts(sent=1)
+    assert inbox(sandbox) == ["请补充材料"]
+
+
+async def test_a_late_worker_cannot_reschedule_a_message_taken_over(queue, sandbox, http):
+    await queue.enqueue(OPENID, "通知", key="k")
+    old_deadline, _ = await queue._claim_due(now=T0, limit=10)
+    # The claim lapses and another round sends it; the first worker's late retry changes nothing.
+    assert await queue.send_due(now=T0 + CLAIM_S + 1) == counts(sent=1)
+    assert await queue._retry(keys=["push:{queue}:inflight", "push:{queue}:due", "push:{queue}:msg:k"],
+                              args=["k", old_deadline, T0 + 70, -1, "late"]) == 0
+    assert await queue.pending() == 0
+    assert inbox(sandbox) == ["通知"]
+
+
+async def test_unsubscribed_is_failed_and_listed_for_operators(queue, sandbox, http):
+    await queue.enqueue(OPENID, "通知", key="QY9:approved")
+    await inject(http, sandbox, "custom", errcodes=[43004])
+    assert await queue.send_due(now=T0) == counts(failed=1)
+    assert await queue.failed() == [{
+        "key": "QY9:approved", "openid": "oQx7Zp…", "errcode": 43004,
+        "detail": "require subscribe", "attempts": 1, "failed_at": T0,
+    }]
+    assert await queue.send_due(now=T0 + 3600) == counts()
+    assert await queue.enqueue(OPENID, "通知", key="QY9:approved") is False
+
+
+async def test_retries_stop_after_72_hours(queue, sandbox, http):
+    await queue.enqueue(OPENID, "通知", key="k")
+    await inject(http, sandbox, "custom", errcodes=[-1] * 200)
+    now, rounds = T0, []
+    while not rounds or rounds[-1]["failed"] == 0:
+        rounds.append(await queue.send_due(now=now))
+        now += 3600
+        assert len(rounds) < 100
+    attempts = sum(r["retry"] + r["failed"] for r in rounds)
+    assert now - 3600 >= T0 + GIVE_UP_S
+    [failed] = await queue.failed()
+    assert failed["attempts"] == attempts and failed["errcode"] == -1 and "72 h" in failed["detail"]
+    assert inbox(sandbox) == []
+
+
+async def test_messages_are_sealed_in_redis(queue, redis_client, sandbox, http):
+    text = "王小宝的重度残疾人护理补贴已批准"
+    await queue.enqueue(OPENID, text, key="QY2:approved")
+    await queue.enqueue("oAnotherCitizenOpenid42", "李秀英：请补充户口簿", key="QY3:materials")
+    await inject(http, sandbox, "custom", errcodes=[-1, 43004])
+    await queue.send_due(now=T0)  # one retried, one failed: both still stored
+    stored = await dump(redis_client)
+    assert b"QY2:approved" in stored  # the scan does see the queue
+    for clear in (OPENID, text, "oAnotherCitizenOpenid42", "李秀英", "户口簿"):
+        assert clear.encode() not in stored
+    assert inbox(sandbox) == []
+
+
+async def dump(redis) -> bytes:
+    """Every key and value in the database, as bytes."""
+    out = []
+    async for key in redis.scan_iter(count=500):
+        out.append(key)
+        kind = (await redis.type(key)).decode()
+        if kind == "string":
+            out.append(await redis.get(key))
+        elif kind == "hash":
+            for f, v in (await redis.hgetall(key)).items():
+                out += [f, v]
+        elif kind == "zset":
+            out += await redis.zrange(key, 0, -1)
+    return b"\n".join(out)
