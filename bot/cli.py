@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import multiprocessing
 import os
 import sys
 import time
+from pathlib import Path
 
 from bot.privacy import configure_logging
 from bot.settings import Settings
@@ -23,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--port", type=int, help="overrides BOT_PORT")
     serve_cmd.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (SO_REUSEPORT)")
     sub.add_parser("chat", help="chat with the bot in this terminal, through the real /wechat endpoint")
+    _operator_commands(sub)
     args = parser.parse_args(argv)
 
     configure_logging()
@@ -34,7 +37,77 @@ def main(argv: list[str] | None = None) -> int:
         from bot.terminal_chat import chat
 
         return asyncio.run(chat(settings))
-    return 2
+    return asyncio.run(_operate(settings, args))
+
+
+def _operator_commands(sub) -> None:
+    sessions = sub.add_parser("sessions", help="assessment sessions (for the window clerks)").add_subparsers(dest="action", required=True)
+    sessions.add_parser("list", help="upcoming sessions with places booked")
+    roster = sessions.add_parser("roster", help="who is booked on a day, for the hospital")
+    roster.add_argument("date")
+    roster.add_argument("--format", choices=["csv", "xlsx"], default="csv")
+    roster.add_argument("--out", type=Path)
+    announce = sessions.add_parser("announce", help="announce a 精神残疾 session to everyone on its waiting list")
+    announce.add_argument("--kind", choices=["mental"], required=True)
+    announce.add_argument("date")
+    announce.add_argument("--period")
+    announce.add_argument("--place")
+    move = sessions.add_parser("move", help="move a session to another day and tell everyone booked")
+    move.add_argument("date")
+    move.add_argument("new_date")
+    outbox = sub.add_parser("outbox", help="applications on their way to the intake system").add_subparsers(dest="action", required=True)
+    listing = outbox.add_parser("list")
+    listing.add_argument("--state", choices=["queued", "retrying", "delivered", "failed"])
+    retry = outbox.add_parser("retry", help="send a failed application again")
+    retry.add_argument("application_id")
+    reminders = sub.add_parser("reminders", help="reminders and pushed messages").add_subparsers(dest="action", required=True)
+    due = reminders.add_parser("send-due", help="send the reminders and messages due now (for cron or a test)")
+    due.add_argument("--now", help="ISO-8601 time to act as now (China time when no offset)")
+    satisfaction = sub.add_parser("satisfaction", help="好差评 ratings").add_subparsers(dest="action", required=True)
+    satisfaction.add_parser("report")
+
+
+async def _operate(settings: Settings, args) -> int:
+    import aiohttp
+
+    from bot import operator_cli as op
+    from bot.app import wechat_api
+    from bot.services import open_services
+    from integrations.delivery import DeliveryWorker, default_consumer
+    from integrations.intake import HttpIntake
+    from integrations.push import PushQueue
+
+    async with aiohttp.ClientSession() as http:
+        def push_factory(client, sealer):
+            return PushQueue(client, sealer, wechat_api(settings, http, client))
+
+        async with open_services(settings, push_factory=push_factory) as s:
+            now = op.parse_now(getattr(args, "now", None))
+            if args.command == "sessions":
+                if args.action == "list":
+                    op.write(await op.sessions_list(s, now.date()))
+                elif args.action == "roster":
+                    op.write(await op.roster(s, args.date, args.format, args.out))
+                elif args.action == "announce":
+                    op.write(await op.announce_mental(s, args.date, args.period, args.place))
+                else:
+                    op.write(await op.move_session(s, args.date, args.new_date))
+            elif args.command == "outbox":
+                intake = HttpIntake(http, base_url=settings.intake_url or f"{settings.self_url}/sandbox/intake",
+                                    secret=settings.intake_secret)
+                worker = DeliveryWorker(s.redis.client, s.outbox, intake, consumer=default_consumer())
+                if args.action == "list":
+                    for row in await worker.list(args.state):
+                        op.write(json.dumps(row, ensure_ascii=False) + "\n")
+                else:
+                    ok = await worker.retry(args.application_id)
+                    op.write(("queued again: " if ok else "not a failed application: ") + args.application_id + "\n")
+                    return 0 if ok else 1
+            elif args.command == "reminders":
+                op.write(await op.send_due(s, now))
+            elif args.command == "satisfaction":
+                op.write(await op.satisfaction_report(s))
+    return 0
 
 
 def serve(settings: Settings, *, workers: int = 1) -> int:

@@ -188,6 +188,8 @@ class ApplicationDialog:
                 found = await self.aftercare.status_text(turn.openid, turn.now.date())
                 if found:
                     return found
+                if not session["history"]:
+                    return self.pack.status["none"]
             return self._status(session)
         if command == "why":
             return await self._join(why(turn, state), await prompt(turn, state))

@@ -1,0 +1,213 @@
+"""After the application: delivery, status events, who may see them, pushes, reminders, ratings.
+
+Everything runs through real HTTP on loopback: the bot, its intake sandbox (which stands in for the
+provincial platform when INTAKE_URL is unset) and its WeChat API sandbox (where pushed messages land).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import datetime
+
+import pytest
+
+from bot import operator_cli as op
+from bot.app import SERVICES, intake_secret
+from integrations.intake import encode_body, signed_headers
+from tests.conftest import WeChatUser, start_client
+
+MOTHER_CHILD = ["你好", "2", "妈妈", "李秀英", "341723198001010023", "13912345678", "残疾证和护理补贴", "1", "智力", "还没评定",
+                "8", "王小宝", "341723201406010034", "同上", "青阳县蓉城镇五溪村12号", "0", "1", "1", "1", "1"]
+SELF_MENTAL = ["你好", "1", "残疾证", "精神", "陈强", "341723199008150031", "13655556666", "青阳县丁桥镇丁桥村5号", "0", "1", "1", "1"]
+
+
+@pytest.fixture
+async def bot(settings, clock):
+    clock.set("2026-11-23T10:00:00")
+    client = await start_client(settings, clock)
+    yield client
+    await client.close()
+
+
+async def apply(user: WeChatUser, script: list[str]) -> str:
+    for text in script:
+        reply = await user.say(text)
+    assert "申请已提交" in reply, reply
+    return reply.split("申请编号 ")[1].split("。")[0]
+
+
+async def inbox(client, openid: str) -> list[str]:
+    resp = await client.get(f"/sandbox/wechat/inbox/{openid}")
+    return [m["text"] for m in await resp.json()]
+
+
+async def post_event(client, settings, event: dict, *, secret: str | None = None, age_s: float = 0):
+    body = encode_body(event)
+    headers = signed_headers(secret or intake_secret(settings), body, event.get("event_id", "x"), time.time() - age_s)
+    return await client.post("/intake/events", data=body, headers=headers)
+
+
+async def until(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_delivered_to_the_intake_sandbox_once_with_its_number(bot, protocol):
+    services = bot.server.app[SERVICES]
+    ref = await apply(WeChatUser(bot, "oMother1", protocol), MOTHER_CHILD)
+    assert await until(lambda: _delivered(services, ref))
+    listing = await (await bot.get("/sandbox/intake/applications")).json()
+    received = [a for a in listing["applications"] if a["id"] == ref]
+    assert len(received) == 1 and received[0]["application_no"]
+    meta = await services.registry.meta(ref)
+    assert meta["application_no"] == received[0]["application_no"]
+
+
+async def _delivered(services, ref) -> bool:
+    status = await services.registry.status(ref)
+    return bool(status) and all(s["status"] == "delivered" for s in status.values())
+
+
+async def test_a_status_event_reaches_applicant_and_bound_guardian_once(bot, settings, protocol):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oMother2", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    code_reply = await mother.say("绑定码")
+    code = code_reply.split("绑定码：")[1][:6]
+    father = WeChatUser(bot, "oFather2", protocol)
+    assert "绑定成功" in await father.say(f"绑定 {code}")
+    event = {"event_id": "ev-1", "application_id": ref, "service": "nursing_subsidy", "status": "accepted",
+             "note": "", "at": "2026-11-24T09:00:00+08:00"}
+    assert (await post_event(bot, settings, event)).status == 200
+    assert (await post_event(bot, settings, event)).status == 409  # the same event again: applied once
+    await services.push.send_due(now=time.time() + 1)
+    await services.push.send_due(now=time.time() + 2)
+    for openid in ("oMother2", "oFather2"):
+        texts = [t for t in await inbox(bot, openid) if "护理补贴：已受理" in t]
+        assert len(texts) == 1, (openid, texts)
+    for user in (mother, father):
+        status = await user.say("进度")
+        assert "护理补贴：已受理" in status and ref in status
+
+
+async def test_event_endpoint_refuses_bad_signatures_stale_and_malformed_events(bot, settings, protocol):
+    ref = await apply(WeChatUser(bot, "oMother3", protocol), MOTHER_CHILD)
+    good = {"event_id": "ev-2", "application_id": ref, "service": "nursing_subsidy", "status": "accepted"}
+    assert (await post_event(bot, settings, good, secret="wrong")).status == 401
+    assert (await post_event(bot, settings, good, age_s=600)).status == 401
+    assert (await post_event(bot, settings, {**good, "status": "eaten"})).status == 400
+    assert (await post_event(bot, settings, {**good, "service": "lottery"})).status == 400
+    assert (await post_event(bot, settings, {**good, "application_id": "QY00000000NOPE00"})).status == 404
+    body = b"not json"
+    resp = await bot.post("/intake/events", data=body, headers=signed_headers(intake_secret(settings), body, "x", time.time()))
+    assert resp.status == 400 and (await resp.json())["error"] == "bad_json"
+
+
+async def test_who_may_see_the_status(bot, protocol):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oMother4", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    assert ref in await mother.say("进度")                               # the guardian who applied
+    stranger = WeChatUser(bot, "oStranger4", protocol)
+    reply = await stranger.say("进度")
+    assert ref not in reply and "没有查到" in reply
+    assert "不对或已过期" in await stranger.say("绑定 123456")            # a guessed code
+    assert "不对或已过期" in await stranger.say(f"绑定 {ref} 341723198001010023")  # the agent's ID, not the applicant's
+    code = (await mother.say("绑定码")).split("绑定码：")[1][:6]
+    await services.redis.client.delete(f"bindcode:{{{code}}}")          # expired
+    assert "不对或已过期" in await stranger.say(f"绑定 {code}")
+    assert ref not in await stranger.say("进度")
+    aunt = WeChatUser(bot, "oAunt4", protocol)
+    assert "绑定成功" in await aunt.say(f"绑定 {ref} 341723201406010034")  # application number + applicant's ID
+    assert ref in await aunt.say("进度")
+    code = (await mother.say("绑定码")).split("绑定码：")[1][:6]
+    uncle = WeChatUser(bot, "oUncle4", protocol)
+    assert "绑定成功" in await uncle.say(f"绑定 {code}")
+    assert "不对或已过期" in await WeChatUser(bot, "oLate4", protocol).say(f"绑定 {code}")  # one-time
+    assert "暂时没有绑定码" in await aunt.say("绑定码")  # only the applicant side hands out codes
+    # Guessing is limited: the stranger has used 3 of 5 tries this hour.
+    await stranger.say("绑定 000000")
+    await stranger.say("绑定 000001")
+    assert "次数太多" in await stranger.say("绑定 000002")
+
+
+async def test_withdrawing_a_service_before_it_is_processed_tells_the_intake(bot, protocol):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oMother5", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    assert "已为您撤销护理补贴" in await mother.say("撤销 护理补贴")
+    assert "护理补贴：已撤销" in await mother.say("进度")
+
+    async def intake_got_it():
+        events = (await (await bot.get("/sandbox/intake/events")).json())["events"]
+        return any(e["application_id"] == ref and e["status"] == "withdrawn" for e in events)
+
+    assert await until(intake_got_it)
+    assert "可撤销：残疾人证" in await mother.say("撤销")  # the certificate can still be withdrawn
+    assert (await services.registry.status(ref))["nursing_subsidy"]["status"] == "withdrawn"
+
+
+async def test_reminders_before_the_assessment_are_sent_when_due_and_once(bot, protocol):
+    services = bot.server.app[SERVICES]
+    await apply(WeChatUser(bot, "oDec", protocol), MOTHER_CHILD[:16] + ["1", "1", "1", "1"])   # 12月11日
+    await apply(WeChatUser(bot, "oJan", protocol), MOTHER_CHILD[:16] + ["2", "1", "1", "1"])   # 1月11日
+    china = op.CHINA
+    out = await op.send_due(services, datetime(2026, 12, 7, 12, 0, tzinfo=china))
+    assert json.loads(out)["reminders_queued"] == 0
+    out = await op.send_due(services, datetime(2026, 12, 8, 9, 5, tzinfo=china))          # 3 days before 12-11
+    assert json.loads(out)["reminders_queued"] == 1
+    assert json.loads(await op.send_due(services, datetime(2026, 12, 8, 9, 6, tzinfo=china)))["reminders_queued"] == 0
+    await op.send_due(services, datetime(2026, 12, 10, 9, 1, tzinfo=china))               # 1 day before
+    texts = [t for t in await inbox(bot, "oDec") if "评定提醒" in t]
+    assert len(texts) == 2 and "12月11日上午" in texts[0] and "青阳县医院门诊大厅一楼" in texts[0] and "居民身份证" in texts[0]
+    assert [t for t in await inbox(bot, "oJan") if "评定提醒" in t] == []
+    await op.send_due(services, datetime(2027, 1, 10, 9, 1, tzinfo=china))
+    assert len([t for t in await inbox(bot, "oJan") if "评定提醒" in t]) == 2
+
+
+async def test_an_unfinished_application_gets_one_gentle_reminder(bot, clock, protocol):
+    services = bot.server.app[SERVICES]
+    user = WeChatUser(bot, "oHalfway", protocol)
+    for text in ["你好", "1", "残疾证", "4"]:
+        await user.say(text)
+    three_days = clock.now.timestamp() + 3 * 86400
+    assert json.loads(await op.send_due(services, datetime.fromtimestamp(three_days - 60, op.CHINA)))["reminders_queued"] == 0
+    assert json.loads(await op.send_due(services, datetime.fromtimestamp(three_days + 60, op.CHINA)))["reminders_queued"] == 1
+    assert json.loads(await op.send_due(services, datetime.fromtimestamp(three_days + 3600, op.CHINA)))["reminders_queued"] == 0
+    assert len([t for t in await inbox(bot, "oHalfway") if "还差几步" in t]) == 1
+
+
+async def test_moving_a_session_and_announcing_the_mental_session_tell_everyone(bot, protocol):
+    services = bot.server.app[SERVICES]
+    ref = await apply(WeChatUser(bot, "oMoved", protocol), MOTHER_CHILD[:16] + ["1", "1", "1", "1"])
+    assert "moved 1 bookings" in await op.move_session(services, "2026-12-11", "2026-12-14")
+    assert await services.book.holders("2026-12-14") == [ref]
+    mental_ref = await apply(WeChatUser(bot, "oMental", protocol), SELF_MENTAL)
+    assert await services.book.waitlist("mental") == [mental_ref]
+    assert "to 1 applicants" in await op.announce_mental(services, "2027-03-15", None, None)
+    await services.push.send_due(now=time.time() + 1)
+    assert any("改到12月14日上午" in t for t in await inbox(bot, "oMoved"))
+    assert any("精神残疾评定定于3月15日" in t for t in await inbox(bot, "oMental"))
+    assert await services.book.waitlist("mental") == []
+    csv_text = await op.roster(services, "2026-12-14", "csv", None)
+    assert "王小宝" in csv_text and "13912345678" in csv_text and ref in csv_text
+
+
+async def test_satisfaction_is_asked_when_a_service_is_finished(bot, settings, protocol):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oMother6", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    event = {"event_id": "ev-ok", "application_id": ref, "service": "disability_certificate", "status": "ready_for_pickup"}
+    assert (await post_event(bot, settings, event)).status == 200
+    await services.push.send_due(now=time.time() + 1)
+    assert any("请为这次服务打分" in t for t in await inbox(bot, "oMother6"))
+    assert "谢谢您的评价" in await mother.say("5")
+    assert "已记录您的意见" in await mother.say("窗口很耐心")
+    report = await op.satisfaction_report(services)
+    assert "disability_certificate,0,0,0,0,1,1,5.00" in report
+    assert (await services.feedback.comments())[0]["comment"] == "窗口很耐心"
