@@ -93,7 +93,7 @@ async def test_voice_image_and_other_messages(make_user):
 async def test_menu_click_routes_into_the_dialog(make_user):
     user = make_user()
     assert "重新开始" in await user.event("CLICK", "MENU_HELP")
-    assert "还没有提交" in await user.event("CLICK", "MENU_STATUS")
+    assert "没有查到" in await user.event("CLICK", "MENU_STATUS")
     assert await user.event("CLICK", "NO_SUCH_KEY") == ""
 
 
