@@ -87,7 +87,8 @@ def create_app(settings: Settings) -> web.Application:
     if settings.simulator_enabled:
         from bot.simulator import setup_simulator
 
-        setup_simulator(app, token=settings.wechat_token, menu=pack.menu, region_name=pack.name)
+        setup_simulator(app, token=settings.wechat_token, menu=pack.menu, region_name=pack.name,
+                        inbox=None if settings.has_wechat_credentials else "/sandbox/wechat/inbox/")
     return app
 
 

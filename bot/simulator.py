@@ -31,7 +31,7 @@ _NO_CACHE = {"Cache-Control": "no-store"}
 
 
 def setup_simulator(
-    app: web.Application, *, token: str, menu: list[dict[str, str]], region_name: str
+    app: web.Application, *, token: str, menu: list[dict[str, str]], region_name: str, inbox: str | None = None
 ) -> None:
     """Add GET /simulator (the page), /simulator/config (JSON) and /simulator/static/{name}."""
     config = {
@@ -40,6 +40,8 @@ def setup_simulator(
         "menu": [{"key": str(item["key"]), "label": str(item.get("label") or item["key"])} for item in menu],
         "region": region_name,
         "to_user": TO_USER,
+        # Where pushed messages of the WeChat API sandbox can be read (None: no sandbox).
+        "inbox": inbox,
     }
 
     async def page(request: web.Request) -> web.StreamResponse:

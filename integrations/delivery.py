@@ -222,6 +222,7 @@ class DeliveryWorker:
         self.waiting = False  # blocked on the stream, nothing in flight: safe to cancel at once
         self._group_ready = False
         self._claim_cursor = "0-0"
+        self._own_cursor: str | None = "0"  # our own pending entries are read first, from here
         self._next_housekeeping = 0.0
         self._load = outbox.get if kind == "application" else outbox.get_event
         self._send = intake.deliver if kind == "application" else intake.send_event
@@ -233,25 +234,34 @@ class DeliveryWorker:
     async def run_once(self, *, block_ms: int = 0) -> int:
         """One pass: stale entries of dead workers, due retries, then new entries. Returns POSTs made."""
         try:
-            if not self._group_ready:
-                await self._ensure_group()
-            work: dict[str, str] = {}  # application id -> stream entry id ('' = the one in its state)
-            for entry, application_id in await self._claim_stale():
-                work.setdefault(application_id, entry)
-            for application_id in await self.redis.zrangebyscore(self._k.due, "-inf", self.clock(), start=0, num=self.batch):
-                work.setdefault(_s(application_id), "")
-            block = None if work or block_ms <= 0 else block_ms
-            self.waiting = block is not None
-            try:
-                new = await self._read_new(block)
-            finally:
-                self.waiting = False
-            for entry, application_id in new:
-                work.setdefault(application_id, entry)
-        except ResponseError as exc:
-            if "NOGROUP" in str(exc):  # the stream was lost (Redis without AOF, or flushed): start over
+            return await self._pass(block_ms)
+        except Exception as exc:
+            if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):  # stream lost (no AOF, or flushed)
                 self._group_ready = False
+            # A read whose reply was lost on the way left entries pending for us that we never saw:
+            # after any error, look at our own pending entries first (not after claim_idle_ms).
+            self._own_cursor = "0"
             raise
+
+    async def _pass(self, block_ms: int) -> int:
+        if not self._group_ready:
+            await self._ensure_group()
+        work: dict[str, str] = {}  # application id -> stream entry id ('' = the one in its state)
+        if self._own_cursor is not None:
+            for entry, application_id in await self._read_own():
+                work.setdefault(application_id, entry)
+        for entry, application_id in await self._claim_stale():
+            work.setdefault(application_id, entry)
+        for application_id in await self.redis.zrangebyscore(self._k.due, "-inf", self.clock(), start=0, num=self.batch):
+            work.setdefault(_s(application_id), "")
+        block = None if work or block_ms <= 0 else block_ms
+        self.waiting = block is not None
+        try:
+            new = await self._read_new(block)
+        finally:
+            self.waiting = False
+        for entry, application_id in new:
+            work.setdefault(application_id, entry)
         results = await asyncio.gather(*(self._attempt(a, e) for a, e in work.items()), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -312,15 +322,23 @@ class DeliveryWorker:
         self._claim_cursor = _s(reply[0])
         return await self._entries(reply[1])
 
+    async def _read_own(self) -> list[tuple[str, str]]:
+        """This consumer's own pending entries (XREADGROUP from an id, not ">"), a page at a time."""
+        raw = await self._read(self._own_cursor, None)
+        self._own_cursor = _s(raw[-1][0]) if len(raw) >= self.batch else None
+        return await self._entries(raw)
+
     async def _read_new(self, block: int | None) -> list[tuple[str, str]]:
-        reply = await self.redis.xreadgroup(GROUP, self.consumer, {self._k.stream: ">"}, count=self.batch, block=block)
+        return await self._entries(await self._read(">", block))
+
+    async def _read(self, start: str, block: int | None) -> list:
+        reply = await self.redis.xreadgroup(GROUP, self.consumer, {self._k.stream: start}, count=self.batch, block=block)
         if not reply:
             return []
-        streams = reply.items() if isinstance(reply, dict) else reply
-        entries = []
-        for _, stream_entries in streams:
-            entries.extend(await self._entries(stream_entries[0] if _nested(stream_entries) else stream_entries))
-        return entries
+        raw = []
+        for _, stream_entries in (reply.items() if isinstance(reply, dict) else reply):
+            raw.extend(stream_entries[0] if _nested(stream_entries) else stream_entries)
+        return raw
 
     async def _entries(self, raw: list) -> list[tuple[str, str]]:
         entries = []

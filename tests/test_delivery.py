@@ -363,6 +363,29 @@ async def test_a_crashed_workers_entry_is_reclaimed(redis_client, outbox, fake, 
     assert fake.accepted[doc["id"]] == 1 and await pending(redis_client) == 0
 
 
+async def test_entries_read_but_never_seen_are_taken_back_at_once(redis_client, outbox, fake, http, clock, calls):
+    """A read whose reply was lost (Redis restarting), or a restart under the same name (a container: same
+    hostname, pid 1), leaves entries pending for this very consumer: it looks at them first, not after claim_idle_ms."""
+    [first, second] = await submit(outbox, 2)
+    await redis_client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    await redis_client.xreadgroup(GROUP, "box-1", {STREAM: ">"}, count=1)  # the previous life of "box-1"
+    worker = make_worker(redis_client, outbox, fake.url, http, clock, calls, consumer="box-1", claim_idle_ms=60000)
+    assert await worker.run_once() == 2
+    [third] = await submit(outbox, 1, start=2)
+    await redis_client.xreadgroup(GROUP, "box-1", {STREAM: ">"}, count=1)  # a reply lost on the way...
+    real_claim = worker._claim_stale
+
+    async def redis_restarting():
+        raise ConnectionError("Connection closed by server.")
+
+    worker._claim_stale = redis_restarting
+    with pytest.raises(ConnectionError):  # ...in a pass that failed (run_forever logs it and goes on)
+        await worker.run_once()
+    worker._claim_stale = real_claim
+    assert await worker.run_once() == 1
+    assert [fake.accepted[d["id"]] for d in (first, second, third)] == [1, 1, 1] and await pending(redis_client) == 0
+
+
 async def test_an_attempt_cut_short_by_a_crash_is_resumed_after_its_lock(redis_client, outbox, fake, http, clock, calls):
     [doc] = await submit(outbox, 1)
     fake.slow_s = 10

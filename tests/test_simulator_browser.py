@@ -196,3 +196,63 @@ async def test_simulator_talks_to_the_real_bot(live_bot, tmp_path_factory):
     shots = tmp_path_factory.mktemp("simulator-screenshots")  # outside the repo
     # Selenium blocks; the bot serves from this test's event loop, so drive it from a thread.
     await asyncio.to_thread(_scenario, live_bot, shots)
+
+
+APPLY_FOR_CERTIFICATE = ["你好", "1", "残疾证", "4", "张三", "341723195503020017", "13812345678", "青阳县蓉城镇五溪村12号",
+                         "0", "1", "1", "1", "1"]
+
+
+def _status_update_scenario(base_url: str, shots: Path) -> None:
+    """A newcomer applies in the simulator, the intake sandbox says 已受理, and the push shows up."""
+    import json
+    import urllib.request
+
+    profile = tempfile.mkdtemp(prefix="sim-chromium-")
+    driver = _driver(profile)
+    try:
+        page = Page(driver, base_url)
+        try:
+            page.open()
+            driver.find_element(page.By.ID, "new-user").click()
+            reply = ""
+            for text in APPLY_FOR_CERTIFICATE:
+                reply = page.say(text)
+            assert "申请已提交" in reply, reply
+            reference = reply.split("申请编号 ")[1].split("。")[0]
+
+            def emit() -> int:
+                body = json.dumps({"application_id": reference, "status": "accepted", "note": "窗口已收件"}).encode()
+                request = urllib.request.Request(base_url + "/sandbox/intake/emit", data=body,
+                                                 headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(request, timeout=5) as resp:
+                        return resp.status
+                except urllib.error.HTTPError as e:
+                    return e.code
+
+            # Delivery to the sandbox runs in the background; the event can be emitted once it arrived.
+            deadline = time.monotonic() + WAIT_S
+            while emit() != 200:
+                assert time.monotonic() < deadline, "the application never reached the intake sandbox"
+                time.sleep(0.2)
+            page.wait.until(lambda d: any("残疾人证：已受理" in t for t in page.bot_texts()),
+                            message=f"no pushed status update; bubbles: {page.bot_texts()[-3:]}")
+            pushed = driver.find_elements(page.By.CSS_SELECTOR, ".bubble.bot.pushed")
+            assert pushed and "通知" in pushed[-1].text and reference in pushed[-1].text
+        except BaseException:
+            shot = shots / f"simulator-status-failure-{int(time.time())}.png"
+            try:
+                driver.save_screenshot(str(shot))
+                print(f"screenshot: {shot}", "bot bubbles:", page.bot_texts(), "notices:", page.notices())
+            except Exception as e:
+                print(f"could not save diagnostics: {e!r}")
+            raise
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+async def test_a_newcomer_sees_a_status_update_arrive_in_the_simulator(live_bot, tmp_path_factory):
+    _require_browser()
+    shots = tmp_path_factory.mktemp("simulator-screenshots")
+    await asyncio.to_thread(_status_update_scenario, live_bot, shots)

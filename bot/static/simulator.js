@@ -180,6 +180,12 @@
         photo.className = "fake-photo";
         photo.textContent = "照片";
         bubble.appendChild(photo);
+      } else if (entry.kind === "pushed") {
+        var tag = document.createElement("span");
+        tag.className = "kind";
+        tag.textContent = "通知";
+        bubble.appendChild(tag);
+        bubble.appendChild(document.createTextNode(entry.text));
       } else {
         bubble.textContent = entry.text;
       }
@@ -364,6 +370,20 @@
     });
   }
 
+  /* Pushed messages (status updates, reminders) land in the bot's WeChat API sandbox; show them
+     like WeChat shows a customer-service or template message. */
+  var INBOX_EVERY_MS = 2000;
+  function pollInbox() {
+    if (!config || !config.inbox) return;
+    fetch(config.inbox + encodeURIComponent(openid) + "?consume=1", { cache: "no-store" }).then(function (resp) {
+      if (!resp.ok) throw new Error("HTTP " + resp.status);
+      return resp.json();
+    }).then(function (messages) {
+      (messages || []).forEach(function (m) { add({ who: "bot", text: m.text, kind: "pushed" }); });
+    }).catch(function () { /* the sandbox is off (real credentials): nothing to show */ })
+      .finally(function () { setTimeout(pollInbox, INBOX_EVERY_MS); });
+  }
+
   function start() {
     setBusy(0);
     fetch("/simulator/config", { cache: "no-store" }).then(function (resp) {
@@ -393,6 +413,7 @@
       });
       input.focus();
       document.body.setAttribute("data-ready", "1");
+      setTimeout(pollInbox, INBOX_EVERY_MS);
     }).catch(function (err) {
       var notice = $("notice");
       if (notice) notice.remove();
