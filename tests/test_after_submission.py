@@ -211,3 +211,32 @@ async def test_satisfaction_is_asked_when_a_service_is_finished(bot, settings, p
     report = await op.satisfaction_report(services)
     assert "disability_certificate,0,0,0,0,1,1,5.00" in report
     assert (await services.feedback.comments())[0]["comment"] == "窗口很耐心"
+
+
+async def test_the_operator_commands_run_from_the_shell(bot, settings, protocol, redis_url):
+    """`bot reminders send-due --now …` and `bot sessions roster` as cron and a clerk would run them."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ref = await apply(WeChatUser(bot, "oCron", protocol), MOTHER_CHILD)
+    port = bot.server.port
+    env = {**os.environ, "REDIS_URL": redis_url, "BOT_VAR_DIR": str(settings.var_dir), "BOT_PORT": str(port),
+           "WECHAT_ENCODING_AES_KEY": settings.wechat_encoding_aes_key, "WECHAT_APPID": settings.wechat_appid,
+           "WECHAT_TOKEN": settings.wechat_token}
+    root = Path(__file__).resolve().parent.parent
+
+    def run(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "bot", *args], env=env, cwd=root, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert json.loads(await asyncio.to_thread(run, "reminders", "send-due", "--now", "2026-12-08T08:59:00"))["reminders_queued"] == 0
+    assert json.loads(await asyncio.to_thread(run, "reminders", "send-due", "--now", "2026-12-08T09:01:00"))["reminders_queued"] == 1
+    assert json.loads(await asyncio.to_thread(run, "reminders", "send-due", "--now", "2026-12-08T09:02:00"))["reminders_queued"] == 0
+    assert len([t for t in await inbox(bot, "oCron") if "评定提醒" in t]) == 1
+    roster = await asyncio.to_thread(run, "sessions", "roster", "2026-12-11")
+    assert ref in roster and "王小宝" in roster
+    listing = await asyncio.to_thread(run, "sessions", "list")
+    assert "2026-12-11,2026-12-11,上午,青阳县医院门诊大厅一楼,1,30" in listing
