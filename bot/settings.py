@@ -31,6 +31,7 @@ class Settings:
     port: int = 8080
     var_dir: Path = field(default_factory=lambda: Path("var"))
     simulator: bool | None = None
+    intake_sandbox: bool = False
     data_keys: str = ""
     # Timestamps further than this from our clock are replays (or a broken clock).
     max_clock_skew_s: int = 300
@@ -56,6 +57,7 @@ class Settings:
             port=int(env.get("BOT_PORT") or 8080),
             var_dir=Path(env.get("BOT_VAR_DIR") or "var"),
             simulator=_flag(env.get("BOT_SIMULATOR")),
+            intake_sandbox=bool(_flag(env.get("BOT_INTAKE_SANDBOX"))),
             data_keys=env.get("BOT_DATA_KEY", ""),
         )
 
@@ -90,6 +92,9 @@ class Settings:
             problems.append("INTAKE_URL is set but INTAKE_SECRET is not: deliveries could not be signed")
         if self.wechat_encoding_aes_key and len(self.wechat_encoding_aes_key) != 43:
             problems.append("WECHAT_ENCODING_AES_KEY must be 43 characters")
+        if self.has_wechat_credentials and not self.intake_url and not self.intake_sandbox:
+            problems.append("real WeChat credentials but no INTAKE_URL: applications would only reach the sandbox "
+                            "(set INTAKE_URL, or BOT_INTAKE_SANDBOX=1 for a trial)")
         if bool(self.wechat_appid) != bool(self.wechat_appsecret) and not self.wechat_encoding_aes_key:
             problems.append("set WECHAT_APPID and WECHAT_APPSECRET together")
         if problems:

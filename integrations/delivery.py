@@ -213,7 +213,7 @@ class DeliveryWorker:
         # The lock must outlive the intake's own timeout, and an attempt stops waiting at 80 % of
         # the lock: no worker is still waiting on a POST when another may take the lock over.
         timeout_s = float(getattr(intake, "timeout_s", 10.0))
-        self.lock_ttl_ms = lock_ttl_ms or int((2 * timeout_s + 5) * 1000)
+        self.lock_ttl_ms = lock_ttl_ms or int((timeout_s + 5) * 1000)
         self._attempt_limit_s = self.lock_ttl_ms / 1000 * 0.8
         # A blocking read must return before the client's socket timeout (1 s in the bot).
         self.block_ms = block_ms

@@ -652,8 +652,8 @@ async def test_bot_serve_killed_mid_delivery_delivers_once_after_restart(tmp_pat
         await wait_until(lambda: _true(fake.in_flight[caught["id"]] == 1), 10)
         bot.kill(signal.SIGKILL)  # mid-POST: its lock held, its entry pending, the intake has the application
         await bot.start()
-        # The dead attempt's lock outlives the HTTP timeout (10 s) by design; then it is due again.
-        await wait_until(lambda: _is(state(caught["id"]), b"delivered"), 45)
+        # The dead attempt's lock outlives the HTTP timeout (10 s + 5 s) by design; then it is due again.
+        await wait_until(lambda: _is(state(caught["id"]), b"delivered"), 40)
     finally:
         bot.kill(signal.SIGTERM)
     assert fake.accepted[first["id"]] == fake.accepted[caught["id"]] == 1
