@@ -22,7 +22,7 @@ from bot.services import Services, open_services
 from bot.settings import Settings
 from bot.wechat_protocol import ProtocolError, WeChatProtocol
 from dialogs.pack import Pack, load_pack
-from integrations.delivery import DeliveryWorker, default_consumer
+from integrations.delivery import DeliveryWorker, default_consumer, running
 from integrations.intake import HttpIntake
 from integrations.push import PushQueue
 from integrations.wechat_api import WeChatApi
@@ -137,12 +137,11 @@ async def _background_work(app: web.Application) -> AsyncIterator[None]:
                             kind="event")
     stop = asyncio.Event()
     tasks = [
-        asyncio.create_task(app[DELIVERY].run_forever(stop), name="deliver-applications"),
-        asyncio.create_task(events.run_forever(stop), name="deliver-events"),
         asyncio.create_task(_every(PUSH_EVERY_S, stop, lambda: services.push.send_due()), name="push"),
         asyncio.create_task(_every(REMINDERS_EVERY_S, stop, lambda: send_due_reminders(services, time.time())), name="reminders"),
     ]
-    yield
+    async with running(app[DELIVERY]), running(events):
+        yield
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
 

@@ -58,8 +58,10 @@ def _operator_commands(sub) -> None:
     outbox = sub.add_parser("outbox", help="applications on their way to the intake system").add_subparsers(dest="action", required=True)
     listing = outbox.add_parser("list")
     listing.add_argument("--state", choices=["queued", "retrying", "delivered", "failed"])
-    retry = outbox.add_parser("retry", help="send a failed application again")
+    listing.add_argument("--events", action="store_true", help="the bot's own events (withdrawals) instead of applications")
+    retry = outbox.add_parser("retry", help="send a failed application (or, with --events, event) again")
     retry.add_argument("application_id")
+    retry.add_argument("--events", action="store_true")
     reminders = sub.add_parser("reminders", help="reminders and pushed messages").add_subparsers(dest="action", required=True)
     due = reminders.add_parser("send-due", help="send the reminders and messages due now (for cron or a test)")
     due.add_argument("--now", help="ISO-8601 time to act as now (China time when no offset)")
@@ -95,7 +97,8 @@ async def _operate(settings: Settings, args) -> int:
             elif args.command == "outbox":
                 intake = HttpIntake(http, base_url=settings.intake_url or f"{settings.self_url}/sandbox/intake",
                                     secret=settings.intake_secret)
-                worker = DeliveryWorker(s.redis.client, s.outbox, intake, consumer=default_consumer())
+                worker = DeliveryWorker(s.redis.client, s.outbox, intake, consumer=default_consumer(),
+                                        kind="event" if args.events else "application")
                 if args.action == "list":
                     for row in await worker.list(args.state):
                         op.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -3,8 +3,10 @@
 Why a consumer group on the outbox stream (XREADGROUP / XACK / XAUTOCLAIM) and not arq or taskiq:
 the outbox is already a Redis stream, written in the same script as the sealed document, so there is
 no second queue to keep in step with it and no second system to run. A consumer group gives
-at-least-once delivery with crash recovery: an entry stays pending until it is acknowledged, and
-the entries of a worker that died are claimed by another after claim_idle_ms. Exactly-once effect
+at-least-once delivery with crash recovery: an entry stays pending until it is acknowledged; a
+worker first looks at its own pending entries (after a restart under the same name, or an error
+that may have lost a read's reply), and the entries of a worker that died are claimed by another
+after claim_idle_ms. Exactly-once effect
 comes from two things: the intake keeps one application per Idempotency-Key (the application id,
 the same on every attempt), and our per-application state says when it is done, so a redelivered
 entry is acknowledged without another POST.
@@ -30,6 +32,7 @@ import asyncio
 import logging
 import os
 import random
+import socket
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -272,12 +275,14 @@ class DeliveryWorker:
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Deliver until stop is set. Never raises: Redis trouble is logged and retried with backoff."""
         pause = 0.5
-        idle = False
         while not stop.is_set():
             try:
-                made = await self.run_once(block_ms=await self._block_for(idle))
-                idle = made == 0
+                made = await self.run_once(block_ms=await self._block_for())
                 pause = 0.5
+                if made == 0 and (due := await self.next_due()) is not None and due <= self.clock():
+                    # Due, yet nothing was attempted: another worker holds it (its host's clock is
+                    # ahead of ours). Do not spin on it.
+                    await _sleep_unless(stop, 0.1)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -285,22 +290,15 @@ class DeliveryWorker:
                     log.warning("delivery: Redis unavailable (%s); next pass in %.1f s", type(exc).__name__, pause)
                 else:
                     log.exception("delivery: pass failed; next pass in %.1f s", pause)
-                try:
-                    await asyncio.wait_for(stop.wait(), pause * random.uniform(0.8, 1.2))
-                except asyncio.TimeoutError:
-                    pass
+                await _sleep_unless(stop, pause * random.uniform(0.8, 1.2))
                 pause = min(pause * 2, 30.0)
 
-    async def _block_for(self, idle: bool) -> int:
+    async def _block_for(self) -> int:
         """How long the next read may wait for new entries: until the next retry is due, at most block_ms."""
         due = await self.next_due()
         if due is None:
             return self.block_ms
-        wait_ms = (due - self.clock()) * 1000
-        if wait_ms <= 0:
-            # Due but nothing was attempted last pass (another worker holds it): do not spin.
-            return min(self.block_ms, 100) if idle else 0
-        return int(min(self.block_ms, max(wait_ms, 1)))
+        return int(min(self.block_ms, max((due - self.clock()) * 1000, 0)))
 
     async def next_due(self) -> float | None:
         """When the earliest retry (or an attempt in flight, should it die) falls due, by our clock."""
@@ -498,9 +496,9 @@ async def running(worker: DeliveryWorker) -> AsyncIterator[asyncio.Task]:
 
 
 def default_consumer() -> str:
-    """A consumer name per process: a restarted process is a new consumer, its old entries get claimed."""
-    import socket
-
+    """A consumer name per process. A restarted process is usually a new consumer (its old entries are
+    claimed after claim_idle_ms); in a container (same hostname, pid 1) it is the same one and takes
+    its pending entries back at once."""
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
@@ -523,6 +521,13 @@ def _unseen(application_id: str) -> dict[str, Any]:
             "application_no": None, "last_error": None, "first_queued_at": None, "last_attempt_at": None}
 
 
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
 async def _notify(callback, application_id: str, value) -> None:
     if callback is None:
         return
@@ -534,7 +539,8 @@ async def _notify(callback, application_id: str, value) -> None:
 
 def _nested(stream_entries) -> bool:
     # RESP3 replies wrap a stream's entries in one more list.
-    return bool(stream_entries) and isinstance(stream_entries[0], list) and stream_entries[0] and isinstance(stream_entries[0][0], (list, tuple))
+    first = stream_entries[0] if stream_entries else None
+    return isinstance(first, list) and bool(first) and isinstance(first[0], (list, tuple))
 
 
 def _float(value: str | None) -> float | None:
