@@ -61,7 +61,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         parser.error("the benchmark server only listens on loopback")
-    web.run_app(make_app(), host=args.host, port=args.port, print=None, access_log=None)
+    # The same event loop as `bot serve` (uvloop when installed), so the ratio compares handlers, not loops.
+    from bot.cli import _new_loop
+
+    web.run_app(make_app(), host=args.host, port=args.port, print=None, access_log=None, loop=_new_loop())
 
 
 if __name__ == "__main__":

@@ -154,7 +154,17 @@ def _run_worker(settings: Settings, started: float, reuse_port: bool) -> None:
         log.info("worker %d serving after %.0f ms", os.getpid(), (time.monotonic() - started) * 1000)
 
     app.on_startup.append(announce)
-    web.run_app(app, host=settings.host, port=settings.port, reuse_port=reuse_port or None, print=None, access_log=None)
+    web.run_app(app, host=settings.host, port=settings.port, reuse_port=reuse_port or None, print=None, access_log=None,
+                loop=_new_loop())
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS): the same asyncio, about twice the I/O throughput."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 if __name__ == "__main__":

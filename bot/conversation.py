@@ -47,7 +47,8 @@ class ConversationService:
         started = time.perf_counter()
         self.metrics.messages.labels(message.msg_type).inc()
         try:
-            return await asyncio.wait_for(self._reply(message, now), self.deadline_s)
+            async with asyncio.timeout(self.deadline_s):  # no extra task per turn, unlike wait_for
+                return await self._reply(message, now)
         except (asyncio.TimeoutError, LockTimeout):
             self.metrics.errors.labels("timeout").inc()
             log.warning("turn for %s not answered in time", _short(message.from_user))
