@@ -64,12 +64,20 @@ async def read_fact(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcom
     return Outcome.ok()
 
 
-async def read_name(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
-    try:
-        _put(turn.data, path, parse_name(inp.text))
-    except ValidationError as e:
-        return _invalid(turn, e)
-    return Outcome.ok()
+def validated(parse: Callable[[str], Any]) -> Reader:
+    """A reader that stores what `parse` makes of the answer, or gives its hint."""
+
+    async def read(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+        try:
+            _put(turn.data, path, parse(inp.text))
+        except ValidationError as e:
+            return _invalid(turn, e)
+        return Outcome.ok()
+
+    return read
+
+
+read_name, read_phone, read_address = validated(parse_name), validated(parse_phone), validated(parse_address)
 
 
 async def read_id_number(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
@@ -92,28 +100,12 @@ async def read_id_number(turn: Turn, step: Step, inp: UserInput, path: str) -> O
     return Outcome.ok()
 
 
-async def read_phone(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
-    try:
-        _put(turn.data, path, parse_phone(inp.text))
-    except ValidationError as e:
-        return _invalid(turn, e)
-    return Outcome.ok()
-
-
 async def read_applicant_phone(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
     agent_phone = turn.data.get("agent", {}).get("phone")
     if agent_phone and turn.lang.matches_any(inp.text, turn.pack.questions[step.name]["same_words"]):
         turn.data.setdefault("applicant", {})["phone"] = agent_phone
         return Outcome.ok()
     return await read_phone(turn, step, inp, "applicant.phone")
-
-
-async def read_address(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
-    try:
-        _put(turn.data, path, parse_address(inp.text))
-    except ValidationError as e:
-        return _invalid(turn, e)
-    return Outcome.ok()
 
 
 async def read_mailing_address(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:

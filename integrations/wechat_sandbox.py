@@ -100,9 +100,9 @@ async def _token(request: web.Request) -> web.Response:
     return web.json_response({"access_token": _issue(state), "expires_in": TOKEN_LIFETIME_S})
 
 
-async def _custom_send(request: web.Request) -> web.Response:
-    state = request.app[SANDBOX]
-    if (refused := await _check(request, "custom")) is not None:
+async def _message(request: web.Request, endpoint: str) -> tuple[dict, str] | web.Response:
+    """The checks both send endpoints share: injected faults, the token, a JSON body, the recipient."""
+    if (refused := await _check(request, endpoint)) is not None:
         return refused
     body = await _json(request)
     if body is None:
@@ -110,6 +110,14 @@ async def _custom_send(request: web.Request) -> web.Response:
     openid = body.get("touser")
     if not isinstance(openid, str) or not openid:
         return _error(40003)
+    return body, openid
+
+
+async def _custom_send(request: web.Request) -> web.Response:
+    got = await _message(request, "custom")
+    if isinstance(got, web.Response):
+        return got
+    body, openid = got
     if body.get("msgtype") != "text":
         return _error(40008 if body.get("msgtype") else 47001)
     content = (body.get("text") or {}).get("content", "")
@@ -117,20 +125,16 @@ async def _custom_send(request: web.Request) -> web.Response:
         return _error(44004)
     if len(content.encode()) > MAX_TEXT_BYTES:
         return _error(45002)
-    _record(state, openid, content, "custom")
+    _record(request.app[SANDBOX], openid, content, "custom")
     return _error(0)
 
 
 async def _template_send(request: web.Request) -> web.Response:
     state = request.app[SANDBOX]
-    if (refused := await _check(request, "template")) is not None:
-        return refused
-    body = await _json(request)
-    if body is None:
-        return _error(47001)
-    openid = body.get("touser")
-    if not isinstance(openid, str) or not openid:
-        return _error(40003)
+    got = await _message(request, "template")
+    if isinstance(got, web.Response):
+        return got
+    body, openid = got
     if not body.get("template_id"):
         return _error(40037)
     data = body.get("data") or {}
