@@ -240,3 +240,25 @@ async def test_the_operator_commands_run_from_the_shell(bot, settings, protocol,
     assert ref in roster and "王小宝" in roster
     listing = await asyncio.to_thread(run, "sessions", "list")
     assert "2026-12-11,2026-12-11,上午,青阳县医院门诊大厅一楼,1,30" in listing
+
+
+async def test_overdue_services_are_visible_in_the_status(bot, settings, clock, protocol):
+    mother = WeChatUser(bot, "oLate", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    event = {"event_id": "ev-acc", "application_id": ref, "service": "nursing_subsidy", "status": "accepted",
+             "at": "2026-11-24T09:00:00+08:00"}
+    assert (await post_event(bot, settings, event)).status == 200
+    status = await mother.say("进度")
+    assert "护理补贴：已受理，预计12月8日前办结" in status  # 10 working days from 11-24
+    clock.set("2026-12-09T10:00:00")
+    assert "护理补贴：已受理，已超过预计时间" in await mother.say("进度")
+
+
+async def test_an_application_the_intake_refuses_is_kept_and_the_citizen_is_told(bot, protocol):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oRefused", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    await services.notifier.on_rejected(ref, "HTTP 400 invalid_document")
+    await services.push.send_due(now=time.time() + 1)
+    assert any("工作人员会尽快联系您" in t for t in await inbox(bot, "oRefused"))
+    assert "暂未送达，工作人员会联系您" in await mother.say("进度")
