@@ -129,7 +129,7 @@ class PushQueue:
         now = self.clock() if now is None else now
         counts = {"sent": 0, "retry": 0, "failed": 0, "duplicate": 0}
         remaining = limit
-        while remaining > 0:
+        while remaining > 0 and not _stopping():
             deadline_ms, keys = await self._claim_due(now=now, limit=min(BATCH, remaining))
             if not keys:
                 break
@@ -212,12 +212,19 @@ class PushQueue:
 
 
 async def push_forever(queue: PushQueue, *, interval_s: float = 1.0, limit: int = 100) -> None:
-    """The background task of each worker: send what is due, then wait a little."""
-    while True:
+    """The background task of each worker: send what is due, then wait a little. Cancel to stop."""
+    while not _stopping():
         try:
             counts = await queue.send_due(limit=limit)
         except Exception as e:  # Redis away: try again next round
             log.warning("push round failed: %s", type(e).__name__)
             counts = {}
-        if sum(counts.values()) < limit:  # a full round means more are due: go on at once
+        if sum(counts.values()) < limit and not _stopping():  # a full round: more are due, go on at once
             await asyncio.sleep(interval_s)
+
+
+def _stopping() -> bool:
+    # On Python 3.11 a cancel can be lost inside redis-py (asyncio.wait_for returns the result of a
+    # command that completed as the cancel arrived), so the loop also checks for a pending cancel.
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from integrations.push import CLAIM_S, GIVE_UP_S, PushQueue, backoff_s
+from integrations.push import CLAIM_S, GIVE_UP_S, PushQueue, backoff_s, push_forever
 from integrations.sealing import Sealer
 from integrations.wechat_api import WeChatApi
 from integrations.wechat_sandbox import SANDBOX, create_wechat_sandbox
@@ -199,3 +200,19 @@ async def dump(redis) -> bytes:
         elif kind == "zset":
             out += await redis.zrange(key, 0, -1)
     return b"\n".join(out)
+
+
+async def test_the_background_task_sends_and_stops_when_cancelled(redis_url, redis_client, sandbox, sealer, http):
+    # The production client's socket timeout makes redis-py use asyncio.wait_for, which on Python
+    # 3.11 can lose a cancel: the task must stop all the same.
+    redis = aioredis.from_url(redis_url, socket_timeout=1.0)
+    queue = make_queue(http, redis, sandbox, sealer, time.time)
+    await queue.enqueue(OPENID, "材料已收到", key="k")
+    for i in range(30):
+        task = asyncio.create_task(push_forever(queue, interval_s=0.001))
+        await asyncio.sleep(0.001 * (i % 6))
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert done, "the push task did not stop"
+    await redis.aclose()
+    assert inbox(sandbox) == ["材料已收到"]
