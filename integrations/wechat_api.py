@@ -86,6 +86,10 @@ class _Progress:
     posted: bool = False  # a request went out: from here on, the message may have been delivered
 
 
+class _MaybeSent(Exception):
+    """A send whose answer was lost: sending again could deliver it twice."""
+
+
 class _Transient(Exception):
     """The request may not have reached WeChat, or its answer did not reach us."""
 
@@ -294,6 +298,10 @@ class WeChatApi:
         except _Transient as e:
             log.info("%s to %s: %s (will retry)", path, mask_openid(openid), e)
             return SendResult("retry", BUSY, str(e))
+        except _MaybeSent as e:
+            # At most once: a citizen told twice is worse than one told by "进度" instead.
+            log.warning("%s to %s: %s after sending; not sent again", path, mask_openid(openid), e)
+            return SendResult("failed", BUSY, f"{e}: may have been delivered, not sent again")
         result = self._classify(errcode, str(body.get("errmsg", "")))
         if result.status != "sent":
             log.info("%s to %s: errcode %s -> %s", path, mask_openid(openid), errcode, result.status)
@@ -326,9 +334,14 @@ class WeChatApi:
                 if resp.status != 200:
                     raise _Transient(f"HTTP {resp.status}")
                 raw = await resp.read()
-        except (asyncio.TimeoutError, aiohttp.ClientError) as e:
-            # Only the exception's type: its text may hold the URL, and the URL holds the token.
+        except aiohttp.ClientConnectorError as e:
+            # Never reached WeChat: safe to try again. (Only the type is kept: the text holds the token.)
             raise _Transient(type(e).__name__) from None
+        except (asyncio.TimeoutError, aiohttp.ClientError) as e:
+            if payload is None:
+                raise _Transient(type(e).__name__) from None
+            # The message went out and no answer came back: WeChat may have delivered it.
+            raise _MaybeSent(type(e).__name__) from None
         try:
             body = json.loads(raw)
         except ValueError:

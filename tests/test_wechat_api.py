@@ -128,8 +128,7 @@ async def test_too_many_service_messages_uses_the_template_when_there_is_one(san
     {"errcodes": [45011]},
     {"http_status": [500]},
     {"http_status": [502]},
-    {"delay_s": 0.3},
-], ids=["45047", "busy", "45011", "http500", "http502", "timeout"])
+], ids=["45047", "busy", "45011", "http500", "http502"])
 async def test_transient_failures_are_retries(sandbox, http, redis_client, fault):
     api = make_api(http, redis_client, sandbox, timeout_s=0.1)
     await api.access_token()  # the token is not what is being tested
@@ -137,6 +136,24 @@ async def test_transient_failures_are_retries(sandbox, http, redis_client, fault
     result = await api.send_text(OPENID, "通知")
     assert result.status == "retry", result
     await inject(http, sandbox, "custom", delay_s=0)
+
+
+async def test_a_send_without_an_answer_is_not_sent_again(sandbox, http, redis_client):
+    """The request went out and timed out: WeChat may have delivered it, so at most once wins."""
+    api = make_api(http, redis_client, sandbox, timeout_s=0.1)
+    await api.access_token()
+    await inject(http, sandbox, "custom", delay_s=0.3)
+    first = await api.send(OPENID, "通知", idempotency_key="k-timeout")
+    assert first.status == "failed" and "not sent again" in first.detail
+    await inject(http, sandbox, "custom", delay_s=0)
+    assert (await api.send(OPENID, "通知", idempotency_key="k-timeout")).status == "duplicate"
+
+
+async def test_a_wechat_that_cannot_be_reached_is_retried(http, redis_client):
+    from integrations.wechat_api import WeChatApi
+
+    api = WeChatApi(http, redis_client, base_url="http://127.0.0.1:1", appid="a", secret="s", timeout_s=0.5)
+    assert (await api.send_text(OPENID, "通知")).status == "retry"
 
 
 async def test_the_daily_quota_retries_after_midnight_china_time(sandbox, http, redis_client):
