@@ -6,6 +6,7 @@ whole words, longest first.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -81,13 +82,15 @@ class Understanding:
                 vocabulary.update(option.get("words", []))
                 vocabulary.add(option["label"])
         self.tokenizer = domain_tokenizer(vocabulary)
+        # Citizens send the same short answers again and again ("1", "是的", "同上"): cut each once.
+        self._cut = functools.lru_cache(maxsize=8192)(lambda text: tuple(w for w in self.tokenizer.lcut(text) if w.strip()))
 
     # -- words ---------------------------------------------------------------------------------
-    def words(self, text: str) -> list[str]:
-        return [w for w in self.tokenizer.lcut(compact(text)) if w.strip()]
+    def words(self, text: str) -> tuple[str, ...]:
+        return self._cut(compact(text))
 
     @staticmethod
-    def _hits(text: str, words: list[str], vocab: Iterable[str]) -> list[str]:
+    def _hits(text: str, words: tuple[str, ...], vocab: Iterable[str]) -> list[str]:
         """Vocabulary entries found in the text: as a jieba word, or (for 2+ characters) inside it."""
         text_c = compact(text)
         found = []
