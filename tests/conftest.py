@@ -191,3 +191,22 @@ def _mask_test_logs(caplog):
     """Every log line the suite produces goes through the masking filter, as in production."""
     caplog.handler.addFilter(MaskingFilter())
     yield
+
+
+@pytest.fixture
+async def wechat_sandbox():
+    """WeChat's API imitated on a real loopback port, with fault injection."""
+    from integrations.wechat_sandbox import create_wechat_sandbox
+
+    server = TestServer(create_wechat_sandbox(allow_faults=True), host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def http():
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        yield session

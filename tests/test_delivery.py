@@ -107,12 +107,6 @@ async def fake():
 
 
 @pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 

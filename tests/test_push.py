@@ -28,11 +28,8 @@ class Clock:
 
 
 @pytest.fixture
-async def sandbox():
-    server = TestServer(create_wechat_sandbox(allow_faults=True), host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
+def sandbox(wechat_sandbox):
+    return wechat_sandbox
 
 
 @pytest.fixture
@@ -43,12 +40,6 @@ def sealer() -> Sealer:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def make_queue(http, redis, sandbox, sealer, clock, **kw) -> PushQueue:

@@ -126,6 +126,19 @@ class Page:
         return [e["message"] for e in self.d.get_log("browser") if e["level"] == "SEVERE"]
 
 
+def _diagnose(driver, page: Page, shots: Path, name: str) -> None:
+    """A screenshot (outside the repo) and what the page showed, printed next to the failure."""
+    shot = shots / f"{name}-{int(time.time())}.png"
+    try:
+        driver.save_screenshot(str(shot))
+        print(f"screenshot: {shot}")
+        print("notices:", page.notices())
+        print("bot bubbles:", page.bot_texts())
+        print("browser log:", driver.get_log("browser"))
+    except Exception as e:  # the browser may be gone; keep the original failure
+        print(f"could not save diagnostics: {e!r}")
+
+
 def _scenario(base_url: str, shots: Path) -> None:
     profile = tempfile.mkdtemp(prefix="sim-chromium-")
     driver = _driver(profile)
@@ -176,15 +189,7 @@ def _scenario(base_url: str, shots: Path) -> None:
 
             assert page.browser_errors() == []
         except BaseException:
-            shot = shots / f"simulator-failure-{int(time.time())}.png"
-            try:
-                driver.save_screenshot(str(shot))
-                print(f"screenshot: {shot}")
-                print("notices:", page.notices())
-                print("bot bubbles:", page.bot_texts())
-                print("browser log:", driver.get_log("browser"))
-            except Exception as e:  # the browser may be gone; keep the original failure
-                print(f"could not save diagnostics: {e!r}")
+            _diagnose(driver, page, shots, "simulator-failure")
             raise
     finally:
         driver.quit()
@@ -240,12 +245,7 @@ def _status_update_scenario(base_url: str, shots: Path) -> None:
             pushed = driver.find_elements(page.By.CSS_SELECTOR, ".bubble.bot.pushed")
             assert pushed and "通知" in pushed[-1].text and reference in pushed[-1].text
         except BaseException:
-            shot = shots / f"simulator-status-failure-{int(time.time())}.png"
-            try:
-                driver.save_screenshot(str(shot))
-                print(f"screenshot: {shot}", "bot bubbles:", page.bot_texts(), "notices:", page.notices())
-            except Exception as e:
-                print(f"could not save diagnostics: {e!r}")
+            _diagnose(driver, page, shots, "simulator-status-failure")
             raise
     finally:
         driver.quit()

@@ -18,17 +18,8 @@ OPENID = "oAbCdEf1234567890SecretOpenid"
 
 
 @pytest.fixture
-async def sandbox():
-    server = TestServer(create_wechat_sandbox(allow_faults=True), host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
+def sandbox(wechat_sandbox):
+    return wechat_sandbox
 
 
 def base_url(server: TestServer) -> str:
