@@ -7,7 +7,6 @@ server started once for the session.
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import shutil
 import tempfile

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from urllib.parse import urlparse
 
 import aiohttp
 import pytest
+
+from tests.conftest import free_port
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -588,7 +589,7 @@ class BotServe:
     """`python -m bot serve` in a child process, delivering to the fake intake through the given Redis."""
 
     def __init__(self, tmp_path: Path, redis_url: str, intake_url: str, data_key: str):
-        self.port = _free_port()
+        self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "BOT_", "INTAKE_", "REDIS_"))}
         self.env.update(REDIS_URL=redis_url, INTAKE_URL=intake_url, INTAKE_SECRET=SECRET, BOT_DATA_KEY=data_key,
                         BOT_VAR_DIR=str(tmp_path / "var"), BOT_PORT=str(self.port), BOT_SIMULATOR="0")
@@ -695,10 +696,6 @@ async def _true(value: bool) -> bool:
     return value
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- helpers ----------------------------------------------------------------------------------------

@@ -8,12 +8,12 @@ import time
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestServer
+
 
 from integrations.push import CLAIM_S, GIVE_UP_S, PushQueue, backoff_s, push_forever
 from integrations.sealing import Sealer
 from integrations.wechat_api import WeChatApi
-from integrations.wechat_sandbox import SANDBOX, create_wechat_sandbox
+from integrations.wechat_sandbox import SANDBOX
 
 OPENID = "oQx7Zp0SecretOpenidOfTheCitizen"
 T0 = 1_800_000_000.0

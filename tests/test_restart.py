@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +12,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.conftest import free_port
+
 from bot.wechat_protocol import WeChatProtocol, message_xml
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class BotProcess:
@@ -65,7 +62,7 @@ async def _say(port: int, openid: str, text: str, msg_id: int) -> str:
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["graceful", "kill-9"])
 async def test_conversation_survives_a_restart_on_the_embedded_redis(tmp_path, how):
-    bot = BotProcess(tmp_path / "var", _free_port())
+    bot = BotProcess(tmp_path / "var", free_port())
     await bot.start()
     try:
         assert "请问是谁申请" in await _say(bot.port, "oRestart", "你好", 1)
