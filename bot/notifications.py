@@ -45,10 +45,10 @@ class Notifier:
     async def on_delivered(self, app_id: str, application_no: str | None) -> None:
         if application_no:
             await self.registry.set_application_no(app_id, application_no)
-        for service, record in (await self.registry.status(app_id)).items():
-            if record["status"] == "submitted":
-                await self.registry.apply_event(app_id, {"event_id": f"{app_id}:delivered:{service}", "service": service,
-                                                         "status": "delivered", "note": "", "at": _now_iso()})
+        for service in (await self.registry.status(app_id)):
+            await self.registry.apply_event(app_id, {"event_id": f"{app_id}:delivered:{service}", "service": service,
+                                                     "status": "delivered", "note": "", "at": _now_iso()},
+                                            only_from="submitted")
 
     async def on_rejected(self, app_id: str, detail: str) -> None:
         meta = await self.registry.meta(app_id)

@@ -48,10 +48,29 @@ class ApplicationView:
     status: dict[str, dict[str, Any]]
 
 
+# Apply an event once (by id), keep the expected date when the event brings none, and optionally
+# only while the service is still in a given status.
+_APPLY = """
+local old = redis.call('HGET', KEYS[2], ARGV[2])
+local record = cjson.decode(ARGV[3])
+if old then
+  local previous = cjson.decode(old)
+  if ARGV[4] ~= '' and previous['status'] ~= ARGV[4] then return 0 end
+  if record['expected'] == cjson.null or record['expected'] == nil then record['expected'] = previous['expected'] end
+elseif ARGV[4] ~= '' then
+  return 0
+end
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], cjson.encode(record))
+return 1
+"""
+
+
 class ApplicationRegistry:
     def __init__(self, client: aioredis.Redis, sealer: Sealer):
         self.redis = client
         self.sealer = sealer
+        self._apply = client.register_script(_APPLY)
         self._pepper: bytes | None = None
 
     async def id_digest(self, id_number: str) -> str:
@@ -124,16 +143,17 @@ class ApplicationRegistry:
         await self.update_meta(app_id, application_no=application_no)
 
     # -- intake events -----------------------------------------------------------------------
-    async def apply_event(self, app_id: str, event: dict[str, Any], *, expected: str | None = None) -> bool:
-        """Apply one status event; False when this event id was applied before."""
-        if not await self.redis.sadd(_app(app_id, "events"), event["event_id"]):
-            return False
+    async def apply_event(self, app_id: str, event: dict[str, Any], *, expected: str | None = None,
+                          only_from: str | None = None) -> bool:
+        """Apply one status event, atomically; False when this event id was applied before, or when
+        `only_from` is given and the service has moved on (our own "delivered" must never overwrite
+        an intake event that arrived first)."""
         record = {"status": event["status"], "note": event.get("note", ""), "at": event.get("at"), "expected": expected}
-        if expected is None:
-            old = await self.redis.hget(_app(app_id, "status"), event["service"])
-            record["expected"] = json.loads(old).get("expected") if old else None
-        await self.redis.hset(_app(app_id, "status"), event["service"], json.dumps(record, ensure_ascii=False))
-        return True
+        applied = await self._apply(
+            keys=[_app(app_id, "events"), _app(app_id, "status")],
+            args=[event["event_id"], event["service"], json.dumps(record, ensure_ascii=False), only_from or ""],
+        )
+        return applied == 1
 
     # -- family members ---------------------------------------------------------------------------
     async def new_bind_code(self, app_id: str) -> str:

@@ -262,3 +262,16 @@ async def test_an_application_the_intake_refuses_is_kept_and_the_citizen_is_told
     await services.push.send_due(now=time.time() + 1)
     assert any("工作人员会尽快联系您" in t for t in await inbox(bot, "oRefused"))
     assert "暂未送达，工作人员会联系您" in await mother.say("进度")
+
+
+async def test_our_delivered_mark_never_overwrites_an_intake_event_that_came_first(bot, settings, protocol):
+    services = bot.server.app[SERVICES]
+    ref = await apply(WeChatUser(bot, "oRace", protocol), MOTHER_CHILD)
+    event = {"event_id": "ev-race", "application_id": ref, "service": "nursing_subsidy", "status": "accepted"}
+    assert (await post_event(bot, settings, event)).status == 200
+    await services.notifier.on_delivered(ref, "SB-RACE")  # the delivery's own callback, arriving late
+    assert (await services.registry.status(ref))["nursing_subsidy"]["status"] == "accepted"
+    # The check and the write are one step: a status read earlier cannot be written back over a newer one.
+    late = {"event_id": "late-delivered", "service": "nursing_subsidy", "status": "delivered"}
+    assert not await services.registry.apply_event(ref, late, only_from="submitted")
+    assert (await services.registry.status(ref))["nursing_subsidy"]["status"] == "accepted"
