@@ -139,120 +139,114 @@ def _diagnose(driver, page: Page, shots: Path, name: str) -> None:
         print(f"could not save diagnostics: {e!r}")
 
 
-def _scenario(base_url: str, shots: Path) -> None:
+def _in_browser(base_url: str, shots: Path, name: str, scenario) -> None:
+    """Run `scenario(driver, page)` in a fresh headless Chromium; on failure keep a screenshot."""
     profile = tempfile.mkdtemp(prefix="sim-chromium-")
     driver = _driver(profile)
     try:
         page = Page(driver, base_url)
         try:
-            page.open()
-            menu_labels = [b.text for b in driver.find_elements(page.By.CSS_SELECTOR, "#menu button")]
-            assert menu_labels == ["我要申请", "查进度", "帮助", "找人工"], menu_labels
-            openid = driver.find_element(page.By.ID, "openid").text
-            assert openid.startswith("oSim") and len(openid) == 28, openid
-
-            # The page's pure-JS SHA-1 (used off a secure context) agrees with hashlib.
-            for sample in ("", "abc", "devtoken1700000000123", "你好]]>" * 30):
-                js = driver.execute_script("return window.wechatSimulator.sha1Fallback(arguments[0])", sample)
-                assert js == hashlib.sha1(sample.encode()).hexdigest(), sample
-
-            reply = page.say("你好")
-            assert "请问是谁申请" in reply, reply
-            # Multi-line replies keep their line breaks on screen.
-            assert "\n" in reply, reply
-
-            assert "返回" in page.menu("帮助")
-
-            reply = page.voice("1")
-            assert "要办哪些事" in reply, reply
-            # The voice bubble shows what recognition heard.
-            assert "1" in driver.find_elements(page.By.CSS_SELECTOR, ".bubble.user.voice")[-1].text
-
-            reply = page.voice_unrecognized()
-            assert "没听清" in reply, reply
-
-            reply = page.image()
-            assert reply.strip(), "empty bot bubble after an image"
-
-            # Reload: same user, the conversation is still on screen.
-            count = len(page.bot_texts())
-            page.open()
-            assert driver.find_element(page.By.ID, "openid").text == openid
-            assert len(page.bot_texts()) == count
-
-            # A new user starts with an empty chat and a new openid; 关注 greets them.
-            driver.find_element(page.By.ID, "new-user").click()
-            assert driver.find_element(page.By.ID, "openid").text != openid
-            assert page.bot_texts() == []
-            reply = page._reply_after(lambda: driver.find_element(page.By.ID, "subscribe").click())
-            assert "欢迎关注" in reply and "请问是谁申请" in reply, reply
-
-            assert page.browser_errors() == []
+            scenario(driver, page)
         except BaseException:
-            _diagnose(driver, page, shots, "simulator-failure")
+            _diagnose(driver, page, shots, name)
             raise
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def _scenario(driver, page: Page) -> None:
+    page.open()
+    menu_labels = [b.text for b in driver.find_elements(page.By.CSS_SELECTOR, "#menu button")]
+    assert menu_labels == ["我要申请", "查进度", "帮助", "找人工"], menu_labels
+    openid = driver.find_element(page.By.ID, "openid").text
+    assert openid.startswith("oSim") and len(openid) == 28, openid
+
+    # The page's pure-JS SHA-1 (used off a secure context) agrees with hashlib.
+    for sample in ("", "abc", "devtoken1700000000123", "你好]]>" * 30):
+        js = driver.execute_script("return window.wechatSimulator.sha1Fallback(arguments[0])", sample)
+        assert js == hashlib.sha1(sample.encode()).hexdigest(), sample
+
+    reply = page.say("你好")
+    assert "请问是谁申请" in reply, reply
+    # Multi-line replies keep their line breaks on screen.
+    assert "\n" in reply, reply
+
+    assert "返回" in page.menu("帮助")
+
+    reply = page.voice("1")
+    assert "要办哪些事" in reply, reply
+    # The voice bubble shows what recognition heard.
+    assert "1" in driver.find_elements(page.By.CSS_SELECTOR, ".bubble.user.voice")[-1].text
+
+    reply = page.voice_unrecognized()
+    assert "没听清" in reply, reply
+
+    reply = page.image()
+    assert reply.strip(), "empty bot bubble after an image"
+
+    # Reload: same user, the conversation is still on screen.
+    count = len(page.bot_texts())
+    page.open()
+    assert driver.find_element(page.By.ID, "openid").text == openid
+    assert len(page.bot_texts()) == count
+
+    # A new user starts with an empty chat and a new openid; 关注 greets them.
+    driver.find_element(page.By.ID, "new-user").click()
+    assert driver.find_element(page.By.ID, "openid").text != openid
+    assert page.bot_texts() == []
+    reply = page._reply_after(lambda: driver.find_element(page.By.ID, "subscribe").click())
+    assert "欢迎关注" in reply and "请问是谁申请" in reply, reply
+
+    assert page.browser_errors() == []
 
 
 async def test_simulator_talks_to_the_real_bot(live_bot, tmp_path_factory):
     _require_browser()
     shots = tmp_path_factory.mktemp("simulator-screenshots")  # outside the repo
     # Selenium blocks; the bot serves from this test's event loop, so drive it from a thread.
-    await asyncio.to_thread(_scenario, live_bot, shots)
+    await asyncio.to_thread(_in_browser, live_bot, shots, "simulator-failure", _scenario)
 
 
 APPLY_FOR_CERTIFICATE = ["你好", "1", "残疾证", "4", "张三", "341723195503020017", "13812345678", "青阳县蓉城镇五溪村12号",
                          "0", "1", "1", "1", "1"]
 
 
-def _status_update_scenario(base_url: str, shots: Path) -> None:
+def _status_update_scenario(driver, page: Page) -> None:
     """A newcomer applies in the simulator, the intake sandbox says 已受理, and the push shows up."""
     import json
     import urllib.request
 
-    profile = tempfile.mkdtemp(prefix="sim-chromium-")
-    driver = _driver(profile)
-    try:
-        page = Page(driver, base_url)
+    page.open()
+    driver.find_element(page.By.ID, "new-user").click()
+    reply = ""
+    for text in APPLY_FOR_CERTIFICATE:
+        reply = page.say(text)
+    assert "申请已提交" in reply, reply
+    reference = reply.split("申请编号 ")[1].split("。")[0]
+
+    def emit() -> int:
+        body = json.dumps({"application_id": reference, "status": "accepted", "note": "窗口已收件"}).encode()
+        request = urllib.request.Request(page.base + "/sandbox/intake/emit", data=body,
+                                         headers={"Content-Type": "application/json"})
         try:
-            page.open()
-            driver.find_element(page.By.ID, "new-user").click()
-            reply = ""
-            for text in APPLY_FOR_CERTIFICATE:
-                reply = page.say(text)
-            assert "申请已提交" in reply, reply
-            reference = reply.split("申请编号 ")[1].split("。")[0]
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                return resp.status
+        except urllib.error.HTTPError as e:
+            return e.code
 
-            def emit() -> int:
-                body = json.dumps({"application_id": reference, "status": "accepted", "note": "窗口已收件"}).encode()
-                request = urllib.request.Request(base_url + "/sandbox/intake/emit", data=body,
-                                                 headers={"Content-Type": "application/json"})
-                try:
-                    with urllib.request.urlopen(request, timeout=5) as resp:
-                        return resp.status
-                except urllib.error.HTTPError as e:
-                    return e.code
-
-            # Delivery to the sandbox runs in the background; the event can be emitted once it arrived.
-            deadline = time.monotonic() + WAIT_S
-            while emit() != 200:
-                assert time.monotonic() < deadline, "the application never reached the intake sandbox"
-                time.sleep(0.2)
-            page.wait.until(lambda d: any("残疾人证：已受理" in t for t in page.bot_texts()),
-                            message=f"no pushed status update; bubbles: {page.bot_texts()[-3:]}")
-            pushed = driver.find_elements(page.By.CSS_SELECTOR, ".bubble.bot.pushed")
-            assert pushed and "通知" in pushed[-1].text and reference in pushed[-1].text
-        except BaseException:
-            _diagnose(driver, page, shots, "simulator-status-failure")
-            raise
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+    # Delivery to the sandbox runs in the background; the event can be emitted once it arrived.
+    deadline = time.monotonic() + WAIT_S
+    while emit() != 200:
+        assert time.monotonic() < deadline, "the application never reached the intake sandbox"
+        time.sleep(0.2)
+    page.wait.until(lambda d: any("残疾人证：已受理" in t for t in page.bot_texts()),
+                    message=f"no pushed status update; bubbles: {page.bot_texts()[-3:]}")
+    pushed = driver.find_elements(page.By.CSS_SELECTOR, ".bubble.bot.pushed")
+    assert pushed and "通知" in pushed[-1].text and reference in pushed[-1].text
 
 
 async def test_a_newcomer_sees_a_status_update_arrive_in_the_simulator(live_bot, tmp_path_factory):
     _require_browser()
     shots = tmp_path_factory.mktemp("simulator-screenshots")
-    await asyncio.to_thread(_status_update_scenario, live_bot, shots)
+    await asyncio.to_thread(_in_browser, live_bot, shots, "simulator-status-failure", _status_update_scenario)
