@@ -58,7 +58,7 @@ async def open_services(settings: Settings, *, pack: Pack | None = None, push_fa
         followup = SubmissionFollowup(registry, notifier)
         ports = Ports(book=book, outbox=outbox, followup=followup, feedback=feedback)
         dialog = ApplicationDialog(pack, ports, calendar, registry=registry)
-        store = ConversationStore(client, sealer, session_ttl_s=pack.conversation_days * 86400)
+        store = ConversationStore(client, sealer, session_ttl_s=pack.conversation_days * 86400, pipeline=handle.pipeline)
         yield Services(settings, pack, calendar, handle, sealer, store, book, outbox, registry, reminders, feedback,
                        push, notifier, dialog)
     finally:

