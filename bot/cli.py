@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import multiprocessing
@@ -151,6 +152,11 @@ def _run_worker(settings: Settings, started: float, reuse_port: bool) -> None:
     app = create_app(settings)
 
     async def announce(_app: web.Application) -> None:
+        # Everything loaded at start-up (policy pack, jieba's dictionary, the dialog machine) lives
+        # as long as the process: moved out of the collector's sight, a full collection no longer
+        # walks it, which takes tens of milliseconds off the slowest replies.
+        gc.collect()
+        gc.freeze()
         log.info("worker %d serving after %.0f ms", os.getpid(), (time.monotonic() - started) * 1000)
 
     app.on_startup.append(announce)

@@ -60,17 +60,34 @@ def clean(text: str) -> str:
 
 
 def compact(text: str) -> str:
+    # A turn asks this of the same short message many times; long texts are not worth keeping.
+    return _compact_short(text) if len(text or "") <= 64 else _compact(text)
+
+
+def _compact(text: str) -> str:
     return clean(text).replace(" ", "").lower()
+
+
+_compact_short = functools.lru_cache(maxsize=8192)(_compact)
+
+
+def _lowered(groups: dict[str, Iterable[str]]) -> dict[str, list[str]]:
+    return {name: [w.lower() for w in words] for name, words in groups.items()}
 
 
 class Understanding:
     def __init__(self, pack: Pack):
         lex = pack.lexicon
-        self.services = {code: list(words) for code, words in lex["services"].items()}
-        self.commands = {name: list(words) for name, words in lex["commands"].items()}
-        self.topics = {name: list(words) for name, words in lex["topics"].items()}
-        self.edit_words = list(lex["edit_words"])
-        self.edit_targets = {state: list(words) for state, words in lex["edit_targets"].items()}
+        # Matching is on lower-cased text, so the vocabulary is lower-cased once, here.
+        self.services = _lowered(lex["services"])
+        self.commands = _lowered(lex["commands"])
+        self._command_named = {}
+        for name, synonyms in self.commands.items():
+            for w in synonyms:
+                self._command_named.setdefault(w, name)
+        self.topics = _lowered(lex["topics"])
+        self.edit_words = [w.lower() for w in lex["edit_words"]]
+        self.edit_targets = _lowered(lex["edit_targets"])
         self.yes_words = set(lex["yes_words"])
         self.no_words = set(lex["no_words"])
         vocabulary = {w for group in (self.services, self.commands, self.topics, self.edit_targets) for ws in group.values() for w in ws}
@@ -158,12 +175,13 @@ class Understanding:
         text_c = compact(text)
         if not text_c or len(text_c) > 8:
             return None
-        for name, synonyms in self.commands.items():
-            if text_c in (w.lower() for w in synonyms):
-                return name
+        if text_c in self._command_named:
+            return self._command_named[text_c]
+        if len(text_c) > 6:
+            return None
         words = self.words(text)
         for name, synonyms in self.commands.items():
-            if name != "greet" and any(w.lower() in words for w in synonyms) and len(text_c) <= 6:
+            if name != "greet" and any(w in words for w in synonyms):
                 return name
         return None
 
