@@ -24,6 +24,7 @@ from bot.wechat_protocol import ProtocolError, WeChatProtocol
 from dialogs.pack import Pack, load_pack
 from integrations.delivery import DeliveryWorker, default_consumer, running
 from integrations.intake import HttpIntake
+from integrations.operator_auth import operator_refusal
 from integrations.push import PushQueue
 from integrations.wechat_api import WeChatApi
 
@@ -83,6 +84,7 @@ def create_app(settings: Settings) -> web.Application:
         app.add_subapp("/sandbox/intake", create_intake_sandbox(
             lambda: app[SERVICES].redis.client, lambda: app[SERVICES].sealer,
             secret=SANDBOX_INTAKE_SECRET, bot_events_url=f"{settings.self_url}/intake/events",
+            operator_token=settings.operator_token,
         ))
     if settings.simulator_enabled:
         from bot.simulator import setup_simulator
@@ -203,4 +205,6 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    if (refused := operator_refusal(request, request.app[SETTINGS].operator_token)) is not None:
+        return refused
     return web.Response(body=request.app[METRICS].render(), content_type="text/plain")

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from integrations.applications import ApplicationRegistry
-from integrations.intake import verify_request
+from integrations.intake import STALE_TIMESTAMP, check_request
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,7 @@ STATUSES = {
     "materials_missing", "ready_for_pickup", "mailed", "first_payment", "withdrawn",
 }
 MAX_EVENT_BYTES = 16 * 1024
+MAX_SKEW_S = 300  # a captured event cannot be replayed later than this
 
 
 def _error(status: int, code: str, detail: str) -> web.Response:
@@ -34,8 +35,11 @@ def events_handler(secret: Callable[[], str], registry: Callable[[], Application
         body = await request.content.read(MAX_EVENT_BYTES + 1)
         if len(body) > MAX_EVENT_BYTES:
             return _error(413, "too_large", f"an event is at most {MAX_EVENT_BYTES} bytes")
-        if not verify_request(secret(), request.headers, body, now=clock()):
-            return _error(401, "bad_signature", "X-Bot-Signature/X-Bot-Timestamp missing, wrong or older than 5 minutes")
+        problem = check_request(secret(), request.headers, body, now=clock(), max_skew_s=MAX_SKEW_S)
+        if problem == STALE_TIMESTAMP:
+            return _error(401, problem, f"X-Bot-Timestamp is more than {MAX_SKEW_S} s from the bot's clock (replay window)")
+        if problem:
+            return _error(401, problem, "X-Bot-Signature/X-Bot-Timestamp missing or wrong")
         try:
             event = json.loads(body)
         except (ValueError, UnicodeDecodeError):

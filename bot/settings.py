@@ -7,6 +7,7 @@ from pathlib import Path
 
 DEFAULT_DEV_TOKEN = "devtoken"
 WECHAT_API_DEFAULT = "https://api.weixin.qq.com"
+MIN_ADMIN_TOKEN_CHARS = 24
 
 
 def _flag(value: str | None) -> bool | None:
@@ -33,6 +34,8 @@ class Settings:
     simulator: bool | None = None
     intake_sandbox: bool = False
     data_keys: str = ""
+    # Bearer token for operator endpoints (/metrics; the intake sandbox's listings and /emit).
+    admin_token: str = ""
     # Timestamps further than this from our clock are replays (or a broken clock).
     max_clock_skew_s: int = 300
     max_body_bytes: int = 64 * 1024
@@ -59,6 +62,7 @@ class Settings:
             simulator=_flag(env.get("BOT_SIMULATOR")),
             intake_sandbox=bool(_flag(env.get("BOT_INTAKE_SANDBOX"))),
             data_keys=env.get("BOT_DATA_KEY", ""),
+            admin_token=env.get("BOT_ADMIN_TOKEN", ""),
         )
 
     @property
@@ -67,9 +71,19 @@ class Settings:
 
     @property
     def simulator_enabled(self) -> bool:
+        """The simulator hands the WeChat token to any browser, so by default it runs only where that
+        token is the public development one and no real credentials are set."""
         if self.simulator is not None:
             return self.simulator
-        return not self.has_wechat_credentials
+        return not self.has_wechat_credentials and self.wechat_token == DEFAULT_DEV_TOKEN
+
+    @property
+    def operator_token(self) -> str | None:
+        """What operator endpoints ask for: a bearer token (BOT_ADMIN_TOKEN); "" = closed (real WeChat
+        credentials and no BOT_ADMIN_TOKEN: they answer 404); None = open (development)."""
+        if self.admin_token:
+            return self.admin_token
+        return "" if self.has_wechat_credentials else None
 
     @property
     def safe_mode(self) -> bool:
@@ -97,6 +111,11 @@ class Settings:
                             "(set INTAKE_URL, or BOT_INTAKE_SANDBOX=1 for a trial)")
         if bool(self.wechat_appid) != bool(self.wechat_appsecret) and not self.wechat_encoding_aes_key:
             problems.append("set WECHAT_APPID and WECHAT_APPSECRET together")
+        if self.has_wechat_credentials and self.wechat_token == DEFAULT_DEV_TOKEN:
+            problems.append("real WeChat credentials with the development WECHAT_TOKEN: anyone could sign messages")
+        if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN_CHARS:
+            problems.append(f"BOT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters "
+                            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -6,7 +6,7 @@ who never applied can use them too. Wording is content/common/status.yaml.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from dialogs.assessment import format_day
@@ -17,6 +17,13 @@ from integrations.applications import PROCESSING_STARTED, ApplicationRegistry, A
 
 _BIND_CODE = re.compile(r"^绑定(\d{6})$")
 _BIND_ID = re.compile(r"^绑定([A-Z]{2}\d{8}[0-9A-Z]{6}|[0-9A-Za-z-]{4,40}?)(\d{17}[\dxX])$")
+
+
+def _retry_time(now: datetime, wait_s: int) -> str:
+    """When binding may be tried again, rounded up to the minute: "15:07", or "明天 0:12"."""
+    at = now + timedelta(seconds=wait_s + 59)
+    clock = f"{at.hour}:{at.minute:02d}"
+    return clock if at.date() == now.date() else f"明天 {clock}"
 
 
 def _day(iso: str) -> str:
@@ -94,8 +101,9 @@ class Aftercare:
         by_code, by_id = _BIND_CODE.match(t), _BIND_ID.match(t)
         if not by_code and not by_id:
             return self.words["bind_usage"]
-        if not await self.registry.allow_bind_attempt(openid):
-            return self.words["bind_limited"]
+        wait_s = await self.registry.take_bind_attempt(openid, now.timestamp())
+        if wait_s:
+            return self.words["bind_limited"].format(time=_retry_time(now, wait_s))
         app_id = None
         if by_code:
             app_id = await self.registry.bind_with_code(openid, by_code.group(1))
@@ -108,6 +116,7 @@ class Aftercare:
                 app_id = await self.registry.bind_with_id(openid, by_id.group(1), id_number)
         if app_id is None:
             return self.words["bind_failed"]
+        await self.registry.forgive_bind_attempt(openid)
         return self.words["bind_ok"].format(status=await self.status_text(openid, now.date()) or "")
 
     async def _withdraw(self, openid: str, text: str, now: datetime) -> str:

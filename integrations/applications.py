@@ -16,7 +16,6 @@ import hmac
 import json
 import os
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,11 @@ import redis.asyncio as aioredis
 from integrations.sealing import Sealer
 
 BIND_CODE_TTL_S = 24 * 3600
+# Wrong binding attempts (a guessed code, or an ID number that is not the applicant's) per openid
+# within BIND_WINDOW_S of the first one; then even the right code waits until the window ends.
 BIND_ATTEMPTS_PER_HOUR = 5
+BIND_WINDOW_S = 3600
+
 
 # Statuses after which a service can no longer be withdrawn by the citizen.
 PROCESSING_STARTED = {"forwarded", "publicity_started", "publicity_ended", "approved", "rejected",
@@ -66,11 +69,38 @@ return 1
 """
 
 
+def _bind_tries(openid: str) -> str:
+    return f"bindtries:{{{openid}}}"
+
+
+# KEYS[1]: {start, count} of an openid's binding attempts; ARGV: now, window, limit. Returns 0 when the
+# attempt may go ahead, else the seconds until the window ends. The window is the caller's clock
+# (the dialog's); the key's TTL only cleans up.
+_TAKE_ATTEMPT = """
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local start = tonumber(redis.call('HGET', KEYS[1], 'start'))
+if start == nil or now - start >= window or now < start then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'start', ARGV[1], 'count', 0)
+  redis.call('EXPIRE', KEYS[1], window)
+  start = now
+end
+if redis.call('HINCRBY', KEYS[1], 'count', 1) <= limit then return 0 end
+return math.max(1, math.ceil(start + window - now))
+"""
+_FORGIVE_ATTEMPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HINCRBY', KEYS[1], 'count', -1) end
+return 0
+"""
+
+
 class ApplicationRegistry:
     def __init__(self, client: aioredis.Redis, sealer: Sealer):
         self.redis = client
         self.sealer = sealer
         self._apply = client.register_script(_APPLY)
+        self._take_attempt = client.register_script(_TAKE_ATTEMPT)
+        self._forgive_attempt = client.register_script(_FORGIVE_ATTEMPT)
         self._pepper: bytes | None = None
 
     async def id_digest(self, id_number: str) -> str:
@@ -185,13 +215,16 @@ class ApplicationRegistry:
             await self.update_meta(app_id, viewers=[*meta["viewers"], openid])
         await self.redis.sadd(_viewer(openid), app_id)
 
-    async def allow_bind_attempt(self, openid: str) -> bool:
-        """Guessing codes or ID numbers is limited per openid and hour."""
-        key = f"bindtries:{{{openid}}}:{int(time.time() // 3600)}"
-        tries = await self.redis.incr(key)
-        if tries == 1:
-            await self.redis.expire(key, 3600)
-        return tries <= BIND_ATTEMPTS_PER_HOUR
+    async def take_bind_attempt(self, openid: str, now: float) -> int:
+        """Count one binding attempt of this openid: 0 when it may go ahead, else the seconds until its
+        window ends. Atomic, so attempts sent at once cannot slip past the limit."""
+        wait = await self._take_attempt(keys=[_bind_tries(openid)], args=[now, BIND_WINDOW_S, BIND_ATTEMPTS_PER_HOUR])
+        return int(wait)
+
+    async def forgive_bind_attempt(self, openid: str) -> None:
+        """A successful attempt was not a guess: only wrong ones count."""
+        await self._forgive_attempt(keys=[_bind_tries(openid)])
+
 
     async def forget_viewer(self, openid: str) -> None:
         """An unsubscribed family member stops seeing (and being told about) the application."""

@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 LOCK_TTL_MS = 3000
 # A queued turn that has not taken the lock by then is gone (its worker died or WeChat gave up).
 WAITER_STALE_MS = 5000
-REPLY_TTL_S = 120  # WeChat retries for about 15 s; keep the answer a while longer.
+# WeChat retries for about 15 s, but a captured request stays valid while its timestamp is inside the
+# replay window (Settings.max_clock_skew_s = 300 s, either way of our clock): the reply is kept at least
+# twice that, so a replay anywhere in the window gets this reply and never a second turn.
+REPLY_TTL_S = 660
 
 # Queue, then take the lock when first in line. On success it also returns what the turn needs
 # (the cached reply of this message, if any, and the session), saving two round trips.

@@ -7,7 +7,10 @@ status event back to the bot's /intake/events, signed the same way. Every answer
 {"sandbox": true}. Documents are sealed like the bot's own data; listings carry no personal data.
 
 /emit takes no signature (it is the newcomer's button), which is why the sandbox must never be
-mounted when a real intake is configured.
+mounted when a real intake is configured. Its unsigned endpoints (/emit and the listings) follow the
+operator token policy (integrations/operator_auth.py): open in development, a bearer token
+(BOT_ADMIN_TOKEN) when one is set, closed (404) on a real WeChat account without one, so a trial
+with BOT_INTAKE_SANDBOX=1 cannot be used by strangers to push "approved" to real citizens.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from integrations.intake import EVENT_STATUSES, IDEMPOTENCY_HEADER, encode_body, signed_headers, verify_request
+from integrations.intake import EVENT_STATUSES, IDEMPOTENCY_HEADER, STALE_TIMESTAMP, check_request, encode_body, signed_headers
+from integrations.operator_auth import operator_refusal
 from integrations.sealing import Sealer
 
 CHINA = timezone(timedelta(hours=8))
@@ -83,11 +87,13 @@ def create_intake_sandbox(
     http: aiohttp.ClientSession | None = None,
     clock: Callable[[], float] = time.time,
     max_skew_s: float = 300,
+    operator_token: str | None = None,
 ) -> web.Application:
     """The sandbox as an aiohttp sub-application.
 
     redis and sealer may be zero-argument callables, resolved at the first request: the bot mounts
-    sub-applications in create_app, before its Redis client is opened at start-up.
+    sub-applications in create_app, before its Redis client is opened at start-up. operator_token
+    guards the unsigned endpoints (see the module docstring; None leaves them open).
     """
     app = web.Application()
     app[REDIS_KEY] = redis
@@ -97,13 +103,22 @@ def create_intake_sandbox(
         app[HTTP_KEY] = http
     else:
         app.cleanup_ctx.append(_own_http_session)
-    app.router.add_get("/", about)
+    operator_only = _operator_only(operator_token)
+    app.router.add_get("/", operator_only(about))
     app.router.add_post("/applications", receive_application)
-    app.router.add_get("/applications", list_applications)
+    app.router.add_get("/applications", operator_only(list_applications))
     app.router.add_post("/events", receive_event)
-    app.router.add_get("/events", list_events)
-    app.router.add_post("/emit", emit)
+    app.router.add_get("/events", operator_only(list_events))
+    app.router.add_post("/emit", operator_only(emit))
     return app
+
+
+def _operator_only(token: str | None):
+    def guard(handler):
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            return operator_refusal(request, token) or await handler(request)
+        return guarded
+    return guard
 
 
 async def _own_http_session(app: web.Application) -> AsyncIterator[None]:
@@ -135,8 +150,11 @@ def _now_iso(clock: Callable[[], float]) -> str:
 async def _signed_json(request: web.Request, config: dict) -> tuple[dict | None, web.Response | None]:
     """The request's JSON object, or the refusal to send: bad signature, no key, not JSON."""
     body = await request.read()
-    if not verify_request(config["secret"], request.headers, body, now=config["clock"](), max_skew_s=config["max_skew_s"]):
-        return None, _refuse(401, "bad_signature", detail="X-Bot-Signature does not match, or X-Bot-Timestamp is stale")
+    problem = check_request(config["secret"], request.headers, body, now=config["clock"](), max_skew_s=config["max_skew_s"])
+    if problem == STALE_TIMESTAMP:
+        return None, _refuse(401, problem, detail=f"X-Bot-Timestamp is more than {config['max_skew_s']:.0f} s from the sandbox's clock")
+    if problem:
+        return None, _refuse(401, problem, detail="X-Bot-Signature/X-Bot-Timestamp missing or wrong")
     if not request.headers.get(IDEMPOTENCY_HEADER):
         return None, _refuse(400, "missing_idempotency_key")
     try:

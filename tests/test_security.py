@@ -1,0 +1,421 @@
+"""Security checks: constant-time comparisons, the replay window, operator and sandbox endpoints closed
+on a real account, and family binding that cannot be guessed.
+
+Everything runs through the real app on loopback with a real Redis. hmac.compare_digest is wrapped
+(it still decides) only to see which values reach it. Related tests elsewhere: WeChat's retries of a
+MsgId, re-signed as WeChat does (test_wechat_endpoint.py::test_retries_of_one_msgid_get_the_same_reply_and_advance_once),
+and an intake event posted twice (test_after_submission.py::test_a_status_event_reaches_applicant_and_bound_guardian_once).
+"""
+from __future__ import annotations
+
+import ast
+import asyncio
+import hmac
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.app import SERVICES, intake_secret
+from bot.settings import Settings
+from integrations.conversations import REPLY_TTL_S
+from integrations.intake import encode_body, sign, signed_headers
+from tests.conftest import SAMPLE_APPID, WeChatUser, start_client
+from tests.test_after_submission import MOTHER_CHILD, apply
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "op-" + "k" * 40
+SKEW = Settings().max_clock_skew_s
+
+
+@pytest.fixture
+def digest_calls(monkeypatch) -> list[tuple]:
+    """Every (a, b) given to hmac.compare_digest, which still does the comparing."""
+    calls, real = [], hmac.compare_digest
+
+    def recording(a, b):
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", recording)
+    return calls
+
+
+def real_account(settings: Settings, **changes) -> Settings:
+    """WECHAT_APPID + WECHAT_APPSECRET set, a real intake configured: a production deployment."""
+    production = settings.with_(wechat_appsecret="real-app-secret", intake_url="http://127.0.0.1:9/intake",
+                                intake_secret="real-intake-secret", simulator=None)
+    return production.with_(**changes)
+
+
+@pytest.fixture
+async def bot(settings, clock):
+    clock.set("2026-11-23T10:00:00")
+    client = await start_client(settings, clock)
+    yield client
+    await client.close()
+
+
+# -- 1. comparisons of secret-derived values are constant-time ------------------------------------------
+SECRET_NAME = re.compile(r"(?:^|_)(signature|sig|digest|hexdigest|mac|hmac|secret|appsecret|token|password|pepper|"
+                         r"bind_?code|bindcode)(?:$|_)", re.I)
+# Plain `code` names service, material and error codes in this project (public identifiers), so bind
+# codes are matched by their own names. Comparisons with a literal, and of bool()/len() (presence,
+# length), compare no secret.
+ALLOWED = {
+    ("bot/settings.py", "self.wechat_token == DEFAULT_DEV_TOKEN"):
+        "configuration against the public development token at start-up; no request data",
+    ("integrations/wechat_api.py", "errcode in TOKEN_INVALID"):
+        "WeChat's public error codes (40001, 42001, 40014), not a token",
+}
+
+
+def _identifiers(node: ast.AST) -> set[str]:
+    names = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            names.add(sub.id)
+        elif isinstance(sub, ast.Attribute):
+            names.add(sub.attr)
+        elif isinstance(sub, ast.Subscript) and isinstance(sub.slice, ast.Constant) and isinstance(sub.slice.value, str):
+            names.add(sub.slice.value)
+        elif isinstance(sub, ast.keyword) and sub.arg:
+            names.add(sub.arg)
+    return names
+
+
+def _is_literal(node: ast.AST) -> bool:
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return all(_is_literal(e) for e in node.elts)
+    return isinstance(node, ast.Constant)
+
+
+def _reveals_nothing(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("bool", "len")
+
+
+def non_constant_time_comparisons() -> list[tuple[str, str]]:
+    found = []
+    for folder in ("bot", "dialogs", "integrations"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Compare):
+                    continue
+                if not any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops):
+                    continue
+                operands = [node.left, *node.comparators]
+                if any(_is_literal(o) for o in operands) or all(_reveals_nothing(o) for o in operands):
+                    continue
+                if any(SECRET_NAME.search(name) for o in operands for name in _identifiers(o)):
+                    found.append((str(path.relative_to(ROOT)), ast.unparse(node)))
+    return found
+
+
+def test_no_secret_is_compared_with_eq_or_in():
+    found = non_constant_time_comparisons()
+    assert [f for f in found if f not in ALLOWED] == [], "use hmac.compare_digest for these"
+    assert set(ALLOWED) <= set(found), "an allowed comparison is gone: drop it from ALLOWED"
+
+
+def test_the_scan_catches_the_usual_mistakes(tmp_path, monkeypatch):
+    """The scan is only worth something if it flags what it is meant to flag."""
+    bad = tmp_path / "bot"
+    bad.mkdir()
+    (bad / "leaky.py").write_text(
+        "def f(request, secret, meta, h):\n"
+        "    a = request.query['signature'] == expected\n"
+        "    b = h.hexdigest() != given\n"
+        "    c = meta['applicant_id_digest'] == digest\n"
+        "    d = token in tokens\n"
+        "    e = errcode == 40001\n"          # a literal: not a secret comparison
+        "    g = service.code in wanted\n"    # a service code: public
+        "    i = bool(a.secret) != bool(b.secret)\n"  # presence only
+    )
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    flagged = [expr for _, expr in non_constant_time_comparisons()]
+    assert flagged == ["request.query['signature'] == expected", "h.hexdigest() != given",
+                       "meta['applicant_id_digest'] == digest", "token in tokens"]
+
+
+async def test_every_verify_path_compares_with_compare_digest(bot, settings, protocol, digest_calls):
+    """Each check sees the value we derive from the secret and the one the caller sent, and decides."""
+    now = str(int(time.time()))
+    # WeChat's URL verification (GET): a wrong signature is compared with the right one and refused.
+    wrong = "f" * 40
+    resp = await bot.get("/wechat", params={"signature": wrong, "timestamp": now, "nonce": "7", "echostr": "e"})
+    assert resp.status == 403 and (protocol.sign(now, "7"), wrong) in digest_calls
+
+    # Plain mode: the query signature.
+    user = WeChatUser(bot, "oDigestPlain", protocol, encrypted=False)
+    query, body = protocol.build_request(user.xml(msg_type="text", content="你好", msg_id=1), encrypted=False, nonce="8")
+    assert (await bot.post("/wechat", params=query, data=body)).status == 200
+    assert (protocol.sign(query["timestamp"], "8"), query["signature"]) in digest_calls
+
+    # Safe mode: msg_signature over the ciphertext, then the appid inside the decrypted payload.
+    user = WeChatUser(bot, "oDigestSafe", protocol, encrypted=True)
+    query, body = protocol.build_request(user.xml(msg_type="text", content="你好", msg_id=2), encrypted=True, nonce="9")
+    assert (await bot.post("/wechat", params=query, data=body)).status == 200
+    assert any(a == b == query["msg_signature"] for a, b in digest_calls)
+    assert (SAMPLE_APPID.encode(), SAMPLE_APPID.encode()) in digest_calls
+
+    # The intake's status events: HMAC-SHA256 of timestamp.body.
+    event_body = encode_body({"event_id": "ev-digest", "application_id": "QY-none", "service": "nursing_subsidy",
+                              "status": "accepted"})
+    headers = signed_headers(intake_secret(settings), event_body, "ev-digest", time.time())
+    headers["X-Bot-Signature"] = "0" * 64
+    assert (await bot.post("/intake/events", data=event_body, headers=headers)).status == 401
+    expected = sign(intake_secret(settings), headers["X-Bot-Timestamp"], event_body)
+    assert (expected, "0" * 64) in digest_calls
+
+    # The intake sandbox checks the bot's signature the same way.
+    doc = encode_body({"id": "QYDIGEST01", "services": ["nursing_subsidy"]})
+    headers = signed_headers(intake_secret(settings), doc, "QYDIGEST01", time.time())
+    assert (await bot.post("/sandbox/intake/applications", data=doc, headers=headers)).status == 201
+    assert (headers["X-Bot-Signature"], headers["X-Bot-Signature"]) in digest_calls
+
+    # The WeChat API sandbox: the AppSecret, then the access token's MAC.
+    resp = await bot.get("/sandbox/wechat/cgi-bin/token",
+                         params={"grant_type": "client_credential", "appid": "sandbox-appid", "secret": "guess"})
+    assert (await resp.json())["errcode"] == 40125 and (b"guess", b"sandbox-secret") in digest_calls
+    resp = await bot.post("/sandbox/wechat/cgi-bin/message/custom/send", params={"access_token": "x_1_forged"}, json={})
+    assert (await resp.json())["errcode"] == 40001 and any(a == "forged" for a, _ in digest_calls)
+
+    # Binding by application number + ID number: the keyed digests of the ID numbers.
+    ref = await apply(WeChatUser(bot, "oDigestMother", protocol), MOTHER_CHILD)
+    meta = await bot.server.app[SERVICES].registry.meta(ref)
+    digest_calls.clear()
+    assert "不对或已过期" in await WeChatUser(bot, "oDigestAunt", protocol).say(f"绑定 {ref} 341723198001010023")
+    guessed = await bot.server.app[SERVICES].registry.id_digest("341723198001010023")
+    assert (meta["applicant_id_digest"], guessed) in digest_calls
+
+
+async def test_the_admin_token_is_compared_with_compare_digest(settings, clock, digest_calls):
+    client = await start_client(real_account(settings, admin_token=ADMIN_TOKEN), clock)
+    try:
+        resp = await client.get("/metrics", headers={"Authorization": "Bearer not-the-token"})
+        assert resp.status == 401 and (b"not-the-token", ADMIN_TOKEN.encode()) in digest_calls
+    finally:
+        await client.close()
+
+
+async def test_a_non_ascii_signature_is_refused_not_a_500(bot, settings):
+    """compare_digest raises TypeError on non-ASCII str: such headers used to reach it as a 500."""
+    body = encode_body({"event_id": "ev-x", "application_id": "QY-none", "service": "nursing_subsidy", "status": "accepted"})
+    for headers in ({"X-Bot-Timestamp": str(int(time.time())), "X-Bot-Signature": "签名" * 32},
+                    {"X-Bot-Timestamp": "١٧٠٠٠٠٠٠٠٠", "X-Bot-Signature": "0" * 64}):
+        resp = await bot.post("/intake/events", data=body, headers=headers)
+        assert resp.status == 401 and (await resp.json())["error"] == "bad_signature"
+        resp = await bot.post("/sandbox/intake/applications", data=body, headers={**headers, "Idempotency-Key": "ev-x"})
+        assert resp.status == 401 and (await resp.json())["error"] == "bad_signature"
+
+
+# -- 2. the replay window --------------------------------------------------------------------------------
+@pytest.mark.parametrize("offset", [-(SKEW + 1), SKEW + 1])
+async def test_a_timestamp_outside_the_window_is_refused_on_every_path(bot, settings, protocol, offset):
+    ts = int(time.time()) + offset
+    # GET verification
+    params = {"signature": protocol.sign(str(ts), "1"), "timestamp": str(ts), "nonce": "1", "echostr": "e"}
+    resp = await bot.get("/wechat", params=params)
+    assert (resp.status, await resp.text()) == (403, "stale timestamp")
+    # POST, plain and safe mode: correctly signed, only the time is wrong
+    for encrypted in (False, True):
+        xml = WeChatUser(bot, "oLate", protocol).xml(msg_type="text", content="你好", msg_id=3)
+        query, body = protocol.build_request(xml, encrypted=encrypted, timestamp=ts)
+        resp = await bot.post("/wechat", params=query, data=body)
+        assert (resp.status, await resp.text()) == (403, "stale timestamp"), encrypted
+    # The intake's status events: a machine reads the code
+    body = encode_body({"event_id": "ev-old", "application_id": "QY-none", "service": "nursing_subsidy", "status": "accepted"})
+    resp = await bot.post("/intake/events", data=body, headers=signed_headers(intake_secret(settings), body, "ev-old", ts))
+    answer = await resp.json()
+    assert resp.status == 401 and answer["error"] == "stale_timestamp" and str(SKEW) in answer["detail"]
+
+
+@pytest.mark.parametrize("offset", [-(SKEW - 10), SKEW - 10])
+async def test_a_timestamp_inside_the_window_is_accepted(bot, protocol, offset):
+    ts = int(time.time()) + offset
+    params = {"signature": protocol.sign(str(ts), "1"), "timestamp": str(ts), "nonce": "1", "echostr": "e"}
+    assert (await bot.get("/wechat", params=params)).status == 200
+    for encrypted in (False, True):
+        user = WeChatUser(bot, f"oSkew{encrypted}{offset}", protocol, encrypted=encrypted)
+        query, body = protocol.build_request(user.xml(msg_type="text", content="你好", msg_id=4), encrypted=encrypted, timestamp=ts)
+        resp = await bot.post("/wechat", params=query, data=body)
+        assert "请问是谁申请" in protocol.decode_reply(await resp.read(), encrypted=encrypted)["Content"]
+
+
+@pytest.mark.parametrize("encrypted", [True, False], ids=["safe", "plain"])
+async def test_an_identical_request_replayed_gets_the_cached_reply_and_one_turn(bot, protocol, redis_client, encrypted):
+    """The very same bytes (query and body) sent again, as a captured request would be."""
+    user = WeChatUser(bot, f"oReplay{encrypted}", protocol, encrypted=encrypted)
+    await user.say("你好")
+    xml = user.xml(msg_type="text", content="2", msg_id=7_000_000 + encrypted)
+    query, body = protocol.build_request(xml, encrypted=encrypted)
+    replies = []
+    for _ in range(3):
+        resp = await bot.post("/wechat", params=query, data=body)
+        assert resp.status == 200
+        replies.append(protocol.decode_reply(await resp.read(), encrypted=encrypted)["Content"])
+    assert "您是申请人的什么人" in replies[0] and replies == [replies[0]] * 3
+    assert "bot_dedup_hits_total 2.0" in await (await bot.get("/metrics")).text()
+    assert "姓名" in await user.say("母亲")  # one step: "母亲" is read as the relation
+    # The cached reply lives longer than any timestamp WeChat's window still accepts (±SKEW around it).
+    ttl = await redis_client.ttl(f"u:{{{user.openid}}}:reply:{7_000_000 + encrypted}")
+    assert ttl > 2 * SKEW and REPLY_TTL_S >= 2 * SKEW + 60
+
+
+async def test_a_replayed_intake_event_is_applied_once(bot, settings, protocol):
+    services = bot.server.app[SERVICES]
+    ref = await apply(WeChatUser(bot, "oReplayEvent", protocol), MOTHER_CHILD)
+    body = encode_body({"event_id": "ev-replay", "application_id": ref, "service": "nursing_subsidy",
+                        "status": "accepted", "at": "2026-11-24T09:00:00+08:00"})
+    headers = signed_headers(intake_secret(settings), body, "ev-replay", time.time())
+    answers = [await bot.post("/intake/events", data=body, headers=headers) for _ in range(3)]
+    assert [a.status for a in answers] == [200, 409, 409]
+    assert (await services.registry.status(ref))["nursing_subsidy"]["status"] == "accepted"
+
+
+# -- 3. operator and sandbox endpoints on a real account --------------------------------------------
+CLOSED_ON_A_REAL_ACCOUNT = [
+    ("GET", "/sandbox/wechat/inbox/oUser"), ("GET", "/sandbox/wechat/cgi-bin/token"),
+    ("GET", "/sandbox/intake/"), ("GET", "/sandbox/intake/applications"), ("GET", "/sandbox/intake/events"),
+    ("POST", "/sandbox/intake/emit"), ("POST", "/sandbox/intake/applications"),
+    ("GET", "/simulator"), ("GET", "/simulator/config"), ("GET", "/simulator/static/simulator.js"),
+    ("GET", "/metrics"),
+]
+
+
+async def test_with_real_credentials_sandboxes_simulator_and_metrics_do_not_exist(settings, clock, protocol):
+    client = await start_client(real_account(settings), clock)
+    try:
+        for method, path in CLOSED_ON_A_REAL_ACCOUNT:
+            resp = await client.request(method, path, headers={"Authorization": "Bearer anything"})
+            assert resp.status == 404, (method, path, resp.status)
+        health = await client.get("/healthz")
+        assert health.status == 200 and await health.json() == {"ok": True, "region": "qingyang"}
+        ts = str(int(time.time()))
+        params = {"signature": protocol.sign(ts, "5"), "timestamp": ts, "nonce": "5", "echostr": "still-here"}
+        assert await (await client.get("/wechat", params=params)).text() == "still-here"
+    finally:
+        await client.close()
+
+
+async def test_metrics_needs_the_admin_bearer_token(settings, clock):
+    client = await start_client(real_account(settings, admin_token=ADMIN_TOKEN), clock)
+    try:
+        for headers in ({}, {"Authorization": "Bearer " + ADMIN_TOKEN[:-1]}, {"Authorization": "Basic " + ADMIN_TOKEN},
+                        {"Authorization": ADMIN_TOKEN}, {"Authorization": "Bearer " + ADMIN_TOKEN + "x"}):
+            resp = await client.get("/metrics", headers=headers)
+            assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer"), headers
+            assert "bot_" not in await resp.text()
+        resp = await client.get("/metrics", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+        assert resp.status == 200 and "bot_turn_seconds" in await resp.text()
+        # Still no sandboxes or simulator: the token opens operator endpoints, it does not mount anything.
+        assert (await client.get("/simulator", headers={"Authorization": "Bearer " + ADMIN_TOKEN})).status == 404
+    finally:
+        await client.close()
+
+
+async def test_sandbox_and_simulator_only_when_asked_for_and_the_sandbox_buttons_need_the_token(settings, clock):
+    trial = real_account(settings, intake_url="", intake_secret="", intake_sandbox=True, simulator=True, admin_token=ADMIN_TOKEN)
+    client = await start_client(trial, clock)
+    try:
+        assert (await client.get("/simulator")).status == 200
+        assert (await client.get("/sandbox/wechat/inbox/oUser")).status == 404  # never with real credentials
+        for method, path in (("GET", "/sandbox/intake/"), ("GET", "/sandbox/intake/applications"), ("POST", "/sandbox/intake/emit")):
+            assert (await client.request(method, path)).status == 401, path
+        listing = await client.get("/sandbox/intake/applications", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+        assert listing.status == 200 and (await listing.json())["applications"] == []
+        # The bot's own deliveries are signed, not token-bearing: they still get in.
+        doc = encode_body({"id": "QYTRIAL001", "services": ["nursing_subsidy"]})
+        resp = await client.post("/sandbox/intake/applications", data=doc,
+                                 headers=signed_headers(intake_secret(trial), doc, "QYTRIAL001", time.time()))
+        assert resp.status == 201
+    finally:
+        await client.close()
+    # Without BOT_ADMIN_TOKEN the sandbox's buttons are closed on a real account.
+    client = await start_client(trial.with_(admin_token=""), clock)
+    try:
+        assert (await client.post("/sandbox/intake/emit", json={"application_id": "QYTRIAL001", "status": "approved"})).status == 404
+        assert (await client.get("/sandbox/intake/applications")).status == 404
+    finally:
+        await client.close()
+
+
+def test_settings_for_a_real_account():
+    env = {"WECHAT_APPID": "wx1", "WECHAT_APPSECRET": "s", "WECHAT_TOKEN": "t0ken", "INTAKE_URL": "https://intake",
+           "INTAKE_SECRET": "x", "BOT_ADMIN_TOKEN": ADMIN_TOKEN}
+    real = Settings.from_env(env)
+    real.validate()
+    assert real.operator_token == ADMIN_TOKEN and not real.simulator_enabled
+    assert Settings.from_env({**env, "BOT_ADMIN_TOKEN": ""}).operator_token == ""  # closed
+    assert Settings.from_env({}).operator_token is None and Settings.from_env({}).simulator_enabled  # development
+    # A token that is not the public development one is not handed to browsers by default.
+    assert not Settings.from_env({"WECHAT_TOKEN": "t0ken", "WECHAT_APPID": "wx1", "WECHAT_ENCODING_AES_KEY": "k" * 43}).simulator_enabled
+    with pytest.raises(ValueError, match="BOT_ADMIN_TOKEN must be at least"):
+        Settings.from_env({**env, "BOT_ADMIN_TOKEN": "short"}).validate()
+    with pytest.raises(ValueError, match="development WECHAT_TOKEN"):
+        Settings.from_env({**env, "WECHAT_TOKEN": ""}).validate()
+
+
+# -- 4. family binding cannot be guessed ----------------------------------------------------------------
+async def _code(mother: WeChatUser) -> str:
+    return (await mother.say("绑定码")).split("绑定码：")[1][:6]
+
+
+def _wrong(code: str, n: int) -> str:
+    guess = f"{n:06d}"
+    return guess if guess != code else f"{n + 500000:06d}"
+
+
+async def test_after_five_wrong_attempts_even_the_right_code_waits_an_hour(bot, clock, protocol):
+    mother = WeChatUser(bot, "oBindMother", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    code = await _code(mother)
+    guesser = WeChatUser(bot, "oBindGuesser", protocol)
+    for n in range(5):
+        assert "不对或已过期" in await guesser.say(f"绑定 {_wrong(code, n)}")
+    limited = await guesser.say(f"绑定 {code}")
+    assert "次数太多" in limited and "11:00以后再试" in limited and ref not in limited
+    # Leaving and coming back does not reset the count.
+    await guesser.event("unsubscribe")
+    await guesser.event("subscribe")
+    clock.advance(minutes=59)
+    assert "次数太多" in await guesser.say(f"绑定 {code}")
+    # Another WeChat user is not affected by the guesser's count.
+    aunt = WeChatUser(bot, "oBindAunt", protocol)
+    assert "不对或已过期" in await aunt.say(f"绑定 {_wrong(code, 9)}")
+    assert "绑定成功" in await aunt.say(f"绑定 {ref} 341723201406010034")
+    # The hour is over: the right code (never used by the refused attempts) works.
+    clock.advance(minutes=1)
+    assert "绑定成功" in await guesser.say(f"绑定 {code}")
+    assert ref in await guesser.say("进度")
+
+
+async def test_only_wrong_attempts_count(bot, protocol):
+    mother = WeChatUser(bot, "oCountMother", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    uncle = WeChatUser(bot, "oCountUncle", protocol)
+    for n in range(4):
+        assert "不对或已过期" in await uncle.say(f"绑定 {ref} 34172320140601{n:03d}X")  # wrong ID numbers
+    assert "绑定成功" in await uncle.say(f"绑定 {ref} 341723201406010034")
+    assert "不对或已过期" in await uncle.say("绑定 999999")   # the 5th wrong one
+    assert "次数太多" in await uncle.say("绑定 999998")
+
+
+async def test_guesses_sent_at_once_get_exactly_five_tries(bot, protocol):
+    guesser = WeChatUser(bot, "oBurst", protocol)
+    replies = await asyncio.gather(*(guesser.say(f"绑定 {n:06d}") for n in range(12)))
+    assert sum("不对或已过期" in r for r in replies) == 5
+    assert sum("次数太多" in r for r in replies) == 7
+
+
+async def test_bind_codes_are_six_random_digits_used_once(bot, protocol, redis_client):
+    """10**6 codes (19.9 bits); with 5 wrong tries an hour per user, one user needs on average
+    10**6 / (2 * live codes) tries: for 10 live codes, 50 000 tries = about 14 months of guessing."""
+    mother = WeChatUser(bot, "oCodeMother", protocol)
+    await apply(mother, MOTHER_CHILD)
+    codes = {await _code(mother) for _ in range(5)}
+    assert len(codes) == 5 and all(re.fullmatch(r"\d{6}", c) for c in codes)
+    ttls = [await redis_client.ttl(f"bindcode:{{{c}}}") for c in codes]
+    assert all(0 < ttl <= 24 * 3600 for ttl in ttls)
