@@ -1,0 +1,207 @@
+"""Bad input, systematically: POST /wechat through the real app on loopback, with hypothesis.
+
+WeChat's side is played with wechatpy's PrpCrypto (safe mode) or a signed query (plain mode); the
+XML inside is a valid message from message_xml, then mutated. Properties:
+- never a 500: 200 with a kind reply (or "success"), or a short 4xx for a bad envelope or signature;
+- the server keeps answering: a canary citizen gets the normal first question after every case;
+- no state corruption: a citizen mid-conversation who gets garbage (valid signature) keeps every
+  answer given so far, and the conversation carries on as in its transcript.
+"""
+from __future__ import annotations
+
+import base64
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from wechatpy.crypto import PrpCrypto
+
+from bot.app import PACK
+from bot.wechat_protocol import WeChatProtocol, message_xml
+from dialogs.application import STEPS
+from dialogs.engine import WECHAT_TEXT_LIMIT
+from tests.conftest import SAMPLE_AES_KEY, SAMPLE_APPID, SAMPLE_TOKEN, WeChatUser, conversations, start_client
+from tests.fuzz_support import NASTY, characters, count, fuzz, leaves, nasty_text, traceback_free
+
+TESTS = Path(__file__).parent
+CORPUS = sorted((TESTS / "corpus").glob("*.xml"))
+SCRIPTS = [TESTS / "transcripts" / name for name in ("01_self_level1_dibao_all_five.yaml", "02_mother_child_intellectual.yaml")]
+STATES = {s.name for s in STEPS}
+FIRST_QUESTION = "请问是谁申请"
+MODES = st.sampled_from(["plain", "aes"])
+
+
+# -- requests as WeChat sends them ------------------------------------------------------------------
+
+def signed(protocol, plain: bytes, mode: str, *, timestamp: int | None = None, nonce: str = "1357924680") -> tuple[dict, bytes]:
+    """Query and body for `plain` (any bytes): signed query (plain mode) or encrypted by wechatpy."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    query = {"signature": protocol.sign(ts, nonce), "timestamp": ts, "nonce": nonce}
+    if mode == "plain":
+        return query, plain
+    encrypt = PrpCrypto(base64.b64decode(SAMPLE_AES_KEY + "=")).encrypt(plain, SAMPLE_APPID).decode()
+    query.update(encrypt_type="aes", msg_signature=protocol.sign(ts, nonce, encrypt))
+    return query, f"<xml><ToUserName><![CDATA[gh_test]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>".encode()
+
+
+async def post(client, query: dict, body: bytes) -> tuple[int, bytes]:
+    resp = await client.post("/wechat", params=query, data=body)
+    return resp.status, await resp.read()
+
+
+def answer_of(client, protocol, status: int, raw: bytes, mode: str) -> str | None:
+    """The reply's text for a 200 (checked: fits WeChat, kind, no trace), None for a clear 4xx."""
+    assert status in (200, 400, 403, 413), (status, raw[:300])
+    if status != 200:
+        reason = raw.decode()
+        assert 0 < len(reason) <= 100 and traceback_free(reason), reason
+        return None
+    text = protocol.decode_reply(raw, encrypted=mode == "aes").get("Content", "")
+    assert len(text.encode()) <= WECHAT_TEXT_LIMIT
+    assert traceback_free(text), text
+    assert text != client.server.app[PACK].text("busy"), "the turn failed inside (see the log)"
+    return text
+
+
+# -- hostile XML ------------------------------------------------------------------------------------
+
+OPENIDS = st.one_of(st.sampled_from(["oFuzzA", "oFuzzB", "o-{x}*?[", "o" + "界" * 200]), st.text(characters, min_size=1, max_size=30))
+_LOL = "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
+DTDS = [
+    '<!DOCTYPE xml [<!ENTITY e "EXPANDED">]>',
+    f'<!DOCTYPE xml [<!ENTITY lol0 "lol">{_LOL}]>',
+    '<!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]>',
+    '<!DOCTYPE xml [<!ENTITY % p SYSTEM "http://127.0.0.1:9/evil.dtd"> %p;]>',
+    '<!DOCTYPE xml SYSTEM "http://127.0.0.1:9/x.dtd">',
+    '<!DOCTYPE xml PUBLIC "-//X//EN" "file:///dev/zero">',
+    "<!DOCTYPE xml>",
+]
+PROLOGS = ["", "\ufeff", "\ufeff\ufeff", " \n", '<?xml version="1.0" encoding="UTF-8"?>', "<!-- c --><?pi x?>\n"]
+RAW = [b"\x00", b"\x01", b"\x1b", b"\x7f", "\u202e".encode(), "\ufeff".encode(), "😀".encode(), b"]]>", b"<", b"&",
+       b"&#0;", b"&#xD800;", b"\xed\xa0\x80", b"\xc0\x80", b"\xff\xfe", b"<!--", b"<?x?>", b"<![CDATA[", b"</xml>", b"<xml>"]
+ENCODINGS = ["gbk", "gb18030", "big5", "utf-16", "utf-16-le", "utf-32", "latin-1", "utf-8"]
+
+
+@st.composite
+def messages(draw, from_user=OPENIDS) -> str:
+    kind = draw(st.sampled_from(["text", "text", "voice", "image", "event", "video", "location"]))
+    return message_xml(
+        from_user=draw(from_user), msg_type=kind, create_time=int(time.time()),
+        content=draw(nasty_text) if kind == "text" else None,
+        recognition=draw(nasty_text) if kind == "voice" else None,
+        event=draw(st.sampled_from(["subscribe", "CLICK", "VIEW", "SCAN", "", "unsubscribe"])) if kind == "event" else None,
+        event_key=draw(st.sampled_from(["MENU_HELP", "MENU_STATUS", "", "NOPE"])) if kind == "event" else None,
+    )
+
+
+@st.composite
+def hostile(draw, xml=messages()) -> tuple[str, bytes]:
+    """(how it was mutated, the plain XML bytes)."""
+    base = draw(xml)
+    b = base.encode()
+    how = draw(st.sampled_from(["none", "flip", "truncate", "duplicate", "huge", "dtd", "encoding", "insert", "field"]))
+    fields = list(re.finditer(rb"<(\w+)>(.*?)</\1>", b))
+    field = draw(st.sampled_from(fields))
+    if how == "flip":
+        out = bytearray(b)
+        for _ in range(draw(st.integers(1, 8))):
+            out[draw(st.integers(0, len(out) - 1))] ^= draw(st.integers(1, 255))
+        b = bytes(out)
+    elif how == "truncate":
+        b = b[: draw(st.integers(0, len(b) - 1))]
+    elif how == "duplicate":
+        b = b[: field.end()] + field.group(0) * draw(st.integers(1, 3)) + b[field.end():]
+    elif how == "huge":
+        filler = draw(st.sampled_from(["A", "界", "😀", "]]>"])) * (draw(st.sampled_from([20_000, 400_000])))
+        b = b[: field.start(2)] + f"<![CDATA[{filler}]]>".encode() + b[field.end(2):]
+    elif how == "dtd":
+        entity = draw(st.sampled_from(["&e;", "&lol9;", "&p;", "x"]))
+        b = (draw(st.sampled_from(PROLOGS)) + draw(st.sampled_from(DTDS))).encode() + b.replace(b"<MsgType>", f"<Content>{entity}</Content><MsgType>".encode(), 1)
+    elif how == "encoding":
+        declared = draw(st.sampled_from([None, *ENCODINGS, "bogus"]))
+        text = (f'<?xml version="1.0" encoding="{declared}"?>' if declared else "") + base
+        b = text.encode(draw(st.sampled_from(ENCODINGS)), errors="replace")
+    elif how == "insert":
+        at = draw(st.integers(0, len(b)))
+        b = b[:at] + draw(st.sampled_from(RAW)) * draw(st.integers(1, 3)) + b[at:]
+    elif how == "field":
+        value = draw(st.one_of(nasty_text, st.sampled_from(["<a>x</a>", "<![CDATA[a]]>b]]>", "9" * 40, "-1", " "])))
+        b = b[: field.start(2)] + value.encode() + b[field.end(2):]
+    return how, b
+
+
+# -- an unknown sender, hostile XML -------------------------------------------------------------------
+
+@pytest.fixture
+async def bot(settings, clock):
+    client = await start_client(settings, clock)
+    yield client
+    await client.close()
+
+
+@fuzz(0.5)
+@given(case=hostile(), mode=MODES)
+async def test_hostile_xml_gets_a_reply_or_a_clear_4xx_and_the_server_keeps_answering(bot, protocol, case, mode):
+    count()
+    how, plain = case
+    status, raw = await post(bot, *signed(protocol, plain, mode))
+    text = answer_of(bot, protocol, status, raw, mode)
+    if how == "dtd":
+        assert status == 400, text  # no DTD is ever parsed, whatever stands before it
+    if how == "huge" and len(plain) > 100_000:
+        assert status == 413
+    assert "root:" not in (text or "") and "lollol" not in (text or "")
+    assert FIRST_QUESTION in await WeChatUser(bot, "oCanary", protocol).say("你好")
+
+
+SIGNATURE_FAULTS = st.sampled_from(["drop", "replace", "flip", "stale", "other_token", "upper"])
+# What each mode's signature covers; anything else in the query is ignored (encrypt_type "" or "raw" is plain mode).
+SIGNED_PARAMS = {"plain": {"signature", "timestamp", "nonce", "encrypt_type"}, "aes": {"msg_signature", "timestamp", "nonce", "encrypt_type"}}
+
+
+@fuzz(0.3)
+@given(mode=MODES, fault=SIGNATURE_FAULTS, param=st.sampled_from(["signature", "msg_signature", "timestamp", "nonce", "encrypt_type"]),
+       value=st.one_of(st.sampled_from(NASTY[:30]), st.text(characters, max_size=60)), skew=st.integers(301, 10**9), data=st.data())
+async def test_a_wrong_or_missing_signature_is_refused_and_changes_nothing(bot, protocol, mode, fault, param, value, skew, data):
+    count()
+    openid = f"oUnsigned{mode}"
+    ts = int(time.time()) + (data.draw(st.sampled_from([-1, 1])) * skew if fault == "stale" else 0)
+    query, body = signed(protocol, message_xml(from_user=openid, content="1").encode(), mode, timestamp=ts)
+    good = dict(query)
+    if fault == "other_token":
+        query["signature" if mode == "plain" else "msg_signature"] = WeChatProtocol("not-" + SAMPLE_TOKEN).sign(query["timestamp"], query["nonce"])
+    elif fault == "upper":
+        query = {k: v.upper() if k.endswith("signature") else v for k, v in query.items()}
+    elif fault == "drop":
+        query.pop(param, None)
+    elif fault == "replace":
+        query[param] = value
+    elif fault == "flip" and param in query:
+        at = data.draw(st.integers(0, len(query[param]) - 1))
+        query[param] = query[param][:at] + data.draw(st.sampled_from("0123456789abcdef٣x")) + query[param][at + 1:]
+    ignored = param not in SIGNED_PARAMS[mode] or (mode == "plain" and param == "encrypt_type" and query.get(param) in ("", "raw"))
+    assume(fault in ("stale", "other_token", "upper") or (query != good and not ignored))
+    assume(query != good or fault == "stale")
+    status, raw = await post(bot, query, body)
+    assert status in (400, 403), (fault, param, query, status, raw[:200])
+    assert traceback_free(raw.decode())
+    assert await conversations(bot).store.load(openid) is None, "a refused message must not reach the dialog"
+
+
+async def test_the_corpus_of_nasty_xml_is_refused_or_answered_as_named(bot, protocol):
+    """tests/corpus/refuse_*.xml must get a 400, reply_*.xml a kind reply, in plain and in safe mode."""
+    wrong = []
+    for path in CORPUS:
+        for mode in ("plain", "aes"):
+            count()
+            status, raw = await post(bot, *signed(protocol, path.read_bytes(), mode))
+            text = answer_of(bot, protocol, status, raw, mode)
+            if (status, bool(text)) != ((400, False) if path.name.startswith("refuse_") else (200, True)):
+                wrong.append(f"{path.name} ({mode}): {status} {text or raw[:80]!r}")
+    assert not wrong, "\n".join(wrong)
+    assert FIRST_QUESTION in await WeChatUser(bot, "oCanary", protocol).say("你好")
