@@ -98,6 +98,9 @@ def _parse_xml(body: bytes | str) -> dict[str, str | None]:
         except UnicodeDecodeError:
             raise ProtocolError(400, "body is not UTF-8") from None
     text = text.removeprefix("\ufeff")
+    # XML never contains U+0000; with it, expat may take "<\0" for UTF-16 and parse another text.
+    if "\x00" in text:
+        raise ProtocolError(400, "malformed XML")
     # After comments/PIs/whitespace the next thing must be the root element; "<!" here
     # can only be a DOCTYPE (entities live in it), refused before expat sees anything.
     if text.startswith("<!", _PROLOG_MISC.match(text).end()):
