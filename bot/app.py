@@ -7,6 +7,8 @@ events, pushed messages) works on a laptop with no configuration.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import time
 from datetime import datetime
@@ -83,7 +85,7 @@ def create_app(settings: Settings) -> web.Application:
 
         app.add_subapp("/sandbox/intake", create_intake_sandbox(
             lambda: app[SERVICES].redis.client, lambda: app[SERVICES].sealer,
-            secret=SANDBOX_INTAKE_SECRET, bot_events_url=f"{settings.self_url}/intake/events",
+            secret=intake_secret(settings), bot_events_url=f"{settings.self_url}/intake/events",
             operator_token=settings.operator_token,
         ))
     if settings.simulator_enabled:
@@ -95,7 +97,14 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def intake_secret(settings: Settings) -> str:
-    return settings.intake_secret if settings.intake_url else SANDBOX_INTAKE_SECRET
+    """The intake's HMAC secret. The built-in sandbox's is public (above), fine on a laptop; on a real
+    account (a BOT_INTAKE_SANDBOX=1 trial) it is derived from the AppSecret, the same in every worker,
+    so strangers cannot sign status events for real citizens."""
+    if settings.intake_url:
+        return settings.intake_secret
+    if settings.has_wechat_credentials:
+        return hmac.new(settings.wechat_appsecret.encode(), b"intake sandbox", hashlib.sha256).hexdigest()
+    return SANDBOX_INTAKE_SECRET
 
 
 def wechat_api(settings: Settings, http: aiohttp.ClientSession, client) -> WeChatApi:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import SERVICES, intake_secret
+from bot.app import SANDBOX_INTAKE_SECRET, SERVICES, intake_secret
 from bot.settings import Settings
 from integrations.conversations import REPLY_TTL_S
 from integrations.intake import encode_body, sign, signed_headers
@@ -331,6 +331,16 @@ async def test_sandbox_and_simulator_only_when_asked_for_and_the_sandbox_buttons
         resp = await client.post("/sandbox/intake/applications", data=doc,
                                  headers=signed_headers(intake_secret(trial), doc, "QYTRIAL001", time.time()))
         assert resp.status == 201
+        # The sandbox's secret is public in development; on a real account it is not that one, and the
+        # sandbox still signs with the bot's (the event gets past the signature: 404, unknown to the bot).
+        event = encode_body({"event_id": "ev-trial", "application_id": "QYTRIAL001", "service": "nursing_subsidy",
+                             "status": "approved"})
+        resp = await client.post("/intake/events", data=event,
+                                 headers=signed_headers(SANDBOX_INTAKE_SECRET, event, "ev-trial", time.time()))
+        assert resp.status == 401 and intake_secret(trial) != SANDBOX_INTAKE_SECRET
+        resp = await client.post("/sandbox/intake/emit", json={"application_id": "QYTRIAL001", "status": "approved"},
+                                 headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+        assert (await resp.json())["bot_status"] == 404
     finally:
         await client.close()
     # Without BOT_ADMIN_TOKEN the sandbox's buttons are closed on a real account.
