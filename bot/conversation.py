@@ -80,14 +80,17 @@ class ConversationService:
                 self.metrics.dedup_hits.inc()
                 return turn.cached_reply
             session, reply = await self.dialog.handle(turn.session, user_input, openid, now or self.clock())
-            await self.store.save(turn, session, reply)
+            if session is None:  # "删除我的信息", confirmed
+                await self.store.forget(turn, reply)
+            else:
+                await self.store.save(turn, session, reply)
         return reply
 
     async def _forget(self, openid: str, message: Incoming) -> None:
-        """Unsubscribed: give back any place held for an unsubmitted application, then delete everything."""
+        """Unsubscribed: delete everything of this user that no submitted application needs, as for
+        "删除我的信息" (an unsubmitted application's assessment place is given back)."""
         async with self.store.turn(openid, message.order, message.dedup_id, wait_s=self.deadline_s - 0.5) as turn:
-            if turn.session:
-                await self.dialog.release_holds(turn.session)
+            await self.dialog.erase(turn.session, openid)
         await self.store.forget_user(openid)
 
     def _input(self, m: Incoming) -> UserInput | None:

@@ -49,6 +49,7 @@ class Notifier:
             await self.registry.apply_event(app_id, {"event_id": f"{app_id}:delivered:{service}", "service": service,
                                                      "status": "delivered", "note": "", "at": _now_iso()},
                                             only_from="submitted")
+        await self.registry.expire_if_finished(app_id)  # everything was withdrawn before it arrived
 
     async def on_rejected(self, app_id: str, detail: str) -> None:
         meta = await self.registry.meta(app_id)
@@ -84,6 +85,7 @@ class Notifier:
             if await self.feedback.ask(applicant_side, app_id, service):
                 ask = self.words["rating_ask"].format(service=self.pack.services[service].short)
                 await self.push.enqueue(applicant_side, ask, key=f"{app_id}:rate:{service}")
+        await self.registry.expire_if_finished(app_id)  # the final result: kept for the pack's retention from now
         return True
 
     def _expected_after(self, event: dict[str, Any]) -> str | None:

@@ -1,12 +1,31 @@
-"""Masking of personal numbers in every log line: ID and certificate numbers, phones.
+"""The citizens' personal data outside the sealed store: masked in every log, erased on request.
 
-Installed on the root logger's handlers at start-up (and in tests), so no module can log one in
-clear by accident.
+Logs: every log record is masked when it is made (a LogRecord factory), so whichever logger made
+it (ours, aiohttp.access, asyncio, redis, a library with its own handler) and whichever handler
+writes it, ID numbers, certificate numbers and phones come out masked: in the message, its
+arguments, the exception's traceback and the stack. Names and addresses cannot be recognised in
+free text, so no code logs them (the test suite scans all it logs: tests/conftest.py).
+
+Erasure ("删除我的信息", or unsubscribing): `PersonalDataEraser` deletes what one openid left behind
+outside the conversation store that no submitted application needs; the dialog gives back the
+assessment place of an unsubmitted application and the conversation store deletes the session
+and cached replies. Submitted applications stay (the departments are processing them; they expire
+by the pack's retention.application_days after the final result).
 """
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from integrations.applications import ApplicationRegistry
+    from integrations.feedback import FeedbackStore
+    from integrations.push import PushQueue
+    from integrations.reminders import Reminders
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # 20-char certificate numbers first, then 18-char IDs, 15-digit old IDs, mobiles, landlines.
 _PATTERNS = [
@@ -24,31 +43,74 @@ def mask_text(text: str) -> str:
     return text
 
 
-class MaskingFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string: leave it to logging's own error path
-            return True
-        masked = mask_text(message)
-        if masked != message or record.args:
-            record.msg, record.args = masked, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = mask_text(logging.Formatter().formatException(record.exc_info))
-        elif record.exc_text:
-            record.exc_text = mask_text(record.exc_text)
-        return True
+def mask_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Replace the record's message, arguments, traceback and stack by their masked text."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string: still logged (it is a bug), but masked
+        message = f"{record.msg!s} (log arguments that do not fit: {record.args!r})"
+    record.msg, record.args = mask_text(message), None
+    if record.exc_info:
+        # Formatters print exc_text; the exception object itself (with its values) is not kept.
+        record.exc_text = mask_text(record.exc_text or logging.Formatter().formatException(record.exc_info))
+        record.exc_info = None
+    elif record.exc_text:
+        record.exc_text = mask_text(record.exc_text)
+    if record.stack_info:
+        record.stack_info = mask_text(record.stack_info)
+    return record
 
 
-def install_masking(logger: logging.Logger | None = None) -> None:
-    logger = logger or logging.getLogger()
-    for handler in logger.handlers:
-        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
-            handler.addFilter(MaskingFilter())
+def install_masking() -> None:
+    """Mask every log record of this process from now on, at its creation (idempotent)."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "masks_personal_data", False):
+        return
+
+    def masked(*args, **kwargs) -> logging.LogRecord:
+        return mask_record(factory(*args, **kwargs))
+
+    masked.masks_personal_data = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(masked)
+
+
+def log_formatter() -> logging.Formatter:
+    return logging.Formatter(LOG_FORMAT)
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # transitions logs every state change at INFO: three lines a turn, each through the masking filter.
-    logging.getLogger("transitions").setLevel(logging.WARNING)
     install_masking()
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.captureWarnings(True)  # warnings go through logging, hence through the masking
+    # transitions logs every state change at INFO: three lines a turn.
+    logging.getLogger("transitions").setLevel(logging.WARNING)
+
+
+# -- erasure --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Erasure:
+    kept: int     # applications this openid submitted (for themselves or as guardian/agent): kept
+    unbound: int  # applications this openid was following as a family member: no longer
+
+
+class PersonalDataEraser:
+    """Deletes what one openid left outside the conversation: family bindings, the reminder of an
+    unsubmitted application, a pending rating, and queued or remembered pushed messages (for a
+    citizen who keeps submitted applications, their status messages and assessment reminders stay)."""
+
+    def __init__(self, registry: ApplicationRegistry, reminders: Reminders, push: PushQueue, feedback: FeedbackStore):
+        self.registry = registry
+        self.reminders = reminders
+        self.push = push
+        self.feedback = feedback
+
+    async def erase(self, openid: str) -> Erasure:
+        kept, unbound = await self.registry.unbind_follower(openid)
+        await self.reminders.forget(openid)
+        await self.feedback.forget(openid)
+        if kept:
+            # Still owed to them: news of their applications. Not: prompts about what was deleted.
+            await self.push.forget(openid, keep=lambda key: not key.startswith("unfinished:") and ":rate:" not in key)
+        else:
+            await self.push.forget(openid, keep=lambda key: False)
+        return Erasure(kept, unbound)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 from bot.notifications import Notifier, SubmissionFollowup
+from bot.privacy import PersonalDataEraser
 from bot.settings import Settings
 from dialogs.engine import ApplicationDialog
 from dialogs.pack import Pack, load_pack
@@ -50,13 +51,14 @@ async def open_services(settings: Settings, *, pack: Pack | None = None, push_fa
         client = handle.client
         book = RedisAssessmentBook(client)
         outbox = RedisOutbox(client, sealer)
-        registry = ApplicationRegistry(client, sealer)
+        registry = ApplicationRegistry(client, sealer, retention_s=pack.application_days * 86400)
         reminders = Reminders(client, sealer)
         feedback = FeedbackStore(client, sealer)
         push = push_factory(client, sealer)
         notifier = Notifier(pack, registry, push, reminders, feedback, calendar, outbox)
         followup = SubmissionFollowup(registry, notifier)
-        ports = Ports(book=book, outbox=outbox, followup=followup, feedback=feedback)
+        ports = Ports(book=book, outbox=outbox, followup=followup, feedback=feedback,
+                      eraser=PersonalDataEraser(registry, reminders, push, feedback))
         dialog = ApplicationDialog(pack, ports, calendar, registry=registry)
         store = ConversationStore(client, sealer, session_ttl_s=pack.conversation_days * 86400, pipeline=handle.pipeline)
         yield Services(settings, pack, calendar, handle, sealer, store, book, outbox, registry, reminders, feedback,

@@ -147,5 +147,6 @@ class Aftercare:
             }
             await self.registry.apply_event(view.id, event)
             await self.events.submit_event(event)
+            await self.registry.expire_if_finished(view.id)
             replies.append(self.words["withdraw_done"].format(service=name))
         return "\n".join(replies)

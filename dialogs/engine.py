@@ -20,7 +20,7 @@ from dialogs.explain import answer_topic, why
 from dialogs.pack import Pack
 from dialogs.prompts import prompt, submitted_message
 from dialogs.turn import Outcome, Ports, Turn, UserInput
-from dialogs.understanding import Understanding
+from dialogs.understanding import Understanding, compact
 from dialogs.workdays import WorkCalendar
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,8 @@ class ApplicationDialog:
         session["updated_at"] = now.isoformat(timespec="seconds")
         turn = self._turn(session, openid, now)
         reply = await self._respond(session, turn, inp, resuming=not fresh and idle > self.resume_after)
+        if session.get("erased"):
+            return None, _fit(reply)  # the caller deletes the session and every cached reply
         return session, _fit(reply)
 
     async def _respond(self, session: dict[str, Any], turn: Turn, inp: UserInput, *, resuming: bool) -> str:
@@ -105,11 +107,16 @@ class ApplicationDialog:
         if inp.kind == "voice" and not inp.recognized:
             return self.pack.text("voice_unrecognized")
         text = inp.text.strip()
+        if session.pop("confirm_erase", False) and not resuming:  # an old question is not answered by "1"
+            confirmed = self._erase_answer(text)
+            if confirmed is not None:
+                return await self._erase_or_not(confirmed, session, turn)
+            # Anything else: nothing is deleted, and the message is answered as usual.
         if text and self.aftercare:
             after = self.aftercare.command(text)
             if after:
                 return await self.aftercare.handle(after, text, turn.openid, turn.now)
-        command = self.lang.command(text) if text else None
+        command = self._command_in(text) if text else None
         if resuming and state not in (INITIAL, FINAL) and command in (None, "greet"):
             return await self._join(self._recap(session, turn), await prompt(turn, state))
         if command and command != "greet":
@@ -176,8 +183,25 @@ class ApplicationDialog:
         raise RuntimeError(f"flow does not settle after {state}")
 
     # -- global commands ------------------------------------------------------------------------
+    def _command_in(self, text: str) -> str | None:
+        command = self.lang.command(text)
+        if command == "erase" and self.lang.services_in(text):
+            return None  # "残疾证怎么注销" asks about cancelling a certificate, not about our data
+        if command is None and self._asks_to_erase(text):
+            return "erase"
+        return command
+
+    def _asks_to_erase(self, text: str) -> bool:
+        """"删除我的信息" inside a short sentence ("请帮我删除我的个人信息")."""
+        text_c = compact(text)
+        return (len(text_c) <= 16 and any(len(w) >= 4 and w in text_c for w in self.lang.commands["erase"])
+                and not self.lang.services_in(text))
+
     async def _command(self, command: str, session: dict[str, Any], turn: Turn) -> str:
         state = session["state"]
+        if command == "erase":
+            session["confirm_erase"] = True  # deleting cannot be undone: asked first
+            return self.pack.text("erase_confirm")
         if command == "help":
             return await self._join(self.pack.text("help"), await prompt(turn, state))
         if command == "human":
@@ -234,6 +258,35 @@ class ApplicationDialog:
         if session["history"]:
             return self.pack.text("status_in_progress")
         return self.pack.text("status_none")
+
+    # -- "删除我的信息" and unsubscribing ---------------------------------------------------------------
+    def _erase_answer(self, text: str) -> bool | None:
+        """True only for a clear yes to "回复1确认删除，回复2取消"; False for a no; None for anything else."""
+        number = self.lang.number(text)
+        if number in (1, 2):
+            return number == 1
+        words, text_c = self.pack.lexicon["erase_answers"], compact(text)
+        if text_c in words["cancel"] or any(len(w) >= 2 and w in text_c for w in words["cancel"]):
+            return False  # before "confirm": "不要删除" contains "删除"
+        return True if text_c in words["confirm"] else None
+
+    async def _erase_or_not(self, confirmed: bool, session: dict[str, Any], turn: Turn) -> str:
+        if not confirmed:
+            return await self._join(self.pack.text("erase_cancelled"), await prompt(turn, session["state"]))
+        erasure = await self.erase(session, turn.openid)
+        session["erased"] = True
+        kept = getattr(erasure, "kept", 0)
+        if kept:
+            return await self._join(self.pack.text("erase_done"),
+                                    self.pack.text("erase_kept", count=kept, days=self.pack.application_days))
+        return await self._join(self.pack.text("erase_done"), self.pack.text("erase_kept_none"))
+
+    async def erase(self, session: dict[str, Any] | None, openid: str) -> Any:
+        """Delete what this citizen left that no submitted application needs, except the session and
+        cached replies (the conversation store's, deleted by the caller). Returns the eraser's account."""
+        if session:
+            await self.release_holds(session)
+        return await self.ports.eraser.erase(openid) if self.ports.eraser else None
 
     async def release_holds(self, session: dict[str, Any]) -> None:
         """Give back the assessment place of an application that was never submitted."""

@@ -92,6 +92,11 @@ class Pack:
     def conversation_days(self) -> int:
         return int(self.raw.get("retention", {}).get("conversation_days", 30))
 
+    @property
+    def application_days(self) -> int:
+        """How long a submitted application is kept after its final result (retention.application_days)."""
+        return int(self.raw.get("retention", {}).get("application_days", 180))
+
     @cached_property
     def placeholders(self) -> dict[str, str]:
         """Values any wording may use: {name}, {window}, {place}, {time}."""

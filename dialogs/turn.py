@@ -40,12 +40,19 @@ class Feedback(Protocol):
     async def record_comment(self, openid: str, pending: dict[str, Any], comment: str) -> None: ...
 
 
+class Eraser(Protocol):
+    """Deletes what one openid left outside the conversation (bot/privacy.py)."""
+
+    async def erase(self, openid: str) -> Any: ...
+
+
 @dataclass
 class Ports:
     book: AssessmentBook
     outbox: Outbox
     followup: Followup | None = None
     feedback: Feedback | None = None
+    eraser: Eraser | None = None
 
 
 @dataclass

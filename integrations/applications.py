@@ -8,6 +8,12 @@ Per application (all keys share the hash tag {app:<id>}):
 - `events`: ids of intake events already applied (an event delivered twice is applied once).
 Per viewer: `viewer:{<openid>}:apps`, the applications that openid may see. Nothing tells a
 stranger whether an application exists.
+
+Retention: while any service is still open, nothing of an application expires (the intake's events,
+reminders, the roster, withdrawal all need it). Once every service is finished (approved, rejected,
+withdrawn, ...) and the application was delivered, all its records (these keys, the outbox document
+and delivery state, the 受理编号 index, withdrawal events, the rating guard) expire after the pack's
+retention.application_days; a viewer's index expires with the last application in it.
 """
 from __future__ import annotations
 
@@ -21,6 +27,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from integrations.delivery import KINDS
+from integrations.feedback import asked_key
+from integrations.outbox import document_key
 from integrations.sealing import Sealer
 
 BIND_CODE_TTL_S = 24 * 3600
@@ -95,9 +104,10 @@ return 0
 
 
 class ApplicationRegistry:
-    def __init__(self, client: aioredis.Redis, sealer: Sealer):
+    def __init__(self, client: aioredis.Redis, sealer: Sealer, *, retention_s: int = 180 * 86400):
         self.redis = client
         self.sealer = sealer
+        self.retention_s = retention_s  # after the final result (pack: retention.application_days)
         self._apply = client.register_script(_APPLY)
         self._take_attempt = client.register_script(_TAKE_ATTEMPT)
         self._forgive_attempt = client.register_script(_FORGIVE_ATTEMPT)
@@ -135,6 +145,7 @@ class ApplicationRegistry:
             for service in document["services"]
         })
         await self.redis.sadd(_viewer(openid), app_id)
+        await self._refresh_follower_index(openid)
 
     def _seal_meta(self, app_id: str, meta: dict[str, Any]) -> bytes:
         return self.sealer.seal(json.dumps(meta, ensure_ascii=False).encode(), _app(app_id, "meta"))
@@ -148,7 +159,7 @@ class ApplicationRegistry:
         if meta is None:
             return None
         meta.update(changes)
-        await self.redis.set(_app(app_id, "meta"), self._seal_meta(app_id, meta))
+        await self.redis.set(_app(app_id, "meta"), self._seal_meta(app_id, meta), keepttl=True)
         return meta
 
     async def status(self, app_id: str) -> dict[str, dict[str, Any]]:
@@ -157,11 +168,15 @@ class ApplicationRegistry:
 
     async def visible_to(self, openid: str) -> list[ApplicationView]:
         ids = sorted(m.decode() for m in await self.redis.smembers(_viewer(openid)))
-        views = []
+        views, gone = [], []
         for app_id in ids:
             meta = await self.meta(app_id)
-            if meta and openid in meta["viewers"]:
+            if meta is None:
+                gone.append(app_id)  # expired (retention)
+            elif openid in meta["viewers"]:
                 views.append(ApplicationView(app_id, meta, await self.status(app_id)))
+        if gone:
+            await self.redis.srem(_viewer(openid), *gone)
         return views
 
     async def find_by_number(self, application_no: str) -> str | None:
@@ -214,6 +229,7 @@ class ApplicationRegistry:
         if openid not in meta["viewers"]:
             await self.update_meta(app_id, viewers=[*meta["viewers"], openid])
         await self.redis.sadd(_viewer(openid), app_id)
+        await self._refresh_follower_index(openid)
 
     async def take_bind_attempt(self, openid: str, now: float) -> int:
         """Count one binding attempt of this openid: 0 when it may go ahead, else the seconds until its
@@ -225,11 +241,65 @@ class ApplicationRegistry:
         """A successful attempt was not a guess: only wrong ones count."""
         await self._forgive_attempt(keys=[_bind_tries(openid)])
 
-
-    async def forget_viewer(self, openid: str) -> None:
-        """An unsubscribed family member stops seeing (and being told about) the application."""
-        for app_id in [m.decode() for m in await self.redis.smembers(_viewer(openid))]:
+    async def unbind_follower(self, openid: str) -> tuple[int, int]:
+        """This openid stops following the applications it bound to as a family member; the ones it
+        applied for (the first viewer: applicant or guardian) stay. Returns (kept, unbound)."""
+        kept, unbound, gone = 0, 0, []
+        for app_id in sorted(m.decode() for m in await self.redis.smembers(_viewer(openid))):
             meta = await self.meta(app_id)
-            if meta and openid in meta["viewers"]:
+            if meta is None or openid not in meta["viewers"]:
+                gone.append(app_id)
+            elif meta["viewers"][0] == openid:
+                kept += 1
+            else:
                 await self.update_meta(app_id, viewers=[v for v in meta["viewers"] if v != openid])
-        await self.redis.delete(_viewer(openid))
+                gone.append(app_id)
+                unbound += 1
+        if gone:
+            await self.redis.srem(_viewer(openid), *gone)
+        return kept, unbound
+
+    # -- retention ----------------------------------------------------------------------------------
+    async def expire_if_finished(self, app_id: str) -> bool:
+        """Once every service is finished, let the application's records expire after the retention
+        period (counted again from a later event). True when they were set to expire."""
+        status = await self.status(app_id)
+        meta = await self.meta(app_id)
+        if meta is None or not status or any(s["status"] not in FINISHED for s in status.values()):
+            return False
+        keys = [_app(app_id, "meta"), _app(app_id, "status"), _app(app_id, "events")]
+        keys += [asked_key(app_id, service) for service in meta["services"]]
+        for service in meta["services"]:  # a citizen's withdrawal, queued for the intake
+            event_id = f"{app_id}:withdraw:{service}"
+            keys += [KINDS["event"].item(event_id), KINDS["event"].state(event_id)]
+        if meta.get("application_no"):
+            keys.append(f"appno:{{{meta['application_no']}}}")
+        # The document and its delivery state only once the delivery is over (all withdrawn before
+        # delivery: on_delivered calls this again).
+        delivery = KINDS["application"]
+        if await self.redis.hget(delivery.state(app_id), "state") in (b"delivered", b"failed"):
+            keys += [document_key(app_id), delivery.state(app_id)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.expire(key, self.retention_s)
+            await pipe.execute()
+        for openid in meta["viewers"]:
+            await self._refresh_follower_index(openid)
+        return True
+
+    async def _refresh_follower_index(self, openid: str) -> None:
+        """A viewer's index lives as long as the longest-kept application in it (for ever while one is open)."""
+        key = _viewer(openid)
+        ids = [m.decode() for m in await self.redis.smembers(key)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for app_id in ids:
+                pipe.pttl(_app(app_id, "meta"))
+            ttls = await pipe.execute()
+        gone = [app_id for app_id, ttl in zip(ids, ttls) if ttl == -2]
+        if gone:
+            await self.redis.srem(key, *gone)
+        live = [ttl for ttl in ttls if ttl != -2]
+        if -1 in live:
+            await self.redis.persist(key)
+        elif live:
+            await self.redis.pexpire(key, max(live))

@@ -87,6 +87,16 @@ return 1
 """
 
 
+# "删除我的信息" confirmed: end the turn without a session, keeping only this message's reply.
+_FORGET = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3]) end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
 class LockTimeout(Exception):
     """The user's previous message is still being handled; WeChat will retry this one."""
 
@@ -121,6 +131,7 @@ class ConversationStore:
         self._leave = script(_LEAVE)
         self._release = script(_RELEASE)
         self._save = script(_SAVE)
+        self._forget = client.register_script(_FORGET)
 
     # -- the turn ---------------------------------------------------------------------------------
     @asynccontextmanager
@@ -195,6 +206,19 @@ class ConversationStore:
         async for key in self.redis.scan_iter(match=f"u:{{{_escape_glob(openid)}}}:*", count=200):
             deleted += await self.redis.delete(key)
         return deleted
+
+    async def forget(self, turn: Turn, reply: str) -> None:
+        """End the turn by deleting every key of this user (session, cached replies, queue) except
+        this message's reply, kept sealed for REPLY_TTL_S so a retry of it gets the same answer."""
+        lock, conv_key = _k(turn.openid, "lock"), _k(turn.openid, "conversation")
+        reply_key = _k(turn.openid, f"reply:{turn.dedup_id}")
+        async for key in self.redis.scan_iter(match=f"u:{{{_escape_glob(turn.openid)}}}:*", count=200):
+            if key.decode() not in (lock, reply_key):  # (a queued turn puts itself back in the queue)
+                await self.redis.delete(key)
+        sealed_reply = self.sealer.seal(reply.encode(), reply_key) if turn.dedup_id else b""
+        if await self._forget(keys=[lock, conv_key, reply_key], args=[turn.token, sealed_reply, REPLY_TTL_S]) != 1:
+            raise LostLock(turn.openid)
+        turn.released = True
 
 
 def _escape_glob(text: str) -> str:

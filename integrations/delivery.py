@@ -455,7 +455,10 @@ class DeliveryWorker:
                 states = await pipe.execute()
             rows += [row for row in (_public(i, raw) for i, raw in zip(ids, states) if raw)
                      if state is None or row["state"] == state]
-            start += page
+            expired = [i for i, raw in zip(ids, states) if not raw]  # past the pack's retention
+            if expired:
+                await self.redis.zrem(self._k.index, *expired)
+            start += page - len(expired)
         return rows[:limit]
 
     async def retry(self, application_id: str) -> bool:

@@ -16,6 +16,11 @@ def _pending(openid: str) -> str:
     return f"rating:{{{openid}}}:pending"
 
 
+def asked_key(app_id: str, service: str) -> str:
+    """Marks that this service's applicant was asked to rate it (expires with the application)."""
+    return f"rating:{{asked}}:{app_id}:{service}"
+
+
 class FeedbackStore:
     def __init__(self, client: aioredis.Redis, sealer: Sealer):
         self.redis = client
@@ -23,7 +28,7 @@ class FeedbackStore:
 
     async def ask(self, openid: str, app_id: str, service: str) -> bool:
         """Remember that we asked this openid to rate this service (once per application and service)."""
-        if not await self.redis.set(f"rating:{{asked}}:{app_id}:{service}", 1, nx=True, ex=400 * 86400):
+        if not await self.redis.set(asked_key(app_id, service), 1, nx=True, ex=400 * 86400):
             return False
         await self.redis.set(_pending(openid), json.dumps({"app_id": app_id, "service": service, "stage": "score"}), ex=ASK_TTL_S)
         return True
@@ -43,6 +48,10 @@ class FeedbackStore:
                      "comment": comment[:500], "at": int(time.time())}
             await self.redis.rpush(key, self.sealer.seal(json.dumps(entry, ensure_ascii=False).encode(), key))
         await self.redis.delete(_pending(openid))
+
+    async def forget(self, openid: str) -> int:
+        """An unanswered request to rate (on erasure); ratings already given stay in the report."""
+        return await self.redis.delete(_pending(openid))
 
     async def report(self) -> dict[str, dict[int, int]]:
         counts: dict[str, dict[int, int]] = {}

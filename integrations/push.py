@@ -23,7 +23,7 @@ from typing import Callable
 import redis.asyncio as aioredis
 
 from integrations.sealing import Sealer, SealError
-from integrations.wechat_api import SendResult, WeChatApi, mask_openid
+from integrations.wechat_api import SendResult, WeChatApi, mask_openid, sent_key
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,28 @@ class PushQueue:
                 "failed_at": float(fields.get("failed_at", b"0")),
             })
         return out
+
+    async def forget(self, openid: str, *, keep: Callable[[str], bool]) -> int:
+        """On erasure: drop this openid's queued messages unless keep(key), and what is remembered of
+        messages sent to it or given up on. Messages being sent at this moment are left to finish."""
+        dropped = 0
+        for raw in await self.redis.zrange(DUE, 0, -1):
+            key = raw.decode()
+            blob = await self.redis.hget(message_key(key), "blob")
+            try:
+                to = json.loads(self.sealer.open(blob, message_key(key)))["openid"] if blob else None
+            except SealError:
+                continue
+            # ZREM first: a message a worker has claimed meanwhile is no longer ours to drop.
+            if to == openid and not keep(key) and await self.redis.zrem(DUE, key):
+                dropped += await self.redis.delete(message_key(key))
+        pattern = message_key("*:" + "".join("\\" + c if c in "*?[]\\" else c for c in openid))
+        async for name in self.redis.scan_iter(match=pattern, count=500):
+            key = name.decode().removeprefix(message_key(""))
+            if await self.redis.hget(name, "state") in (b"sent", b"failed"):
+                await self.redis.zrem(FAILED, key)
+                dropped += await self.redis.delete(name, sent_key(key))
+        return dropped
 
     async def pending(self) -> int:
         """Messages waiting or being sent (for /metrics)."""

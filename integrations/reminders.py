@@ -50,6 +50,18 @@ class Reminders:
             pipe.delete(_payload_key(reminder_id))
             await pipe.execute()
 
+    async def forget(self, openid: str) -> int:
+        """Cancel the reminders about this openid's unsubmitted applications (on erasure). Reminders
+        about submitted ones name no openid: they go to whoever may see the application when due."""
+        cancelled = 0
+        for reminder_id, _ in await self.scheduled():
+            if reminder_id.startswith("unfinished:"):
+                payload = await self.payload(reminder_id)
+                if payload and payload.get("openid") == openid:
+                    await self.cancel(reminder_id)
+                    cancelled += 1
+        return cancelled
+
     async def scheduled(self) -> list[tuple[str, float]]:
         return [(m.decode(), score) for m, score in await self.redis.zrange(DUE, 0, -1, withscores=True)]
 

@@ -41,6 +41,12 @@ BUSY = -1
 GIVE_UP = frozenset({43004, 40003})  # unsubscribed, invalid openid
 TRANSIENT = frozenset({BUSY, 45011})  # busy, per-minute frequency limit
 
+
+def sent_key(idempotency_key: str) -> str:
+    """Where send() remembers a message it sent (or tried to), for SENT_TTL_S: at most once."""
+    return f"wechat:{{sent}}:{idempotency_key}"
+
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -209,7 +215,7 @@ class WeChatApi:
     # -- sending -------------------------------------------------------------------------------------
     async def send(self, openid: str, text: str, *, idempotency_key: str) -> SendResult:
         """Send at most once per key; the bot calls this one."""
-        key = f"wechat:{{sent}}:{idempotency_key}"
+        key = sent_key(idempotency_key)
         claimed, value = await self._claim(keys=[key], args=[SENT_TTL_S])
         if claimed != 1:
             # 'sending' too: a worker is sending it now or died mid-send. At most once beats twice:

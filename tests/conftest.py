@@ -7,6 +7,7 @@ server started once for the session.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 import tempfile
@@ -21,7 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import CLOCK, CONVERSATIONS, create_app
 from bot.conversation import china_now
-from bot.privacy import MaskingFilter
+from bot.privacy import install_masking, log_formatter
 from bot.settings import Settings
 from bot.wechat_protocol import WeChatProtocol, message_xml
 
@@ -185,11 +186,56 @@ def conversations(client: TestClient):
     return client.server.app[CONVERSATIONS]
 
 
-@pytest.fixture(autouse=True)
-def _mask_test_logs(caplog):
-    """Every log line the suite produces goes through the masking filter, as in production."""
-    caplog.handler.addFilter(MaskingFilter())
-    yield
+# -- everything the suite logs, scanned for personal data ------------------------------------------
+# Masking is installed as `bot serve` installs it; a root handler takes every record of every test
+# at DEBUG, formats it as production does and scans it (tests/privacy_checks.py); the logs of child
+# `bot serve` processes are scanned at the end. Any finding fails the run and says where.
+_log_scan = None
+
+
+def pytest_configure(config):
+    global _log_scan
+    from tests.privacy_checks import LogScan
+
+    install_masking()
+    _log_scan = LogScan()
+    _log_scan.setFormatter(log_formatter())
+    root = logging.getLogger()
+    root.addHandler(_log_scan)
+    root.setLevel(logging.DEBUG)
+
+
+def pytest_sessionstart(session):
+    # What pytest shows of a failing test's logs, and caplog, stay at WARNING as before (not the DEBUG noise).
+    logging_plugin = session.config.pluginmanager.get_plugin("logging-plugin")
+    if logging_plugin is not None and logging_plugin.log_level is None:
+        logging_plugin.report_handler.setLevel(logging.WARNING)
+        logging_plugin.caplog_handler.setLevel(logging.WARNING)
+
+
+def pytest_runtest_logstart(nodeid, location):
+    _log_scan.test = nodeid
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from tests.privacy_checks import child_process_logs
+
+    logging.getLogger().removeHandler(_log_scan)
+    children = child_process_logs(session.config._tmp_path_factory.getbasetemp())
+    for path in children:
+        _log_scan.scan_file(path)
+    if _log_scan.findings and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    report = session.config.pluginmanager.get_plugin("terminalreporter")
+    if report is None:
+        return
+    report.write("\n")
+    if not _log_scan.findings:
+        report.write_line(f"privacy: {_log_scan.lines} log lines scanned ({len(children)} child-process logs), nothing personal")
+        return
+    report.write_sep("=", f"personal data in clear in the logs ({len(_log_scan.findings)} lines)", red=True)
+    for finding in _log_scan.findings[:50]:
+        report.write_line(f"{finding.where}: {', '.join(finding.what)}\n    {finding.line}")
 
 
 @pytest.fixture
