@@ -42,7 +42,7 @@ def events_handler(secret: Callable[[], str], registry: Callable[[], Application
             return _error(401, problem, "X-Bot-Signature/X-Bot-Timestamp missing or wrong")
         try:
             event = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested ~1000 deep
             return _error(400, "bad_json", "the body is not JSON")
         problem = _check(event, services())
         if problem:
