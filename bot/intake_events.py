@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -75,6 +76,16 @@ def _check(event: Any, services: set[str]) -> str | None:
         return f"unknown status {event['status']!r}"
     if "note" in event and not isinstance(event["note"], str):
         return "note must be a string"
-    if "at" in event and not isinstance(event["at"], str):
-        return "at must be an ISO 8601 string"
+    if "at" in event and not (isinstance(event["at"], str) and _is_time(event["at"])):
+        return "at must be an ISO 8601 date-time (years 2000 to 2099)"
     return None
+
+
+def _is_time(text: str) -> bool:
+    """An ISO 8601 date or date-time that a service's expected date can be counted from ("" = now)."""
+    if not text:
+        return True
+    try:
+        return 2000 <= datetime.fromisoformat(text).year <= 2099
+    except ValueError:
+        return False

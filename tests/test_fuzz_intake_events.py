@@ -167,6 +167,8 @@ async def test_a_wrong_signature_or_timestamp_is_a_401_and_changes_nothing(appli
 KNOWN_BAD = {
     "arrays nested 1000 deep": b"[" * 1000 + b"]" * 1000,
     "objects nested 2000 deep": b'{"a":' * 2000 + b"1" + b"}" * 2000,
+    "at that is no time": {"at": "·叉·六"},
+    "at in the year 9999": {"at": "9999-12-31T23:59:59+08:00"},
 }
 
 
