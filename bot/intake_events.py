@@ -78,6 +78,9 @@ def _check(event: Any, services: set[str]) -> str | None:
         return "note must be a string"
     if "at" in event and not (isinstance(event["at"], str) and _is_time(event["at"])):
         return "at must be an ISO 8601 date-time (years 2000 to 2099)"
+    # JSON can escape lone surrogates ("\ud800"), which no key, log or message can hold.
+    if any(isinstance(value, str) and not _is_unicode(value) for value in event.values()):
+        return "strings must be Unicode text (no lone surrogates)"
     return None
 
 
@@ -89,3 +92,11 @@ def _is_time(text: str) -> bool:
         return 2000 <= datetime.fromisoformat(text).year <= 2099
     except ValueError:
         return False
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -169,6 +169,10 @@ KNOWN_BAD = {
     "objects nested 2000 deep": b'{"a":' * 2000 + b"1" + b"}" * 2000,
     "at that is no time": {"at": "·叉·六"},
     "at in the year 9999": {"at": "9999-12-31T23:59:59+08:00"},
+    "lone surrogate in application_id": {"application_id": "\ud800"},
+    "lone surrogate in application_no": {"application_id": "", "application_no": "SB-\udfff"},
+    "lone surrogate in event_id": {"event_id": "ev-\ud83d"},
+    "lone surrogate in note": {"note": "请\udc00补充"},
 }
 
 
