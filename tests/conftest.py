@@ -10,6 +10,7 @@ import itertools
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -236,6 +237,13 @@ def pytest_sessionfinish(session, exitstatus):
     report.write_sep("=", f"personal data in clear in the logs ({len(_log_scan.findings)} lines)", red=True)
     for finding in _log_scan.findings[:50]:
         report.write_line(f"{finding.where}: {', '.join(finding.what)}\n    {finding.line}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many cases each fuzz property ran (tests/fuzz_support.py), when any ran."""
+    fuzz = sys.modules.get("tests.fuzz_support")
+    if fuzz:
+        fuzz.summary(terminalreporter)
 
 
 @pytest.fixture
