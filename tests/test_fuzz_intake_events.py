@@ -10,14 +10,14 @@ import json
 import time
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.app import SERVICES, SETTINGS, intake_secret
 from bot.intake_events import MAX_EVENT_BYTES, STATUSES
 from integrations.intake import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.conftest import WeChatUser
-from tests.fuzz_support import characters, count, fuzz, nasty_text, traceback_free
+from tests.fuzz_support import count, fuzz, nasty_text, traceback_free
 from tests.test_after_submission import MOTHER_CHILD, apply, bot, until  # noqa: F401 (bot: the fixture)
 
 SERVICE = "nursing_subsidy"  # MOTHER_CHILD applies for the certificate and the nursing subsidy

@@ -25,9 +25,9 @@ from bot.app import PACK
 from bot.wechat_protocol import WeChatProtocol, message_xml
 from dialogs.application import STEPS
 from dialogs.engine import WECHAT_TEXT_LIMIT
-from tests.conftest import SAMPLE_AES_KEY, SAMPLE_APPID, SAMPLE_TOKEN, WeChatUser, _ids, conversations, start_client
-from tests.test_transcripts import _as_list
+from tests.conftest import SAMPLE_AES_KEY, SAMPLE_APPID, SAMPLE_TOKEN, WeChatUser, _ids, conversations
 from tests.fuzz_support import NASTY, characters, count, fuzz, leaves, nasty_text, traceback_free
+from tests.test_transcripts import _as_list
 
 TESTS = Path(__file__).parent
 CORPUS = sorted((TESTS / "corpus").glob("*.xml"))
@@ -118,7 +118,7 @@ def hostile(draw, xml=messages()) -> tuple[str, bytes]:
     elif how == "duplicate":
         b = b[: field.end()] + field.group(0) * draw(st.integers(1, 3)) + b[field.end():]
     elif how == "huge":
-        filler = draw(st.sampled_from(["A", "界", "😀", "]]>"])) * (draw(st.sampled_from([20_000, 400_000])))
+        filler = draw(st.sampled_from(["A", "界", "😀", "]]>"])) * draw(st.sampled_from([20_000, 1_100_000]))
         b = b[: field.start(2)] + f"<![CDATA[{filler}]]>".encode() + b[field.end(2):]
     elif how == "dtd":
         entity = draw(st.sampled_from(["&e;", "&lol9;", "&p;", "x"]))
@@ -138,26 +138,19 @@ def hostile(draw, xml=messages()) -> tuple[str, bytes]:
 
 # -- an unknown sender, hostile XML -------------------------------------------------------------------
 
-@pytest.fixture
-async def bot(settings, clock):
-    client = await start_client(settings, clock)
-    yield client
-    await client.close()
-
-
 @fuzz(3)
 @given(case=hostile(), mode=MODES)
-async def test_hostile_xml_gets_a_reply_or_a_clear_4xx_and_the_server_keeps_answering(bot, protocol, case, mode):
+async def test_hostile_xml_gets_a_reply_or_a_clear_4xx_and_the_server_keeps_answering(bot_client, protocol, case, mode):
     count()
     how, plain = case
-    status, raw = await post(bot, *signed(protocol, plain, mode))
-    text = answer_of(bot, protocol, status, raw, mode)
+    status, raw = await post(bot_client, *signed(protocol, plain, mode))
+    text = answer_of(bot_client, protocol, status, raw, mode)
     if how == "dtd":
         assert status in (400, 413), text  # no DTD is ever parsed, whatever stands before it
     if how == "huge" and len(plain) > 100_000:
         assert status == 413
     assert "root:" not in (text or "") and "lollol" not in (text or "")
-    assert FIRST_QUESTION in await WeChatUser(bot, "oCanary", protocol).say("你好")
+    assert FIRST_QUESTION in await WeChatUser(bot_client, "oCanary", protocol).say("你好")
 
 
 SIGNATURE_FAULTS = st.sampled_from(["drop", "replace", "flip", "stale", "other_token", "upper"])
@@ -168,7 +161,7 @@ SIGNED_PARAMS = {"plain": {"signature", "timestamp", "nonce", "encrypt_type"}, "
 @fuzz(1)
 @given(mode=MODES, fault=SIGNATURE_FAULTS, param=st.sampled_from(["signature", "msg_signature", "timestamp", "nonce", "encrypt_type"]),
        value=st.one_of(st.sampled_from(NASTY[:30]), st.text(characters, max_size=60)), skew=st.integers(301, 10**9), data=st.data())
-async def test_a_wrong_or_missing_signature_is_refused_and_changes_nothing(bot, protocol, mode, fault, param, value, skew, data):
+async def test_a_wrong_or_missing_signature_is_refused_and_changes_nothing(bot_client, protocol, mode, fault, param, value, skew, data):
     count()
     openid = f"oUnsigned{mode}"
     ts = int(time.time()) + (data.draw(st.sampled_from([-1, 1])) * skew if fault == "stale" else 0)
@@ -186,26 +179,25 @@ async def test_a_wrong_or_missing_signature_is_refused_and_changes_nothing(bot, 
         at = data.draw(st.integers(0, len(query[param]) - 1))
         query[param] = query[param][:at] + data.draw(st.sampled_from("0123456789abcdef٣x")) + query[param][at + 1:]
     ignored = param not in SIGNED_PARAMS[mode] or (mode == "plain" and param == "encrypt_type" and query.get(param) in ("", "raw"))
-    assume(fault in ("stale", "other_token", "upper") or (query != good and not ignored))
-    assume(query != good or fault == "stale")
-    status, raw = await post(bot, query, body)
+    assume(fault == "stale" or (query != good and not (fault in ("drop", "replace", "flip") and ignored)))
+    status, raw = await post(bot_client, query, body)
     assert status in (400, 403), (fault, param, query, status, raw[:200])
     assert traceback_free(raw.decode())
-    assert await conversations(bot).store.load(openid) is None, "a refused message must not reach the dialog"
+    assert await conversations(bot_client).store.load(openid) is None, "a refused message must not reach the dialog"
 
 
-async def test_the_corpus_of_nasty_xml_is_refused_or_answered_as_named(bot, protocol):
+async def test_the_corpus_of_nasty_xml_is_refused_or_answered_as_named(bot_client, protocol):
     """tests/corpus/refuse_*.xml must get a 400, reply_*.xml a kind reply, in plain and in safe mode."""
     wrong = []
     for path in CORPUS:
         for mode in ("plain", "aes"):
             count()
-            status, raw = await post(bot, *signed(protocol, path.read_bytes(), mode))
-            text = answer_of(bot, protocol, status, raw, mode)
+            status, raw = await post(bot_client, *signed(protocol, path.read_bytes(), mode))
+            text = answer_of(bot_client, protocol, status, raw, mode)
             if (status, bool(text)) != ((400, False) if path.name.startswith("refuse_") else (200, True)):
                 wrong.append(f"{path.name} ({mode}): {status} {text or raw[:80]!r}")
     assert not wrong, "\n".join(wrong)
-    assert FIRST_QUESTION in await WeChatUser(bot, "oCanary", protocol).say("你好")
+    assert FIRST_QUESTION in await WeChatUser(bot_client, "oCanary", protocol).say("你好")
 
 
 # -- garbage in the middle of a conversation ---------------------------------------------------------
@@ -237,12 +229,12 @@ class Walk:
 
 
 @pytest.fixture
-async def walks(bot, protocol, clock) -> list[Walk]:
+async def walks(bot_client, protocol, clock) -> list[Walk]:
     played = []
     for path in SCRIPTS:
         script = yaml.safe_load(path.read_text(encoding="utf-8"))
         clock.set(script["now"])
-        walk = Walk(WeChatUser(bot, f"oWalk{path.stem[:2]}", protocol), [], [])
+        walk = Walk(WeChatUser(bot_client, f"oWalk{path.stem[:2]}", protocol), [], [])
         for step in script["steps"]:
             walk.before.append(await walk.session())
             expected = _as_list(step["expect"])
