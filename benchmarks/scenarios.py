@@ -59,7 +59,7 @@ CHINA = timezone(timedelta(hours=8))
 MEMORY_CONCURRENCY = 32  # citizens talking at once in the memory phase (does not change the figures)
 BUSY_RETRIES = 3  # a citizen told "busy" (or cut off) sends the same text again, like WeChat does
 DELIVERY_WAIT_S = 120.0
-REPLY_KEYS = "u:{%s*}:reply:*"  # % the phase's openid prefix
+REPLY_KEYS = ("u:{%s*}:replies", "u:{%s*}:answered")  # % the phase's openid prefix
 
 
 # -- citizens -----------------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ _TAG = re.compile(r"\{[^}]*\}")
 
 
 def key_family(key: str) -> str:
-    """'u:{obench12u007}:reply:8812' -> 'u:{…}:reply:*': per-user/per-id parts folded away."""
+    """'app:{8812}:meta' -> 'app:{…}:meta': per-user/per-id parts folded away."""
     key = _TAG.sub(lambda m: m.group(0) if _FIXED_TAG.fullmatch(m.group(0)) else "{…}", key)
     out = []
     for part in key.split(":"):
@@ -278,6 +278,10 @@ async def delete_matching(redis, pattern: str) -> int:
     for i in range(0, len(batch), 500):
         deleted += await redis.delete(*batch[i:i + 500])
     return deleted
+
+
+async def delete_reply_cache(redis, prefix: str) -> int:
+    return sum([await delete_matching(redis, pattern % prefix) for pattern in REPLY_KEYS])
 
 
 async def hash_states(redis, pattern: str) -> tuple[collections.Counter, int]:
@@ -377,7 +381,7 @@ async def measure_memory(target: bench.Target, n: int, busy: str, prefix: str) -
         first = len(warm)  # citizen numbers (ID numbers, phones) are unique in the run
         problems += await follow_all(talking, [in_progress_script(first + i) for i in range(n)], MEMORY_CONCURRENCY)
         conv = await snapshot(redis)
-        conv_replies = await delete_matching(redis, REPLY_KEYS % f"{prefix}c")
+        conv_replies = await delete_reply_cache(redis, f"{prefix}c")
         conv_kept = await snapshot(redis)
         print(f"[memory] {n} applications to delivery (transcript 03's path)", flush=True)
 
@@ -389,7 +393,7 @@ async def measure_memory(target: bench.Target, n: int, busy: str, prefix: str) -
             problems.append(f"only {states['delivered']} of {n + MEMORY_CONCURRENCY} applications delivered "
                             f"after {DELIVERY_WAIT_S:g} s: {dict(states)}")
         apps = await snapshot(redis)
-        app_replies = await delete_matching(redis, REPLY_KEYS % f"{prefix}a")
+        app_replies = await delete_reply_cache(redis, f"{prefix}a")
         apps_kept = await snapshot(redis)
     return {
         "redis": f"embedded Redis {server['redis_version']} ({memory.get('mem_allocator', '?')} malloc)",

@@ -34,6 +34,10 @@ WAITER_STALE_MS = 5000
 # replay window (Settings.max_clock_skew_s = 300 s, either way of our clock): the reply is kept at least
 # twice that, so a replay anywhere in the window gets this reply and never a second turn.
 REPLY_TTL_S = 660
+# Replies themselves are kept for the latest few messages only (WeChat retries a message within
+# about 15 s, long before a citizen has sent more than this); every message answered inside
+# REPLY_TTL_S stays known by its id, so an older one coming again is never a second turn.
+REPLIES_KEPT = 4
 
 # Queue, then take the lock when first in line. On success it also returns what the turn needs
 # (the cached reply of this message, if any, and the session), saving two round trips.
@@ -58,7 +62,8 @@ while true do
     if redis.call('SET', lock, token, 'NX', 'PX', ttl) then
       redis.call('ZREM', queue, member)
       redis.call('HDEL', seen, member)
-      return {1, redis.call('GET', KEYS[4]) or '', redis.call('GET', KEYS[5]) or ''}
+      local answered = redis.call('ZSCORE', KEYS[6], ARGV[7]) and 1 or 0
+      return {1, redis.call('HGET', KEYS[4], ARGV[7]) or '', redis.call('GET', KEYS[5]) or '', answered}
     end
     return {0}
   end
@@ -76,22 +81,39 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# Remember this message's reply for retries, and that it was answered (KEYS: replies, answered;
+# ARGV: id, sealed reply, now in ms, ttl in s, replies kept). Used by both scripts below.
+_REMEMBER = """
+local function remember(replies, answered, id, reply, now, ttl, kept)
+  if id == '' then return end
+  local cutoff = now - ttl * 1000
+  local gone = redis.call('ZRANGEBYSCORE', answered, '-inf', cutoff)
+  redis.call('ZREMRANGEBYSCORE', answered, '-inf', cutoff)
+  redis.call('ZADD', answered, now, id)
+  redis.call('HSET', replies, id, reply)
+  for _, old in ipairs(redis.call('ZRANGE', answered, 0, -(kept + 1))) do table.insert(gone, old) end
+  if #gone > 0 then redis.call('HDEL', replies, unpack(gone)) end
+  redis.call('EXPIRE', replies, ttl)
+  redis.call('EXPIRE', answered, ttl)
+end
+"""
+
 # Save the session, remember the reply for WeChat's retries and release the lock: only while
 # the lock is still ours.
-_SAVE = """
+_SAVE = _REMEMBER + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
+remember(KEYS[3], KEYS[4], ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
 redis.call('DEL', KEYS[1])
 return 1
 """
 
 
 # "删除我的信息" confirmed: end the turn without a session, keeping only this message's reply.
-_FORGET = """
+_FORGET = _REMEMBER + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[2])
-if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3]) end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+remember(KEYS[3], KEYS[4], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
 redis.call('DEL', KEYS[1])
 return 1
 """
@@ -140,14 +162,16 @@ class ConversationStore:
         token = os.urandom(8).hex()
         # Members sort by score (CreateTime) and then lexicographically, hence the zero padding.
         member = f"{order[1]:020d}:{token}"
-        conv_key, reply_key = _k(openid, "conversation"), _k(openid, f"reply:{dedup_id}")
-        keys = [_k(openid, "lock"), _k(openid, "queue"), _k(openid, "queued_at"), reply_key, conv_key]
+        conv_key = _k(openid, "conversation")
+        keys = [_k(openid, "lock"), _k(openid, "queue"), _k(openid, "queued_at"), _k(openid, "replies"), conv_key,
+                _k(openid, "answered")]
         deadline = time.monotonic() + wait_s
         pause = 0.001
         try:
             while True:
                 now_ms = int(time.time() * 1000)
-                got = await self._acquire(keys=keys, args=[member, token, now_ms, LOCK_TTL_MS, WAITER_STALE_MS, order[0]])
+                got = await self._acquire(keys=keys, args=[member, token, now_ms, LOCK_TTL_MS, WAITER_STALE_MS, order[0],
+                                                           dedup_id])
                 if got[0] == 1:
                     break
                 if time.monotonic() >= deadline:
@@ -157,11 +181,11 @@ class ConversationStore:
         except BaseException:
             await _quietly(self._leave(keys=keys[1:3], args=[member]))
             raise
-        turn = Turn(
-            openid, token, dedup_id,
-            cached_reply=self._open_or_none(got[1], reply_key),
-            session=json.loads(self._open_or_none(got[2], conv_key) or "null"),
-        )
+        cached_reply = self._open_or_none(got[1], _reply_context(openid, dedup_id))
+        if cached_reply is None and got[3] == 1:
+            cached_reply = ""  # answered long ago (its reply no longer kept): nothing more to say
+        turn = Turn(openid, token, dedup_id, cached_reply=cached_reply,
+                    session=json.loads(self._open_or_none(got[2], conv_key) or "null"))
         try:
             yield turn
         finally:
@@ -176,22 +200,27 @@ class ConversationStore:
         try:
             return self.sealer.open(blob, key).decode()
         except SealError:
-            log.error("a stored %s cannot be opened with our keys: starting afresh", key.rsplit(":", 1)[-1].split(":")[0])
+            log.error("a stored %s cannot be opened with our keys: starting afresh", key.split("}:", 1)[-1].split(":")[0])
             return None
 
     async def save(self, turn: Turn, session: dict, reply: str) -> None:
         """Store the new session and this message's reply, and end the turn."""
         conv_key = _k(turn.openid, "conversation")
-        reply_key = _k(turn.openid, f"reply:{turn.dedup_id}")
         sealed_session = self.sealer.seal(json.dumps(session, ensure_ascii=False, separators=(",", ":")).encode(), conv_key)
-        sealed_reply = self.sealer.seal(reply.encode(), reply_key) if turn.dedup_id else b""
-        ok = await self._save(
-            keys=[_k(turn.openid, "lock"), conv_key, reply_key],
-            args=[turn.token, sealed_session, self.session_ttl_s, sealed_reply, REPLY_TTL_S],
-        )
+        ok = await self._save(keys=self._turn_keys(turn), args=[turn.token, sealed_session, self.session_ttl_s,
+                                                                *self._remembered(turn, reply)])
         if ok != 1:
             raise LostLock(turn.openid)
         turn.released = True
+
+    @staticmethod
+    def _turn_keys(turn: Turn) -> list[str]:
+        return [_k(turn.openid, part) for part in ("lock", "conversation", "replies", "answered")]
+
+    def _remembered(self, turn: Turn, reply: str) -> list:
+        """The arguments of the scripts' `remember`: id, sealed reply, now, ttl, replies kept."""
+        sealed = self.sealer.seal(reply.encode(), _reply_context(turn.openid, turn.dedup_id)) if turn.dedup_id else b""
+        return [turn.dedup_id, sealed, int(time.time() * 1000), REPLY_TTL_S, REPLIES_KEPT]
 
     # -- outside a turn -------------------------------------------------------------------------
     async def load(self, openid: str) -> dict | None:
@@ -210,15 +239,18 @@ class ConversationStore:
     async def forget(self, turn: Turn, reply: str) -> None:
         """End the turn by deleting every key of this user (session, cached replies, queue) except
         this message's reply, kept sealed for REPLY_TTL_S so a retry of it gets the same answer."""
-        lock, conv_key = _k(turn.openid, "lock"), _k(turn.openid, "conversation")
-        reply_key = _k(turn.openid, f"reply:{turn.dedup_id}")
+        keys = self._turn_keys(turn)
         async for key in self.redis.scan_iter(match=f"u:{{{_escape_glob(turn.openid)}}}:*", count=200):
-            if key.decode() not in (lock, reply_key):  # (a queued turn puts itself back in the queue)
+            if key.decode() != keys[0]:  # (a queued turn puts itself back in the queue)
                 await self.redis.delete(key)
-        sealed_reply = self.sealer.seal(reply.encode(), reply_key) if turn.dedup_id else b""
-        if await self._forget(keys=[lock, conv_key, reply_key], args=[turn.token, sealed_reply, REPLY_TTL_S]) != 1:
+        if await self._forget(keys=keys, args=[turn.token, *self._remembered(turn, reply)]) != 1:
             raise LostLock(turn.openid)
         turn.released = True
+
+
+def _reply_context(openid: str, dedup_id: str) -> str:
+    """What a cached reply is sealed to (the cipher's associated data): this user and this message."""
+    return _k(openid, f"reply:{dedup_id}")
 
 
 def _escape_glob(text: str) -> str:

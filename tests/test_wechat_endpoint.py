@@ -40,6 +40,27 @@ async def test_retries_of_one_msgid_get_the_same_reply_and_advance_once(bot_clie
     assert "bot_dedup_hits_total 3.0" in metrics
 
 
+async def test_only_the_latest_replies_are_kept_but_no_message_is_ever_a_second_turn(bot_client, make_user, redis_client):
+    from integrations.conversations import REPLIES_KEPT
+
+    store = bot_client.server.app[SERVICES].store
+    user = make_user()
+    sent = []
+    for text in ["你好", "2", "母亲", "王芳", "341723198001010028", "13812345678"]:
+        xml = user.xml(msg_type="text", content=text, msg_id=next(_ids))
+        sent.append((xml, await user.post_xml(xml)))
+    replies_key, answered_key = f"u:{{{user.openid}}}:replies", f"u:{{{user.openid}}}:answered"
+    assert await redis_client.hlen(replies_key) == REPLIES_KEPT
+    assert await redis_client.zcard(answered_key) == len(sent)
+    # The latest messages' retries get their reply again; an older one gets nothing and moves nothing.
+    before = await store.load(user.openid)
+    for xml, reply in sent[-REPLIES_KEPT:]:
+        assert await user.post_xml(xml) == reply
+    assert await user.post_xml(sent[0][0]) == "" and await user.post_xml(sent[1][0]) == ""
+    after = await store.load(user.openid)
+    assert (after["state"], after["history"], after["data"]) == (before["state"], before["history"], before["data"])
+
+
 async def test_concurrent_messages_of_one_user_run_one_at_a_time_in_order(bot_client, make_user):
     user = make_user()
     answers = ["1", "1 3", "1", "4", "1", "2", "张三", "341723195503020017", "13812345678", "青阳县蓉城镇五溪村12号"]
