@@ -160,7 +160,9 @@ class ApplicationDialog:
         new_state = self.advance(session, turn.case, state)
         session["state"] = new_state
         if new_state == FINAL:
-            return await self._join(*outcome.say, submitted_message(turn))
+            reply = await self._join(*outcome.say, submitted_message(turn))
+            _keep_only_what_a_submitted_session_needs(session)
+            return reply
         return await self._join(*outcome.say, await prompt(turn, new_state))
 
     def advance(self, session: dict[str, Any], case: Case, state: str) -> str:
@@ -328,6 +330,18 @@ def answered(step: Step, case: Case) -> bool:
         "booking": bool(data.get("booking")),
         "suggestion": not data.get("guided"),
     }.get(kind, False)
+
+
+# Once submitted, the application lives in the outbox and the registry; the conversation keeps
+# only what its later messages use (status, appointment, recap), not the form's personal data.
+KEPT_AFTER_SUBMISSION = ("reference", "created_at", "submitted_at", "services", "booking")
+
+
+def _keep_only_what_a_submitted_session_needs(session: dict[str, Any]) -> None:
+    data = session["data"]
+    session["data"] = {key: data[key] for key in KEPT_AFTER_SUBMISSION if key in data}
+    session["history"] = []
+    session["fails"] = {}
 
 
 def _fit(reply: str) -> str:

@@ -68,6 +68,19 @@ async def test_delivered_to_the_intake_sandbox_once_with_its_number(bot, protoco
     assert meta["application_no"] == received[0]["application_no"]
 
 
+async def test_the_conversation_forgets_the_forms_personal_data_once_submitted(bot, protocol):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oMotherMinimal", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    session = await services.store.load(mother.openid)
+    assert session["state"] == "submitted" and session["data"]["reference"] == ref
+    assert set(session["data"]) <= {"reference", "created_at", "submitted_at", "services", "booking"}
+    stored = json.dumps(session, ensure_ascii=False)
+    assert not any(personal in stored for personal in ("李秀英", "王小宝", "341723", "13912345678", "智力", "五溪村"))
+    # What the citizen asks afterwards still works from the registry.
+    assert ref in await mother.say("进度") and ref in await mother.say("你好")
+
+
 async def _delivered(services, ref) -> bool:
     status = await services.registry.status(ref)
     return bool(status) and all(s["status"] == "delivered" for s in status.values())
