@@ -147,7 +147,10 @@ class WeChatApi:
         appid: str,
         secret: str,
         template_id: str = "",
-        timeout_s: float = 3.0,
+        # Pushes are sent in the background, never inside a reply, so a slow WeChat is waited for:
+        # a shorter limit turned slow token fetches into repeated ones (each counts against the
+        # daily quota and may invalidate the last) and slow sends into "unknown" ones.
+        timeout_s: float = 10.0,
         clock: Callable[[], float] = time.time,
     ):
         self.http = http
