@@ -115,12 +115,19 @@ class ApplicationRegistry:
 
     async def id_digest(self, id_number: str) -> str:
         """A keyed digest of an ID number: lets a family member bind by ID without us keeping the ID."""
+        return await self._keyed_digest(id_number.upper())
+
+    async def _keyed_digest(self, text: str) -> str:
         if self._pepper is None:
             # Made once, kept sealed in Redis, so it survives data-key rotation and is shared by workers.
             key = "secret:{pepper}:id-digest"
             await self.redis.set(key, self.sealer.seal(os.urandom(32), key), nx=True)
             self._pepper = self.sealer.open(await self.redis.get(key), key)
-        return hmac.new(self._pepper, id_number.upper().encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._pepper, text.encode(), hashlib.sha256).hexdigest()
+
+    async def bind_code_key(self, code: str) -> str:
+        # Keyed by a digest: whoever reads Redis cannot use the live codes.
+        return f"bindcode:{{{await self._keyed_digest('bind-code:' + code)}}}"
 
     async def register(self, document: dict[str, Any], openid: str, *, expected: dict[str, str | None]) -> None:
         """Record a submitted application (idempotent: a retried turn registers it once)."""
@@ -202,13 +209,14 @@ class ApplicationRegistry:
 
     # -- family members ---------------------------------------------------------------------------
     async def new_bind_code(self, app_id: str) -> str:
-        code = f"{secrets.randbelow(10**6):06d}"
-        await self.redis.set(f"bindcode:{{{code}}}", app_id, ex=BIND_CODE_TTL_S)
-        return code
+        while True:  # never one code for two applications: a family would see a stranger's status
+            code = f"{secrets.randbelow(10**6):06d}"
+            if await self.redis.set(await self.bind_code_key(code), app_id, ex=BIND_CODE_TTL_S, nx=True):
+                return code
 
     async def bind_with_code(self, openid: str, code: str) -> str | None:
         """Use a one-time code; returns the application id or None (wrong, used or expired)."""
-        app_id = await self.redis.getdel(f"bindcode:{{{code}}}")
+        app_id = await self.redis.getdel(await self.bind_code_key(code))
         if app_id is None:
             return None
         await self._add_viewer(app_id.decode(), openid)

@@ -132,7 +132,7 @@ async def test_who_may_see_the_status(bot, protocol):
     assert "不对或已过期" in await stranger.say("绑定 123456")            # a guessed code
     assert "不对或已过期" in await stranger.say(f"绑定 {ref} 341723198001010023")  # the agent's ID, not the applicant's
     code = (await mother.say("绑定码")).split("绑定码：")[1][:6]
-    await services.redis.client.delete(f"bindcode:{{{code}}}")          # expired
+    await services.redis.client.delete(await services.registry.bind_code_key(code))  # expired
     assert "不对或已过期" in await stranger.say(f"绑定 {code}")
     assert ref not in await stranger.say("进度")
     aunt = WeChatUser(bot, "oAunt4", protocol)
