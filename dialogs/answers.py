@@ -208,7 +208,7 @@ async def read_checklist(turn: Turn, step: Step, inp: UserInput, path: str) -> O
         return Outcome.stay(q["photo_received"].format(materials=_numbered(items)))
     pending = turn.data.get("pending_photo")
     n = turn.lang.number(inp.text)
-    if pending and n is not None:
+    if pending and n not in (None, 0):  # 0 carries on, as the checklist says, photo or not
         if not 1 <= n <= len(items):
             return Outcome.invalid(turn.pack.text("checklist_which"))
         material = items[n - 1].material
