@@ -289,17 +289,19 @@ async def send_as(walk: Walk, protocol, plain: bytes, mode: str) -> str | None:
 
 
 @fuzz(0.3)
-@given(data=st.data(), mode=MODES)
-async def test_random_text_at_every_step_of_the_dialog_is_answered_and_loses_nothing(walks, protocol, data, mode):
+@given(data=st.data(), mode=MODES, voice=st.booleans())
+async def test_random_text_at_every_step_of_the_dialog_is_answered_and_loses_nothing(walks, protocol, data, mode, voice):
+    """Typed, or as voice recognition writes it."""
     count()
     walk = data.draw(st.sampled_from(walks))
     texts = data.draw(st.lists(nasty_text, min_size=len(walk.said), max_size=len(walk.said)))
     for k, text in enumerate(texts):
-        xml = walk.user.xml(msg_type="text", content=text, msg_id=next(_ids)).encode()
+        said = {"msg_type": "voice", "recognition": text} if voice else {"msg_type": "text", "content": text}
+        xml = walk.user.xml(msg_id=next(_ids), **said).encode()
 
         async def send():
             answer = await send_as(walk, protocol, xml, mode)
-            assert answer, f"no reply to a text message: {answer!r}"
+            assert answer, f"no reply to a message: {answer!r}"
             return answer
 
         await garbage_then_carry_on(walk, k, send)
