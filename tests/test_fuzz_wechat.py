@@ -21,9 +21,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from wechatpy.crypto import PrpCrypto
 
-from bot.app import PACK
+from bot.app import PACK, SERVICES
 from bot.wechat_protocol import WeChatProtocol, message_xml
-from dialogs.application import STEPS
+from dialogs.application import FINAL, STEPS
 from dialogs.engine import WECHAT_TEXT_LIMIT
 from tests.conftest import SAMPLE_AES_KEY, SAMPLE_APPID, SAMPLE_TOKEN, WeChatUser, _ids, conversations
 from tests.fuzz_support import NASTY, characters, count, fuzz, leaves, nasty_text, traceback_free
@@ -248,14 +248,22 @@ async def walks(bot_client, protocol, clock) -> list[Walk]:
     return played
 
 
-def assert_intact(before: dict | None, after: dict | None) -> None:
-    """A well-formed session that still holds every answer `before` held."""
+async def assert_intact(walk: Walk, before: dict | None, after: dict | None) -> None:
+    """A well-formed session that still holds every answer `before` held (or, when the garbage was
+    a yes that submitted, an application that holds them: a submitted session keeps no form data)."""
     if before is None and after is None:
         return  # a mutated FromUserName, or an event: nothing for this citizen
     assert after is not None and after["state"] in STATES and set(after["history"]) <= STATES, after
     if before is None:
         return
     assert after["data"]["reference"] == before["data"]["reference"]
+    if after["state"] == FINAL != before["state"]:
+        document = await walk.user.client.server.app[SERVICES].outbox.get(before["data"]["reference"])
+        assert document is not None, "submitted, but no application in the outbox"
+        for who in ("applicant", "agent"):
+            given, sent = before["data"].get(who) or {}, document.get(who) or {}
+            assert {k: sent[k] for k in given if k in sent} == {k: v for k, v in given.items() if k in sent}, who
+        return
     assert after["history"][: len(before["history"])] == before["history"], (before["history"], after["history"])
     kept = leaves(after["data"])
     lost = {path: value for path, value in leaves(before["data"]).items() if path not in kept or kept[path] != value}
@@ -276,7 +284,7 @@ async def garbage_then_carry_on(walk: Walk, k: int, send) -> None:
         assert after == before, "a refused message changed the conversation"
         after = before
     else:
-        assert_intact(before, after)
+        await assert_intact(walk, before, after)
     if where(after) == where(before):
         answer, expected = walk.said[k]
         reply = await walk.user.say(answer)
@@ -323,3 +331,12 @@ async def test_a_photo_then_0_at_the_checklist_carries_on(walks, protocol):
     for walk in walks:
         k = next(i for i, session in enumerate(walk.before) if session and session["state"] == "checklist")
         await garbage_then_carry_on(walk, k, lambda: walk.user.image())
+
+
+async def test_a_yes_at_the_consent_submits_with_every_answer(walks, protocol):
+    """The one garbage that ends the conversation: a yes where consent is asked. The form then lives
+    in the application, not in the (minimised) session."""
+    for walk in walks:
+        k = next(i for i, session in enumerate(walk.before) if session and session["state"] == "consent_sensitive")
+        await garbage_then_carry_on(walk, k, lambda: walk.user.say("同意"))
+        assert (await walk.session())["state"] == FINAL
