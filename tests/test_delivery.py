@@ -12,16 +12,12 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-import aiohttp
 import pytest
 
-from tests.conftest import free_port
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -35,8 +31,8 @@ from integrations.intake_sandbox import create_intake_sandbox
 from integrations.outbox import STREAM, RedisOutbox
 from integrations.sealing import Sealer
 from tests.fake_intake import FakeIntake
+from tests.processes import BotServe, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "intake-test-secret"
 CLIENT_TIMEOUT_S = 0.3
 
@@ -446,13 +442,13 @@ async def test_run_forever_rides_out_redis_going_away(redis_url, redis_client, o
     try:
         async with running(worker) as task:
             [first] = await submit(outbox, 1)
-            await wait_for(lambda: len(calls.delivered) == 1)
+            await wait_until(lambda: len(calls.delivered) == 1, 5, interval=0.02)
             await proxy.cut()  # Redis gone, for the worker
             [second] = await submit(outbox, 1, start=1)
             await asyncio.sleep(0.7)
             assert not task.done() and "Redis unavailable" in caplog.text
             await proxy.start()  # back, with its data (append-only file)
-            await wait_for(lambda: len(calls.delivered) == 2, timeout=8)
+            await wait_until(lambda: len(calls.delivered) == 2, 8, interval=0.02)
     finally:
         await client.aclose()
         await proxy.cut()
@@ -585,40 +581,10 @@ async def test_the_sandbox_without_a_bot_to_tell(redis_client, sealer, http):
 
 
 # -- the real `bot serve` process --------------------------------------------------------------------
-class BotServe:
-    """`python -m bot serve` in a child process, delivering to the fake intake through the given Redis."""
-
-    def __init__(self, tmp_path: Path, redis_url: str, intake_url: str, data_key: str):
-        self.port = free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "BOT_", "INTAKE_", "REDIS_"))}
-        self.env.update(REDIS_URL=redis_url, INTAKE_URL=intake_url, INTAKE_SECRET=SECRET, BOT_DATA_KEY=data_key,
-                        BOT_VAR_DIR=str(tmp_path / "var"), BOT_PORT=str(self.port), BOT_SIMULATOR="0")
-        self.proc: subprocess.Popen | None = None
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        async with aiohttp.ClientSession() as http:
-            for _ in range(400):
-                try:
-                    async with http.get(f"http://127.0.0.1:{self.port}/healthz") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                assert self.proc.poll() is None, self.proc.stderr.read().decode()[-3000:]
-                await asyncio.sleep(0.05)
-        raise AssertionError("bot did not become healthy")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=20)
-
-    async def healthy(self) -> bool:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{self.port}/healthz") as r:
-                return r.status == 200
+def bot_serve(tmp_path: Path, redis_url: str, intake_url: str, data_key: str) -> BotServe:
+    """`python -m bot serve` delivering to the fake intake through the given Redis (tests/processes.py)."""
+    return BotServe(tmp_path / "var", env=dict(REDIS_URL=redis_url, INTAKE_URL=intake_url, INTAKE_SECRET=SECRET,
+                                               BOT_DATA_KEY=data_key))
 
 
 @pytest.fixture
@@ -627,17 +593,10 @@ def data_key() -> tuple[str, Sealer]:
     return f"test:{base64.b64encode(key).decode()}", Sealer([("test", key)])
 
 
-async def wait_until(check, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
-
-
 async def test_bot_serve_killed_mid_delivery_delivers_once_after_restart(tmp_path, redis_url, redis_client, fake, data_key):
     setting, sealer = data_key
     outbox = RedisOutbox(redis_client, sealer)
-    bot = BotServe(tmp_path, redis_url, fake.url, setting)
+    bot = bot_serve(tmp_path, redis_url, fake.url, setting)
     state = lambda i: redis_client.hget(f"outbox:{{applications}}:state:{i}", "state")  # noqa: E731
     await bot.start()
     try:
@@ -653,7 +612,7 @@ async def test_bot_serve_killed_mid_delivery_delivers_once_after_restart(tmp_pat
         # The dead attempt's lock outlives the HTTP timeout (10 s + 5 s) by design; then it is due again.
         await wait_until(lambda: _is(state(caught["id"]), b"delivered"), 40)
     finally:
-        bot.kill(signal.SIGTERM)
+        bot.stop()
     assert fake.accepted[first["id"]] == fake.accepted[caught["id"]] == 1
     sent = fake.for_id(caught["id"])
     assert [(r.key, r.signature_ok) for r in sent] == [(caught["id"], True)] * 2 and sent[-1].status == 409
@@ -667,7 +626,7 @@ async def test_bot_serve_rides_out_a_redis_restart(tmp_path, redis_url, redis_cl
     outbox = RedisOutbox(redis_client, sealer)
     proxy = RedisProxy(redis_url)
     await proxy.start()
-    bot = BotServe(tmp_path, proxy.url, fake.url, setting)
+    bot = bot_serve(tmp_path, proxy.url, fake.url, setting)
     state = lambda i: redis_client.hget(f"outbox:{{applications}}:state:{i}", "state")  # noqa: E731
     await bot.start()
     try:
@@ -683,7 +642,7 @@ async def test_bot_serve_rides_out_a_redis_restart(tmp_path, redis_url, redis_cl
         # (The first command on each connection pooled before the outage may still fail once.)
         await wait_until(bot.healthy, 5)
     finally:
-        bot.kill(signal.SIGTERM)
+        bot.stop()
         await proxy.cut()
     assert fake.accepted[before["id"]] == fake.accepted[during["id"]] == 1
 
@@ -699,13 +658,6 @@ async def _true(value: bool) -> bool:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-async def wait_for(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 async def assert_nothing_in_clear(redis, secrets: list[str]) -> None:
     wanted = [s.encode() for s in secrets]
     async for key in redis.scan_iter(count=500):
