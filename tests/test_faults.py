@@ -12,7 +12,8 @@ on loopback. Each prints one figures line (visible with -s).
     # replay a run's kill points: the seed is printed on the figures line
     FAULT_SEED=12345 REDIS_URL=redis://127.0.0.1:6379/4 .venv/bin/python -m pytest tests/test_faults.py -q -s -k kill
 
-Knobs: FAULT_CONVERSATIONS, FAULT_KILLS, FAULT_CONCURRENCY (default 24), FAULT_SEED. The Redis-restart
+Knobs: FAULT_CONVERSATIONS, FAULT_KILLS, FAULT_CONCURRENCY (default 24), FAULT_SEED, FAULT_TWO_CONVERSATIONS
+(default 20, the two-process test). The Redis-restart
 test uses a redis-server of its own (append-only) on a free port; the others use the suite's Redis.
 """
 from __future__ import annotations
