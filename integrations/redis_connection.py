@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.maint_notifications import MaintNotificationsConfig
 
 from integrations.redis_pipeline import PipelinedRedis
 
@@ -19,6 +20,11 @@ log = logging.getLogger(__name__)
 
 # Short socket timeouts: a turn must be answered inside WeChat's 5 s even when Redis is gone.
 SOCKET_TIMEOUT_S = 1.0
+# redis-py 8.1.0 with RESP3 skips its pool's check of idle connections while maintenance
+# notifications are on ("auto" by default), so after a Redis restart each pooled connection failed
+# its first command and a citizen was told "busy" with Redis back (redis/redis-py#4252, fixed
+# upstream by #4260; tests/test_faults.py). A single Redis or a cluster has no use for them.
+NO_MAINT_NOTIFICATIONS = MaintNotificationsConfig(enabled=False)
 
 
 @dataclass
@@ -58,6 +64,7 @@ def connect(redis_url: str, var_dir: Path) -> RedisHandle:
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=SOCKET_TIMEOUT_S,
             health_check_interval=30,
+            maint_notifications_config=NO_MAINT_NOTIFICATIONS,
         )
         return RedisHandle(client, _safe(redis_url), pipeline=PipelinedRedis.like(client))
     embedded = start_embedded(var_dir)
