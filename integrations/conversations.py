@@ -161,7 +161,9 @@ class ConversationStore:
         """Wait for this user's earlier messages, then hold the user for one turn."""
         token = os.urandom(8).hex()
         # Members sort by score (CreateTime) and then lexicographically, hence the zero padding.
-        member = f"{order[1]:020d}:{token}"
+        # Named by the message, not the attempt: WeChat's retry of a message whose worker died while
+        # it waited finds its place in the queue instead of waiting behind it until it goes stale.
+        member = f"{order[1]:020d}:{dedup_id or token}"
         conv_key = _k(openid, "conversation")
         keys = [_k(openid, "lock"), _k(openid, "queue"), _k(openid, "queued_at"), _k(openid, "replies"), conv_key,
                 _k(openid, "answered")]
