@@ -59,7 +59,7 @@ CHINA = timezone(timedelta(hours=8))
 MEMORY_CONCURRENCY = 32  # citizens talking at once in the memory phase (does not change the figures)
 BUSY_RETRIES = 3  # a citizen told "busy" (or cut off) sends the same text again, like WeChat does
 DELIVERY_WAIT_S = 120.0
-REPLY_KEYS = ("u:{%s*}:replies", "u:{%s*}:answered")  # % the phase's openid prefix
+REPLY_KEYS = ("u:{%s*}:replies",)  # % the phase's openid prefix
 
 
 # -- citizens -----------------------------------------------------------------------------------------

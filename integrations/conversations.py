@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -31,13 +31,15 @@ LOCK_TTL_MS = 3000
 # A queued turn that has not taken the lock by then is gone (its worker died or WeChat gave up).
 WAITER_STALE_MS = 5000
 # WeChat retries for about 15 s, but a captured request stays valid while its timestamp is inside the
-# replay window (Settings.max_clock_skew_s = 300 s, either way of our clock): the reply is kept at least
+# replay window (Settings.max_clock_skew_s = 300 s, either way of our clock): replies are kept at least
 # twice that, so a replay anywhere in the window gets this reply and never a second turn.
 REPLY_TTL_S = 660
 # Replies themselves are kept for the latest few messages only (WeChat retries a message within
-# about 15 s, long before a citizen has sent more than this); every message answered inside
-# REPLY_TTL_S stays known by its id, so an older one coming again is never a second turn.
+# about 15 s, long before a citizen has sent more than this); the ids of the latest IDS_KEPT messages
+# stay in the (sealed) session, so an older one coming again gets nothing and is never a second turn.
 REPLIES_KEPT = 4
+IDS_KEPT = 16
+ANSWERED = "_answered"  # the session's field for those ids, kept out of the dialog's sight
 
 # Queue, then take the lock when first in line. On success it also returns what the turn needs
 # (the cached reply of this message, if any, and the session), saving two round trips.
@@ -62,8 +64,7 @@ while true do
     if redis.call('SET', lock, token, 'NX', 'PX', ttl) then
       redis.call('ZREM', queue, member)
       redis.call('HDEL', seen, member)
-      local answered = redis.call('ZSCORE', KEYS[6], ARGV[7]) and 1 or 0
-      return {1, redis.call('HGET', KEYS[4], ARGV[7]) or '', redis.call('GET', KEYS[5]) or '', answered}
+      return {1, redis.call('HGET', KEYS[4], ARGV[7]) or '', redis.call('GET', KEYS[5]) or ''}
     end
     return {0}
   end
@@ -81,20 +82,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# Remember this message's reply for retries, and that it was answered (KEYS: replies, answered;
-# ARGV: id, sealed reply, now in ms, ttl in s, replies kept). Used by both scripts below.
+# Keep this message's reply for retries, and forget the one that has just left the latest few
+# (KEYS: replies; ARGV: id, sealed reply, id no longer kept or '', ttl). Used by both scripts below.
 _REMEMBER = """
-local function remember(replies, answered, id, reply, now, ttl, kept)
+local function remember(replies, id, reply, dropped, ttl)
   if id == '' then return end
-  local cutoff = now - ttl * 1000
-  local gone = redis.call('ZRANGEBYSCORE', answered, '-inf', cutoff)
-  redis.call('ZREMRANGEBYSCORE', answered, '-inf', cutoff)
-  redis.call('ZADD', answered, now, id)
+  if dropped ~= '' then redis.call('HDEL', replies, dropped) end
   redis.call('HSET', replies, id, reply)
-  for _, old in ipairs(redis.call('ZRANGE', answered, 0, -(kept + 1))) do table.insert(gone, old) end
-  if #gone > 0 then redis.call('HDEL', replies, unpack(gone)) end
   redis.call('EXPIRE', replies, ttl)
-  redis.call('EXPIRE', answered, ttl)
 end
 """
 
@@ -103,7 +98,7 @@ end
 _SAVE = _REMEMBER + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-remember(KEYS[3], KEYS[4], ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
+remember(KEYS[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 redis.call('DEL', KEYS[1])
 return 1
 """
@@ -112,8 +107,8 @@ return 1
 # "删除我的信息" confirmed: end the turn without a session, keeping only this message's reply.
 _FORGET = _REMEMBER + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-remember(KEYS[3], KEYS[4], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+redis.call('DEL', KEYS[2], KEYS[3])
+remember(KEYS[3], ARGV[2], ARGV[3], '', ARGV[5])
 redis.call('DEL', KEYS[1])
 return 1
 """
@@ -136,6 +131,7 @@ class Turn:
     dedup_id: str
     cached_reply: str | None
     session: dict | None
+    answered: list[str] = field(default_factory=list)  # ids of the latest messages, oldest first
     released: bool = False
 
 
@@ -165,8 +161,7 @@ class ConversationStore:
         # it waited finds its place in the queue instead of waiting behind it until it goes stale.
         member = f"{order[1]:020d}:{dedup_id or token}"
         conv_key = _k(openid, "conversation")
-        keys = [_k(openid, "lock"), _k(openid, "queue"), _k(openid, "queued_at"), _k(openid, "replies"), conv_key,
-                _k(openid, "answered")]
+        keys = [_k(openid, "lock"), _k(openid, "queue"), _k(openid, "queued_at"), _k(openid, "replies"), conv_key]
         deadline = time.monotonic() + wait_s
         pause = 0.001
         try:
@@ -183,11 +178,12 @@ class ConversationStore:
         except BaseException:
             await _quietly(self._leave(keys=keys[1:3], args=[member]))
             raise
+        session = json.loads(self._open_or_none(got[2], conv_key) or "null")
+        answered = session.pop(ANSWERED, []) if session else []
         cached_reply = self._open_or_none(got[1], _reply_context(openid, dedup_id))
-        if cached_reply is None and got[3] == 1:
-            cached_reply = ""  # answered long ago (its reply no longer kept): nothing more to say
-        turn = Turn(openid, token, dedup_id, cached_reply=cached_reply,
-                    session=json.loads(self._open_or_none(got[2], conv_key) or "null"))
+        if cached_reply is None and dedup_id in answered:
+            cached_reply = ""  # answered before (its reply no longer kept): nothing more to say
+        turn = Turn(openid, token, dedup_id, cached_reply=cached_reply, session=session, answered=answered)
         try:
             yield turn
         finally:
@@ -208,28 +204,32 @@ class ConversationStore:
     async def save(self, turn: Turn, session: dict, reply: str) -> None:
         """Store the new session and this message's reply, and end the turn."""
         conv_key = _k(turn.openid, "conversation")
-        sealed_session = self.sealer.seal(json.dumps(session, ensure_ascii=False, separators=(",", ":")).encode(), conv_key)
+        answered, dropped = _after_answering(turn.answered, turn.dedup_id)
+        stored = {**session, ANSWERED: answered}
+        sealed_session = self.sealer.seal(json.dumps(stored, ensure_ascii=False, separators=(",", ":")).encode(), conv_key)
         ok = await self._save(keys=self._turn_keys(turn), args=[turn.token, sealed_session, self.session_ttl_s,
-                                                                *self._remembered(turn, reply)])
+                                                                *self._remembered(turn, reply, dropped)])
         if ok != 1:
             raise LostLock(turn.openid)
         turn.released = True
 
     @staticmethod
     def _turn_keys(turn: Turn) -> list[str]:
-        return [_k(turn.openid, part) for part in ("lock", "conversation", "replies", "answered")]
+        return [_k(turn.openid, part) for part in ("lock", "conversation", "replies")]
 
-    def _remembered(self, turn: Turn, reply: str) -> list:
-        """The arguments of the scripts' `remember`: id, sealed reply, now, ttl, replies kept."""
+    def _remembered(self, turn: Turn, reply: str, dropped: str) -> list:
+        """The arguments of the scripts' `remember`: id, sealed reply, id no longer kept, ttl."""
         sealed = self.sealer.seal(reply.encode(), _reply_context(turn.openid, turn.dedup_id)) if turn.dedup_id else b""
-        return [turn.dedup_id, sealed, int(time.time() * 1000), REPLY_TTL_S, REPLIES_KEPT]
+        return [turn.dedup_id, sealed, dropped, REPLY_TTL_S]
 
     # -- outside a turn -------------------------------------------------------------------------
     async def load(self, openid: str) -> dict | None:
         blob = await self.redis.get(_k(openid, "conversation"))
         if blob is None:
             return None
-        return json.loads(self.sealer.open(blob, _k(openid, "conversation")))
+        session = json.loads(self.sealer.open(blob, _k(openid, "conversation")))
+        session.pop(ANSWERED, None)
+        return session
 
     async def forget_user(self, openid: str) -> int:
         """Delete every key of this user (conversation, cached replies, queue)."""
@@ -245,9 +245,17 @@ class ConversationStore:
         async for key in self.redis.scan_iter(match=f"u:{{{_escape_glob(turn.openid)}}}:*", count=200):
             if key.decode() != keys[0]:  # (a queued turn puts itself back in the queue)
                 await self.redis.delete(key)
-        if await self._forget(keys=keys, args=[turn.token, *self._remembered(turn, reply)]) != 1:
+        if await self._forget(keys=keys, args=[turn.token, *self._remembered(turn, reply, "")]) != 1:
             raise LostLock(turn.openid)
         turn.released = True
+
+
+def _after_answering(answered: list[str], dedup_id: str) -> tuple[list[str], str]:
+    """The latest ids with this one added, and the id whose reply is no longer kept ('' if none)."""
+    if not dedup_id or dedup_id in answered:
+        return answered, ""
+    answered = (answered + [dedup_id])[-IDS_KEPT:]
+    return answered, answered[-REPLIES_KEPT - 1] if len(answered) > REPLIES_KEPT else ""
 
 
 def _reply_context(openid: str, dedup_id: str) -> str:

@@ -127,10 +127,10 @@ async def test_delete_my_data_keeps_only_the_submitted_application(bot, settings
     contents = await redis_contents(redis_client)
     mine = _keys_naming(contents, "oMotherErase")
     # Besides the list of submitted applications: the reply to "1", kept a few minutes for WeChat's retries.
-    assert sorted(mine) == ["u:{oMotherErase}:answered", "u:{oMotherErase}:replies", "viewer:{oMotherErase}:apps"]
+    assert sorted(mine) == ["u:{oMotherErase}:replies", "viewer:{oMotherErase}:apps"]
     theirs = _keys_naming(contents, "oFatherErase")
     # (the count of wrong binding attempts stays its hour: deleting it would reset the limit on guessing)
-    assert sorted(theirs) == ["bindtries:{oFatherErase}", "u:{oFatherErase}:answered", "u:{oFatherErase}:replies"]
+    assert sorted(theirs) == ["bindtries:{oFatherErase}", "u:{oFatherErase}:replies"]
     for key in [k for k in mine + theirs if not k.startswith("viewer:")]:
         assert 0 < await redis_client.ttl(key) <= 3600, key
     assert await services.store.load("oMotherErase") is None

@@ -261,7 +261,7 @@ async def test_an_identical_request_replayed_gets_the_cached_reply_and_one_turn(
     assert "bot_dedup_hits_total 2.0" in await (await bot.get("/metrics")).text()
     assert "姓名" in await user.say("母亲")  # one step: "母亲" is read as the relation
     # The cached reply lives longer than any timestamp WeChat's window still accepts (±SKEW around it).
-    ttl = await redis_client.ttl(f"u:{{{user.openid}}}:answered")
+    ttl = await redis_client.ttl(f"u:{{{user.openid}}}:replies")
     assert ttl > 2 * SKEW and REPLY_TTL_S >= 2 * SKEW + 60
 
 
