@@ -46,6 +46,10 @@ ANSWERED = "_answered"  # the session's field for those ids, kept out of the dia
 _ACQUIRE = """
 local lock, queue, seen = KEYS[1], KEYS[2], KEYS[3]
 local member, token, now, ttl, stale = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+-- Nobody waiting and nobody holding the user (nearly always): take the turn without queueing.
+if redis.call('EXISTS', queue) == 0 and redis.call('SET', lock, token, 'NX', 'PX', ttl) then
+  return {1, redis.call('HGET', KEYS[4], ARGV[7]) or '', redis.call('GET', KEYS[5]) or ''}
+end
 if redis.call('ZSCORE', queue, member) == false then
   redis.call('ZADD', queue, ARGV[6], member)
   redis.call('HSET', seen, member, now)
