@@ -263,8 +263,8 @@ def _after_answering(answered: list[str], dedup_id: str) -> tuple[list[str], str
 
 
 def _reply_context(openid: str, dedup_id: str) -> str:
-    """What a cached reply is sealed to (the cipher's associated data): this user and this message."""
-    return _k(openid, f"reply:{dedup_id}")
+    """What a cached reply is sealed to (the cipher's associated data): its hash and field."""
+    return _k(openid, f"replies:{dedup_id}")
 
 
 def _escape_glob(text: str) -> str:

@@ -118,6 +118,15 @@ async def bot_client(settings, clock):
 
 
 @pytest.fixture
+async def bot(settings, clock):
+    """The app on loopback with the dialog's clock at a fixed Monday morning (2026-11-23 10:00)."""
+    clock.set("2026-11-23T10:00:00")
+    client = await start_client(settings, clock)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
 async def live_bot(settings):
     """Base URL of the real app on loopback with the simulator enabled (development setup)."""
     port = free_port()
@@ -166,6 +175,12 @@ class WeChatUser:
 
     async def event(self, event: str, key: str | None = None) -> str:
         return await self.post_xml(self.xml(msg_type="event", event=event, event_key=key))
+
+    async def play(self, script: list[tuple[str, str]]) -> str:
+        """Send ("say" | "voice" | "image", text) steps in order; the last reply."""
+        for kind, text in script:
+            reply = await getattr(self, kind)(text)
+        return reply
 
 
 @pytest.fixture

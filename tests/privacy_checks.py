@@ -114,26 +114,33 @@ def child_process_logs(basetemp: Path) -> list[Path]:
 
 
 # -- Redis ---------------------------------------------------------------------------------------
+async def _values(client, key: bytes) -> list[tuple[bytes | None, bytes]]:
+    """(hash field or None, value) for every value of a key: hash fields, list items, set and zset
+    members, stream entries."""
+    kind = await client.type(key)
+    if kind == b"string":
+        return [(None, await client.get(key) or b"")]
+    if kind == b"hash":
+        return list((await client.hgetall(key)).items())
+    if kind == b"list":
+        values = await client.lrange(key, 0, -1)
+    elif kind == b"set":
+        values = list(await client.smembers(key))
+    elif kind == b"zset":
+        values = await client.zrange(key, 0, -1)
+    elif kind == b"stream":
+        values = [repr(e).encode() for e in await client.xrange(key)]
+    else:
+        values = []
+    return [(None, v) for v in values]
+
+
 async def redis_contents(client) -> list[tuple[bytes, bytes]]:
-    """Every key with each of its values (and hash fields, set members, stream entries)."""
+    """Every key with all its values (and hash fields) in one text."""
     out = []
     async for key in client.scan_iter(count=500):
-        kind = await client.type(key)
-        if kind == b"string":
-            values = [await client.get(key) or b""]
-        elif kind == b"hash":
-            values = [k + b"=" + v for k, v in (await client.hgetall(key)).items()]
-        elif kind == b"list":
-            values = await client.lrange(key, 0, -1)
-        elif kind == b"set":
-            values = list(await client.smembers(key))
-        elif kind == b"zset":
-            values = await client.zrange(key, 0, -1)
-        elif kind == b"stream":
-            values = [repr(e).encode() for e in await client.xrange(key)]
-        else:
-            values = []
-        out.append((key, b"\n".join(values)))
+        pairs = await _values(client, key)
+        out.append((key, b"\n".join(v if f is None else f + b"=" + v for f, v in pairs)))
     return out
 
 
@@ -163,35 +170,19 @@ MOTHER_FOR_SON_PERSONAL = ["欧阳桂兰", "欧阳志远", "341723196807040038",
 
 
 async def opened_contents(client, sealer) -> list[tuple[str, str]]:
-    """(key, plaintext) of every value that opens with our keys (sealed values are bound to their key
-    name): what the bot could still read about anyone."""
+    """(key, plaintext) of every value that opens with our keys (a sealed value is bound to its key
+    name, a hash field's to "key:field"): what the bot could still read about anyone."""
     from integrations.sealing import SealError
 
     out = []
-    for key, values in await redis_contents_raw(client):
-        name = key.decode(errors="replace")
-        for value in values:
-            try:
-                out.append((name, sealer.open(value, name).decode(errors="replace")))
-            except (SealError, IndexError):
-                pass
-    return out
-
-
-async def redis_contents_raw(client) -> list[tuple[bytes, list[bytes]]]:
-    """Every key with its values one by one (hash values, list items, set and zset members)."""
-    out = []
     async for key in client.scan_iter(count=500):
-        kind = await client.type(key)
-        if kind == b"string":
-            values = [await client.get(key) or b""]
-        elif kind == b"hash":
-            values = list((await client.hgetall(key)).values())
-        elif kind == b"list":
-            values = await client.lrange(key, 0, -1)
-        elif kind in (b"set", b"zset"):
-            values = list(await client.smembers(key)) if kind == b"set" else await client.zrange(key, 0, -1)
-        else:
-            values = []
-        out.append((key, values))
+        name = key.decode(errors="replace")
+        for field, value in await _values(client, key):
+            contexts = [name] if field is None else [f"{name}:{field.decode(errors='replace')}", name]
+            for context in contexts:
+                try:
+                    out.append((name, sealer.open(value, context).decode(errors="replace")))
+                    break
+                except (SealError, IndexError):
+                    pass
     return out

@@ -10,24 +10,15 @@ import json
 import time
 from datetime import datetime
 
-import pytest
 
 from bot import operator_cli as op
 from bot.app import SERVICES, intake_secret
 from integrations.intake import encode_body, signed_headers
-from tests.conftest import WeChatUser, start_client
+from tests.conftest import WeChatUser
 
 MOTHER_CHILD = ["你好", "2", "妈妈", "李秀英", "341723198001010023", "13912345678", "残疾证和护理补贴", "1", "智力", "还没评定",
                 "8", "王小宝", "341723201406010034", "同上", "青阳县蓉城镇五溪村12号", "0", "1", "1", "1", "1"]
 SELF_MENTAL = ["你好", "1", "残疾证", "精神", "陈强", "341723199008150031", "13655556666", "青阳县丁桥镇丁桥村5号", "0", "1", "1", "1"]
-
-
-@pytest.fixture
-async def bot(settings, clock):
-    clock.set("2026-11-23T10:00:00")
-    client = await start_client(settings, clock)
-    yield client
-    await client.close()
 
 
 async def apply(user: WeChatUser, script: list[str]) -> str:

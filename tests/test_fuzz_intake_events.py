@@ -18,7 +18,7 @@ from bot.intake_events import MAX_EVENT_BYTES, STATUSES
 from integrations.intake import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.conftest import WeChatUser
 from tests.fuzz_support import count, fuzz, nasty_text, traceback_free
-from tests.test_after_submission import MOTHER_CHILD, apply, bot, until  # noqa: F401 (bot: the fixture)
+from tests.test_after_submission import MOTHER_CHILD, apply, until
 
 SERVICE = "nursing_subsidy"  # MOTHER_CHILD applies for the certificate and the nursing subsidy
 ANSWERS = {200, 400, 401, 404, 409, 413}

@@ -4,7 +4,6 @@ unfinished conversations expiring when the pack says.
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import logging
@@ -23,8 +22,8 @@ from dialogs.pack import load_pack
 from integrations.intake import encode_body, signed_headers
 from integrations.sealing import SealError, Sealer
 from tests.conftest import WeChatUser, free_port, start_client
-from tests.processes import BotServe, embedded_servers, wait_until
 from tests.privacy_checks import MOTHER_FOR_SON, MOTHER_FOR_SON_PERSONAL, personal_data_in, personal_data_in_redis
+from tests.processes import BotServe, embedded_servers, wait_until
 
 
 
@@ -35,19 +34,6 @@ def _key(kid: str) -> tuple[str, bytes]:
 
 def _kid(blob: bytes) -> bytes:
     return blob[2 : 2 + blob[1]]
-
-
-async def _run(user: WeChatUser, script: list[tuple[str, str]]) -> str:
-    for kind, text in script:
-        reply = await getattr(user, kind)(text)
-    return reply
-
-
-async def _until(check, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 # -- the data key ----------------------------------------------------------------------------------
@@ -153,14 +139,14 @@ async def test_after_an_application_is_delivered_and_decided_redis_and_metrics_h
     try:
         services = client.server.app[SERVICES]
         mother = WeChatUser(client, "oMotherAtRest", protocol)
-        reply = await _run(mother, MOTHER_FOR_SON)
+        reply = await mother.play(MOTHER_FOR_SON)
         ref = reply.split("申请编号 ")[1].split("。")[0]
 
         async def delivered() -> bool:
             status = await services.registry.status(ref)
             return bool(status) and all(s["status"] == "delivered" for s in status.values())
 
-        await _until(delivered)
+        await wait_until(delivered, 10, what="the delivery")
         code = (await mother.say("绑定码")).split("绑定码：")[1][:6]
         assert "绑定成功" in await WeChatUser(client, "oFatherAtRest", protocol).say(f"绑定 {code}")
         for n, service in enumerate(["living_subsidy", "nursing_subsidy"]):

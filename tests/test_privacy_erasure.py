@@ -4,7 +4,6 @@ real /wechat endpoint, the intake's signed events and a real Redis, which is sca
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 
@@ -22,8 +21,9 @@ from integrations.push import DUE, PushQueue, message_key
 from integrations.reminders import Reminders
 from integrations.sealing import Sealer
 from integrations.wechat_api import sent_key
-from tests.conftest import WeChatUser, start_client
+from tests.conftest import WeChatUser
 from tests.privacy_checks import MOTHER_FOR_SON, opened_contents, redis_contents
+from tests.processes import wait_until
 
 # The same mother, after submitting MOTHER_FOR_SON, starts a second application (for her daughter)
 # and stops at the summary: a place booked, a photo sent, nothing submitted.
@@ -36,29 +36,8 @@ SECOND_UNSUBMITTED = [
 DAUGHTER = ["欧阳小雨", "341723201809090016", "青阳县酉华镇酉华村10号", "MEDIA-UNSENT-3301"]
 
 
-@pytest.fixture
-async def bot(settings, clock):
-    clock.set("2026-11-23T10:00:00")
-    client = await start_client(settings, clock)
-    yield client
-    await client.close()
-
-
-async def _run(user: WeChatUser, script) -> str:
-    for kind, text in script:
-        reply = await getattr(user, kind)(text)
-    return reply
-
-
-async def _until(check, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
 async def _submit_and_deliver(bot, user: WeChatUser) -> str:
-    reply = await _run(user, MOTHER_FOR_SON)
+    reply = await user.play(MOTHER_FOR_SON)
     ref = reply.split("申请编号 ")[1].split("。")[0]
     registry = bot.server.app[SERVICES].registry
 
@@ -66,7 +45,7 @@ async def _submit_and_deliver(bot, user: WeChatUser) -> str:
         status = await registry.status(ref)
         return bool(status) and all(s["status"] == "delivered" for s in status.values())
 
-    await _until(delivered)
+    await wait_until(delivered, 10, what="the delivery")
     return ref
 
 
@@ -102,7 +81,7 @@ async def test_delete_my_data_keeps_only_the_submitted_application(bot, settings
     mother = WeChatUser(bot, "oMotherErase", protocol)
     ref = await _submit_and_deliver(bot, mother)
     father = await _bind(bot, protocol, mother, "oFatherErase")
-    assert "请核对" in await _run(mother, SECOND_UNSUBMITTED)
+    assert "请核对" in await mother.play(SECOND_UNSUBMITTED)
     await _event(bot, settings, ref, "living_subsidy", "approved")  # the mother is asked to rate it
     second, day = await _unsubmitted(services, "oMotherErase")
 
@@ -154,7 +133,7 @@ async def test_delete_my_data_keeps_only_the_submitted_application(bot, settings
 
 async def test_delete_my_data_is_asked_first_and_only_a_clear_yes_deletes(bot, protocol, redis_client):
     user = WeChatUser(bot, "oEraseAsk", protocol)
-    await _run(user, [("say", "你好"), ("say", "1")])
+    await user.play([("say", "你好"), ("say", "1")])
     assert "回复1确认删除" in await user.say("注销")
     kept = await user.say("不要删除")
     assert "没有删除" in kept and "要办哪些事" in kept
@@ -171,7 +150,7 @@ async def test_delete_my_data_is_asked_first_and_only_a_clear_yes_deletes(bot, p
 
 async def test_a_retry_of_the_confirming_message_gets_the_same_answer(bot, protocol):
     user = WeChatUser(bot, "oEraseRetry", protocol)
-    await _run(user, [("say", "你好"), ("say", "1"), ("say", "删除我的信息")])
+    await user.play([("say", "你好"), ("say", "1"), ("say", "删除我的信息")])
     xml = user.xml(msg_type="text", content="1", msg_id=987654321)
     first = await user.post_xml(xml)
     assert "已删除" in first
@@ -220,7 +199,7 @@ async def test_unsubscribing_unbinds_a_family_member_and_keeps_the_applicants_ap
     assert (await services.registry.meta(ref))["viewers"] == ["oMotherUnsub"]
     assert [k async for k in redis_client.scan_iter(match="*oFatherUnsub*") if not k.startswith(b"bindtries:")] == []
 
-    assert "请核对" in await _run(mother, SECOND_UNSUBMITTED)
+    assert "请核对" in await mother.play(SECOND_UNSUBMITTED)
     second, day = await _unsubmitted(services, "oMotherUnsub")
     assert second in await services.book.holders(day)
     assert await mother.event("unsubscribe") == ""

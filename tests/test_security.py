@@ -50,14 +50,6 @@ def real_account(settings: Settings, **changes) -> Settings:
     return production.with_(**changes)
 
 
-@pytest.fixture
-async def bot(settings, clock):
-    clock.set("2026-11-23T10:00:00")
-    client = await start_client(settings, clock)
-    yield client
-    await client.close()
-
-
 # -- 1. comparisons of secret-derived values are constant-time ------------------------------------------
 SECRET_NAME = re.compile(r"(?:^|_)(signature|sig|digest|hexdigest|mac|hmac|secret|appsecret|token|password|pepper|"
                          r"bind_?code|bindcode)(?:$|_)", re.I)
