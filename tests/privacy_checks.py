@@ -78,6 +78,11 @@ class Finding:
     line: str
 
 
+# The tests' own tools, not the bot: selenium's wire log repeats what the simulator page shows the
+# citizen (their own name and address on their own screen), and urllib3 carries it.
+TEST_TOOL_LOGGERS = {"selenium", "urllib3"}
+
+
 class LogScan(logging.Handler):
     """A root handler for the whole test session: every record at DEBUG, formatted as in production,
     scanned as it is written; `findings` says which test logged what."""
@@ -89,6 +94,8 @@ class LogScan(logging.Handler):
         self.findings: list[Finding] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name.partition(".")[0] in TEST_TOOL_LOGGERS:
+            return
         try:
             line = self.format(record)
         except Exception:  # a record that cannot be formatted is logging's own error path
