@@ -449,7 +449,7 @@ def intake_server(mode: str) -> web.Application:
 
 def slow_wechat(delay_s: float) -> web.Application:
     """WeChat's API (the sandbox the tests use) answering the token and send calls after delay_s."""
-    app = create_wechat_sandbox(appid=APPID, secret=APPSECRET, allow_faults=True)
+    app = create_wechat_sandbox(appid=APPID, secret=APPSECRET, allow_faults=True, clock=time.time)
     for endpoint in ENDPOINTS:
         app[SANDBOX].delay_s[endpoint] = delay_s
     return app

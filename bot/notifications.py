@@ -10,6 +10,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.clock import ClockLike
 from dialogs.assessment import format_day
 from dialogs.pack import Pack
 from dialogs.workdays import WorkCalendar
@@ -31,7 +32,8 @@ def _at(day: date, hhmm: str) -> float:
 
 class Notifier:
     def __init__(self, pack: Pack, registry: ApplicationRegistry, push: Push, reminders: Reminders,
-                 feedback: FeedbackStore, calendar: WorkCalendar, outbox):
+                 feedback: FeedbackStore, calendar: WorkCalendar, outbox, *, clock: ClockLike):
+        self.clock = clock
         self.pack = pack
         self.registry = registry
         self.push = push
@@ -47,7 +49,7 @@ class Notifier:
             await self.registry.set_application_no(app_id, application_no)
         for service in (await self.registry.status(app_id)):
             await self.registry.apply_event(app_id, {"event_id": f"{app_id}:delivered:{service}", "service": service,
-                                                     "status": "delivered", "note": "", "at": _now_iso()},
+                                                     "status": "delivered", "note": "", "at": self._now_iso()},
                                             only_from="submitted")
         await self.registry.expire_if_finished(app_id)  # everything was withdrawn before it arrived
 
@@ -57,7 +59,7 @@ class Notifier:
             return
         for service in meta["services"]:
             await self.registry.apply_event(app_id, {"event_id": f"{app_id}:delivery_failed:{service}", "service": service,
-                                                     "status": "delivery_failed", "note": "", "at": _now_iso()})
+                                                     "status": "delivery_failed", "note": "", "at": self._now_iso()})
         text = self.words["push_rejected_delivery"].format(reference=app_id)
         for openid in meta["viewers"]:
             await self.push.enqueue(openid, text, key=f"{app_id}:delivery_failed:{openid}")
@@ -95,8 +97,11 @@ class Notifier:
         deadline = self.pack.services[event["service"]].deadline
         if "workdays" not in deadline:
             return None
-        start = datetime.fromisoformat(event["at"]).date() if event.get("at") else datetime.now(CHINA).date()
+        start = datetime.fromisoformat(event["at"]).date() if event.get("at") else self.clock.now().date()
         return self.calendar.add_workdays(start, int(deadline["workdays"])).isoformat()
+
+    def _now_iso(self) -> str:
+        return self.clock.now().isoformat(timespec="seconds")
 
     # -- reminders ----------------------------------------------------------------------------------
     async def schedule_assessment_reminders(self, app_id: str, appointment: dict[str, Any], materials: list[str]) -> None:
@@ -152,10 +157,6 @@ class Notifier:
         materials = [m["name"] for m in (document or {}).get("materials", []) if m["service"] and "disability_certificate" in m["service"]]
         await self.cancel_assessment_reminders(app_id)
         await self.schedule_assessment_reminders(app_id, appointment, materials)
-
-
-def _now_iso() -> str:
-    return datetime.now(CHINA).isoformat(timespec="seconds")
 
 
 class SubmissionFollowup:

@@ -10,17 +10,17 @@ import json
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
+from bot.clock import CHINA, Clock
+from bot.composition import Services
 from dialogs.assessment import monthly_sessions, session_on
-from bot.services import Services
 
-CHINA = ZoneInfo("Asia/Shanghai")
 CATEGORY = {1: "视力", 2: "听力", 3: "言语", 4: "肢体", 5: "智力", 6: "精神", 7: "多重"}
 ROSTER_COLUMNS = ["申请编号", "姓名", "性别", "出生日期", "联系电话", "残疾类别", "代办人", "代办人电话", "办理事项"]
 
 
-async def sessions_list(s: Services, today: date, count: int = 6) -> str:
+async def sessions_list(s: Services, count: int = 6) -> str:
+    today = s.clock.today()
     capacity = int(s.pack.assessment.get("capacity", 0))
     lines = ["date,scheduled,period,place,booked,capacity"]
     for session in monthly_sessions(s.pack, s.calendar, today - timedelta(days=1), count):
@@ -96,11 +96,11 @@ async def move_session(s: Services, day: str, new_day: str) -> str:
     return f"moved {moved} bookings from {day} to {new_day}\n"
 
 
-async def send_due(s: Services, now: datetime) -> str:
+async def send_due(s: Services) -> str:
+    """Queue the reminders due by the services' clock; the serving process sends them to WeChat."""
     queued = await s.reminders.send_due(
-        now.timestamp(), s.push, lambda rid, payload: s.notifier.render_reminder(rid, payload, conversations=s.store))
-    sent = await s.push.send_due(now=now.timestamp())
-    return json.dumps({"reminders_queued": queued, "push": sent}, ensure_ascii=False) + "\n"
+        s.clock.time(), s.push, lambda rid, payload: s.notifier.render_reminder(rid, payload, conversations=s.store))
+    return json.dumps({"reminders_queued": queued, "push_pending": await s.push.pending()}, ensure_ascii=False) + "\n"
 
 
 async def satisfaction_report(s: Services) -> str:
@@ -112,11 +112,15 @@ async def satisfaction_report(s: Services) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_now(value: str | None) -> datetime:
-    if not value:
-        return datetime.now(CHINA)
-    when = datetime.fromisoformat(value)
-    return when if when.tzinfo else when.replace(tzinfo=CHINA)
+def clock_at(value: str) -> Clock:
+    """`--now`: the command's clock starts at that moment (China time when no offset)."""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        from bot.settings import ConfigError
+
+        raise ConfigError(f"--now must be an ISO 8601 time like 2026-12-08T09:00, not {value[:30]!r}")
+    return Clock.at(when if when.tzinfo else when.replace(tzinfo=CHINA))
 
 
 def write(text: str) -> None:

@@ -14,8 +14,10 @@ by the pack's retention.application_days after the final result).
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -74,16 +76,54 @@ def install_masking() -> None:
     logging.setLogRecordFactory(masked)
 
 
-def log_formatter() -> logging.Formatter:
-    return logging.Formatter(LOG_FORMAT)
+class _TextFormatter(logging.Formatter):
+    """`2026-12-01T18:09:35.123+0800 INFO bot.app: …`: times with their zone, so logs of hosts in
+    different zones (or a container in UTC) line up."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        t = time.localtime(record.created)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{int(record.msecs):03d}" + time.strftime("%z", t)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
+class _JsonFormatter(_TextFormatter):
+    """One JSON object a line (BOT_LOG_FORMAT=json), for a county's log collector."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage(), "pid": record.process}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def log_formatter(fmt: str = "text") -> logging.Formatter:
+    return _JsonFormatter() if fmt == "json" else _TextFormatter(LOG_FORMAT)
+
+
+def configure_logging(*, fmt: str = "text", level: str = "INFO") -> None:
     install_masking()
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    root = logging.getLogger()
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter(fmt))
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "bot_handler", False)]
+    handler.bot_handler = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level, logging.INFO))
     logging.captureWarnings(True)  # warnings go through logging, hence through the masking
     # transitions logs every state change at INFO: three lines a turn.
     logging.getLogger("transitions").setLevel(logging.WARNING)
+    # aiohttp logs a client that went away mid-upload with a traceback; one line is enough.
+    logging.getLogger("aiohttp.server").addFilter(_one_line_for_aborted_uploads)
+
+
+def _one_line_for_aborted_uploads(record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    if exc is not None and type(exc).__name__ in ("ClientPayloadError", "ConnectionResetError", "CancelledError"):
+        record.msg, record.args, record.exc_info, record.exc_text = (
+            f"request aborted by the client: {type(exc).__name__}", None, None, None)
+    return True
 
 
 # -- erasure --------------------------------------------------------------------------------------

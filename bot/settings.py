@@ -2,12 +2,20 @@
 from __future__ import annotations
 
 import os
+from datetime import date
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 DEFAULT_DEV_TOKEN = "devtoken"
 WECHAT_API_DEFAULT = "https://api.weixin.qq.com"
 MIN_ADMIN_TOKEN_CHARS = 24
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A configuration the bot refuses to start with; the message is one line naming the variable."""
 
 
 def _flag(value: str | None) -> bool | None:
@@ -41,10 +49,17 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     # WeChat gives up after 5 s; we answer "please retry" well before that.
     turn_deadline_s: float = 4.0
+    # BOT_TODAY: act as on this day (a simulation, or the suite on another date); empty = today.
+    today: str = ""
+    log_format: str = "text"
+    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
+        port = env.get("BOT_PORT") or "8080"
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"BOT_PORT must be a port number, not {port[:20]!r}")
         return cls(
             wechat_token=env.get("WECHAT_TOKEN") or DEFAULT_DEV_TOKEN,
             wechat_appid=env.get("WECHAT_APPID", ""),
@@ -57,12 +72,15 @@ class Settings:
             intake_secret=env.get("INTAKE_SECRET", ""),
             region=env.get("BOT_REGION") or "qingyang",
             host=env.get("BOT_HOST") or "127.0.0.1",
-            port=int(env.get("BOT_PORT") or 8080),
+            port=int(port),
             var_dir=Path(env.get("BOT_VAR_DIR") or "var"),
             simulator=_flag(env.get("BOT_SIMULATOR")),
             intake_sandbox=bool(_flag(env.get("BOT_INTAKE_SANDBOX"))),
             data_keys=env.get("BOT_DATA_KEY", ""),
             admin_token=env.get("BOT_ADMIN_TOKEN", ""),
+            today=env.get("BOT_TODAY", "").strip(),
+            log_format=(env.get("BOT_LOG_FORMAT") or "text").strip().lower(),
+            log_level=(env.get("BOT_LOG_LEVEL") or "INFO").strip().upper(),
         )
 
     @property
@@ -100,8 +118,31 @@ class Settings:
         return f"http://{host}:{self.port}"
 
     def validate(self) -> None:
-        """Refuse a configuration that would fail later, when a citizen is waiting."""
+        """Refuse a configuration that would fail later, when a citizen is waiting, or lose data."""
         problems = []
+        if self.redis_url and not self.redis_url.startswith(REDIS_SCHEMES):
+            problems.append(f"REDIS_URL must start with one of {', '.join(REDIS_SCHEMES)}")
+        if self.data_keys:
+            from integrations.sealing import parse_data_keys
+
+            try:
+                parse_data_keys(self.data_keys)
+            except ValueError as e:
+                problems.append(f"BOT_DATA_KEY: {e}")
+        elif self.redis_url or self.has_wechat_credentials:
+            # Each process would make its own var/data.key: on a shared Redis one cannot open what another
+            # sealed, and a lost file loses every citizen's data. Production keys come from a secret store.
+            problems.append("BOT_DATA_KEY is required with REDIS_URL or real WeChat credentials "
+                            "(make one with `bot keygen`)")
+        if self.today:
+            try:
+                date.fromisoformat(self.today)
+            except ValueError:
+                problems.append("BOT_TODAY must be a date like 2027-06-15")
+        if self.log_format not in LOG_FORMATS:
+            problems.append(f"BOT_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+        if self.log_level not in LOG_LEVELS:
+            problems.append(f"BOT_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         if self.intake_url and not self.intake_secret:
             problems.append("INTAKE_URL is set but INTAKE_SECRET is not: deliveries could not be signed")
         if self.wechat_encoding_aes_key and len(self.wechat_encoding_aes_key) != 43:
@@ -117,7 +158,7 @@ class Settings:
             problems.append(f"BOT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters "
                             "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ConfigError("; ".join(problems))
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)

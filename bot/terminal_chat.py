@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
-import time
+from bot.clock import protocol_time
 
 import aiohttp
 from aiohttp.test_utils import TestServer
@@ -22,7 +22,7 @@ async def chat(settings: Settings, openid: str = "terminal-user") -> int:
     server = TestServer(create_app(settings), host="127.0.0.1", port=0)
     await server.start_server()
     print(HELP)
-    ids = itertools.count(int(time.time() * 1000))
+    ids = itertools.count(int(protocol_time() * 1000))
     try:
         async with aiohttp.ClientSession() as http:
             while True:
@@ -35,7 +35,7 @@ async def chat(settings: Settings, openid: str = "terminal-user") -> int:
                     kwargs = {"msg_type": "voice", "recognition": line[7:], "media_id": "terminal-voice"}
                 elif line.strip() == "/image":
                     kwargs = {"msg_type": "image", "media_id": f"terminal-image-{next(ids)}", "pic_url": "http://127.0.0.1/photo.jpg"}
-                xml = message_xml(from_user=openid, msg_id=next(ids), create_time=int(time.time()), **kwargs)
+                xml = message_xml(from_user=openid, msg_id=next(ids), create_time=int(protocol_time()), **kwargs)
                 query, body = protocol.build_request(xml, encrypted=settings.safe_mode)
                 async with http.post(server.make_url("/wechat"), params=query, data=body) as resp:
                     raw = await resp.read()

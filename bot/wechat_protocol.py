@@ -17,12 +17,13 @@ import itertools
 import re
 import secrets
 import struct
-import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from bot.clock import protocol_time
 
 __all__ = ["ProtocolError", "Incoming", "WeChatProtocol", "message_xml"]
 
@@ -172,7 +173,7 @@ class WeChatProtocol:
         *,
         max_skew_s: int = 300,
         max_body_bytes: int = 65536,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = protocol_time,
     ):
         if not token:
             raise ValueError("WeChat token must not be empty")
@@ -376,7 +377,7 @@ def message_xml(
     event_key: str | None = None,
 ) -> str:
     """A push XML shaped like WeChat's (field order as in the official docs)."""
-    ct = int(time.time()) if create_time is None else create_time
+    ct = int(protocol_time()) if create_time is None else create_time
     is_event = msg_type == "event"
     if msg_id is None and not is_event:
         # Unique and increasing within a second, like WeChat's ids, so order/dedup work.

@@ -109,7 +109,7 @@ class Aftercare:
             app_id = await self.registry.bind_with_code(openid, by_code.group(1))
         else:
             try:
-                id_number = parse_id_number(by_id.group(2)).number
+                id_number = parse_id_number(by_id.group(2), today=now.date()).number
             except ValidationError:
                 id_number = None
             if id_number:

@@ -120,6 +120,7 @@ async def read_certificate_no(turn: Turn, step: Step, inp: UserInput, path: str)
     try:
         cert = parse_certificate_no(
             inp.text,
+            today=turn.now.date(),
             id_number=turn.data.get("applicant", {}).get("id_number"),
             category=facts.get("disability_category"),
             level=facts.get("disability_level"),

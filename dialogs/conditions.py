@@ -45,7 +45,7 @@ class Case:
         if not number:
             return None
         try:
-            return parse_id_number(number).age_on(self.today)
+            return parse_id_number(number, today=self.today).age_on(self.today)
         except ValidationError:
             return None
 

@@ -122,7 +122,7 @@ class IdNumber:
         return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
-def _check_id(number: str, today: date | None) -> IdNumber:
+def _check_id(number: str, today: date) -> IdNumber:
     if not re.fullmatch(r"[0-9X]*", number):
         raise ValidationError("id_chars")
     if len(number) == 15:
@@ -136,7 +136,7 @@ def _check_id(number: str, today: date | None) -> IdNumber:
         born = ric.get_birth_date(number)
     except _StdnumError:
         raise ValidationError("id_birth_date") from None
-    if born.year < 1900 or born > (today or date.today()):
+    if born.year < 1900 or born > today:
         raise ValidationError("id_birth_date")
     if ric.calc_check_digit(number) != number[17]:
         raise ValidationError("id_checksum")
@@ -150,7 +150,7 @@ def _check_id(number: str, today: date | None) -> IdNumber:
     )
 
 
-def parse_id_number(text: str, *, today: date | None = None) -> IdNumber:
+def parse_id_number(text: str, *, today: date) -> IdNumber:
     return _check_id(_number_answer(text), today)
 
 
@@ -217,6 +217,7 @@ class CertificateNo:
 def parse_certificate_no(
     text: str,
     *,
+    today: date,
     id_number: str | None = None,
     category: int | None = None,
     level: int | None = None,
@@ -226,7 +227,7 @@ def parse_certificate_no(
     if len(number) != 20:
         raise ValidationError("cert_length")
     try:
-        holder = _check_id(number[:18], None)
+        holder = _check_id(number[:18], today)
     except ValidationError:
         raise ValidationError("cert_id_invalid") from None
     cat, lvl = number[18], number[19]

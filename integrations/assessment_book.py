@@ -6,7 +6,7 @@ overbook. Booking is idempotent per holder (the application reference).
 """
 from __future__ import annotations
 
-import time
+from typing import Callable
 
 import redis.asyncio as aioredis
 
@@ -27,8 +27,9 @@ def _waitlist_key(kind: str) -> str:
 
 
 class RedisAssessmentBook:
-    def __init__(self, client: aioredis.Redis):
+    def __init__(self, client: aioredis.Redis, *, clock: Callable[[], float]):
         self.redis = client
+        self.clock = clock
         self._reserve = client.register_script(_RESERVE)
 
     async def remaining(self, session_keys: list[str], capacity: int) -> dict[str, int]:
@@ -42,7 +43,7 @@ class RedisAssessmentBook:
         return {key: max(capacity - int(n), 0) for key, n in zip(session_keys, counts)}
 
     async def reserve(self, session_key: str, holder: str, capacity: int) -> bool:
-        ok = await self._reserve(keys=[_booked_key(session_key)], args=[holder, capacity, int(time.time())])
+        ok = await self._reserve(keys=[_booked_key(session_key)], args=[holder, capacity, int(self.clock())])
         return ok == 1
 
     async def release(self, session_key: str, holder: str) -> None:
@@ -52,7 +53,7 @@ class RedisAssessmentBook:
         return sorted(h.decode() for h in await self.redis.hkeys(_booked_key(session_key)))
 
     async def join_waitlist(self, kind: str, holder: str) -> None:
-        await self.redis.zadd(_waitlist_key(kind), {holder: time.time()}, nx=True)
+        await self.redis.zadd(_waitlist_key(kind), {holder: self.clock()}, nx=True)
 
     async def leave_waitlist(self, kind: str, holder: str) -> None:
         await self.redis.zrem(_waitlist_key(kind), holder)

@@ -45,13 +45,16 @@ ANSWERED = "_answered"  # the session's field for those ids, kept out of the dia
 # (the cached reply of this message, if any, and the session), saving two round trips.
 _ACQUIRE = """
 local lock, queue, seen = KEYS[1], KEYS[2], KEYS[3]
-local member, token, now, ttl, stale = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local member, token, ttl, stale = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 -- Nobody waiting and nobody holding the user (nearly always): take the turn without queueing.
 if redis.call('EXISTS', queue) == 0 and redis.call('SET', lock, token, 'NX', 'PX', ttl) then
-  return {1, redis.call('HGET', KEYS[4], ARGV[7]) or '', redis.call('GET', KEYS[5]) or ''}
+  return {1, redis.call('HGET', KEYS[4], ARGV[6]) or '', redis.call('GET', KEYS[5]) or ''}
 end
+-- Waiting is measured by Redis's clock, the one every worker on every host shares.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('ZSCORE', queue, member) == false then
-  redis.call('ZADD', queue, ARGV[6], member)
+  redis.call('ZADD', queue, ARGV[5], member)
   redis.call('HSET', seen, member, now)
   redis.call('PEXPIRE', queue, stale * 4)
   redis.call('PEXPIRE', seen, stale * 4)
@@ -68,7 +71,7 @@ while true do
     if redis.call('SET', lock, token, 'NX', 'PX', ttl) then
       redis.call('ZREM', queue, member)
       redis.call('HDEL', seen, member)
-      return {1, redis.call('HGET', KEYS[4], ARGV[7]) or '', redis.call('GET', KEYS[5]) or ''}
+      return {1, redis.call('HGET', KEYS[4], ARGV[6]) or '', redis.call('GET', KEYS[5]) or ''}
     end
     return {0}
   end
@@ -170,9 +173,7 @@ class ConversationStore:
         pause = 0.001
         try:
             while True:
-                now_ms = int(time.time() * 1000)
-                got = await self._acquire(keys=keys, args=[member, token, now_ms, LOCK_TTL_MS, WAITER_STALE_MS, order[0],
-                                                           dedup_id])
+                got = await self._acquire(keys=keys, args=[member, token, LOCK_TTL_MS, WAITER_STALE_MS, order[0], dedup_id])
                 if got[0] == 1:
                     break
                 if time.monotonic() >= deadline:

@@ -33,7 +33,6 @@ import logging
 import os
 import random
 import socket
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -173,7 +172,73 @@ Notify = Callable[[str, str | None], Awaitable[None]]
 NotifyRejected = Callable[[str, str], Awaitable[None]]
 
 
-class DeliveryWorker:
+class OutboxLedger:
+    """The delivery state of the outbox, for operators: lists, status, and putting an item back.
+
+    Needs only Redis, so an operator command uses it without an intake adapter; the serving
+    process's DeliveryWorker, which is one too, does the sending.
+    """
+
+    def __init__(self, redis: aioredis.Redis, *, clock: Callable[[], float], kind: str = "application"):
+        self.kind = kind
+        self._k = KINDS[kind]
+        self.redis = redis
+        self.clock = clock
+        self._retry = redis.register_script(_RETRY)
+
+    async def status(self, application_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.hgetall(self._k.state(application_id))
+        if raw:
+            return _public(application_id, raw)
+        if await self.redis.exists(self._k.item(application_id)):
+            return _unseen(application_id)
+        return None
+
+    async def list(self, state: str | None = None, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """Newest first; applications no worker has read yet are listed as queued."""
+        if state is not None and state not in STATES:
+            raise ValueError(f"state must be one of {STATES}")
+        rows = []
+        if state in (None, "queued"):
+            rows = [_unseen(i) for i in reversed(await self._unread_ids(limit))
+                    if await self.redis.zscore(self._k.index, i) is None]
+        start, page = 0, 500
+        while len(rows) < limit:
+            ids = [_s(i) for i in await self.redis.zrevrange(self._k.index, start, start + page - 1)]
+            if not ids:
+                break
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for application_id in ids:
+                    pipe.hgetall(self._k.state(application_id))
+                states = await pipe.execute()
+            rows += [row for row in (_public(i, raw) for i, raw in zip(ids, states) if raw)
+                     if state is None or row["state"] == state]
+            expired = [i for i, raw in zip(ids, states) if not raw]  # past the pack's retention
+            if expired:
+                await self.redis.zrem(self._k.index, *expired)
+            start += page - len(expired)
+        return rows[:limit]
+
+    async def retry(self, application_id: str) -> bool:
+        """Put a failed application back: attempts from zero, the first one now, a fresh retry window."""
+        now = repr(self.clock())
+        ok = await self._retry(keys=[self._k.state(application_id), self._k.due], args=[application_id, now]) == 1
+        if ok:
+            log.info("delivery: %s put back by an operator", application_id)
+        return ok
+
+    async def _unread_ids(self, limit: int) -> list[str]:
+        try:
+            groups = await self.redis.xinfo_groups(self._k.stream)
+        except ResponseError:  # no stream yet
+            return []
+        last = next((_s(g["last-delivered-id"]) for g in groups if _s(g["name"]) == GROUP), "0-0")
+        entries = await self.redis.xrange(self._k.stream, min=f"({last}", max="+", count=limit)
+        return [_s(fields.get(b"id") or fields.get("id")) for _, fields in entries if fields]
+
+
+
+class DeliveryWorker(OutboxLedger):
     """Delivers the outbox to an IntakeAdapter; run one per bot process, as many as you like.
 
     kind="event" delivers the bot's own events (RedisOutbox.submit_event) with IntakeAdapter.send_event
@@ -189,7 +254,7 @@ class DeliveryWorker:
         consumer: str,
         retry_window_s: float = 72 * 3600,
         claim_idle_ms: int = 30000,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float],
         on_delivered: Notify | None = None,
         on_rejected: NotifyRejected | None = None,
         backoff_base_s: float = 5.0,
@@ -200,15 +265,12 @@ class DeliveryWorker:
         concurrency: int = 4,
         kind: str = "application",
     ):
-        self.kind = kind
-        self._k = KINDS[kind]
-        self.redis = redis
+        super().__init__(redis, clock=clock, kind=kind)
         self.outbox = outbox
         self.intake = intake
         self.consumer = consumer
         self.retry_window_s = retry_window_s
         self.claim_idle_ms = claim_idle_ms
-        self.clock = clock
         self.on_delivered = on_delivered
         self.on_rejected = on_rejected
         self.backoff_base_s = backoff_base_s
@@ -231,7 +293,6 @@ class DeliveryWorker:
         self._send = intake.deliver if kind == "application" else intake.send_event
         self._begin = redis.register_script(_BEGIN)
         self._finish = redis.register_script(_FINISH)
-        self._retry = redis.register_script(_RETRY)
 
     # -- the loop -----------------------------------------------------------------------------------
     async def run_once(self, *, block_ms: int = 0) -> int:
@@ -426,58 +487,6 @@ class DeliveryWorker:
             name = _s(consumer["name"])
             if name != self.consumer and consumer["pending"] == 0 and consumer["idle"] > 86_400_000:
                 await self.redis.xgroup_delconsumer(self._k.stream, GROUP, name)
-
-    # -- for operators ------------------------------------------------------------------------------
-    async def status(self, application_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.hgetall(self._k.state(application_id))
-        if raw:
-            return _public(application_id, raw)
-        if await self.redis.exists(self._k.item(application_id)):
-            return _unseen(application_id)
-        return None
-
-    async def list(self, state: str | None = None, *, limit: int = 1000) -> list[dict[str, Any]]:
-        """Newest first; applications no worker has read yet are listed as queued."""
-        if state is not None and state not in STATES:
-            raise ValueError(f"state must be one of {STATES}")
-        rows = []
-        if state in (None, "queued"):
-            rows = [_unseen(i) for i in reversed(await self._unread_ids(limit))
-                    if await self.redis.zscore(self._k.index, i) is None]
-        start, page = 0, 500
-        while len(rows) < limit:
-            ids = [_s(i) for i in await self.redis.zrevrange(self._k.index, start, start + page - 1)]
-            if not ids:
-                break
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for application_id in ids:
-                    pipe.hgetall(self._k.state(application_id))
-                states = await pipe.execute()
-            rows += [row for row in (_public(i, raw) for i, raw in zip(ids, states) if raw)
-                     if state is None or row["state"] == state]
-            expired = [i for i, raw in zip(ids, states) if not raw]  # past the pack's retention
-            if expired:
-                await self.redis.zrem(self._k.index, *expired)
-            start += page - len(expired)
-        return rows[:limit]
-
-    async def retry(self, application_id: str) -> bool:
-        """Put a failed application back: attempts from zero, the first one now, a fresh retry window."""
-        now = repr(self.clock())
-        ok = await self._retry(keys=[self._k.state(application_id), self._k.due], args=[application_id, now]) == 1
-        if ok:
-            log.info("delivery: %s put back by an operator", application_id)
-        return ok
-
-    async def _unread_ids(self, limit: int) -> list[str]:
-        try:
-            groups = await self.redis.xinfo_groups(self._k.stream)
-        except ResponseError:  # no stream yet
-            return []
-        last = next((_s(g["last-delivered-id"]) for g in groups if _s(g["name"]) == GROUP), "0-0")
-        entries = await self.redis.xrange(self._k.stream, min=f"({last}", max="+", count=limit)
-        return [_s(fields.get(b"id") or fields.get("id")) for _, fields in entries if fields]
-
 
 @asynccontextmanager
 async def running(worker: DeliveryWorker) -> AsyncIterator[asyncio.Task]:

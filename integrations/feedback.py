@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import json
-import time
-from typing import Any
+from typing import Any, Callable
 
 import redis.asyncio as aioredis
 
@@ -22,9 +21,10 @@ def asked_key(app_id: str, service: str) -> str:
 
 
 class FeedbackStore:
-    def __init__(self, client: aioredis.Redis, sealer: Sealer):
+    def __init__(self, client: aioredis.Redis, sealer: Sealer, *, clock: Callable[[], float]):
         self.redis = client
         self.sealer = sealer
+        self.clock = clock
 
     async def ask(self, openid: str, app_id: str, service: str) -> bool:
         """Remember that we asked this openid to rate this service (once per application and service)."""
@@ -45,7 +45,7 @@ class FeedbackStore:
         if comment:
             key = "rating:{report}:comments"
             entry = {"service": pending["service"], "app_id": pending["app_id"], "score": pending.get("score"),
-                     "comment": comment[:500], "at": int(time.time())}
+                     "comment": comment[:500], "at": int(self.clock())}
             await self.redis.rpush(key, self.sealer.seal(json.dumps(entry, ensure_ascii=False).encode(), key))
         await self.redis.delete(_pending(openid))
 

@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import re
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
@@ -115,7 +114,7 @@ class HttpIntake:
     """The reference adapter: signed JSON over HTTPS, idempotent by the application (or event) id."""
 
     def __init__(self, http: aiohttp.ClientSession, *, base_url: str, secret: str, timeout_s: float = 10.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float]):
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.secret = secret

@@ -85,7 +85,7 @@ def create_intake_sandbox(
     secret: str,
     bot_events_url: str | None,
     http: aiohttp.ClientSession | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], float],
     max_skew_s: float = 300,
     operator_token: str | None = None,
 ) -> web.Application:

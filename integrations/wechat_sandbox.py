@@ -17,10 +17,9 @@ import hashlib
 import hmac
 import json
 import os
-import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -56,6 +55,7 @@ class SandboxState:
     appid: str
     secret: str
     allow_faults: bool
+    clock: Callable[[], float]
     token_fetches: int = 0
     inbox: dict[str, deque] = field(default_factory=dict)
     errcodes: dict[str, deque] = field(default_factory=lambda: {e: deque() for e in ENDPOINTS})
@@ -71,10 +71,11 @@ SANDBOX = web.AppKey("wechat_sandbox", SandboxState)
 
 
 def create_wechat_sandbox(
-    *, appid: str = "sandbox-appid", secret: str = "sandbox-secret", allow_faults: bool = False
+    *, clock: Callable[[], float], appid: str = "sandbox-appid", secret: str = "sandbox-secret", allow_faults: bool = False
 ) -> web.Application:
+    """`clock` is WeChat's: the bot's own clock in development (so a simulated day is WeChat's too)."""
     app = web.Application()
-    app[SANDBOX] = SandboxState(appid, secret, allow_faults)
+    app[SANDBOX] = SandboxState(appid, secret, allow_faults, clock)
     app.router.add_get("/cgi-bin/token", _token)
     app.router.add_post("/cgi-bin/message/custom/send", _custom_send)
     app.router.add_post("/cgi-bin/message/template/send", _template_send)
@@ -144,7 +145,7 @@ async def _template_send(request: web.Request) -> web.Response:
     keywords = sorted((k for k in data if k.startswith("keyword")), key=lambda k: int(k[7:] or 0))
     lines = [str((data.get(k) or {}).get("value", "")) for k in ["first", *keywords, "remark"] if k in data]
     _record(state, openid, "\n".join(line for line in lines if line), "template")
-    return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": int(time.time() * 1000)})
+    return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": int(state.clock() * 1000)})
 
 
 # -- ours --------------------------------------------------------------------------------------------
@@ -195,7 +196,7 @@ async def _injected(state: SandboxState, endpoint: str) -> web.Response | None:
 
 
 def _issue(state: SandboxState) -> str:
-    payload = f"{os.urandom(12).hex()}_{int(time.time()) + TOKEN_LIFETIME_S}"
+    payload = f"{os.urandom(12).hex()}_{int(state.clock()) + TOKEN_LIFETIME_S}"
     return f"{payload}_{_sign(state, payload)}"
 
 
@@ -203,7 +204,7 @@ def _verify(state: SandboxState, token: str) -> web.Response | None:
     payload, _, mac = token.rpartition("_")
     if not payload or not hmac.compare_digest(mac, _sign(state, payload)):
         return _error(40001)
-    if int(payload.rpartition("_")[2]) < time.time():
+    if int(payload.rpartition("_")[2]) < state.clock():
         return _error(42001)
     return None
 
@@ -215,7 +216,7 @@ def _sign(state: SandboxState, payload: str) -> str:
 
 def _record(state: SandboxState, openid: str, text: str, kind: str) -> None:
     inbox = state.inbox.setdefault(openid, deque(maxlen=INBOX_LIMIT))
-    inbox.append({"text": text, "at": time.time(), "kind": kind})
+    inbox.append({"text": text, "at": state.clock(), "kind": kind})
     state.sent[kind] += 1
 
 

@@ -21,8 +21,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import CLOCK, CONVERSATIONS, create_app
-from bot.conversation import china_now
+from bot.app import CONVERSATIONS, create_app
+from bot.clock import Clock
 from bot.privacy import install_masking, log_formatter
 from bot.settings import Settings
 from bot.wechat_protocol import WeChatProtocol, message_xml
@@ -30,6 +30,8 @@ from bot.wechat_protocol import WeChatProtocol, message_xml
 SAMPLE_TOKEN = "spamtest"
 SAMPLE_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 SAMPLE_APPID = "wx2c2769f8efd9abc2"
+# The suite's data key (a Redis shared by the tests must be opened by one key, as in production).
+TEST_DATA_KEY = "test:" + "dGVzdC1kYXRhLWtleS1mb3ItdGhlLXN1aXRlLW9ubHk="
 
 
 @pytest.fixture(scope="session")
@@ -65,31 +67,29 @@ def settings(redis_url, redis_client, tmp_path) -> Settings:
         redis_url=redis_url,
         var_dir=tmp_path / "var",
         simulator=False,
+        data_keys=TEST_DATA_KEY,
     )
 
 
-class FakeClock:
-    """The dialog's clock, which a test can set and move forward."""
+def pytest_addoption(parser):
+    parser.addoption("--today", default=os.environ.get("BOT_TODAY", ""),
+                     help="run the suite as on this day (YYYY-MM-DD): the bot's clock, and BOT_TODAY of child processes")
 
-    def __init__(self, now: datetime | None = None):
-        self.now = now or china_now()
 
-    def __call__(self) -> datetime:
-        return self.now
-
-    def set(self, when: str | datetime) -> None:
-        when = when if isinstance(when, datetime) else datetime.fromisoformat(when)
-        self.now = when.replace(tzinfo=self.now.tzinfo)
-
-    def advance(self, **delta) -> None:
-        from datetime import timedelta
-
-        self.now += timedelta(**delta)
+@pytest.fixture(scope="session")
+def today(request) -> str:
+    """The day the suite runs as ('' = the machine's). `.ci/run` runs the time-dependent tests on far days too."""
+    value = request.config.getoption("--today")
+    if value:
+        os.environ["BOT_TODAY"] = value  # `bot serve` started by a test acts on the same day
+    return value
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock(today) -> Clock:
+    """The app's one clock (bot/clock.py), frozen at the suite's today; a test may set or advance it."""
+    base = Clock.shifted_to(today) if today else Clock()
+    return Clock(frozen_at=base.time())
 
 
 def free_port() -> int:
@@ -100,11 +100,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def start_client(settings: Settings, clock: FakeClock) -> TestClient:
+async def start_client(settings: Settings, clock: Clock) -> TestClient:
     """The real app on a real loopback port (its sandboxes call it back on settings.port)."""
     port = free_port()
-    app = create_app(settings.with_(host="127.0.0.1", port=port))
-    app[CLOCK] = clock
+    app = create_app(settings.with_(host="127.0.0.1", port=port), clock=clock)
     client = TestClient(TestServer(app, host="127.0.0.1", port=port))
     await client.start_server()
     return client
@@ -127,12 +126,12 @@ async def bot(settings, clock):
 
 
 @pytest.fixture
-async def live_bot(settings):
+async def live_bot(settings, clock):
     """Base URL of the real app on loopback with the simulator enabled (development setup)."""
     port = free_port()
     dev = settings.with_(wechat_appid="", wechat_encoding_aes_key="", wechat_token="devtoken", simulator=None,
                          host="127.0.0.1", port=port)
-    server = TestServer(create_app(dev), host="127.0.0.1", port=port)
+    server = TestServer(create_app(dev, clock=clock), host="127.0.0.1", port=port)
     await server.start_server()
     yield str(server.make_url("")).rstrip("/")
     await server.close()
@@ -266,7 +265,7 @@ async def wechat_sandbox():
     """WeChat's API imitated on a real loopback port, with fault injection."""
     from integrations.wechat_sandbox import create_wechat_sandbox
 
-    server = TestServer(create_wechat_sandbox(allow_faults=True), host="127.0.0.1")
+    server = TestServer(create_wechat_sandbox(allow_faults=True, clock=Clock().time), host="127.0.0.1")
     await server.start_server()
     yield server
     await server.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,7 +31,7 @@ TEST_MEDIA_IDS = ["media-photo-1", "voice-media", "MEDIA-EARLY-5521", "MEDIA-CAR
 
 def _valid_id(number: str) -> bool:
     try:
-        parse_id_number(number.upper())
+        parse_id_number(number.upper(), today=date.max)
     except ValidationError:
         return False
     return True

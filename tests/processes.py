@@ -165,10 +165,13 @@ class BotServe:
     REDIS_URL the bot starts (or joins) the embedded Redis in var_dir. Output goes to var_dir/bot.log.
     """
 
-    def __init__(self, var_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None):
+    def __init__(self, var_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()):
         self.var_dir = var_dir
+        self.args = args
         self.port = port or free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "BOT_", "INTAKE_", "REDIS_"))}
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("WECHAT_", "BOT_", "INTAKE_", "REDIS_")) or k == "BOT_TODAY"}
         self.env.update(BOT_VAR_DIR=str(var_dir), BOT_PORT=str(self.port), BOT_SIMULATOR="0")
         self.env.update(env or {})
         self.proc: subprocess.Popen | None = None
@@ -187,7 +190,7 @@ class BotServe:
         with open(self.log_path, "ab") as log:
             log.write(f"---- start {self.starts + 1} ----\n".encode())
             log.flush()
-            self.proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=self.env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "bot", "serve", *self.args], cwd=ROOT, env=self.env,
                                          stdout=log, stderr=subprocess.STDOUT)
         _live.add(self.proc)
         self.starts += 1

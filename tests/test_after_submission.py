@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime
+from datetime import timedelta
 
 
 from bot import operator_cli as op
@@ -89,8 +89,8 @@ async def test_a_status_event_reaches_applicant_and_bound_guardian_once(bot, set
              "note": "", "at": "2026-11-24T09:00:00+08:00"}
     assert (await post_event(bot, settings, event)).status == 200
     assert (await post_event(bot, settings, event)).status == 409  # the same event again: applied once
-    await services.push.send_due(now=time.time() + 1)
-    await services.push.send_due(now=time.time() + 2)
+    await services.push.send_due(now=services.clock.time() + 1)
+    await services.push.send_due(now=services.clock.time() + 2)
     for openid in ("oMother2", "oFather2"):
         texts = [t for t in await inbox(bot, openid) if "护理补贴：已受理" in t]
         assert len(texts) == 1, (openid, texts)
@@ -156,33 +156,37 @@ async def test_withdrawing_a_service_before_it_is_processed_tells_the_intake(bot
     assert (await services.registry.status(ref))["nursing_subsidy"]["status"] == "withdrawn"
 
 
-async def test_reminders_before_the_assessment_are_sent_when_due_and_once(bot, protocol):
+async def reminders_due(bot, clock, when: str) -> int:
+    """What cron does at `when` (`bot reminders send-due`), then what the serving process does: send."""
     services = bot.server.app[SERVICES]
+    clock.set(when)
+    queued = json.loads(await op.send_due(services))["reminders_queued"]
+    await services.push.send_due()
+    return queued
+
+
+async def test_reminders_before_the_assessment_are_sent_when_due_and_once(bot, clock, protocol):
     await apply(WeChatUser(bot, "oDec", protocol), MOTHER_CHILD[:16] + ["1", "1", "1", "1"])   # 12月11日
     await apply(WeChatUser(bot, "oJan", protocol), MOTHER_CHILD[:16] + ["2", "1", "1", "1"])   # 1月11日
-    china = op.CHINA
-    out = await op.send_due(services, datetime(2026, 12, 7, 12, 0, tzinfo=china))
-    assert json.loads(out)["reminders_queued"] == 0
-    out = await op.send_due(services, datetime(2026, 12, 8, 9, 5, tzinfo=china))          # 3 days before 12-11
-    assert json.loads(out)["reminders_queued"] == 1
-    assert json.loads(await op.send_due(services, datetime(2026, 12, 8, 9, 6, tzinfo=china)))["reminders_queued"] == 0
-    await op.send_due(services, datetime(2026, 12, 10, 9, 1, tzinfo=china))               # 1 day before
+    assert await reminders_due(bot, clock, "2026-12-07T12:00:00") == 0
+    assert await reminders_due(bot, clock, "2026-12-08T09:05:00") == 1   # 3 days before 12-11
+    assert await reminders_due(bot, clock, "2026-12-08T09:06:00") == 0
+    await reminders_due(bot, clock, "2026-12-10T09:01:00")               # 1 day before
     texts = [t for t in await inbox(bot, "oDec") if "评定提醒" in t]
     assert len(texts) == 2 and "12月11日上午" in texts[0] and "青阳县医院门诊大厅一楼" in texts[0] and "居民身份证" in texts[0]
     assert [t for t in await inbox(bot, "oJan") if "评定提醒" in t] == []
-    await op.send_due(services, datetime(2027, 1, 10, 9, 1, tzinfo=china))
+    await reminders_due(bot, clock, "2027-01-10T09:01:00")
     assert len([t for t in await inbox(bot, "oJan") if "评定提醒" in t]) == 2
 
 
 async def test_an_unfinished_application_gets_one_gentle_reminder(bot, clock, protocol):
-    services = bot.server.app[SERVICES]
     user = WeChatUser(bot, "oHalfway", protocol)
     for text in ["你好", "1", "残疾证", "4"]:
         await user.say(text)
-    three_days = clock.now.timestamp() + 3 * 86400
-    assert json.loads(await op.send_due(services, datetime.fromtimestamp(three_days - 60, op.CHINA)))["reminders_queued"] == 0
-    assert json.loads(await op.send_due(services, datetime.fromtimestamp(three_days + 60, op.CHINA)))["reminders_queued"] == 1
-    assert json.loads(await op.send_due(services, datetime.fromtimestamp(three_days + 3600, op.CHINA)))["reminders_queued"] == 0
+    three_days = clock.now() + timedelta(days=3)
+    assert await reminders_due(bot, clock, (three_days - timedelta(seconds=60)).isoformat()) == 0
+    assert await reminders_due(bot, clock, (three_days + timedelta(seconds=60)).isoformat()) == 1
+    assert await reminders_due(bot, clock, (three_days + timedelta(hours=1)).isoformat()) == 0
     assert len([t for t in await inbox(bot, "oHalfway") if "还差几步" in t]) == 1
 
 
@@ -194,7 +198,7 @@ async def test_moving_a_session_and_announcing_the_mental_session_tell_everyone(
     mental_ref = await apply(WeChatUser(bot, "oMental", protocol), SELF_MENTAL)
     assert await services.book.waitlist("mental") == [mental_ref]
     assert "to 1 applicants" in await op.announce_mental(services, "2027-03-15", None, None)
-    await services.push.send_due(now=time.time() + 1)
+    await services.push.send_due(now=services.clock.time() + 1)
     assert any("改到12月14日上午" in t for t in await inbox(bot, "oMoved"))
     assert any("精神残疾评定定于3月15日" in t for t in await inbox(bot, "oMental"))
     assert await services.book.waitlist("mental") == []
@@ -208,7 +212,7 @@ async def test_satisfaction_is_asked_when_a_service_is_finished(bot, settings, p
     ref = await apply(mother, MOTHER_CHILD)
     event = {"event_id": "ev-ok", "application_id": ref, "service": "disability_certificate", "status": "ready_for_pickup"}
     assert (await post_event(bot, settings, event)).status == 200
-    await services.push.send_due(now=time.time() + 1)
+    await services.push.send_due(now=services.clock.time() + 1)
     assert any("请为这次服务打分" in t for t in await inbox(bot, "oMother6"))
     assert "谢谢您的评价" in await mother.say("5")
     assert "已记录您的意见" in await mother.say("窗口很耐心")
@@ -217,18 +221,19 @@ async def test_satisfaction_is_asked_when_a_service_is_finished(bot, settings, p
     assert (await services.feedback.comments())[0]["comment"] == "窗口很耐心"
 
 
-async def test_the_operator_commands_run_from_the_shell(bot, settings, protocol, redis_url):
-    """`bot reminders send-due --now …` and `bot sessions roster` as cron and a clerk would run them."""
+async def test_the_operator_commands_run_from_the_shell(bot, settings, clock, protocol, redis_url):
+    """`bot reminders send-due --now …` and `bot sessions roster` as cron and a clerk would run them: from the
+    bot's directory, without BOT_PORT; what they queue, the serving process sends."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     ref = await apply(WeChatUser(bot, "oCron", protocol), MOTHER_CHILD)
-    port = bot.server.port
-    env = {**os.environ, "REDIS_URL": redis_url, "BOT_VAR_DIR": str(settings.var_dir), "BOT_PORT": str(port),
-           "WECHAT_ENCODING_AES_KEY": settings.wechat_encoding_aes_key, "WECHAT_APPID": settings.wechat_appid,
-           "WECHAT_TOKEN": settings.wechat_token}
+    env = {k: v for k, v in os.environ.items() if k not in ("BOT_PORT", "BOT_TODAY")}
+    env.update({"REDIS_URL": redis_url, "BOT_VAR_DIR": str(settings.var_dir), "BOT_DATA_KEY": settings.data_keys,
+                "WECHAT_ENCODING_AES_KEY": settings.wechat_encoding_aes_key, "WECHAT_APPID": settings.wechat_appid,
+                "WECHAT_TOKEN": settings.wechat_token})
     root = Path(__file__).resolve().parent.parent
 
     def run(*args: str) -> str:
@@ -236,10 +241,18 @@ async def test_the_operator_commands_run_from_the_shell(bot, settings, protocol,
         assert out.returncode == 0, out.stderr
         return out.stdout
 
-    assert json.loads(await asyncio.to_thread(run, "reminders", "send-due", "--now", "2026-12-08T08:59:00"))["reminders_queued"] == 0
-    assert json.loads(await asyncio.to_thread(run, "reminders", "send-due", "--now", "2026-12-08T09:01:00"))["reminders_queued"] == 1
-    assert json.loads(await asyncio.to_thread(run, "reminders", "send-due", "--now", "2026-12-08T09:02:00"))["reminders_queued"] == 0
-    assert len([t for t in await inbox(bot, "oCron") if "评定提醒" in t]) == 1
+    async def cron(now: str) -> int:
+        clock.set(now)  # the serving process and cron agree on the (simulated) time
+        return json.loads(await asyncio.to_thread(run, "reminders", "send-due", "--now", now))["reminders_queued"]
+
+    assert await cron("2026-12-08T08:59:00") == 0
+    assert await cron("2026-12-08T09:01:00") == 1
+    assert await cron("2026-12-08T09:02:00") == 0
+
+    async def reminded() -> bool:
+        return len([t for t in await inbox(bot, "oCron") if "评定提醒" in t]) == 1
+
+    assert await until(reminded), "the serving process did not send what the command queued"
     roster = await asyncio.to_thread(run, "sessions", "roster", "2026-12-11")
     assert ref in roster and "王小宝" in roster
     listing = await asyncio.to_thread(run, "sessions", "list")
@@ -263,7 +276,7 @@ async def test_an_application_the_intake_refuses_is_kept_and_the_citizen_is_told
     mother = WeChatUser(bot, "oRefused", protocol)
     ref = await apply(mother, MOTHER_CHILD)
     await services.notifier.on_rejected(ref, "HTTP 400 invalid_document")
-    await services.push.send_due(now=time.time() + 1)
+    await services.push.send_due(now=services.clock.time() + 1)
     assert any("工作人员会尽快联系您" in t for t in await inbox(bot, "oRefused"))
     assert "暂未送达，工作人员会联系您" in await mother.say("进度")
 

@@ -1,6 +1,8 @@
 """Assessment sessions: dates moved off holidays, and places booked atomically in Redis."""
 from __future__ import annotations
 
+import time
+
 import asyncio
 from datetime import date
 
@@ -16,7 +18,7 @@ from integrations.assessment_book import RedisAssessmentBook
 async def test_twenty_concurrent_bookings_for_five_places_book_exactly_five(redis_url, redis_client):
     clients = [aioredis.from_url(redis_url) for _ in range(20)]
     try:
-        books = [RedisAssessmentBook(c) for c in clients]
+        books = [RedisAssessmentBook(c, clock=time.time) for c in clients]
         results = await asyncio.gather(*(b.reserve("2026-12-11", f"QY-applicant-{i}", 5) for i, b in enumerate(books)))
         assert sum(results) == 5
         assert len(await books[0].holders("2026-12-11")) == 5
@@ -26,7 +28,7 @@ async def test_twenty_concurrent_bookings_for_five_places_book_exactly_five(redi
 
 
 async def test_booking_is_idempotent_and_cancelling_frees_the_place(redis_client):
-    book = RedisAssessmentBook(redis_client)
+    book = RedisAssessmentBook(redis_client, clock=time.time)
     assert await book.reserve("2026-12-11", "A", 1)
     assert await book.reserve("2026-12-11", "A", 1)  # the same applicant again: still theirs
     assert not await book.reserve("2026-12-11", "B", 1)
@@ -35,7 +37,7 @@ async def test_booking_is_idempotent_and_cancelling_frees_the_place(redis_client
 
 
 async def test_mental_waitlist_keeps_order_and_no_duplicates(redis_client):
-    book = RedisAssessmentBook(redis_client)
+    book = RedisAssessmentBook(redis_client, clock=time.time)
     for holder in ["first", "second", "first"]:
         await book.join_waitlist("mental", holder)
     assert await book.waitlist("mental") == ["first", "second"]

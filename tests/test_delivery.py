@@ -114,7 +114,7 @@ def calls() -> Calls:
 
 
 def make_worker(redis, outbox, base_url, http, clock, calls, *, consumer="w1", **kw) -> DeliveryWorker:
-    intake = HttpIntake(http, base_url=base_url, secret=kw.pop("secret", SECRET), timeout_s=kw.pop("timeout_s", CLIENT_TIMEOUT_S))
+    intake = HttpIntake(http, base_url=base_url, secret=kw.pop("secret", SECRET), timeout_s=kw.pop("timeout_s", CLIENT_TIMEOUT_S), clock=time.time)
     options = dict(backoff_base_s=1.0, backoff_cap_s=8.0, claim_idle_ms=1000, lock_ttl_ms=2000, block_ms=50)
     options.update(kw)
     return DeliveryWorker(redis, outbox, intake, consumer=consumer, clock=clock,
@@ -167,7 +167,7 @@ def test_sign_and_verify():
 
 # -- the adapter ------------------------------------------------------------------------------------
 async def test_http_intake_maps_every_answer(fake, http):
-    intake = HttpIntake(http, base_url=fake.url + "/", secret=SECRET, timeout_s=CLIENT_TIMEOUT_S)
+    intake = HttpIntake(http, base_url=fake.url + "/", secret=SECRET, timeout_s=CLIENT_TIMEOUT_S, clock=time.time)
     docs = [make_document(n) for n in range(6)]
     for doc, behaviour in zip(docs, ["ok", "409", "500", "timeout", "400", "lost_reply"]):
         fake.then(doc["id"], behaviour)
@@ -497,7 +497,7 @@ async def test_the_sandbox_intake_round_trip(redis_client, sealer, outbox, http,
     await bot_server.start_server()
     parent = web.Application()
     parent.add_subapp("/sandbox/intake", create_intake_sandbox(
-        lambda: redis_client, lambda: sealer, secret=SECRET, bot_events_url=str(bot_server.make_url("/intake/events"))))
+        lambda: redis_client, lambda: sealer, secret=SECRET, bot_events_url=str(bot_server.make_url("/intake/events")), clock=time.time))
     server = TestServer(parent, host="127.0.0.1")
     await server.start_server()
     base = str(server.make_url("/sandbox/intake"))
@@ -507,10 +507,10 @@ async def test_the_sandbox_intake_round_trip(redis_client, sealer, outbox, http,
         assert await worker.run_once() == 1
         number = (await worker.status(doc["id"]))["application_no"]
         assert number.startswith("SB-") and calls.delivered == [(doc["id"], number)]
-        intake = HttpIntake(http, base_url=base, secret=SECRET)
+        intake = HttpIntake(http, base_url=base, secret=SECRET, clock=time.time)
         again = await intake.deliver(doc)
         assert (again.kind, again.status_code, again.application_no) == (DELIVERED, 409, number)
-        forged = await HttpIntake(http, base_url=base, secret="wrong").deliver(doc)
+        forged = await HttpIntake(http, base_url=base, secret="wrong", clock=time.time).deliver(doc)
         assert (forged.kind, forged.detail) == (REJECTED, "HTTP 401 bad_signature")
         body = encode_body(make_document(7))
         async with http.post(base + "/applications", data=body, headers=signed_headers(SECRET, body, "OTHER", time.time())) as r:
@@ -564,11 +564,11 @@ async def test_the_sandbox_intake_round_trip(redis_client, sealer, outbox, http,
 
 
 async def test_the_sandbox_without_a_bot_to_tell(redis_client, sealer, http):
-    app = create_intake_sandbox(redis_client, sealer, secret=SECRET, bot_events_url=None, http=http)
+    app = create_intake_sandbox(redis_client, sealer, secret=SECRET, bot_events_url=None, http=http, clock=time.time)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        intake = HttpIntake(http, base_url=str(server.make_url("")), secret=SECRET)
+        intake = HttpIntake(http, base_url=str(server.make_url("")), secret=SECRET, clock=time.time)
         doc = {**make_document(1), "services": ["living_subsidy"]}
         delivered = await intake.deliver(doc)
         assert delivered.kind == DELIVERED and delivered.status_code == 201

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import CLOCK, PACK, SERVICES, create_app, intake_secret
+from bot.app import PACK, SERVICES, create_app, intake_secret
 from bot.wechat_protocol import WeChatProtocol, message_xml
 from dialogs.pack import load_pack
 from integrations.intake import encode_body, signed_headers
@@ -41,9 +41,9 @@ def test_rotation_old_data_still_opens_and_new_data_uses_the_new_key(tmp_path):
     old_setting, old_key = _key("k2025")
     new_setting, new_key = _key("k2026")
     context = "u:{oRotate}:conversation"
-    before = Sealer.from_setting(old_setting, tmp_path).seal(b"341723199503100058", context)
+    before = Sealer.from_setting(old_setting).seal(b"341723199503100058", context)
 
-    rotated = Sealer.from_setting(f"{new_setting}, {old_setting}", tmp_path)
+    rotated = Sealer.from_setting(f"{new_setting}, {old_setting}")
     assert rotated.open(before, context) == b"341723199503100058"
     after = rotated.seal(b"13955501234", context)
     assert _kid(before) == b"k2025" and _kid(after) == b"k2026"
@@ -76,6 +76,9 @@ async def test_a_conversation_carries_on_across_a_key_rotation(settings, clock, 
         await client.close()
     assert _kid(await stored()) == b"k2026"  # and was saved again under the new key
 
+    # Retiring the old key: once nothing sealed with it is left, its canary is deleted by hand (else the
+    # bot refuses to start without it: tests/test_data_keys.py).
+    await redis_client.delete("datakey:{canary}:k2025")
     client = await start_client(settings.with_(data_keys=new), clock)  # the old key retired
     try:
         assert "哪类残疾" in await WeChatUser(client, "oRotation", protocol).say("1")
@@ -86,14 +89,15 @@ async def test_a_conversation_carries_on_across_a_key_rotation(settings, clock, 
 def test_without_bot_data_key_a_key_is_generated_once_kept_private_and_announced(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="integrations.sealing")
     var = tmp_path / "var"
-    first = Sealer.from_setting("", var)
+    first = Sealer.local(var)
     key_file = var / "data.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(var.stat().st_mode) == 0o700  # var/ (the embedded Redis, the key) is the bot's alone
     assert f"BOT_DATA_KEY not set: generated a data key in {key_file}" in caplog.text
     blob = first.seal(b"secret", "ctx")
 
     caplog.clear()
-    second = Sealer.from_setting("", var)  # the next start (or another worker) uses the same key, quietly
+    second = Sealer.local(var)  # the next start (or another worker) uses the same key, quietly
     assert second.open(blob, "ctx") == b"secret" and caplog.text == ""
     assert list(var.iterdir()) == [key_file]  # no half-written temporary file left
 
@@ -121,6 +125,7 @@ async def test_bot_serve_as_shipped_keeps_nothing_personal_in_clear_in_its_log_o
 
     key_file = var / "data.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(var.stat().st_mode) == 0o700  # var/ (the embedded Redis, the key) is the bot's alone
     log_text = bot.log_path.read_text(errors="replace")
     assert f"BOT_DATA_KEY not set: generated a data key in {key_file}" in log_text
     assert personal_data_in(log_text, tuple(MOTHER_FOR_SON_PERSONAL)) == []
@@ -159,7 +164,7 @@ async def test_after_an_application_is_delivered_and_decided_redis_and_metrics_h
         assert "生活补贴：审核通过" in await mother.say("进度")
         assert "谢谢您的评价" in await mother.say("5")
         await mother.say("窗口的欧阳志远的事办得快")  # a comment may hold a name: kept sealed too
-        await services.push.send_due(now=time.time() + 5)
+        await services.push.send_due(now=services.clock.time() + 5)
 
         leaks = await personal_data_in_redis(redis_client, MOTHER_FOR_SON_PERSONAL)
         assert leaks == []
@@ -177,9 +182,8 @@ async def test_after_an_application_is_delivered_and_decided_redis_and_metrics_h
 # -- unfinished conversations expire -------------------------------------------------------------------
 async def _ttl_after_one_message(settings, clock, protocol, redis_client, pack) -> int:
     port = free_port()
-    app = create_app(settings.with_(region=pack.region, host="127.0.0.1", port=port))
+    app = create_app(settings.with_(region=pack.region, host="127.0.0.1", port=port), clock=clock)
     app[PACK] = pack  # read when the app starts its services
-    app[CLOCK] = clock
     client = TestClient(TestServer(app, host="127.0.0.1", port=port))
     await client.start_server()
     try:

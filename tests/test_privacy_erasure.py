@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bot.app import DELIVERY, SERVICES, intake_secret
+from bot.app import SENDERS, SERVICES, intake_secret
 from bot.privacy import Erasure, PersonalDataEraser
 from dialogs.pack import load_pack
 from integrations.applications import ApplicationRegistry
@@ -91,7 +91,7 @@ async def test_delete_my_data_keeps_only_the_submitted_application(bot, settings
     assert await services.feedback.pending("oMotherErase")
     assert any(any(d in text for d in DAUGHTER) for _, text in await opened_contents(redis_client, services.sealer))
 
-    await services.push.send_due(now=time.time() + 5)  # (so what was pushed is sent, not on its way)
+    await services.push.send_due(now=services.clock.time() + 5)  # (so what was pushed is sent, not on its way)
 
     ask = await mother.say("删除我的信息")
     assert "回复1确认删除，回复2取消" in ask and "删除后不能恢复" in ask
@@ -159,8 +159,8 @@ async def test_a_retry_of_the_confirming_message_gets_the_same_answer(bot, proto
 
 async def test_the_eraser_drops_prompts_about_deleted_things_but_not_news_of_kept_applications(redis_client):
     sealer = Sealer([("t", os.urandom(32))])
-    registry, reminders, feedback = ApplicationRegistry(redis_client, sealer), Reminders(redis_client, sealer), FeedbackStore(redis_client, sealer)
-    push = PushQueue(redis_client, sealer, api=None)  # nothing is sent here: only queued, then dropped or kept
+    registry, reminders, feedback = ApplicationRegistry(redis_client, sealer), Reminders(redis_client, sealer), FeedbackStore(redis_client, sealer, clock=time.time)
+    push = PushQueue(redis_client, sealer, api=None, clock=time.time)  # nothing is sent here: only queued, then dropped or kept
     eraser = PersonalDataEraser(registry, reminders, push, feedback)
     app = "QY20261123ERASE1"
     await registry.register({"id": app, "region": "qingyang", "services": ["living_subsidy"], "submitted_at": "2026-11-23T10:00:00",
@@ -248,7 +248,7 @@ async def test_an_application_is_kept_while_open_and_expires_180_days_after_its_
     await redis_client.delete(*[k for k in records if not k.startswith("viewer:")])
     assert "生活补贴：" not in await mother.say("进度")  # (her conversation still knows the number)
     assert not await redis_client.exists("viewer:{oMotherKeep}:apps")
-    assert ref not in [row["application_id"] for row in await bot.server.app[DELIVERY].list()]
+    assert ref not in [row["application_id"] for row in await bot.server.app[SENDERS].delivery.list()]
     assert await redis_client.zscore("outbox:{applications}:index", ref) is None
 
 

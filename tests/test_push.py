@@ -44,7 +44,7 @@ def clock() -> Clock:
 
 def make_queue(http, redis, sandbox, sealer, clock, **kw) -> PushQueue:
     api = WeChatApi(
-        http, redis, base_url=str(sandbox.make_url("")).rstrip("/"), appid="sandbox-appid", secret="sandbox-secret", **kw
+        http, redis, base_url=str(sandbox.make_url("")).rstrip("/"), appid="sandbox-appid", secret="sandbox-secret", clock=clock, **kw
     )
     return PushQueue(redis, sealer, api, clock=clock)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.privacy import mask_text
-from tests.conftest import WeChatUser, start_client
+from tests.conftest import TEST_DATA_KEY, WeChatUser, start_client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +50,7 @@ def test_a_logged_id_number_comes_out_masked(caplog):
 
 def test_bot_chat_in_a_terminal(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("WECHAT_APPID", "WECHAT_APPSECRET")}
-    env.update(BOT_VAR_DIR=str(tmp_path / "var"))
+    env.update(BOT_VAR_DIR=str(tmp_path / "var"), BOT_DATA_KEY=TEST_DATA_KEY)
     out = subprocess.run(
         [sys.executable, "-m", "bot", "chat"], input="你好\n1\n/voice 残疾证\n/quit\n", capture_output=True,
         text=True, cwd=ROOT, env=env, timeout=60,

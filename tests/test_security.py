@@ -22,7 +22,7 @@ from bot.app import SANDBOX_INTAKE_SECRET, SERVICES, intake_secret
 from bot.settings import Settings
 from integrations.conversations import REPLY_TTL_S
 from integrations.intake import encode_body, sign, signed_headers
-from tests.conftest import SAMPLE_APPID, WeChatUser, start_client
+from tests.conftest import SAMPLE_APPID, TEST_DATA_KEY, WeChatUser, start_client
 from tests.test_after_submission import MOTHER_CHILD, apply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -347,7 +347,7 @@ async def test_sandbox_and_simulator_only_when_asked_for_and_the_sandbox_buttons
 
 def test_settings_for_a_real_account():
     env = {"WECHAT_APPID": "wx1", "WECHAT_APPSECRET": "s", "WECHAT_TOKEN": "t0ken", "INTAKE_URL": "https://intake",
-           "INTAKE_SECRET": "x", "BOT_ADMIN_TOKEN": ADMIN_TOKEN}
+           "INTAKE_SECRET": "x", "BOT_ADMIN_TOKEN": ADMIN_TOKEN, "BOT_DATA_KEY": TEST_DATA_KEY}
     real = Settings.from_env(env)
     real.validate()
     assert real.operator_token == ADMIN_TOKEN and not real.simulator_enabled

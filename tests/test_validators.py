@@ -268,7 +268,7 @@ CERT_X = ID_X + "71"
     ],
 )
 def test_parse_certificate_no_valid(text, kwargs, expected):
-    cert = parse_certificate_no(text, **kwargs)
+    cert = parse_certificate_no(text, today=TODAY, **kwargs)
     assert (cert.number, cert.id_number, cert.category, cert.level) == expected
 
 
@@ -292,7 +292,7 @@ CERT_ERRORS = [
 @pytest.mark.parametrize("text,kwargs,code", CERT_ERRORS)
 def test_parse_certificate_no_errors(text, kwargs, code):
     with pytest.raises(ValidationError) as err:
-        parse_certificate_no(text, **kwargs)
+        parse_certificate_no(text, today=TODAY, **kwargs)
     assert err.value.code == code
 
 

@@ -1,6 +1,8 @@
 """The WeChat API client against the sandbox served on loopback, with a real Redis."""
 from __future__ import annotations
 
+import time
+
 import asyncio
 import logging
 from datetime import datetime
@@ -27,7 +29,7 @@ def base_url(server: TestServer) -> str:
 
 
 def make_api(http, redis, server, **kw) -> WeChatApi:
-    return WeChatApi(http, redis, base_url=base_url(server), appid="sandbox-appid", secret="sandbox-secret", **kw)
+    return WeChatApi(http, redis, base_url=base_url(server), appid="sandbox-appid", secret="sandbox-secret", **{"clock": time.time, **kw})
 
 
 async def inject(http, server, endpoint: str, **fault) -> None:
@@ -78,7 +80,7 @@ async def test_a_stale_cached_token_is_replaced_once_for_all_workers(sandbox, re
 
 
 async def test_a_refused_token_is_a_retry(sandbox, http, redis_client):
-    api = WeChatApi(http, redis_client, base_url=base_url(sandbox), appid="sandbox-appid", secret="wrong")
+    api = WeChatApi(http, redis_client, base_url=base_url(sandbox), appid="sandbox-appid", secret="wrong", clock=time.time)
     result = await api.send_text(OPENID, "通知")
     assert (result.status, result.errcode) == ("retry", 40125)
     assert inbox(sandbox) == []
@@ -143,7 +145,7 @@ async def test_a_send_without_an_answer_is_not_sent_again(sandbox, http, redis_c
 async def test_a_wechat_that_cannot_be_reached_is_retried(http, redis_client):
     from integrations.wechat_api import WeChatApi
 
-    api = WeChatApi(http, redis_client, base_url="http://127.0.0.1:1", appid="a", secret="s", timeout_s=0.5)
+    api = WeChatApi(http, redis_client, base_url="http://127.0.0.1:1", appid="a", secret="s", timeout_s=0.5, clock=time.time)
     assert (await api.send_text(OPENID, "通知")).status == "retry"
 
 
@@ -248,12 +250,12 @@ async def test_logs_hold_no_token_openid_or_text(sandbox, http, redis_client, ca
 # -- the development mount ---------------------------------------------------------------------------
 async def test_the_sandbox_mounted_in_the_bot_fills_an_inbox_the_simulator_reads(http, redis_client):
     app = web.Application()
-    app.add_subapp("/sandbox/wechat", create_wechat_sandbox())
+    app.add_subapp("/sandbox/wechat", create_wechat_sandbox(clock=time.time))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
         base = base_url(server) + "/sandbox/wechat"
-        api = WeChatApi(http, redis_client, base_url=base, appid="sandbox-appid", secret="sandbox-secret")
+        api = WeChatApi(http, redis_client, base_url=base, appid="sandbox-appid", secret="sandbox-secret", clock=time.time)
         assert (await api.send(OPENID, "申请已提交", idempotency_key="dev")).status == "sent"
         async with http.get(f"{base}/inbox/{OPENID}", params={"consume": "1"}) as resp:
             messages = await resp.json()
@@ -267,7 +269,7 @@ async def test_the_sandbox_mounted_in_the_bot_fills_an_inbox_the_simulator_reads
 
 
 async def test_a_token_from_one_workers_sandbox_is_accepted_by_anothers(http, redis_client):
-    servers = [TestServer(create_wechat_sandbox(), host="127.0.0.1") for _ in range(2)]
+    servers = [TestServer(create_wechat_sandbox(clock=time.time), host="127.0.0.1") for _ in range(2)]
     for s in servers:
         await s.start_server()
     try:

@@ -1,0 +1,225 @@
+"""Foundations, against real processes: one clock, configuration refused before anything starts,
+data keys that cannot silently lose citizens' data, and `bot serve --workers 2` that stops on SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from bot.clock import Clock
+from bot.wechat_protocol import WeChatProtocol, message_xml
+from integrations.data_key_check import canary_key
+from integrations.sealing import Sealer, parse_data_keys
+from tests.processes import ROOT, BotServe, embedded_servers
+
+KEY_A = "ka:" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
+KEY_B = "kb:" + "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI="
+REAL = {"WECHAT_APPID": "wx0123456789abcdef", "WECHAT_APPSECRET": "s3cret", "WECHAT_TOKEN": "realtoken",
+        "INTAKE_URL": "http://127.0.0.1:9/intake", "INTAKE_SECRET": "x"}
+
+
+def bot(args: list[str], env: dict[str, str], *, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python -m bot …` with only `env` of our variables (the test's own WECHAT_/BOT_/REDIS_ are dropped)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "BOT_", "INTAKE_", "REDIS_"))}
+    return subprocess.run([sys.executable, "-m", "bot", *args], env={**clean, **env}, cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def refused(out: subprocess.CompletedProcess, variable: str) -> str:
+    """Exit 2, one line on stderr naming the variable, no traceback, nothing said about serving."""
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bot: ") and variable in lines[0], out.stderr
+    assert "Traceback" not in out.stderr and "http://" not in out.stdout, (out.stdout, out.stderr)
+    return lines[0]
+
+
+# -- 1. one clock ---------------------------------------------------------------------------------------
+def test_no_part_of_the_bot_reads_the_time_except_through_the_clock():
+    """The clock (bot/clock.py) and the replay windows of signed messages (its protocol_time) only."""
+    reads = re.compile(r"\btime\.time(_ns)?\(|datetime\.now\(|datetime\.utcnow\(|date\.today\(|datetime\.today\(")
+    found = []
+    for folder in ("bot", "dialogs", "integrations", "content"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path == ROOT / "bot" / "clock.py":
+                continue
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if reads.search(line.split("#")[0]):
+                    found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert found == []
+
+
+def test_a_shifted_clock_is_the_same_in_every_process_started_that_day():
+    a, b = Clock.shifted_to("2031-02-28"), Clock.shifted_to("2031-02-28")
+    assert a.today().isoformat() == "2031-02-28" and a.offset_s == b.offset_s and a.offset_s % 86400 == 0
+    frozen = Clock.at("2027-06-15T09:00:00", frozen=True)
+    frozen.advance(days=1, hours=1)
+    assert frozen.now().isoformat() == "2027-06-16T10:00:00+08:00" and frozen.time() == frozen.time()
+
+
+async def test_a_push_queued_for_an_old_now_is_not_given_up_at_once(redis_client):
+    """`bot reminders send-due --now` in the past queues messages due long ago; the 72 hours are counted
+    from the first attempt by the sender's clock, so WeChat being busy once is a retry, not a failure."""
+    from integrations.push import PushQueue
+    from integrations.wechat_api import SendResult
+
+    class BusyWeChat:
+        async def send(self, openid, text, *, idempotency_key):
+            return SendResult("retry", 45009, "busy")
+
+    sealer = Sealer(parse_data_keys(KEY_A))
+    cron = PushQueue(redis_client, sealer, None, clock=Clock.at("2026-01-05T09:00:00").time)
+    assert await cron.enqueue("oOld", "评定提醒", key="assess:X:3d:oOld")
+    sender = PushQueue(redis_client, sealer, BusyWeChat(), clock=Clock().time)
+    assert await sender.send_due() == {"sent": 0, "retry": 1, "failed": 0, "duplicate": 0}
+    assert await sender.failed() == []
+
+
+# -- 2. configuration refused before anything starts -----------------------------------------------------
+@pytest.mark.parametrize("env, variable", [
+    ({**REAL, "INTAKE_URL": "", "BOT_DATA_KEY": KEY_A}, "INTAKE_URL"),
+    ({"BOT_DATA_KEY": "k1:not-base64!"}, "BOT_DATA_KEY"),
+    ({"BOT_DATA_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="}, "BOT_DATA_KEY"),  # no key id
+    ({"REDIS_URL": "127.0.0.1:6379", "BOT_DATA_KEY": KEY_A}, "REDIS_URL"),
+    ({"BOT_PORT": "eighty"}, "BOT_PORT"),
+    ({"BOT_TODAY": "2027-13-40"}, "BOT_TODAY"),
+    ({"BOT_LOG_FORMAT": "xml"}, "BOT_LOG_FORMAT"),
+], ids=["no-intake", "bad-key", "key-without-id", "bad-redis-url", "bad-port", "bad-today", "bad-log-format"])
+def test_a_bad_configuration_is_one_line_and_exit_2_before_anything_starts(tmp_path, env, variable):
+    var = tmp_path / "var"
+    refused(bot(["serve"], {"BOT_VAR_DIR": str(var), **env}), variable)
+    assert embedded_servers(var) == [] if var.exists() else True  # no embedded Redis left running
+
+
+def test_an_operator_command_with_a_bad_configuration_says_so_in_one_line(tmp_path):
+    refused(bot(["sessions", "list"], {"BOT_VAR_DIR": str(tmp_path / "var"), "BOT_DATA_KEY": "bad"}), "BOT_DATA_KEY")
+    refused(bot(["reminders", "send-due", "--now", "yesterday"], {"BOT_VAR_DIR": str(tmp_path / "var")}), "--now")
+
+
+def test_an_operator_command_that_cannot_reach_redis_says_so_and_fails(tmp_path):
+    out = bot(["outbox", "list"], {"REDIS_URL": "redis://127.0.0.1:1/0", "BOT_DATA_KEY": KEY_A})
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "Redis" in out.stderr and "Traceback" not in out.stderr
+
+
+# -- 3. data keys ------------------------------------------------------------------------------------------
+def test_a_shared_redis_without_bot_data_key_is_refused(tmp_path, redis_url):
+    """Two processes on one Redis would each make their own var/data.key and restart each other's citizens."""
+    for n in (1, 2):
+        refused(bot(["serve"], {"REDIS_URL": redis_url, "BOT_VAR_DIR": str(tmp_path / f"var{n}")}), "BOT_DATA_KEY")
+    refused(bot(["serve"], {**REAL, "BOT_VAR_DIR": str(tmp_path / "var3")}), "BOT_DATA_KEY")
+    assert not (tmp_path / "var1" / "data.key").exists()
+
+
+def test_keygen_prints_a_key_the_bot_accepts():
+    out = bot(["keygen", "--kid", "k2027"], {})
+    assert out.returncode == 0, out.stderr
+    key = out.stdout.strip()
+    assert parse_data_keys(key)[0][0] == "k2027" and "BOT_DATA_KEY" in out.stderr and "rotate" in out.stderr
+
+
+async def test_a_changed_key_is_detected_at_start_and_named(tmp_path, redis_url, redis_client):
+    first = BotServe(tmp_path / "var", env={"REDIS_URL": redis_url, "BOT_DATA_KEY": KEY_A})
+    await first.start()
+    first.stop()
+    assert await redis_client.exists(canary_key("ka"))
+    line = refused(bot(["serve"], {"REDIS_URL": redis_url, "BOT_DATA_KEY": KEY_B, "BOT_VAR_DIR": str(tmp_path / "v")}),
+                   "BOT_DATA_KEY")
+    assert "'ka'" in line  # the key id the data was sealed with
+    # Rotation (the new key first, the old one kept) starts, and leaves the new key's canary too.
+    rotated = BotServe(tmp_path / "var", env={"REDIS_URL": redis_url, "BOT_DATA_KEY": f"{KEY_B},{KEY_A}"})
+    await rotated.start()
+    rotated.stop()
+    assert await redis_client.exists(canary_key("kb"))
+
+
+async def test_a_deleted_local_key_file_is_refused_instead_of_losing_everyone(tmp_path):
+    var = tmp_path / "var"
+    first = BotServe(var)  # embedded Redis, development key generated into var/data.key
+    await first.start()
+    first.stop()
+    (var / "data.key").unlink()
+    line = refused(bot(["serve"], {"BOT_VAR_DIR": str(var)}), "data.key")
+    assert "put the file back" in line and not (var / "data.key").exists()
+    assert embedded_servers(var) == []
+
+
+async def test_erasure_with_one_unreadable_record_deletes_the_rest(bot_client, make_user, redis_client):
+    from bot.app import SERVICES
+
+    services = bot_client.server.app[SERVICES]
+    user = make_user("oEraseUnreadable")
+    for text in ["你好", "1", "残疾证", "4"]:  # an unfinished application: a gentle reminder is scheduled
+        await user.say(text)
+    # Someone else's reminder sealed with a key we no longer have.
+    await services.reminders.schedule("unfinished:QYOTHER", time.time() + 3600, {"openid": "oOther", "kind": "unfinished"})
+    other = Sealer(parse_data_keys(KEY_B))
+    await redis_client.set("remind:{schedule}:payload:unfinished:QYOTHER",
+                           other.seal(b'{"openid": "oOther"}', "remind:{schedule}:payload:unfinished:QYOTHER"))
+    assert "回复1确认" in await user.say("删除我的信息")
+    reply = await user.say("1")
+    assert "已删除" in reply, reply
+    assert await services.store.load("oEraseUnreadable") is None
+    remaining = [r for r, _ in await services.reminders.scheduled()]
+    assert not any(r.startswith("unfinished:") and r != "unfinished:QYOTHER" for r in remaining)
+
+
+# -- 4. processes -------------------------------------------------------------------------------------------
+async def test_sigterm_stops_two_workers_and_the_embedded_redis_within_5_s(tmp_path):
+    var = tmp_path / "var"
+    serve = BotServe(var, args=("--workers", "2"))
+    await serve.start()
+    protocol = WeChatProtocol("devtoken")
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        query, body = protocol.build_request(message_xml(from_user="oTerm", content="你好", msg_id=1), encrypted=False)
+        async with http.post(serve.url + "/wechat", params=query, data=body) as r:
+            assert "请问是谁申请" in protocol.decode_reply(await r.read(), encrypted=False)["Content"]
+    workers = _children(serve.proc.pid)
+    assert len(workers) >= 2 and embedded_servers(var)
+    started = time.monotonic()
+    serve.proc.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(serve.proc.wait, 10)
+    while (embedded_servers(var) or any(_alive(p) for p in workers)) and time.monotonic() - started < 10:
+        await asyncio.sleep(0.05)
+    took = time.monotonic() - started
+    assert serve.proc.returncode == 0 and not any(_alive(p) for p in workers) and embedded_servers(var) == []
+    assert took < 5, f"stopped after {took:.1f} s"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"redis-server" not in (entry / "cmdline").read_bytes():
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_the_canary_is_written_once_per_key(redis_client):
+    from integrations.data_key_check import check_data_key
+
+    sealer = Sealer(parse_data_keys(KEY_A))
+    await check_data_key(redis_client, sealer, where="BOT_DATA_KEY")
+    blob = await redis_client.get(canary_key("ka"))
+    await check_data_key(redis_client, sealer, where="BOT_DATA_KEY")
+    assert await redis_client.get(canary_key("ka")) == blob
