@@ -18,11 +18,12 @@ from bot.composition import (SANDBOX_INTAKE_SECRET, SANDBOX_WECHAT_APPID, SANDBO
                              check_config, intake_secret, open_senders, open_services)
 from bot.conversation import ConversationService
 from bot.intake_events import events_handler
-from bot.metrics import Metrics
+from bot.metrics import Metrics, state_gauges
 from bot.settings import Settings
 from bot.wechat_protocol import ProtocolError, WeChatProtocol
 from dialogs.pack import Pack, load_pack
 from integrations.delivery import running
+from integrations.redis_health import is_redis_error
 from integrations.operator_auth import operator_refusal
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[SERVICES] = services
         app[CONVERSATIONS] = ConversationService(
             services.store, services.dialog, services.pack, app[METRICS],
-            deadline_s=settings.turn_deadline_s, clock=services.clock,
+            deadline_s=settings.turn_deadline_s, clock=services.clock, health=services.health,
         )
         log.info("ready: region %s, Redis %s, %s mode, today %s", services.pack.region, services.redis.description,
                  "safe" if settings.safe_mode else "plain", services.clock.today().isoformat())
@@ -113,12 +114,14 @@ async def _background_work(app: web.Application) -> AsyncIterator[None]:
         app[SENDERS] = senders
         stop = asyncio.Event()
         tasks = [
-            asyncio.create_task(_every(PUSH_EVERY_S, stop, lambda: services.push.send_due()), name="push"),
-            asyncio.create_task(_every(REMINDERS_EVERY_S, stop, lambda: send_due_reminders(services)), name="reminders"),
+            asyncio.create_task(_every(PUSH_EVERY_S, stop, services, "pushes", lambda: services.push.send_due()),
+                                name="push"),
+            asyncio.create_task(_every(REMINDERS_EVERY_S, stop, services, "reminders", lambda: send_due_reminders(services)),
+                                name="reminders"),
         ]
-        async with running(senders.delivery), running(senders.events):
+        async with running(senders.delivery, senders.events):
             yield
-        stop.set()
+            stop.set()  # the push and reminder loops stop while the delivery workers finish
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -129,12 +132,15 @@ async def send_due_reminders(services: Services) -> int:
         lambda rid, payload: services.notifier.render_reminder(rid, payload, conversations=services.store))
 
 
-async def _every(seconds: float, stop: asyncio.Event, work) -> None:
+async def _every(seconds: float, stop: asyncio.Event, services: Services, what: str, work) -> None:
     while not stop.is_set():
         try:
             await work()
-        except Exception:  # a background loop must outlive Redis restarts and bugs in one message
-            log.exception("background work failed; trying again in %.0f s", seconds)
+        except Exception as exc:  # a background loop must outlive Redis restarts and bugs in one message
+            if is_redis_error(exc):
+                services.health.failed(what, exc)
+            else:
+                log.exception("sending %s failed; trying again in %.0f s", what, seconds)
         try:
             await asyncio.wait_for(stop.wait(), seconds)
         except asyncio.TimeoutError:
@@ -183,4 +189,5 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     if (refused := operator_refusal(request, request.app[SETTINGS].operator_token)) is not None:
         return refused
-    return web.Response(body=request.app[METRICS].render(), content_type="text/plain")
+    body = request.app[METRICS].render() + await state_gauges(request.app[SERVICES])
+    return web.Response(body=body, content_type="text/plain")

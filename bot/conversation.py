@@ -20,12 +20,15 @@ from dialogs.engine import ApplicationDialog
 from dialogs.pack import Pack
 from dialogs.turn import UserInput
 from integrations.conversations import ConversationStore, LockTimeout, LostLock
+from integrations.redis_health import RedisHealth
 from integrations.sealing import SealError
 
 log = logging.getLogger(__name__)
 
 class ConversationService:
-    def __init__(self, store: ConversationStore, dialog: ApplicationDialog, pack: Pack, metrics: Metrics, *, deadline_s: float, clock: ClockLike):
+    def __init__(self, store: ConversationStore, dialog: ApplicationDialog, pack: Pack, metrics: Metrics, *, deadline_s: float, clock: ClockLike,
+                 health: RedisHealth | None = None):
+        self.health = health or RedisHealth()
         self.store = store
         self.dialog = dialog
         self.pack = pack
@@ -40,13 +43,15 @@ class ConversationService:
         self.metrics.messages.labels(message.msg_type).inc()
         try:
             async with asyncio.timeout(self.deadline_s):  # no extra task per turn, unlike wait_for
-                return await self._reply(message, now)
+                reply = await self._reply(message, now)
+            self.health.ok()
+            return reply
         except (asyncio.TimeoutError, LockTimeout):
             self.metrics.errors.labels("timeout").inc()
             log.warning("turn for %s not answered in time", _short(message.from_user))
         except (RedisError, OSError, LostLock) as exc:
             self.metrics.errors.labels("storage").inc()
-            log.warning("storage unavailable for a turn: %s", type(exc).__name__)
+            self.health.failed("a turn", exc)
         except SealError:
             self.metrics.errors.labels("unreadable_session").inc()
             log.error("stored conversation of %s cannot be opened with our keys", _short(message.from_user))

@@ -1,9 +1,23 @@
-"""Prometheus metrics of one app (its own registry, so tests can build many apps)."""
+"""Prometheus metrics: counters of this app's turns, and gauges of the shared state read at scrape time.
+
+Counters and histograms live in the app's own registry (tests build many apps in one process). With
+several workers (`bot serve --workers N`) a scrape reaches one of them at random, so the workers write
+their counters to files in PROMETHEUS_MULTIPROC_DIR (set by `bot serve` before they start) and each
+scrape adds up all of them: one consistent view whichever worker answers. Gauges (outbox depth, push
+queue, reminders, Redis) are read from Redis at scrape time, the same for every worker.
+"""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from bot.composition import Services
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass
@@ -31,4 +45,36 @@ class Metrics:
         )
 
     def render(self) -> bytes:
+        if os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            every_worker = CollectorRegistry()
+            multiprocess.MultiProcessCollector(every_worker)
+            return generate_latest(every_worker)
         return generate_latest(self.registry)
+
+
+async def state_gauges(services: "Services") -> bytes:
+    """What is waiting, and whether Redis answers: read from Redis now (no personal data)."""
+    r = CollectorRegistry()
+    up = Gauge("bot_redis_up", "1 when this worker reaches Redis", registry=r)
+    outbox = Gauge("bot_outbox_items", "Applications and the bot's events on their way to the intake, by state",
+                   ["kind", "state"], registry=r)
+    push = Gauge("bot_push_messages", "Messages to citizens in the push queue, by state", ["state"], registry=r)
+    reminders = Gauge("bot_reminders", "Scheduled reminders: all, and those due but not yet handed to the push queue",
+                      ["state"], registry=r)
+    try:
+        depth = await services.push.depth()
+        for kind, states in (await services.outbox_depth()).items():
+            for state, n in states.items():
+                outbox.labels(kind, state).set(n)
+        for state, n in depth.items():
+            push.labels(state).set(n)
+        for state, n in (await services.reminders.depth(services.clock.time())).items():
+            reminders.labels(state).set(n)
+        up.set(1)
+        services.health.ok()
+    except Exception as exc:  # Redis away: say so, with the gauges we could not read left out
+        up.set(0)
+        services.health.failed("/metrics", exc)
+    return generate_latest(r)

@@ -42,6 +42,7 @@ from redis.exceptions import ResponseError
 
 from integrations.intake import DELIVERED, REJECTED, RETRY, DeliveryOutcome, IntakeAdapter
 from integrations.outbox import STREAM, RedisOutbox, document_key
+from integrations.redis_health import RedisHealth, is_redis_error
 from integrations.sealing import SealError
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,11 @@ class _Kind:
 
     def lock(self, item_id: str) -> str:
         return f"outbox:{{applications}}:{self.part}lock:{item_id}"
+
+    @property
+    def failed(self) -> str:
+        """zset id -> when it failed: what operators must look at, counted by /metrics."""
+        return f"outbox:{{applications}}:{self.part}failed"
 
 
 KINDS = {
@@ -124,7 +130,7 @@ return {'go', entry, attempts, redis.call('HGET', state, 'window_from')}
 # Record an attempt's outcome. "Delivered" is the intake's word and always recorded; a retry or a
 # failure only while our lock still holds (otherwise another worker has taken over and decides).
 _FINISH = """
-local state, lock, due, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local state, lock, due, stream, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, entry, token, outcome, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local number, status, detail, next_at, group = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local ours = redis.call('GET', lock) == token
@@ -155,6 +161,7 @@ if outcome == 'retry' then
 end
 redis.call('HSET', state, 'state', 'failed', 'failed_at', now, 'next_attempt_at', '', 'last_error', detail,
            'last_status', status)
+redis.call('ZADD', failed, now, id)
 redis.call('ZREM', due, id)
 ack()
 return 1
@@ -165,6 +172,7 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'attempts', 0, 'window_from', ARGV[2], 'next_attempt_at', ARGV[2])
 redis.call('HDEL', KEYS[1], 'failed_at')
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
 """
 
@@ -222,10 +230,28 @@ class OutboxLedger:
     async def retry(self, application_id: str) -> bool:
         """Put a failed application back: attempts from zero, the first one now, a fresh retry window."""
         now = repr(self.clock())
-        ok = await self._retry(keys=[self._k.state(application_id), self._k.due], args=[application_id, now]) == 1
+        ok = await self._retry(keys=[self._k.state(application_id), self._k.due, self._k.failed], args=[application_id, now]) == 1
         if ok:
             log.info("delivery: %s put back by an operator", application_id)
         return ok
+
+    async def depth(self) -> dict[str, int]:
+        """Counts for /metrics, each a constant-time read whatever the size of the outbox: not yet
+        delivered (unread by any worker, or read and not finished), due for a retry, failed."""
+        unread, unfinished = 0, 0
+        try:
+            for group in await self.redis.xinfo_groups(self._k.stream):
+                if _s(group["name"]) == GROUP:
+                    unfinished = int(group["pending"])
+                    if group.get("lag") is not None:  # Redis 7
+                        unread = int(group["lag"])
+                    else:
+                        last = _s(group["last-delivered-id"])
+                        unread = len(await self.redis.xrange(self._k.stream, min=f"({last}", max="+", count=10000))
+        except ResponseError:  # no stream yet
+            pass
+        return {"undelivered": unread + unfinished, "retrying": await self.redis.zcard(self._k.due),
+                "failed": await self.redis.zcard(self._k.failed)}
 
     async def _unread_ids(self, limit: int) -> list[str]:
         try:
@@ -264,7 +290,9 @@ class DeliveryWorker(OutboxLedger):
         batch: int = 50,
         concurrency: int = 4,
         kind: str = "application",
+        health: RedisHealth | None = None,
     ):
+        self.health = health or RedisHealth()
         super().__init__(redis, clock=clock, kind=kind)
         self.outbox = outbox
         self.intake = intake
@@ -339,6 +367,7 @@ class DeliveryWorker(OutboxLedger):
         while not stop.is_set():
             try:
                 made = await self.run_once(block_ms=await self._block_for())
+                self.health.ok()
                 pause = 0.5
                 if made == 0 and (due := await self.next_due()) is not None and due <= self.clock():
                     # Due, yet nothing was attempted: another worker holds it (its host's clock is
@@ -347,8 +376,8 @@ class DeliveryWorker(OutboxLedger):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if isinstance(exc, (ConnectionError, TimeoutError, OSError)) or "redis" in type(exc).__module__:
-                    log.warning("delivery: Redis unavailable (%s); next pass in %.1f s", type(exc).__name__, pause)
+                if is_redis_error(exc):
+                    self.health.failed(f"delivery of {self.kind}s", exc)
                 else:
                     log.exception("delivery: pass failed; next pass in %.1f s", pause)
                 await _sleep_unless(stop, pause * random.uniform(0.8, 1.2))
@@ -457,7 +486,7 @@ class DeliveryWorker(OutboxLedger):
         else:
             kind = "failed"
         changed = await self._finish(
-            keys=[self._k.state(application_id), self._k.lock(application_id), self._k.due, self._k.stream],
+            keys=[self._k.state(application_id), self._k.lock(application_id), self._k.due, self._k.stream, self._k.failed],
             args=[application_id, entry, token, kind, repr(now), outcome.application_no or "",
                   outcome.status_code or "", detail[:200], next_at, GROUP],
         )
@@ -489,22 +518,24 @@ class DeliveryWorker(OutboxLedger):
                 await self.redis.xgroup_delconsumer(self._k.stream, GROUP, name)
 
 @asynccontextmanager
-async def running(worker: DeliveryWorker) -> AsyncIterator[asyncio.Task]:
-    """Run the worker in the background for the duration of the block (an app's cleanup_ctx)."""
+async def running(*workers: DeliveryWorker) -> AsyncIterator[list[asyncio.Task]]:
+    """Run the workers in the background for the duration of the block (an app's cleanup_ctx), and
+    stop them together at its end."""
     stop = asyncio.Event()
-    task = asyncio.create_task(worker.run_forever(stop), name=f"delivery-{worker.consumer}")
+    tasks = [asyncio.create_task(w.run_forever(stop), name=f"delivery-{w.kind}-{w.consumer}") for w in workers]
     try:
-        yield task
+        yield tasks
     finally:
         stop.set()
         # Waiting for new entries: stop now. Attempts in flight get a moment to finish; one cut
         # short keeps its lock and is due again when the lock expires, so nothing is lost.
-        if worker.waiting:
+        for worker, task in zip(workers, tasks):
+            if worker.waiting:
+                task.cancel()
+        _, pending = await asyncio.wait(tasks, timeout=2.0)
+        for task in pending:
             task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=2.0)
-        if not done:
-            task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def default_consumer() -> str:

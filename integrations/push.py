@@ -188,8 +188,13 @@ class PushQueue:
         return dropped
 
     async def pending(self) -> int:
-        """Messages waiting or being sent (for /metrics)."""
+        """Messages waiting or being sent."""
         return await self.redis.zcard(DUE) + await self.redis.zcard(INFLIGHT)
+
+    async def depth(self) -> dict[str, int]:
+        """For /metrics: queued (due now or later), being sent, given up on."""
+        return {"queued": await self.redis.zcard(DUE), "sending": await self.redis.zcard(INFLIGHT),
+                "failed": await self.redis.zcard(FAILED)}
 
     # -- one message ----------------------------------------------------------------------------------
     async def _claim_due(self, *, now: float, limit: int) -> tuple[int, list[str]]:

@@ -62,6 +62,10 @@ class Reminders:
                     cancelled += 1
         return cancelled
 
+    async def depth(self, now: float) -> dict[str, int]:
+        """For /metrics: every scheduled reminder, and those already due (a backlog means no scheduler runs)."""
+        return {"scheduled": await self.redis.zcard(DUE), "overdue": await self.redis.zcount(DUE, "-inf", now)}
+
     async def scheduled(self) -> list[tuple[str, float]]:
         return [(m.decode(), score) for m, score in await self.redis.zrange(DUE, 0, -1, withscores=True)]
 

@@ -223,3 +223,31 @@ async def test_the_canary_is_written_once_per_key(redis_client):
     blob = await redis_client.get(canary_key("ka"))
     await check_data_key(redis_client, sealer, where="BOT_DATA_KEY")
     assert await redis_client.get(canary_key("ka")) == blob
+
+
+async def test_metrics_of_two_workers_are_one_view(tmp_path):
+    """A scrape reaches either worker; each one answers with the sum of both, and the shared state."""
+    import aiohttp
+
+    serve = BotServe(tmp_path / "var", args=("--workers", "2"))
+    await serve.start()
+    protocol = WeChatProtocol("devtoken")
+    try:
+        async with aiohttp.ClientSession() as http:
+            for n in range(12):
+                query, body = protocol.build_request(message_xml(from_user=f"oMetrics{n}", content="你好", msg_id=n + 1),
+                                                     encrypted=False)
+                async with http.post(serve.url + "/wechat", params=query, data=body) as r:
+                    assert r.status == 200
+            scrapes = []
+            for _ in range(8):
+                async with http.get(serve.url + "/metrics") as r:
+                    scrapes.append(await r.text())
+    finally:
+        serve.stop()
+    for text in scrapes:
+        samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+        assert float(samples['bot_messages_total{type="text"}']) == 12, text
+        assert float(samples["bot_redis_up"]) == 1
+        assert float(samples['bot_outbox_items{kind="application",state="failed"}']) == 0
+        assert 'bot_push_messages{state="queued"}' in samples and 'bot_reminders{state="overdue"}' in samples
