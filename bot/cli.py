@@ -106,6 +106,9 @@ def _operator_commands(sub) -> None:
     due.add_argument("--now", help="ISO-8601 time to act as now (China time when no offset): a simulation")
     satisfaction = sub.add_parser("satisfaction", help="好差评 ratings").add_subparsers(dest="action", required=True)
     satisfaction.add_parser("report")
+    menu = sub.add_parser("menu", help="the official account's custom menu").add_subparsers(dest="action", required=True)
+    menu.add_parser("show", help="print the menu as WeChat will get it (content/common/menu.yaml)")
+    menu.add_parser("push", help="create the menu through WeChat's API (needs WECHAT_APPID and WECHAT_APPSECRET)")
 
 
 async def _operate(settings: Settings, args) -> int:
@@ -140,6 +143,8 @@ async def _operate(settings: Settings, args) -> int:
             op.write(await op.send_due(s))
         elif args.command == "satisfaction":
             op.write(await op.satisfaction_report(s))
+        elif args.command == "menu":
+            return await op.menu(s, args.action)
     return 0
 
 

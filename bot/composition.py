@@ -171,9 +171,9 @@ async def open_senders(services: Services, http: aiohttp.ClientSession) -> Async
     s.push.api = wechat
     base = settings.intake_url or f"{settings.self_url}/sandbox/intake"
     # The intake checks our signature's timestamp against its own clock: protocol time, not the bot's day.
-    intake = HttpIntake(http, base_url=base, secret=intake_secret(settings), clock=protocol_time)
-    window = float(s.pack.raw.get("retention", {}).get("delivery_retry_hours", 72)) * 3600
     consumer = default_consumer()
+    intake = HttpIntake(http, base_url=base, secret=intake_secret(settings), clock=protocol_time, instance=consumer)
+    window = float(s.pack.raw.get("retention", {}).get("delivery_retry_hours", 72)) * 3600
     delivery = DeliveryWorker(s.redis.client, s.outbox, intake, consumer=consumer, retry_window_s=window, health=s.health,
                               clock=s.clock.time, on_delivered=s.notifier.on_delivered, on_rejected=s.notifier.on_rejected)
     events = DeliveryWorker(s.redis.client, s.outbox, intake, consumer=consumer, retry_window_s=window, health=s.health,

@@ -112,6 +112,38 @@ async def satisfaction_report(s: Services) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def menu(s: Services, action: str) -> int:
+    """`bot menu show|push`: the menu of content/common/menu.yaml, checked against WeChat's limits."""
+    import aiohttp
+
+    from bot.composition import wechat_api
+    from bot.settings import ConfigError
+    from integrations.wechat_api import TokenUnavailable
+    from integrations.wechat_menu import menu_payload
+
+    try:
+        payload = menu_payload(s.pack.menu)
+    except ValueError as e:
+        raise ConfigError(f"content/common/menu.yaml: {e}") from None
+    if action == "show":
+        write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+        return 0
+    if not s.settings.has_wechat_credentials:
+        raise ConfigError("bot menu push needs WECHAT_APPID and WECHAT_APPSECRET (the menu goes to WeChat itself)")
+    async with aiohttp.ClientSession() as http:
+        api = wechat_api(s.settings, http, s.redis.client, clock=s.clock.time)
+        try:
+            errcode, errmsg = await api.create_menu(payload)
+        except TokenUnavailable as e:
+            errcode, errmsg = e.errcode, e.detail
+    if errcode:
+        hint = " (add this server's IP to the account's API IP whitelist)" if errcode == 40164 else ""
+        print(f"bot: WeChat refused the menu: errcode {errcode} {errmsg}{hint}", file=sys.stderr)
+        return 1
+    write(f"menu created: {len(payload['button'])} buttons\n")
+    return 0
+
+
 def clock_at(value: str) -> Clock:
     """`--now`: the command's clock starts at that moment (China time when no offset)."""
     try:

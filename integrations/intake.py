@@ -25,6 +25,9 @@ DELIVERED, RETRY, REJECTED = "delivered", "retry", "rejected"
 TIMESTAMP_HEADER = "X-Bot-Timestamp"
 SIGNATURE_HEADER = "X-Bot-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Which bot process sent a request (host-pid): lets the intake (and our fault tests) tell a retry by the
+# same process from one by the process that took over after the first died.
+INSTANCE_HEADER = "X-Bot-Instance"
 
 # What the intake may tell the bot about one service of an application (POST /intake/events).
 EVENT_STATUSES = (
@@ -114,7 +117,8 @@ class HttpIntake:
     """The reference adapter: signed JSON over HTTPS, idempotent by the application (or event) id."""
 
     def __init__(self, http: aiohttp.ClientSession, *, base_url: str, secret: str, timeout_s: float = 10.0,
-                 clock: Callable[[], float]):
+                 clock: Callable[[], float], instance: str = ""):
+        self.instance = instance
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.secret = secret
@@ -130,6 +134,8 @@ class HttpIntake:
     async def _post(self, path: str, payload: dict, key: str) -> DeliveryOutcome:
         body = encode_body(payload)
         headers = signed_headers(self.secret, body, key, self.clock())
+        if self.instance:
+            headers[INSTANCE_HEADER] = self.instance
         try:
             async with self.http.post(self.base_url + path, data=body, headers=headers, allow_redirects=False,
                                       timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as resp:

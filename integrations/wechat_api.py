@@ -290,6 +290,18 @@ class WeChatApi:
             return result
         return SendResult("sent")
 
+    async def create_menu(self, payload: dict[str, Any]) -> tuple[int, str]:
+        """createCustomMenu: (errcode, errmsg); 0 is done. Raises TokenUnavailable without a token."""
+        token = await self.access_token()
+        try:
+            body = await self._request("POST", "/cgi-bin/menu/create", params={"access_token": token}, payload=payload)
+            if int(body.get("errcode", 0)) in TOKEN_INVALID:
+                token = await self.access_token(refresh=True, stale=token)
+                body = await self._request("POST", "/cgi-bin/menu/create", params={"access_token": token}, payload=payload)
+        except (_Transient, _MaybeSent) as e:
+            return BUSY, str(e)
+        return int(body.get("errcode", 0)), str(body.get("errmsg", ""))
+
     async def _post(self, path: str, payload: dict[str, Any], openid: str, progress: _Progress) -> SendResult:
         """POST with the shared token; on an invalid token, refresh it once and try once more."""
         try:

@@ -26,7 +26,7 @@ from aiohttp import web
 TOKEN_LIFETIME_S = 7200
 MAX_TEXT_BYTES = 2048
 INBOX_LIMIT = 200  # per openid: the development inbox must not grow without bound
-ENDPOINTS = ("token", "custom", "template")
+ENDPOINTS = ("token", "custom", "template", "menu")
 
 _ERRMSG = {
     0: "ok",
@@ -36,6 +36,11 @@ _ERRMSG = {
     40003: "invalid openid",
     40008: "invalid message type",
     40013: "invalid appid",
+    40016: "invalid button size",
+    40017: "invalid button type",
+    40018: "invalid button name size",
+    40019: "invalid button key size",
+    40023: "invalid sub button size",
     40037: "invalid template_id",
     40125: "invalid appsecret",
     41001: "access_token missing",
@@ -62,6 +67,7 @@ class SandboxState:
     http_status: dict[str, deque] = field(default_factory=lambda: {e: deque() for e in ENDPOINTS})
     delay_s: dict[str, float] = field(default_factory=lambda: {e: 0.0 for e in ENDPOINTS})
     sent: dict[str, int] = field(default_factory=lambda: {"custom": 0, "template": 0})
+    menu: dict[str, Any] | None = None
 
     def messages(self, openid: str) -> list[dict[str, Any]]:
         return list(self.inbox.get(openid, ()))
@@ -79,6 +85,8 @@ def create_wechat_sandbox(
     app.router.add_get("/cgi-bin/token", _token)
     app.router.add_post("/cgi-bin/message/custom/send", _custom_send)
     app.router.add_post("/cgi-bin/message/template/send", _template_send)
+    app.router.add_post("/cgi-bin/menu/create", _menu_create)
+    app.router.add_get("/menu", _menu)
     app.router.add_get("/inbox/{openid}", _inbox)
     if allow_faults:
         app.router.add_post("/sandbox/fail", _fail)
@@ -146,6 +154,25 @@ async def _template_send(request: web.Request) -> web.Response:
     lines = [str((data.get(k) or {}).get("value", "")) for k in ["first", *keywords, "remark"] if k in data]
     _record(state, openid, "\n".join(line for line in lines if line), "template")
     return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": int(state.clock() * 1000)})
+
+
+async def _menu_create(request: web.Request) -> web.Response:
+    """createCustomMenu, with WeChat's limits (integrations/wechat_menu.py)."""
+    from integrations.wechat_menu import MenuError, check_menu
+
+    if (refused := await _check(request, "menu")) is not None:
+        return refused
+    body = await _json(request)
+    try:
+        check_menu(body)
+    except MenuError as e:
+        return _error(e.errcode)
+    request.app[SANDBOX].menu = body
+    return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+
+async def _menu(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SANDBOX].menu)
 
 
 # -- ours --------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from integrations.intake import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from integrations.intake import IDEMPOTENCY_HEADER, INSTANCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Seen:
     ended: float | None = None
     status: int | None = None
     body: bytes = b""
+    instance: str | None = None  # the bot process that sent it (X-Bot-Instance: host-pid)
 
 
 class FakeIntake:
@@ -150,6 +151,7 @@ class FakeIntake:
             behaviour=behaviour,
             started=time.monotonic(),
             body=body,
+            instance=request.headers.get(INSTANCE_HEADER),
         )
         self.requests.append(seen)
         return seen

@@ -251,3 +251,47 @@ async def test_metrics_of_two_workers_are_one_view(tmp_path):
         assert float(samples["bot_redis_up"]) == 1
         assert float(samples['bot_outbox_items{kind="application",state="failed"}']) == 0
         assert 'bot_push_messages{state="queued"}' in samples and 'bot_reminders{state="overdue"}' in samples
+
+
+# -- 5. the custom menu --------------------------------------------------------------------------------
+async def test_bot_menu_push_creates_the_menu_through_wechats_api(tmp_path, redis_url, redis_client):
+    from aiohttp.test_utils import TestServer
+
+    from integrations.wechat_sandbox import SANDBOX, create_wechat_sandbox
+
+    server = TestServer(create_wechat_sandbox(appid="wxmenu", secret="menusecret", clock=time.time), host="127.0.0.1")
+    await server.start_server()
+    try:
+        env = {**REAL, "WECHAT_APPID": "wxmenu", "WECHAT_APPSECRET": "menusecret", "REDIS_URL": redis_url,
+               "BOT_DATA_KEY": KEY_A, "WECHAT_API_BASE": str(server.make_url("")).rstrip("/"),
+               "BOT_VAR_DIR": str(tmp_path / "var")}
+        out = await asyncio.to_thread(bot, ["menu", "push"], env)
+        assert out.returncode == 0, out.stderr
+        menu = server.app[SANDBOX].menu
+        assert [b["name"] for b in menu["button"]] == ["我要申请", "查进度", "帮助"]
+        assert [s["key"] for s in menu["button"][2]["sub_button"]] == ["MENU_HELP", "MENU_HUMAN"]
+        # A menu WeChat would refuse is refused by the sandbox too, with WeChat's errcode.
+        async with __import__("aiohttp").ClientSession() as http:
+            token = (await redis_client.get("wechat:{api}:wxmenu:access_token")).decode()
+            four = {"button": [{"type": "click", "name": f"按钮{n}", "key": f"K{n}"} for n in range(4)]}
+            async with http.post(server.make_url("/cgi-bin/menu/create"), params={"access_token": token}, json=four) as r:
+                assert (await r.json())["errcode"] == 40016
+            long_name = {"button": [{"type": "click", "name": "六个汉字长度", "key": "K"}]}  # 18 bytes
+            async with http.post(server.make_url("/cgi-bin/menu/create"), params={"access_token": token}, json=long_name) as r:
+                assert (await r.json())["errcode"] == 40018
+    finally:
+        await server.close()
+
+
+def test_the_menu_in_content_keeps_wechats_limits():
+    from dialogs.pack import load_pack
+    from integrations.wechat_menu import MenuError, menu_payload
+
+    for region in ("qingyang", "hulunbuir"):
+        payload = menu_payload(load_pack(region).menu)
+        assert len(payload["button"]) <= 3
+    with pytest.raises(MenuError) as e:
+        menu_payload([{"key": f"K{n}", "label": "查", "says": "x"} for n in range(4)])
+    assert e.value.errcode == 40016
+    with pytest.raises(MenuError, match="would be cut"):  # WeChat takes 5 characters but shows 4 and "..."
+        menu_payload([{"key": "K", "label": "我要申请的", "says": "x"}])

@@ -158,7 +158,7 @@ def _in_browser(base_url: str, shots: Path, name: str, scenario) -> None:
 def _scenario(driver, page: Page) -> None:
     page.open()
     menu_labels = [b.text for b in driver.find_elements(page.By.CSS_SELECTOR, "#menu button")]
-    assert menu_labels == ["我要申请", "查进度", "帮助", "找人工"], menu_labels
+    assert menu_labels == ["我要申请", "查进度", "办事帮助", "找工作人员"], menu_labels
     openid = driver.find_element(page.By.ID, "openid").text
     assert openid.startswith("oSim") and len(openid) == 28, openid
 
