@@ -295,3 +295,15 @@ def test_the_menu_in_content_keeps_wechats_limits():
     assert e.value.errcode == 40016
     with pytest.raises(MenuError, match="would be cut"):  # WeChat takes 5 characters but shows 4 and "..."
         menu_payload([{"key": "K", "label": "我要申请的", "says": "x"}])
+
+
+def test_logs_as_json_lines_with_the_time_zone(tmp_path):
+    import json
+
+    out = bot(["sessions", "list"], {"BOT_VAR_DIR": str(tmp_path / "var"), "BOT_LOG_FORMAT": "json"})
+    assert out.returncode == 0, out.stderr
+    entries = [json.loads(line) for line in out.stderr.splitlines() if line.strip()]
+    warning = next(e for e in entries if "generated a data key" in e["message"])
+    assert warning["level"] == "WARNING" and re.search(r"T\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}$", warning["time"])
+    quiet = bot(["sessions", "list"], {"BOT_VAR_DIR": str(tmp_path / "var2"), "BOT_LOG_LEVEL": "ERROR"})
+    assert quiet.returncode == 0 and quiet.stderr == ""
