@@ -54,7 +54,7 @@ class ConversationService:
             self.health.failed("a turn", exc)
         except SealError:
             self.metrics.errors.labels("unreadable_session").inc()
-            log.error("stored conversation of %s cannot be opened with our keys", _short(message.from_user))
+            log.error("stored conversation of %s is sealed with a data key we do not have (key mismatch)", _short(message.from_user))
         except Exception:
             self.metrics.errors.labels("bug").inc()
             log.exception("turn failed")

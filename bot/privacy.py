@@ -118,11 +118,17 @@ def configure_logging(*, fmt: str = "text", level: str = "INFO") -> None:
     logging.getLogger("aiohttp.server").addFilter(_one_line_for_aborted_uploads)
 
 
+_ABORTED = ("ClientPayloadError", "ConnectionResetError", "CancelledError", "ClientConnectionResetError")
+
+
 def _one_line_for_aborted_uploads(record: logging.LogRecord) -> bool:
-    exc = record.exc_info[1] if record.exc_info else None
-    if exc is not None and type(exc).__name__ in ("ClientPayloadError", "ConnectionResetError", "CancelledError"):
-        record.msg, record.args, record.exc_info, record.exc_text = (
-            f"request aborted by the client: {type(exc).__name__}", None, None, None)
+    """A client that goes away mid-request is not our error: one line, not aiohttp's traceback. (The
+    masking record factory has already turned the exception into exc_text.)"""
+    last = (record.exc_text or "").strip().rsplit("\n", 1)[-1]
+    cause = last.split(":", 1)[0].rsplit(".", 1)[-1]
+    if cause in _ABORTED:
+        record.msg, record.args, record.exc_info, record.exc_text = f"request aborted by the client ({cause})", None, None, None
+        record.levelno, record.levelname = logging.INFO, "INFO"
     return True
 
 

@@ -203,7 +203,7 @@ class ConversationStore:
         try:
             return self.sealer.open(blob, key).decode()
         except SealError:
-            log.error("a stored %s cannot be opened with our keys: starting afresh", key.split("}:", 1)[-1].split(":")[0])
+            log.error("a stored %s is sealed with a data key we do not have (key mismatch): starting afresh", key.split("}:", 1)[-1].split(":")[0])
             return None
 
     async def save(self, turn: Turn, session: dict, reply: str) -> None:

@@ -307,3 +307,24 @@ def test_logs_as_json_lines_with_the_time_zone(tmp_path):
     assert warning["level"] == "WARNING" and re.search(r"T\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}$", warning["time"])
     quiet = bot(["sessions", "list"], {"BOT_VAR_DIR": str(tmp_path / "var2"), "BOT_LOG_LEVEL": "ERROR"})
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+async def test_an_aborted_upload_is_one_line_in_the_log(tmp_path):
+    import socket
+
+    serve = BotServe(tmp_path / "var")
+    await serve.start()
+    try:
+        with socket.create_connection(("127.0.0.1", serve.port)) as s:
+            s.sendall(b"POST /wechat?signature=x&timestamp=1&nonce=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+                      b"Content-Type: text/xml\r\n\r\n<xml>partial")
+            await asyncio.sleep(0.3)
+        for _ in range(50):
+            if "request aborted by the client" in serve.log_tail(20000):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        serve.stop()
+    log = serve.log_tail(20000)
+    assert log.count("request aborted by the client (ConnectionResetError)") == 1, log
+    assert "Traceback" not in log
