@@ -57,7 +57,11 @@ async def read_choice(turn: Turn, step: Step, inp: UserInput, path: str) -> Outc
 
 
 async def read_fact(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
-    value = turn.lang.choose(inp.text, turn.pack.questions[step.name]["options"])
+    q = turn.pack.questions[step.name]
+    if q.get("several"):
+        value = turn.lang.choose_many(inp.text, q["options"], exclusive=q.get("exclusive"), unnumbered=q.get("unnumbered", []))
+    else:
+        value = turn.lang.choose(inp.text, q["options"])
     if value is NO_MATCH:
         return Outcome.invalid(turn.pack.text("choose_hint"))
     turn.case.facts[step.name.removeprefix("fact_")] = value
@@ -193,6 +197,7 @@ async def read_exclusions(turn: Turn, step: Step, inp: UserInput, path: str) -> 
     names = "、".join(turn.pack.services[c].short for c in excluded)
     if value == "drop":
         turn.data["services"] = [s for s in turn.data["services"] if s not in excluded]
+        await _release_booking_unless(turn, "disability_certificate" in turn.data["services"])
         if not turn.data["services"]:
             return Outcome.ok(turn.pack.q("eligibility_notice", "nothing_left"))
         return Outcome.ok(turn.pack.q("eligibility_notice", "dropped", services=names))

@@ -33,12 +33,16 @@ STEPS: tuple[Step, ...] = (
     Step("fact_disability_level", "fact", ask_if="needs_disability_level"),
     Step("fact_hardship_status", "fact", ask_if="needs_hardship_status"),
     Step("fact_pension_enrolled", "fact", ask_if="needs_pension_enrolled"),
+    Step("fact_in_school", "fact", ask_if="needs_in_school"),
+    Step("fact_employee_pension", "fact", ask_if="needs_employee_pension"),
     Step("fact_medical_insured", "fact", ask_if="needs_medical_insured"),
     Step("suggest_services", "suggestion", ask_if="guided"),
     Step("eligibility_notice", "exclusions", ask_if="some_service_excluded"),
     # 4. the form
     Step("applicant_name", "name:applicant.name"),
     Step("applicant_id", "id_number:applicant.id_number"),
+    # the age read from the ID number may exclude a service (内蒙古 年满16周岁): said before going on
+    Step("eligibility_recheck", "exclusions", ask_if="some_service_excluded"),
     Step("applicant_phone", "applicant_phone"),
     Step("household_address", "address:applicant.household_address"),
     Step("certificate_no", "certificate_no", ask_if="needs_certificate_no"),
@@ -59,6 +63,7 @@ STEPS: tuple[Step, ...] = (
 DETOURS = [
     {"trigger": "next", "source": "suggest_services", "dest": "choose_services", "conditions": "wants_to_rechoose"},
     {"trigger": "next", "source": "eligibility_notice", "dest": "choose_services", "conditions": "nothing_left_to_apply_for"},
+    {"trigger": "next", "source": "eligibility_recheck", "dest": "choose_services", "conditions": "nothing_left_to_apply_for"},
     {"trigger": "next", "source": "declaration", "dest": "summary", "conditions": "wants_to_revise"},
 ]
 

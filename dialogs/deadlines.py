@@ -3,11 +3,16 @@ from __future__ import annotations
 
 from datetime import date
 
+from dialogs.conditions import holds_certificate
 from dialogs.turn import Turn
 
 
 def expected_date(turn: Turn, code: str) -> date | None:
     deadline = turn.pack.services[code].deadline
+    if deadline.get("from") == "certificate" and not holds_certificate(turn.case):
+        return None  # counted from the certificate, which a new applicant does not have yet
+    if deadline.get("maintenance"):
+        return None  # done at the twice-yearly list maintenance: no date of its own
     start = turn.now.date()
     booking = turn.data.get("booking")
     if deadline.get("from") == "assessment" and booking:

@@ -5,7 +5,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from dialogs.conditions import Case, on_mental_waitlist, publicity_skipped
+from dialogs.conditions import Case, hardship_statuses, on_mental_waitlist, publicity_skipped, renewing_certificate
 from dialogs.eligibility import evaluate_service
 from dialogs.materials import checklist
 
@@ -24,6 +24,7 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
     applicant = data.get("applicant", {})
     agent = data.get("agent") if data.get("who") == "agent" else None
     photos = data.get("photos", {})
+    statuses = sorted(hardship_statuses(case) or [])
     has_disability_info = any(k in facts for k in ("disability_category", "disability_level")) or data.get("certificate_no")
     return {
         "id": data["reference"],
@@ -51,9 +52,14 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             "certificate_no": data.get("certificate_no"),
             "category": facts.get("disability_category"),
             "level": facts.get("disability_level"),
+            "holds_certificate": facts.get("has_certificate") in (True, "renewal") if "has_certificate" in facts else None,
+            "certificate_request": None if not case.chose("disability_certificate") else (
+                "renewal" if renewing_certificate(case) else "new"),
         },
         "hardship": {
-            "status": facts.get("hardship_status"),
+            # `status`: one category (the first), kept for older readers; `statuses`: all that apply.
+            "status": statuses[0] if statuses else None,
+            "statuses": statuses,
             "local_hukou": facts.get("local_hukou"),
             "pension_enrolled": facts.get("pension_enrolled"),
             "medical_insured": facts.get("medical_insured"),

@@ -60,6 +60,7 @@ class Material:
     basis: str
     when: str | None = None
     note: str | None = None
+    covered_by: tuple[str, ...] = ()
 
 
 @dataclass
@@ -107,6 +108,7 @@ class Pack:
             "place": a.get("place", ""),
             "time": a.get("time_text", a.get("text", "")),
             "mental_text": a.get("mental", {}).get("text", ""),
+            "help_line": self.raw.get("help_line", {}).get("text", ""),
         }
 
     def text(self, key: str, **values: Any) -> str:
@@ -171,7 +173,8 @@ def load_pack(region: str, content_dir: Path = CONTENT_DIR) -> Pack:
             raw=s,
         )
     materials = {
-        code: Material(code=code, name=m["name"], basis=m["basis"], when=m.get("when"), note=m.get("note"))
+        code: Material(code=code, name=m["name"], basis=m["basis"], when=m.get("when"), note=m.get("note"),
+                       covered_by=tuple(m.get("covered_by", ())))
         for code, m in raw.get("materials", {}).items()
     }
     return Pack(

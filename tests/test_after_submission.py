@@ -16,9 +16,9 @@ from bot.app import SERVICES, intake_secret
 from integrations.intake import encode_body, signed_headers
 from tests.conftest import WeChatUser
 
-MOTHER_CHILD = ["你好", "2", "妈妈", "李秀英", "341723198001010023", "13912345678", "残疾证和护理补贴", "1", "智力", "还没评定",
-                "8", "王小宝", "341723201406010034", "同上", "青阳县蓉城镇五溪村12号", "0", "1", "1", "1", "1"]
-SELF_MENTAL = ["你好", "1", "残疾证", "精神", "陈强", "341723199008150031", "13655556666", "青阳县丁桥镇丁桥村5号", "0", "1", "1", "1"]
+MOTHER_CHILD = ["你好", "2", "妈妈", "李秀英", "341723198001010023", "13912345678", "残疾证和护理补贴", "1", "2", "智力",
+                "9", "王小宝", "341723201406010034", "同上", "青阳县蓉城镇五溪村12号", "0", "1", "1", "1", "1"]
+SELF_MENTAL = ["你好", "1", "残疾证", "1", "2", "精神", "陈强", "341723199008150031", "13655556666", "青阳县丁桥镇丁桥村5号", "0", "1", "1", "1"]
 
 
 async def apply(user: WeChatUser, script: list[str]) -> str:
@@ -177,7 +177,7 @@ async def test_reminders_before_the_assessment_are_sent_when_due_and_once(bot, p
 async def test_an_unfinished_application_gets_one_gentle_reminder(bot, clock, protocol):
     services = bot.server.app[SERVICES]
     user = WeChatUser(bot, "oHalfway", protocol)
-    for text in ["你好", "1", "残疾证", "4"]:
+    for text in ["你好", "1", "残疾证", "1", "2", "4"]:
         await user.say(text)
     three_days = clock.now.timestamp() + 3 * 86400
     assert json.loads(await op.send_due(services, datetime.fromtimestamp(three_days - 60, op.CHINA)))["reminders_queued"] == 0
