@@ -269,10 +269,10 @@ async def slot_lines(turn: Turn) -> str:
     q = turn.pack.questions["booking"]
     lines = []
     for i, (s, left) in enumerate(await offered_sessions(turn), 1):
-        key = "slot_moved" if s.moved else "slot"
+        key = "slot_uncertain" if not s.certain else "slot_moved" if s.moved else "slot"
         lines.append(f"{i} " + q[key].format(
             date=assessment.format_day(s.day), weekday=assessment.weekday(s.day), period=s.period,
-            left=left, original=assessment.format_day(s.scheduled),
+            left=left, original=assessment.format_day(s.scheduled), year=s.day.year,
         ))
     return "\n".join(lines)
 

@@ -5,6 +5,7 @@ from datetime import date
 
 from dialogs.conditions import holds_certificate
 from dialogs.turn import Turn
+from dialogs.workdays import is_certain
 
 
 def expected_date(turn: Turn, code: str) -> date | None:
@@ -23,5 +24,7 @@ def expected_date(turn: Turn, code: str) -> date | None:
         day = min(start.day, 28)
         return date(year, month, day)
     if "workdays" in deadline:
-        return turn.calendar.add_workdays(start, int(deadline["workdays"]))
+        end = turn.calendar.add_workdays(start, int(deadline["workdays"]))
+        # Counted over a year with no published holiday schedule: not a date to promise.
+        return end if is_certain(turn.calendar, start, end) else None
     return None

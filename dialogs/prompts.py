@@ -11,6 +11,7 @@ from dialogs.eligibility import MAY_NOT_QUALIFY, PENDING, evaluate_service, excl
 from dialogs.deadlines import expected_date
 from dialogs.materials import checklist
 from dialogs.turn import Turn
+from dialogs.workdays import is_certain
 from dialogs.validators import mask_id
 
 GENDER = {"male": "男", "female": "女"}
@@ -126,7 +127,8 @@ async def summary(turn: Turn) -> str:
     booking_ = data.get("booking")
     if booking_ and turn.case.chose("disability_certificate"):
         day = date.fromisoformat(booking_["session_date"])
-        lines.append(q["appointment"].format(date=assessment.format_day(day), period=booking_["period"], place=booking_["place"]))
+        lines.append(q["appointment"].format(date=assessment.format_day(day), period=booking_["period"], place=booking_["place"])
+                     + ("" if is_certain(turn.calendar, day) else q["uncertain"]))
     elif on_mental_waitlist(turn.case):
         lines.append(turn.pack.q("summary", "waitlist"))
     items = checklist(turn.case)
@@ -192,6 +194,8 @@ def submitted_message(turn: Turn) -> str:
     if booking_ and turn.case.chose("disability_certificate"):
         day = date.fromisoformat(booking_["session_date"])
         appointment = turn.pack.q("submitted", "appointment", date=assessment.format_day(day), period=booking_["period"], place=booking_["place"])
+        if not is_certain(turn.calendar, day):
+            appointment += turn.pack.q("summary", "uncertain")
     elif on_mental_waitlist(turn.case):
         appointment = turn.pack.q("submitted", "waitlist")
     return turn.pack.q("submitted", reference=turn.data["reference"], next_steps=turn.pack.raw.get("next_steps", ""), appointment=appointment)
