@@ -16,7 +16,11 @@ def expected_date(turn: Turn, code: str) -> date | None:
         return None  # done at the twice-yearly list maintenance: no date of its own
     start = turn.now.date()
     booking = turn.data.get("booking")
-    if deadline.get("from") == "assessment" and booking:
+    if deadline.get("from") == "assessment":
+        if not booking:
+            # 精神残疾 waits for a session announced later (半年组织一次), and nothing is booked yet:
+            # the month is counted from that session once it is known (expected_from_session).
+            return None
         start = date.fromisoformat(booking["session_date"])
     if "months" in deadline:
         month = start.month - 1 + int(deadline["months"])
@@ -27,4 +31,19 @@ def expected_date(turn: Turn, code: str) -> date | None:
         end = turn.calendar.add_workdays(start, int(deadline["workdays"]))
         # Counted over a year with no published holiday schedule: not a date to promise.
         return end if is_certain(turn.calendar, start, end) else None
+    return None
+
+
+def expected_from_session(pack, calendar, code: str, session_day: date) -> date | None:
+    """A service counted from the assessment, once its session is known (e.g. the announced 精神残疾
+    session): the date the status and overdue marks should follow."""
+    deadline = pack.services[code].deadline
+    if deadline.get("from") != "assessment":
+        return None
+    if "months" in deadline:
+        month = session_day.month - 1 + int(deadline["months"])
+        return date(session_day.year + month // 12, month % 12 + 1, min(session_day.day, 28))
+    if "workdays" in deadline:
+        end = calendar.add_workdays(session_day, int(deadline["workdays"]))
+        return end if is_certain(calendar, session_day, end) else None
     return None

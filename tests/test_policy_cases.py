@@ -76,6 +76,8 @@ def _case(region: str, book: dict, spec: dict) -> Case:
         "insisted": list(given.get("insisted", [])),
         "guided": bool(given.get("guided")),
     }
+    if "booking" in given:
+        data["booking"] = {k: str(v) for k, v in given["booking"].items()}
     if "age" in given or "born" in given:
         # `age: N`: the Nth birthday is today; `born:` a date, for the day before a birthday
         born = (date.fromisoformat(str(given["born"])) if "born" in given
@@ -160,3 +162,12 @@ def test_no_rule_basis_quotes_what_the_seed_does_not_say(region):
                 if "：" in part:
                     quoted = part.split("：", 1)[1]
                     assert normalise(quoted).rstrip("…") in seed or "……" in quoted, (service.code, rule.id, quoted)
+
+
+def test_the_certificate_month_follows_the_announced_mental_session():
+    """Issue point 8: once the 精神残疾 session is announced, its date is where the month starts."""
+    from dialogs.deadlines import expected_from_session
+
+    pack = _pack("qingyang")
+    assert expected_from_session(pack, default_calendar(), "disability_certificate", date(2027, 3, 2)) == date(2027, 4, 2)
+    assert expected_from_session(pack, default_calendar(), "living_subsidy", date(2027, 3, 2)) is None
