@@ -47,3 +47,20 @@ def expected_from_session(pack, calendar, code: str, session_day: date) -> date 
         end = calendar.add_workdays(session_day, int(deadline["workdays"]))
         return end if is_certain(calendar, session_day, end) else None
     return None
+
+
+def expected_after_acceptance(pack, calendar, code: str, accepted_on: date, document: dict | None) -> date | None:
+    """When the intake accepts a service: its expected completion, or None while it cannot be counted.
+
+    A deadline that runs from the certificate (`from: certificate`) does not start at acceptance for
+    an applicant who has none yet: the certificate comes after the assessment.
+    """
+    deadline = pack.services[code].deadline
+    if "workdays" not in deadline or deadline.get("maintenance"):
+        return None
+    if deadline.get("from") == "certificate":
+        disability = (document or {}).get("disability") or {}
+        if not disability.get("holds_certificate"):
+            return None
+    end = calendar.add_workdays(accepted_on, int(deadline["workdays"]))
+    return end if is_certain(calendar, accepted_on, end) else None

@@ -171,3 +171,17 @@ def test_the_certificate_month_follows_the_announced_mental_session():
     pack = _pack("qingyang")
     assert expected_from_session(pack, default_calendar(), "disability_certificate", date(2027, 3, 2)) == date(2027, 4, 2)
     assert expected_from_session(pack, default_calendar(), "living_subsidy", date(2027, 3, 2)) is None
+
+
+def test_acceptance_starts_the_subsidy_clock_only_for_a_certificate_holder():
+    """Issue point 9: 10 working days from acceptance would be marked 已超过预计时间 before the assessment."""
+    from dialogs.deadlines import expected_after_acceptance
+
+    pack, cal, day = _pack("qingyang"), default_calendar(), date(2026, 11, 23)
+    holder = {"disability": {"holds_certificate": True}}
+    new = {"disability": {"holds_certificate": False}}
+    assert expected_after_acceptance(pack, cal, "nursing_subsidy", day, holder) == date(2026, 12, 7)
+    assert expected_after_acceptance(pack, cal, "nursing_subsidy", day, new) is None
+    assert expected_after_acceptance(pack, cal, "pension_subsidy", day, holder) is None  # 年初、年末维护
+    assert expected_after_acceptance(pack, cal, "medical_assistance", date(2026, 6, 1), new) is not None
+    assert expected_after_acceptance(pack, cal, "medical_assistance", day, new) is None  # 30 days run into 2027
