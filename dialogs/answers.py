@@ -11,7 +11,8 @@ from typing import Any, Awaitable, Callable
 
 from dialogs import assessment
 from dialogs.application import Step
-from dialogs.conditions import on_mental_waitlist
+from dialogs.conditions import consent_by, on_mental_waitlist
+from dialogs.routing import read_place
 from dialogs.deadlines import expected_date
 from dialogs.document import build_document, new_reference
 from dialogs.eligibility import excluded_services, suggested_services
@@ -94,6 +95,8 @@ async def read_id_number(turn: Turn, step: Step, inp: UserInput, path: str) -> O
     if turn.data.get(other, {}).get("id_number") == id_number.number:
         return Outcome.invalid(turn.pack.text("id_same_as_agent"))
     _put(turn.data, path, id_number.number)
+    if who == "agent":
+        turn.data["agent"]["gender"] = id_number.gender
     if who == "applicant":
         applicant = turn.data["applicant"]
         applicant["birth_date"] = id_number.birth_date.isoformat()
@@ -133,6 +136,17 @@ async def read_certificate_no(turn: Turn, step: Step, inp: UserInput, path: str)
     turn.data["certificate_no"] = cert.number
     facts["disability_category"] = cert.category
     facts["disability_level"] = cert.level
+    return Outcome.ok()
+
+
+async def read_household_place(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    text = " ".join(inp.text.split())
+    if len(text) < 2:
+        return Outcome.invalid(turn.pack.text("text_too_short"))
+    found = read_place(text)
+    if not (found["township"] or found["village"]):
+        found["village"] = text[:40]  # said in the citizen's own words: the clerk reads it
+    turn.data["household_place"] = {k: v for k, v in found.items() if v}
     return Outcome.ok()
 
 
@@ -293,7 +307,7 @@ async def read_consent(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
     turn.data["consent"] = {
         "declaration": True,
         "sensitive": True,
-        "by": "guardian" if turn.data.get("who") == "agent" else "applicant",
+        "by": consent_by(turn.case),
         "at": turn.now.isoformat(timespec="seconds"),
     }
     await submit(turn)
@@ -338,6 +352,7 @@ READERS: dict[str, Reader] = {
     "mailing_address": read_mailing_address,
     "certificate_no": read_certificate_no,
     "text": read_text,
+    "household_place": read_household_place,
     "services": read_services,
     "suggestion": read_suggestion,
     "exclusions": read_exclusions,

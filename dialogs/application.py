@@ -24,6 +24,7 @@ STEPS: tuple[Step, ...] = (
     Step("agent_name", "name:agent.name", ask_if="applying_for_someone"),
     Step("agent_id", "id_number:agent.id_number", ask_if="applying_for_someone"),
     Step("agent_phone", "phone:agent.phone", ask_if="applying_for_someone"),
+    Step("agent_residence", "address:agent.residence", ask_if="asks_agent_residence"),
     # 2. which services
     Step("choose_services", "services"),
     # 3. the eligibility screen: only the facts the chosen services' rules read
@@ -43,8 +44,11 @@ STEPS: tuple[Step, ...] = (
     Step("applicant_id", "id_number:applicant.id_number"),
     # the age read from the ID number may exclude a service (内蒙古 年满16周岁): said before going on
     Step("eligibility_recheck", "exclusions", ask_if="some_service_excluded"),
+    # only a 法定监护人 consents as guardian; a neighbour or 村干部 is an agent
+    Step("agent_is_guardian", "choice:agent.legal_guardian", ask_if="may_be_legal_guardian"),
     Step("applicant_phone", "applicant_phone"),
     Step("household_address", "address:applicant.household_address"),
+    Step("household_place", "household_place", ask_if="household_place_unread"),
     Step("certificate_no", "certificate_no", ask_if="needs_certificate_no"),
     Step("subsidy_reason", "text:subsidy_reason", ask_if="asks_subsidy_reason"),
     Step("result_delivery", "choice:delivery", ask_if="offers_result_delivery"),

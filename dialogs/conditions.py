@@ -286,6 +286,30 @@ def needs_certificate_no(case: Case) -> bool:
         renewing_certificate(case) and case.chose("disability_certificate"))
 
 
+def asks_agent_residence(case: Case) -> bool:
+    return applying_for_someone(case) and bool(case.pack.form.get("ask_agent_residence"))
+
+
+def may_be_legal_guardian(case: Case) -> bool:
+    """A relative applying for a minor or a person with 智力/精神残疾 may be the 法定监护人; anyone else is an agent."""
+    if not applying_for_someone(case) or case.data.get("agent", {}).get("relation") in (None, "other"):
+        return False
+    return applicant_is_minor(case) or case.facts.get("disability_category") in (INTELLECTUAL, MENTAL)
+
+
+def household_place_unread(case: Case) -> bool:
+    from dialogs.routing import place_unread
+
+    return bool(case.data.get("applicant", {}).get("household_address")) and not case.data.get("household_place") \
+        and place_unread(case.data)
+
+
+def consent_by(case: Case) -> str:
+    if not applying_for_someone(case):
+        return "applicant"
+    return "guardian" if case.data.get("agent", {}).get("legal_guardian") else "agent"
+
+
 def asks_subsidy_reason(case: Case) -> bool:
     return bool(case.pack.form.get("ask_subsidy_reason")) and case.chose(*SUBSIDIES)
 
@@ -328,6 +352,7 @@ CONDITIONS: dict[str, Callable[[Case], Any]] = {
         needs_hardship_status, needs_pension_enrolled, needs_in_school, needs_employee_pension, needs_medical_insured,
         renewing_certificate, some_service_excluded,
         nothing_left_to_apply_for, wants_to_rechoose, needs_certificate_no, asks_subsidy_reason,
+        asks_agent_residence, may_be_legal_guardian, household_place_unread,
         offers_result_delivery, wants_mail, needs_session_booking, on_mental_waitlist, wants_to_revise, consent_declined,
     )
 }

@@ -8,6 +8,8 @@ from typing import Any
 from dialogs.conditions import Case, hardship_statuses, on_mental_waitlist, publicity_skipped, renewing_certificate
 from dialogs.eligibility import evaluate_service
 from dialogs.materials import checklist
+from dialogs.pack import SUBSIDIES
+from dialogs.routing import routing
 
 _REFERENCE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud on the phone
 
@@ -47,7 +49,12 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             "id_number": agent.get("id_number"),
             "phone": agent.get("phone"),
             "relation": agent.get("relation"),
+            "gender": agent.get("gender"),
+            "residence": agent.get("residence"),
+            # 法定监护人 (审批表 监护人信息), or someone applying on the applicant's behalf
+            "legal_guardian": bool(agent.get("legal_guardian")),
         },
+        "routing": routing(case.pack, data),
         "disability": None if not has_disability_info else {
             "certificate_no": data.get("certificate_no"),
             "category": facts.get("disability_category"),
@@ -64,6 +71,9 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             "pension_enrolled": facts.get("pension_enrolled"),
             "medical_insured": facts.get("medical_insured"),
             "subsidy_reason": data.get("subsidy_reason"),
+            # 审批表: 困难残疾人生活补贴申请理由 / 重度残疾人护理补贴申请理由, one per chosen subsidy
+            "subsidy_reasons": {code: data["subsidy_reason"] for code in SUBSIDIES if code in case.services}
+            if data.get("subsidy_reason") else {},
         },
         "eligibility": {code: evaluate_service(case, code) for code in case.services},
         "materials": [
@@ -83,6 +93,11 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             "address": data.get("mailing_address"),
         },
         "consent": data.get("consent", {}),
+        "declaration": {
+            "text": case.pack.raw["declaration"]["text"],
+            "version": case.pack.raw["declaration"].get("version"),
+            "basis": case.pack.raw["declaration"]["basis"],
+        },
     }
 
 
