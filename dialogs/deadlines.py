@@ -9,7 +9,7 @@ from dialogs.workdays import is_certain
 
 
 def expected_date(turn: Turn, code: str) -> date | None:
-    deadline = turn.pack.services[code].deadline
+    deadline = turn.pack.services[code].deadline_on(turn.now.date())
     if deadline.get("from") == "certificate" and not holds_certificate(turn.case):
         return None  # counted from the certificate, which a new applicant does not have yet
     if deadline.get("maintenance"):
@@ -37,7 +37,7 @@ def expected_date(turn: Turn, code: str) -> date | None:
 def expected_from_session(pack, calendar, code: str, session_day: date) -> date | None:
     """A service counted from the assessment, once its session is known (e.g. the announced 精神残疾
     session): the date the status and overdue marks should follow."""
-    deadline = pack.services[code].deadline
+    deadline = pack.services[code].deadline_on(session_day)
     if deadline.get("from") != "assessment":
         return None
     if "months" in deadline:
@@ -55,7 +55,7 @@ def expected_after_acceptance(pack, calendar, code: str, accepted_on: date, docu
     A deadline that runs from the certificate (`from: certificate`) does not start at acceptance for
     an applicant who has none yet: the certificate comes after the assessment.
     """
-    deadline = pack.services[code].deadline
+    deadline = pack.services[code].deadline_on(accepted_on)
     if "workdays" not in deadline or deadline.get("maintenance"):
         return None
     if deadline.get("from") == "certificate":

@@ -133,7 +133,7 @@ def test_enough_cases(region, minimum):
 def _assumptions(node, path=""):
     if isinstance(node, dict):
         for key, value in node.items():
-            if key.endswith("assumption") or key in ("conflict", "materials_conflict"):
+            if str(key).endswith("assumption") or key in ("conflict", "materials_conflict"):
                 yield f"{path}.{key}".lstrip("."), value
             else:
                 yield from _assumptions(value, f"{path}.{key}")
@@ -185,3 +185,32 @@ def test_acceptance_starts_the_subsidy_clock_only_for_a_certificate_holder():
     assert expected_after_acceptance(pack, cal, "pension_subsidy", day, holder) is None  # 年初、年末维护
     assert expected_after_acceptance(pack, cal, "medical_assistance", date(2026, 6, 1), new) is not None
     assert expected_after_acceptance(pack, cal, "medical_assistance", day, new) is None  # 30 days run into 2027
+
+
+@pytest.mark.parametrize("region", list(SEEDS))
+def test_every_dated_policy_value_starts_on_or_after_the_scheme(region):
+    """Deadline values are dated (OpenFisca style) and none predates the pack's scheme."""
+    from dialogs.pack import DATED_KEYS
+
+    pack = _pack(region)
+    start = date.fromisoformat(str(pack.raw["valid_from"]))
+    dated = 0
+    for service in pack.services.values():
+        for key in DATED_KEYS:
+            value = service.raw.get("deadline", {}).get(key)
+            if value is not None:
+                assert isinstance(value, dict), (service.code, key, "not dated")
+                assert all(date.fromisoformat(str(d)) >= start for d in value), (service.code, key)
+                dated += 1
+                assert key not in service.deadline_on(date(start.year - 1, 1, 1))  # not in force before
+    assert dated
+
+
+def test_a_value_dated_later_applies_from_its_date_only():
+    from dialogs.pack import value_on
+
+    history = {"2023-02-15": 10, "2027-01-01": 8}
+    assert value_on(history, date(2026, 12, 31)) == 10
+    assert value_on(history, date(2027, 1, 1)) == 8
+    assert value_on(history, date(2023, 1, 1)) is None
+    assert value_on(history, None) == 8
