@@ -38,8 +38,11 @@ def _notices(turn: Turn) -> str:
     lines = []
     for code in excluded_services(turn.case):
         service = turn.pack.services[code]
+        assumed = {r.id for r in service.rules if "assumption" in r.params}
         for rule in failed_rules(evaluate_service(turn.case, code))[:1]:
-            lines.append(q["line"].format(service=service.short, reason=rule["reason"], basis=_short_basis(rule["basis"])))
+            # A rule the seed does not state is never told as the scheme's rule.
+            key = "line_assumption" if rule["id"] in assumed else "line"
+            lines.append(q[key].format(service=service.short, reason=rule["reason"], basis=_short_basis(rule["basis"])))
     return "\n".join(lines)
 
 

@@ -214,3 +214,15 @@ def test_a_value_dated_later_applies_from_its_date_only():
     assert value_on(history, date(2027, 1, 1)) == 8
     assert value_on(history, date(2023, 1, 1)) is None
     assert value_on(history, None) == 8
+
+
+async def test_an_assumed_rule_is_not_told_as_the_schemes_rule():
+    """Issue point 12: 内蒙古's 已持证 rule is an assumption; the notice says so instead of citing a clause."""
+    from dialogs.prompts import eligibility_notice
+
+    case = _case("hulunbuir", {"today": "2026-11-23"}, {"input": {"services": ["disability_certificate"], "facts": {"has_certificate": True}}})
+    text = await eligibility_notice(SimpleNamespace(pack=case.pack, case=case, data=case.data))
+    assert "方案没有写明" in text and "依据" not in text
+    case = _case("qingyang", {"today": "2026-11-23"}, {"input": {"services": ["disability_certificate"], "facts": {"has_certificate": True, "local_hukou": True}}})
+    text = await eligibility_notice(SimpleNamespace(pack=case.pack, case=case, data=case.data))
+    assert "依据：青民务〔2023〕2号" in text
