@@ -11,7 +11,8 @@ from typing import Any, Awaitable, Callable
 
 from dialogs import assessment
 from dialogs.application import Step
-from dialogs.conditions import on_mental_waitlist
+from dialogs.conditions import consent_by, on_mental_waitlist
+from dialogs.routing import read_place
 from dialogs.deadlines import expected_date
 from dialogs.document import build_document, new_reference
 from dialogs.eligibility import excluded_services, suggested_services
@@ -57,7 +58,11 @@ async def read_choice(turn: Turn, step: Step, inp: UserInput, path: str) -> Outc
 
 
 async def read_fact(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
-    value = turn.lang.choose(inp.text, turn.pack.questions[step.name]["options"])
+    q = turn.pack.questions[step.name]
+    if q.get("several"):
+        value = turn.lang.choose_many(inp.text, q["options"], exclusive=q.get("exclusive"), unnumbered=q.get("unnumbered", []))
+    else:
+        value = turn.lang.choose(inp.text, q["options"])
     if value is NO_MATCH:
         return Outcome.invalid(turn.pack.text("choose_hint"))
     turn.case.facts[step.name.removeprefix("fact_")] = value
@@ -90,6 +95,8 @@ async def read_id_number(turn: Turn, step: Step, inp: UserInput, path: str) -> O
     if turn.data.get(other, {}).get("id_number") == id_number.number:
         return Outcome.invalid(turn.pack.text("id_same_as_agent"))
     _put(turn.data, path, id_number.number)
+    if who == "agent":
+        turn.data["agent"]["gender"] = id_number.gender
     if who == "applicant":
         applicant = turn.data["applicant"]
         applicant["birth_date"] = id_number.birth_date.isoformat()
@@ -130,6 +137,17 @@ async def read_certificate_no(turn: Turn, step: Step, inp: UserInput, path: str)
     turn.data["certificate_no"] = cert.number
     facts["disability_category"] = cert.category
     facts["disability_level"] = cert.level
+    return Outcome.ok()
+
+
+async def read_household_place(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    text = " ".join(inp.text.split())
+    if len(text) < 2:
+        return Outcome.invalid(turn.pack.text("text_too_short"))
+    found = read_place(text)
+    if not (found["township"] or found["village"]):
+        found["village"] = text[:40]  # said in the citizen's own words: the clerk reads it
+    turn.data["household_place"] = {k: v for k, v in found.items() if v}
     return Outcome.ok()
 
 
@@ -194,6 +212,7 @@ async def read_exclusions(turn: Turn, step: Step, inp: UserInput, path: str) -> 
     names = "、".join(turn.pack.services[c].short for c in excluded)
     if value == "drop":
         turn.data["services"] = [s for s in turn.data["services"] if s not in excluded]
+        await _release_booking_unless(turn, "disability_certificate" in turn.data["services"])
         if not turn.data["services"]:
             return Outcome.ok(turn.pack.q("eligibility_notice", "nothing_left"))
         return Outcome.ok(turn.pack.q("eligibility_notice", "dropped", services=names))
@@ -265,10 +284,10 @@ async def slot_lines(turn: Turn) -> str:
     q = turn.pack.questions["booking"]
     lines = []
     for i, (s, left) in enumerate(await offered_sessions(turn), 1):
-        key = "slot_moved" if s.moved else "slot"
+        key = "slot_uncertain" if not s.certain else "slot_moved" if s.moved else "slot"
         lines.append(f"{i} " + q[key].format(
             date=assessment.format_day(s.day), weekday=assessment.weekday(s.day), period=s.period,
-            left=left, original=assessment.format_day(s.scheduled),
+            left=left, original=assessment.format_day(s.scheduled), year=s.day.year,
         ))
     return "\n".join(lines)
 
@@ -289,7 +308,7 @@ async def read_consent(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
     turn.data["consent"] = {
         "declaration": True,
         "sensitive": True,
-        "by": "guardian" if turn.data.get("who") == "agent" else "applicant",
+        "by": consent_by(turn.case),
         "at": turn.now.isoformat(timespec="seconds"),
     }
     await submit(turn)
@@ -334,6 +353,7 @@ READERS: dict[str, Reader] = {
     "mailing_address": read_mailing_address,
     "certificate_no": read_certificate_no,
     "text": read_text,
+    "household_place": read_household_place,
     "services": read_services,
     "suggestion": read_suggestion,
     "exclusions": read_exclusions,

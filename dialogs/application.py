@@ -24,6 +24,7 @@ STEPS: tuple[Step, ...] = (
     Step("agent_name", "name:agent.name", ask_if="applying_for_someone"),
     Step("agent_id", "id_number:agent.id_number", ask_if="applying_for_someone"),
     Step("agent_phone", "phone:agent.phone", ask_if="applying_for_someone"),
+    Step("agent_residence", "address:agent.residence", ask_if="asks_agent_residence"),
     # 2. which services
     Step("choose_services", "services"),
     # 3. the eligibility screen: only the facts the chosen services' rules read
@@ -33,14 +34,21 @@ STEPS: tuple[Step, ...] = (
     Step("fact_disability_level", "fact", ask_if="needs_disability_level"),
     Step("fact_hardship_status", "fact", ask_if="needs_hardship_status"),
     Step("fact_pension_enrolled", "fact", ask_if="needs_pension_enrolled"),
+    Step("fact_in_school", "fact", ask_if="needs_in_school"),
+    Step("fact_employee_pension", "fact", ask_if="needs_employee_pension"),
     Step("fact_medical_insured", "fact", ask_if="needs_medical_insured"),
     Step("suggest_services", "suggestion", ask_if="guided"),
     Step("eligibility_notice", "exclusions", ask_if="some_service_excluded"),
     # 4. the form
     Step("applicant_name", "name:applicant.name"),
     Step("applicant_id", "id_number:applicant.id_number"),
+    # the age read from the ID number may exclude a service (内蒙古 年满16周岁): said before going on
+    Step("eligibility_recheck", "exclusions", ask_if="some_service_excluded"),
+    # only a 法定监护人 consents as guardian; a neighbour or 村干部 is an agent
+    Step("agent_is_guardian", "choice:agent.legal_guardian", ask_if="may_be_legal_guardian"),
     Step("applicant_phone", "applicant_phone"),
     Step("household_address", "address:applicant.household_address"),
+    Step("household_place", "household_place", ask_if="household_place_unread"),
     Step("certificate_no", "certificate_no", ask_if="needs_certificate_no"),
     Step("subsidy_reason", "text:subsidy_reason", ask_if="asks_subsidy_reason"),
     Step("result_delivery", "choice:delivery", ask_if="offers_result_delivery"),
@@ -59,6 +67,7 @@ STEPS: tuple[Step, ...] = (
 DETOURS = [
     {"trigger": "next", "source": "suggest_services", "dest": "choose_services", "conditions": "wants_to_rechoose"},
     {"trigger": "next", "source": "eligibility_notice", "dest": "choose_services", "conditions": "nothing_left_to_apply_for"},
+    {"trigger": "next", "source": "eligibility_recheck", "dest": "choose_services", "conditions": "nothing_left_to_apply_for"},
     {"trigger": "next", "source": "declaration", "dest": "summary", "conditions": "wants_to_revise"},
 ]
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from dialogs.pack import Pack
-from dialogs.workdays import WorkCalendar
+from dialogs.workdays import WorkCalendar, is_certain
 
 WEEKDAYS = "一二三四五六日"
 
@@ -16,6 +16,7 @@ class AssessmentSession:
     scheduled: date      # the pack's nominal day (the 11th)
     period: str
     place: str
+    certain: bool = True  # False: its year has no published holiday schedule ("以通知为准")
 
     @property
     def key(self) -> str:
@@ -49,7 +50,8 @@ def monthly_sessions(pack: Pack, calendar: WorkCalendar, after: date, count: int
         scheduled = date(year, month, int(a["day_of_month"]))
         day = held_on(pack, calendar, scheduled)
         if day > after:
-            sessions.append(AssessmentSession(day, scheduled, a.get("period", ""), a.get("place", "")))
+            sessions.append(AssessmentSession(day, scheduled, a.get("period", ""), a.get("place", ""),
+                                              certain=is_certain(calendar, scheduled, day)))
         month += 1
         if month == 13:
             year, month = year + 1, 1
@@ -67,7 +69,8 @@ def session_on(pack: Pack, calendar: WorkCalendar, day: date) -> AssessmentSessi
             y, m = y - 1, 12
         scheduled = date(y, m, int(a["day_of_month"]))
         if held_on(pack, calendar, scheduled) == day:
-            return AssessmentSession(day, scheduled, a.get("period", ""), a.get("place", ""))
+            return AssessmentSession(day, scheduled, a.get("period", ""), a.get("place", ""),
+                                     certain=is_certain(calendar, scheduled, day))
     return None
 
 

@@ -50,29 +50,78 @@ class Case:
             return None
 
 
+# -- facts as the screen records them -----------------------------------------------------------
+# has_certificate: True (holds one), False (none yet), RENEWAL (holds one but it is lost, damaged or
+# needs a new assessment: a 换领/补办/重新评定 case, which the certificate service handles).
+RENEWAL = "renewal"
+
+
+def holds_certificate(case: Case) -> bool:
+    return case.facts.get("has_certificate") in (True, RENEWAL)
+
+
+def renewing_certificate(case: Case) -> bool:
+    return case.facts.get("has_certificate") == RENEWAL
+
+
+def hardship_statuses(case: Case) -> set[str] | None:
+    """The family's hardship categories (several may apply: 低保 and 脱贫); None when not asked."""
+    value = case.facts.get("hardship_status")
+    if value is None:
+        return None
+    values = {value} if isinstance(value, str) else set(value)
+    return values - {"none"} if len(values) > 1 else values
+
+
+def certificate_on_the_way(case: Case) -> bool:
+    """No certificate yet, but one is being applied for (chosen, or the guided path will suggest it)."""
+    return not holds_certificate(case) and (case.chose("disability_certificate") or guided(case))
+
+
 # -- eligibility checks (True / False / None = not known yet) -------------------------------------
 def _local_hukou(case: Case, rule: Rule) -> bool | None:
     return case.facts.get("local_hukou")
 
 
 def _holds_certificate(case: Case, rule: Rule) -> bool | None:
-    if case.facts.get("has_certificate"):
+    if holds_certificate(case):
         return True
-    return None if case.chose("disability_certificate") else case.facts.get("has_certificate")
+    if certificate_on_the_way(case):
+        return None  # decided by the assessment
+    return case.facts.get("has_certificate")
+
+
+def _no_certificate_yet(case: Case, rule: Rule) -> bool | None:
+    value = case.facts.get("has_certificate")
+    return None if value is None else value is not True
 
 
 def _level_in(case: Case, rule: Rule) -> bool | None:
+    # The level that counts is the one assessed and written on a certificate; a level the citizen
+    # guesses before the assessment decides nothing.
+    if not holds_certificate(case):
+        return None
     level = case.facts.get("disability_level")
     return None if level is None else level in rule.params["levels"]
 
 
 def _hardship_in(case: Case, rule: Rule) -> bool | None:
-    status = case.facts.get("hardship_status")
-    return None if status is None else status in rule.params["statuses"]
+    statuses = hardship_statuses(case)
+    return None if statuses is None else bool(statuses & set(rule.params["statuses"]))
 
 
 def _pension_enrolled(case: Case, rule: Rule) -> bool | None:
     return case.facts.get("pension_enrolled")
+
+
+def _not_in_school(case: Case, rule: Rule) -> bool | None:
+    value = case.facts.get("in_school")
+    return None if value is None else not value
+
+
+def _no_employee_pension(case: Case, rule: Rule) -> bool | None:
+    value = case.facts.get("employee_pension")
+    return None if value is None else not value
 
 
 def _medical_insured(case: Case, rule: Rule) -> bool | None:
@@ -87,9 +136,12 @@ def _age_at_least(case: Case, rule: Rule) -> bool | None:
 ELIGIBILITY_CHECKS: dict[str, Callable[[Case, Rule], bool | None]] = {
     "local_hukou": _local_hukou,
     "holds_certificate": _holds_certificate,
+    "no_certificate_yet": _no_certificate_yet,
     "level_in": _level_in,
     "hardship_in": _hardship_in,
     "pension_enrolled": _pension_enrolled,
+    "not_in_school": _not_in_school,
+    "no_employee_pension": _no_employee_pension,
     "medical_insured": _medical_insured,
     "age_at_least": _age_at_least,
 }
@@ -98,9 +150,12 @@ ELIGIBILITY_CHECKS: dict[str, Callable[[Case, Rule], bool | None]] = {
 FACTS_READ_BY_CHECK = {
     "local_hukou": "local_hukou",
     "holds_certificate": "has_certificate",
+    "no_certificate_yet": "has_certificate",
     "level_in": "disability_level",
     "hardship_in": "hardship_status",
     "pension_enrolled": "pension_enrolled",
+    "not_in_school": "in_school",
+    "no_employee_pension": "employee_pension",
     "medical_insured": "medical_insured",
     "age_at_least": None,
 }
@@ -120,16 +175,12 @@ def needs_guardian_proof(case: Case) -> bool:
     return applicant_is_minor(case) or case.facts.get("disability_category") in (INTELLECTUAL, MENTAL)
 
 
-def holds_certificate(case: Case) -> bool:
-    return bool(case.facts.get("has_certificate"))
-
-
 def hardship_claimed(case: Case) -> bool:
-    return case.facts.get("hardship_status") not in (None, "none")
+    return bool((hardship_statuses(case) or set()) - {"none"})
 
 
 def hardship_is_illness_poverty(case: Case) -> bool:
-    return case.facts.get("hardship_status") == "illness_poverty"
+    return "illness_poverty" in (hardship_statuses(case) or set())
 
 
 def publicity_skipped(case: Case, code: str) -> bool:
@@ -174,8 +225,7 @@ def needs_local_hukou(case: Case) -> bool:
 
 
 def needs_has_certificate(case: Case) -> bool:
-    if "disability_certificate" in services_considered(case) and not guided(case):
-        return False  # applying for the certificate now: the assessment decides
+    # Asked before a certificate is offered or booked: a holder needs no new one (受理条件：疑似残疾人).
     return _fact_needed(case, "has_certificate")
 
 
@@ -187,8 +237,8 @@ def needs_disability_category(case: Case) -> bool:
 
 
 def needs_disability_level(case: Case) -> bool:
-    if case.facts.get("has_certificate") is False and not case.chose("disability_certificate") and not guided(case):
-        return False  # no certificate, no level: the certificate rule already decides
+    if not holds_certificate(case):
+        return False  # no certificate, no level yet: the assessment decides it
     return _fact_needed(case, "disability_level")
 
 
@@ -200,6 +250,14 @@ def needs_hardship_status(case: Case) -> bool:
 
 def needs_pension_enrolled(case: Case) -> bool:
     return _fact_needed(case, "pension_enrolled")
+
+
+def needs_in_school(case: Case) -> bool:
+    return _fact_needed(case, "in_school")
+
+
+def needs_employee_pension(case: Case) -> bool:
+    return _fact_needed(case, "employee_pension")
 
 
 def needs_medical_insured(case: Case) -> bool:
@@ -221,7 +279,35 @@ def wants_to_rechoose(case: Case) -> bool:
 
 
 def needs_certificate_no(case: Case) -> bool:
-    return bool(case.facts.get("has_certificate")) and case.chose("living_subsidy", "nursing_subsidy", "pension_subsidy")
+    """A holder's 证号: read by the subsidies and the pension, and by a 换领/补办/重新评定."""
+    if not holds_certificate(case):
+        return False
+    return case.chose("living_subsidy", "nursing_subsidy", "pension_subsidy") or (
+        renewing_certificate(case) and case.chose("disability_certificate"))
+
+
+def asks_agent_residence(case: Case) -> bool:
+    return applying_for_someone(case) and bool(case.pack.form.get("ask_agent_residence"))
+
+
+def may_be_legal_guardian(case: Case) -> bool:
+    """A relative applying for a minor or a person with 智力/精神残疾 may be the 法定监护人; anyone else is an agent."""
+    if not applying_for_someone(case) or case.data.get("agent", {}).get("relation") in (None, "other"):
+        return False
+    return applicant_is_minor(case) or case.facts.get("disability_category") in (INTELLECTUAL, MENTAL)
+
+
+def household_place_unread(case: Case) -> bool:
+    from dialogs.routing import place_unread
+
+    return bool(case.data.get("applicant", {}).get("household_address")) and not case.data.get("household_place") \
+        and place_unread(case.data)
+
+
+def consent_by(case: Case) -> str:
+    if not applying_for_someone(case):
+        return "applicant"
+    return "guardian" if case.data.get("agent", {}).get("legal_guardian") else "agent"
 
 
 def asks_subsidy_reason(case: Case) -> bool:
@@ -263,8 +349,10 @@ CONDITIONS: dict[str, Callable[[Case], Any]] = {
         applicant_is_minor, category_is_mental, needs_guardian_proof, holds_certificate, hardship_claimed,
         hardship_is_illness_poverty, needs_guardian_consent, applying_for_someone, guided,
         needs_local_hukou, needs_has_certificate, needs_disability_category, needs_disability_level,
-        needs_hardship_status, needs_pension_enrolled, needs_medical_insured, some_service_excluded,
+        needs_hardship_status, needs_pension_enrolled, needs_in_school, needs_employee_pension, needs_medical_insured,
+        renewing_certificate, some_service_excluded,
         nothing_left_to_apply_for, wants_to_rechoose, needs_certificate_no, asks_subsidy_reason,
+        asks_agent_residence, may_be_legal_guardian, household_place_unread,
         offers_result_delivery, wants_mail, needs_session_booking, on_mental_waitlist, wants_to_revise, consent_declined,
     )
 }

@@ -5,9 +5,11 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from dialogs.conditions import Case, on_mental_waitlist, publicity_skipped
+from dialogs.conditions import Case, hardship_statuses, on_mental_waitlist, publicity_skipped, renewing_certificate
 from dialogs.eligibility import evaluate_service
 from dialogs.materials import checklist
+from dialogs.pack import SUBSIDIES
+from dialogs.routing import routing
 
 _REFERENCE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud on the phone
 
@@ -24,6 +26,7 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
     applicant = data.get("applicant", {})
     agent = data.get("agent") if data.get("who") == "agent" else None
     photos = data.get("photos", {})
+    statuses = sorted(hardship_statuses(case) or [])
     has_disability_info = any(k in facts for k in ("disability_category", "disability_level")) or data.get("certificate_no")
     return {
         "id": data["reference"],
@@ -46,18 +49,31 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             "id_number": agent.get("id_number"),
             "phone": agent.get("phone"),
             "relation": agent.get("relation"),
+            "gender": agent.get("gender"),
+            "residence": agent.get("residence"),
+            # 法定监护人 (审批表 监护人信息), or someone applying on the applicant's behalf
+            "legal_guardian": bool(agent.get("legal_guardian")),
         },
+        "routing": routing(case.pack, data),
         "disability": None if not has_disability_info else {
             "certificate_no": data.get("certificate_no"),
             "category": facts.get("disability_category"),
             "level": facts.get("disability_level"),
+            "holds_certificate": facts.get("has_certificate") in (True, "renewal") if "has_certificate" in facts else None,
+            "certificate_request": None if not case.chose("disability_certificate") else (
+                "renewal" if renewing_certificate(case) else "new"),
         },
         "hardship": {
-            "status": facts.get("hardship_status"),
+            # `status`: one category (the first), kept for older readers; `statuses`: all that apply.
+            "status": statuses[0] if statuses else None,
+            "statuses": statuses,
             "local_hukou": facts.get("local_hukou"),
             "pension_enrolled": facts.get("pension_enrolled"),
             "medical_insured": facts.get("medical_insured"),
             "subsidy_reason": data.get("subsidy_reason"),
+            # 审批表: 困难残疾人生活补贴申请理由 / 重度残疾人护理补贴申请理由, one per chosen subsidy
+            "subsidy_reasons": {code: data["subsidy_reason"] for code in SUBSIDIES if code in case.services}
+            if data.get("subsidy_reason") else {},
         },
         "eligibility": {code: evaluate_service(case, code) for code in case.services},
         "materials": [
@@ -77,6 +93,11 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             "address": data.get("mailing_address"),
         },
         "consent": data.get("consent", {}),
+        "declaration": {
+            "text": case.pack.raw["declaration"]["text"],
+            "version": case.pack.raw["declaration"].get("version"),
+            "basis": case.pack.raw["declaration"]["basis"],
+        },
     }
 
 

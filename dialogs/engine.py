@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 WECHAT_TEXT_LIMIT = 2048  # bytes, UTF-8
 FAILS_BEFORE_OFFERING_HUMAN = 3
 # Steps where the citizen types free text: a "question" there is more likely an answer.
-FREE_TEXT_STEPS = {"household_address", "subsidy_reason", "mailing_address", "agent_name", "applicant_name"}
+FREE_TEXT_STEPS = {"household_address", "household_place", "agent_residence", "subsidy_reason", "mailing_address", "agent_name", "applicant_name"}
 EDITABLE_AT = {"summary", "declaration", "consent_sensitive"}
 
 

@@ -16,8 +16,9 @@ def why(turn: Turn, state: str) -> str:
         for code in turn.case.services or SERVICE_ORDER:
             for rule in pack.services[code].rules:
                 if FACTS_READ_BY_CHECK[rule.check] == fact:
-                    bases.append(f"{pack.services[code].short}{rule.reason}：{rule.basis}")
-    elif state == "eligibility_notice":
+                    note = pack.text("why_assumption") if "assumption" in rule.params else ""
+                    bases.append(f"{pack.services[code].short}{rule.reason}：{rule.basis}{note}")
+    elif state in ("eligibility_notice", "eligibility_recheck"):
         from dialogs.eligibility import evaluate_service, failed_rules
 
         for code in turn.case.services:

@@ -21,4 +21,8 @@ def checklist(case: Case) -> list[ChecklistItem]:
             if material.when and not CONDITIONS[material.when](case):
                 continue
             needed.setdefault(m, []).append(code)
+    for m in list(needed):
+        # "居民身份证或户口本": already there when another service asks for either of them.
+        if any(other in needed for other in case.pack.materials[m].covered_by):
+            del needed[m]
     return [ChecklistItem(case.pack.materials[m], tuple(services)) for m, services in needed.items()]

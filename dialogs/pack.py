@@ -6,6 +6,7 @@ content/, never new code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,27 @@ SERVICE_ORDER = (
     "pension_subsidy",
 )
 SUBSIDIES = ("living_subsidy", "nursing_subsidy")
+
+
+DATED_KEYS = ("workdays", "months")
+
+
+def value_on(value: Any, day: date | None) -> Any:
+    """A policy value that may be dated, OpenFisca-style: `{2023-02-15: 10, 2025-01-01: 8}` is 10 from
+    2023-02-15 and 8 from 2025-01-01 (history is append-only: a changed value gets a new date). A plain
+    value is valid from the pack's `valid_from`. None before the first date. Without a day: the latest."""
+    if not isinstance(value, dict):
+        return value
+    dated = sorted((date.fromisoformat(str(k)), v) for k, v in value.items())
+    if day is None:
+        return dated[-1][1]
+    valid = [v for since, v in dated if since <= day]
+    return valid[-1] if valid else None
+
+
+def _undated(deadline: dict[str, Any]) -> dict[str, Any]:
+    """The deadline with each dated value at its latest entry (what readers without a date see)."""
+    return {k: value_on(v, None) if k in DATED_KEYS else v for k, v in deadline.items()}
 
 
 @dataclass(frozen=True)
@@ -52,6 +74,17 @@ class Service:
     materials: tuple[str, ...]
     raw: dict[str, Any]
 
+    def deadline_on(self, day: date) -> dict[str, Any]:
+        """The deadline in force on `day`: dated values (`workdays: {2023-02-15: 10}`) resolved."""
+        resolved = {}
+        for k, v in self.raw.get("deadline", {}).items():
+            if k in DATED_KEYS:
+                v = value_on(v, day)
+                if v is None:
+                    continue
+            resolved[k] = v
+        return resolved
+
 
 @dataclass(frozen=True)
 class Material:
@@ -60,6 +93,7 @@ class Material:
     basis: str
     when: str | None = None
     note: str | None = None
+    covered_by: tuple[str, ...] = ()
 
 
 @dataclass
@@ -107,6 +141,7 @@ class Pack:
             "place": a.get("place", ""),
             "time": a.get("time_text", a.get("text", "")),
             "mental_text": a.get("mental", {}).get("text", ""),
+            "help_line": self.raw.get("help_line", {}).get("text", ""),
         }
 
     def text(self, key: str, **values: Any) -> str:
@@ -164,14 +199,15 @@ def load_pack(region: str, content_dir: Path = CONTENT_DIR) -> Pack:
             conditions_text=s["conditions_text"],
             conditions_basis=s["conditions_basis"],
             rules=rules,
-            deadline=s.get("deadline", {}),
+            deadline=_undated(s.get("deadline", {})),
             result=s.get("result", ""),
             result_basis=s.get("result_basis", ""),
             materials=tuple(s.get("materials", [])),
             raw=s,
         )
     materials = {
-        code: Material(code=code, name=m["name"], basis=m["basis"], when=m.get("when"), note=m.get("note"))
+        code: Material(code=code, name=m["name"], basis=m["basis"], when=m.get("when"), note=m.get("note"),
+                       covered_by=tuple(m.get("covered_by", ())))
         for code, m in raw.get("materials", {}).items()
     }
     return Pack(

@@ -6,11 +6,12 @@ from typing import Awaitable, Callable
 
 from dialogs import assessment
 from dialogs.answers import slot_lines
-from dialogs.conditions import needs_guardian_consent, on_mental_waitlist, publicity_skipped
+from dialogs.conditions import hardship_claimed, holds_certificate, hardship_statuses, needs_guardian_consent, on_mental_waitlist, publicity_skipped
 from dialogs.eligibility import MAY_NOT_QUALIFY, PENDING, evaluate_service, excluded_services, failed_rules, suggested_services
 from dialogs.deadlines import expected_date
 from dialogs.materials import checklist
 from dialogs.turn import Turn
+from dialogs.workdays import is_certain
 from dialogs.validators import mask_id
 
 GENDER = {"male": "男", "female": "女"}
@@ -32,14 +33,25 @@ async def suggest_services(turn: Turn) -> str:
     return turn.pack.q("suggest_services", suggested=names)
 
 
-async def eligibility_notice(turn: Turn) -> str:
+def _notices(turn: Turn) -> str:
     q = turn.pack.questions["eligibility_notice"]
     lines = []
     for code in excluded_services(turn.case):
         service = turn.pack.services[code]
+        assumed = {r.id for r in service.rules if "assumption" in r.params}
         for rule in failed_rules(evaluate_service(turn.case, code))[:1]:
-            lines.append(q["line"].format(service=service.short, reason=rule["reason"], basis=_short_basis(rule["basis"])))
-    return turn.pack.q("eligibility_notice", notices="\n".join(lines))
+            # A rule the seed does not state is never told as the scheme's rule.
+            key = "line_assumption" if rule["id"] in assumed else "line"
+            lines.append(q[key].format(service=service.short, reason=rule["reason"], basis=_short_basis(rule["basis"])))
+    return "\n".join(lines)
+
+
+async def eligibility_notice(turn: Turn) -> str:
+    return turn.pack.q("eligibility_notice", notices=_notices(turn))
+
+
+async def eligibility_recheck(turn: Turn) -> str:
+    return turn.pack.q("eligibility_recheck", notices=_notices(turn))
 
 
 def _short_basis(basis: str) -> str:
@@ -91,8 +103,9 @@ async def summary(turn: Turn) -> str:
         ))
     if data.get("certificate_no"):
         lines.append(q["certificate"].format(certificate=mask_id(data["certificate_no"])))
-    if facts.get("hardship_status") not in (None, "none"):
-        lines.append(q["hardship"].format(hardship=_label(turn, "fact_hardship_status", facts["hardship_status"])))
+    if hardship_claimed(turn.case):
+        labels = [_label(turn, "fact_hardship_status", v) for v in sorted(hardship_statuses(turn.case))]
+        lines.append(q["hardship"].format(hardship="、".join(labels)))
     if data.get("delivery"):
         lines.append(q["delivery"].format(delivery=_label(turn, "result_delivery", data["delivery"])))
     lines.append(q["services_header"])
@@ -102,6 +115,8 @@ async def summary(turn: Turn) -> str:
         # A result that waits for the assessment has no date of its own yet.
         expected = None if result == PENDING else expected_date(turn, code)
         flag = q["may_not_qualify"] if result == MAY_NOT_QUALIFY else q["pending"] if result == PENDING else ""
+        if not flag and service.deadline.get("from") == "certificate" and not holds_certificate(turn.case):
+            flag = q["after_certificate"]
         if publicity_skipped(turn.case, code):
             flag += q["no_publicity"]
         lines.append(q["service_line"].format(
@@ -110,10 +125,13 @@ async def summary(turn: Turn) -> str:
             expected=f"，约{assessment.format_day(expected)}" if expected else "",
             flag=flag,
         ))
+        for note in service.raw.get("notes", []):
+            lines.append(q["note"].format(note=note["text"]))
     booking_ = data.get("booking")
     if booking_ and turn.case.chose("disability_certificate"):
         day = date.fromisoformat(booking_["session_date"])
-        lines.append(q["appointment"].format(date=assessment.format_day(day), period=booking_["period"], place=booking_["place"]))
+        lines.append(q["appointment"].format(date=assessment.format_day(day), period=booking_["period"], place=booking_["place"])
+                     + ("" if is_certain(turn.calendar, day) else q["uncertain"]))
     elif on_mental_waitlist(turn.case):
         lines.append(turn.pack.q("summary", "waitlist"))
     items = checklist(turn.case)
@@ -124,7 +142,8 @@ async def summary(turn: Turn) -> str:
 
 
 def _label(turn: Turn, question: str, value) -> str:
-    for option in turn.pack.questions[question].get("options", []):
+    q = turn.pack.questions[question]
+    for option in [*q.get("options", []), *q.get("unnumbered", [])]:
         if option["value"] == value:
             return option["label"]
     return str(value)
@@ -157,6 +176,7 @@ PROMPTS: dict[str, Callable[[Turn], Awaitable[str]]] = {
     "applicant_phone": applicant_phone,
     "suggest_services": suggest_services,
     "eligibility_notice": eligibility_notice,
+    "eligibility_recheck": eligibility_recheck,
     "checklist": checklist_prompt,
     "booking": booking,
     "summary": summary,
@@ -177,6 +197,8 @@ def submitted_message(turn: Turn) -> str:
     if booking_ and turn.case.chose("disability_certificate"):
         day = date.fromisoformat(booking_["session_date"])
         appointment = turn.pack.q("submitted", "appointment", date=assessment.format_day(day), period=booking_["period"], place=booking_["place"])
+        if not is_certain(turn.calendar, day):
+            appointment += turn.pack.q("summary", "uncertain")
     elif on_mental_waitlist(turn.case):
         appointment = turn.pack.q("submitted", "waitlist")
     return turn.pack.q("submitted", reference=turn.data["reference"], next_steps=turn.pack.raw.get("next_steps", ""), appointment=appointment)

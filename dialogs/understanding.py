@@ -95,7 +95,7 @@ class Understanding:
         for q in pack.questions.values():
             for key in ("same_words", "all_words", "unsure_words", "continue_words"):
                 vocabulary.update(q.get(key, []))
-            for option in q.get("options", []) or []:
+            for option in [*(q.get("options", []) or []), *(q.get("unnumbered", []) or [])]:
                 vocabulary.update(option.get("words", []))
                 vocabulary.add(option["label"])
         self.tokenizer = domain_tokenizer(vocabulary)
@@ -154,6 +154,38 @@ class Understanding:
                     if score > best_len:
                         best, best_len = option["value"], score
         return best
+
+    def choose_many(self, text: str, options: list[dict[str, Any]], exclusive: Any = None,
+                    unnumbered: list[dict[str, Any]] = ()) -> list[Any] | Any:
+        """Every option meant by an answer that may name several ("1 5", "低保和脱贫户都是").
+
+        A word inside a longer matched word does not count twice ("农村低保" is not also "低保").
+        `exclusive` (e.g. "都不是") stands only alone. NO_MATCH when nothing is understood.
+        """
+        t = unicodedata.normalize("NFKC", text or "")
+        if re.fullmatch(r"[\s\d,，、和及与.。;；/+第个项都是]+", t) and re.search(r"\d", t):
+            numbers = sorted(set(self.numbers(t)))
+            if not numbers or any(not 1 <= n <= len(options) for n in numbers):
+                return NO_MATCH
+            values = [options[n - 1]["value"] for n in numbers]
+        else:
+            text_c = compact(text)
+            if not text_c:
+                return NO_MATCH
+            hits: list[tuple[str, Any]] = []
+            for option in [*options, *unnumbered]:
+                for w in [option["label"], *option.get("words", [])]:
+                    wl = w.lower()
+                    if len(wl) >= 2 and wl in text_c or wl == text_c:
+                        hits.append((wl, option["value"]))
+            kept = [(w, v) for w, v in hits if not any(w != o and w in o for o, _ in hits)]
+            values = list(dict.fromkeys(v for _, v in kept))
+            if not values:
+                single = self.choose(text, options)
+                return NO_MATCH if single is NO_MATCH else [single]
+        if exclusive in values and len(values) > 1:
+            values = [v for v in values if v != exclusive]
+        return values
 
     def is_yes(self, text: str) -> bool:
         return compact(text) in self.yes_words

@@ -172,6 +172,30 @@ class WorkCalendar:
         return count
 
 
+def is_certain(calendar: WorkCalendar, *days: date) -> bool:
+    """Whether working days up to these dates can be counted as certain: every year they touch has a
+    published schedule. A session or deadline in a year without one is shown as "以通知为准"."""
+    if not days:
+        return True
+    first, last = min(days), max(days)
+    return all(calendar.knows_year(y) for y in range(first.year, last.year + 1))
+
+
+def calendar_check(calendar: WorkCalendar, today: date, horizon_days: int = 120) -> list[str]:
+    """What the next `horizon_days` need that the calendar does not have, one line per missing year.
+
+    For operators: `bot calendar check` prints these, and start-up logs them as a warning. An empty
+    list means every day in the horizon is counted from a published schedule.
+    """
+    end = today + timedelta(days=horizon_days)
+    missing = [y for y in range(today.year, end.year + 1) if not calendar.knows_year(y)]
+    return [
+        f"{y}年的节假日安排还没有：{max(today, date(y, 1, 1)).isoformat()} 至 {min(end, date(y, 12, 31)).isoformat()} "
+        f"的评定日期和办结日期只按周末计算，对群众显示“以通知为准”。国务院办公厅公布后请补进 {calendar.source}。"
+        for y in missing
+    ]
+
+
 @lru_cache(maxsize=1)
 def default_calendar() -> WorkCalendar:
     """The calendar from content/common/holidays.yaml, loaded once per process."""

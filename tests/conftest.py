@@ -106,7 +106,23 @@ async def start_client(settings: Settings, clock: Clock) -> TestClient:
     app = create_app(settings.with_(host="127.0.0.1", port=port), clock=clock)
     client = TestClient(TestServer(app, host="127.0.0.1", port=port))
     await client.start_server()
+    _validate_what_is_submitted(app)
     return client
+
+
+def _validate_what_is_submitted(app) -> None:
+    """Every application any test submits must match docs/intake-openapi.yaml."""
+    from bot.app import SERVICES
+    from tests.intake_schema import assert_valid_application
+
+    outbox = app[SERVICES].outbox
+    submit = outbox.submit
+
+    async def validated(document, *args, **kwargs):
+        assert_valid_application(document)
+        return await submit(document, *args, **kwargs)
+
+    outbox.submit = validated
 
 
 @pytest.fixture

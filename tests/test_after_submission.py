@@ -16,9 +16,9 @@ from bot.app import SERVICES, intake_secret
 from integrations.intake import encode_body, signed_headers
 from tests.conftest import WeChatUser
 
-MOTHER_CHILD = ["你好", "2", "妈妈", "李秀英", "341723198001010023", "13912345678", "残疾证和护理补贴", "1", "智力", "还没评定",
-                "8", "王小宝", "341723201406010034", "同上", "青阳县蓉城镇五溪村12号", "0", "1", "1", "1", "1"]
-SELF_MENTAL = ["你好", "1", "残疾证", "精神", "陈强", "341723199008150031", "13655556666", "青阳县丁桥镇丁桥村5号", "0", "1", "1", "1"]
+MOTHER_CHILD = ["你好", "2", "妈妈", "李秀英", "341723198001010023", "13912345678", "残疾证和护理补贴", "1", "2", "智力",
+                "9", "王小宝", "341723201406010034", "1", "同上", "青阳县蓉城镇五溪村12号", "0", "1", "1", "1", "1"]
+SELF_MENTAL = ["你好", "1", "残疾证", "1", "2", "精神", "陈强", "341723199008150031", "13655556666", "青阳县丁桥镇丁桥村5号", "0", "1", "1", "1"]
 
 
 async def apply(user: WeChatUser, script: list[str]) -> str:
@@ -166,8 +166,8 @@ async def reminders_due(bot, clock, when: str) -> int:
 
 
 async def test_reminders_before_the_assessment_are_sent_when_due_and_once(bot, clock, protocol):
-    await apply(WeChatUser(bot, "oDec", protocol), MOTHER_CHILD[:16] + ["1", "1", "1", "1"])   # 12月11日
-    await apply(WeChatUser(bot, "oJan", protocol), MOTHER_CHILD[:16] + ["2", "1", "1", "1"])   # 1月11日
+    await apply(WeChatUser(bot, "oDec", protocol), MOTHER_CHILD[:17] + ["1", "1", "1", "1"])   # 12月11日
+    await apply(WeChatUser(bot, "oJan", protocol), MOTHER_CHILD[:17] + ["2", "1", "1", "1"])   # 1月11日
     assert await reminders_due(bot, clock, "2026-12-07T12:00:00") == 0
     assert await reminders_due(bot, clock, "2026-12-08T09:05:00") == 1   # 3 days before 12-11
     assert await reminders_due(bot, clock, "2026-12-08T09:06:00") == 0
@@ -181,7 +181,7 @@ async def test_reminders_before_the_assessment_are_sent_when_due_and_once(bot, c
 
 async def test_an_unfinished_application_gets_one_gentle_reminder(bot, clock, protocol):
     user = WeChatUser(bot, "oHalfway", protocol)
-    for text in ["你好", "1", "残疾证", "4"]:
+    for text in ["你好", "1", "残疾证", "1", "2", "4"]:
         await user.say(text)
     three_days = clock.now() + timedelta(days=3)
     assert await reminders_due(bot, clock, (three_days - timedelta(seconds=60)).isoformat()) == 0
@@ -192,7 +192,7 @@ async def test_an_unfinished_application_gets_one_gentle_reminder(bot, clock, pr
 
 async def test_moving_a_session_and_announcing_the_mental_session_tell_everyone(bot, protocol):
     services = bot.server.app[SERVICES]
-    ref = await apply(WeChatUser(bot, "oMoved", protocol), MOTHER_CHILD[:16] + ["1", "1", "1", "1"])
+    ref = await apply(WeChatUser(bot, "oMoved", protocol), MOTHER_CHILD[:17] + ["1", "1", "1", "1"])
     assert "moved 1 bookings" in await op.move_session(services, "2026-12-11", "2026-12-14")
     assert await services.book.holders("2026-12-14") == [ref]
     mental_ref = await apply(WeChatUser(bot, "oMental", protocol), SELF_MENTAL)

@@ -21,7 +21,7 @@ TODAY = date(2026, 11, 23)
 
 QY_OK = {"local_hukou": True, "has_certificate": True, "disability_level": 4, "hardship_status": "dibao_rural"}
 HL_OK = {"local_hukou": True, "has_certificate": True, "disability_level": 1, "hardship_status": "dibao_urban",
-         "pension_enrolled": True, "medical_insured": True}
+         "in_school": False, "employee_pension": False, "medical_insured": True}
 
 # (region, service, facts, other services chosen, applicant id, expected result, failed rule, clause in its basis)
 CASES = [
@@ -55,13 +55,15 @@ CASES = [
     ("qingyang", "pension_subsidy", {**QY_OK, "disability_level": 3, "pension_enrolled": True}, [], ADULT_ID, EXCLUDED, "severe_level", "重度残疾人（一、二级）"),
     ("qingyang", "pension_subsidy", {**QY_OK, "disability_level": 2, "pension_enrolled": True, "local_hukou": False}, [], ADULT_ID, EXCLUDED, "local_hukou", "具有青阳县户籍"),
     # 青阳 — 残疾人证: 受理条件 疑似残疾人 (no exclusion)
-    ("qingyang", "disability_certificate", {}, [], CHILD_ID, ELIGIBLE, None, "疑似残疾人"),
-    # 呼伦贝尔 — 两项补贴: 国发〔2015〕52号 via 内民政发〔2022〕110号 附件1 二
-    ("hulunbuir", "living_subsidy", HL_OK, [], ADULT_NM_ID, ELIGIBLE, None, "国发〔2015〕52号"),
-    ("hulunbuir", "living_subsidy", {**HL_OK, "hardship_status": "none"}, [], ADULT_NM_ID, EXCLUDED, "dibao_family", "低保家庭中的残疾人"),
+    ("qingyang", "disability_certificate", {"has_certificate": False, "local_hukou": True}, [], CHILD_ID, ELIGIBLE, None, "疑似残疾人"),
+    ("qingyang", "disability_certificate", {"has_certificate": True, "local_hukou": True}, [], CHILD_ID, EXCLUDED, "no_certificate_yet", "疑似残疾人"),
+    ("qingyang", "disability_certificate", {"has_certificate": False, "local_hukou": False}, [], CHILD_ID, EXCLUDED, "local_hukou", "属地管理"),
+    # 呼伦贝尔 — 两项补贴: 内民政发〔2022〕110号 附件1 二 (target groups: an assumption in the pack)
+    ("hulunbuir", "living_subsidy", HL_OK, [], ADULT_NM_ID, ELIGIBLE, None, "附件1 二"),
+    ("hulunbuir", "living_subsidy", {**HL_OK, "hardship_status": "none"}, [], ADULT_NM_ID, EXCLUDED, "dibao_family", "低保类别"),
     ("hulunbuir", "living_subsidy", {**HL_OK, "has_certificate": False}, [], ADULT_NM_ID, EXCLUDED, "holds_certificate", "残疾人证号"),
-    ("hulunbuir", "nursing_subsidy", {**HL_OK, "disability_level": 2, "hardship_status": "none"}, [], ADULT_NM_ID, ELIGIBLE, None, "国发〔2015〕52号"),
-    ("hulunbuir", "nursing_subsidy", {**HL_OK, "disability_level": 3}, [], ADULT_NM_ID, EXCLUDED, "level_1_or_2", "一级、二级且需要长期照护"),
+    ("hulunbuir", "nursing_subsidy", {**HL_OK, "disability_level": 2, "hardship_status": "none"}, [], ADULT_NM_ID, ELIGIBLE, None, "附件1 二"),
+    ("hulunbuir", "nursing_subsidy", {**HL_OK, "disability_level": 3}, [], ADULT_NM_ID, EXCLUDED, "level_1_or_2", "附件4 残疾等级"),
     # 呼伦贝尔 — 医疗救助: 内民政发〔2022〕110号 附件1 三
     ("hulunbuir", "medical_assistance", HL_OK, [], ADULT_NM_ID, ELIGIBLE, None, "附件1 三"),
     ("hulunbuir", "medical_assistance", {**HL_OK, "medical_insured": False}, [], ADULT_NM_ID, EXCLUDED, "medical_insured", "参加城乡居民基本医疗保险"),
@@ -72,7 +74,10 @@ CASES = [
     ("hulunbuir", "pension_subsidy", HL_OK, [], None, PENDING, None, "年满16周岁"),
     ("hulunbuir", "pension_subsidy", {**HL_OK, "disability_level": 3}, [], ADULT_NM_ID, EXCLUDED, "severe_level", "一级、二级困难重度残疾人"),
     ("hulunbuir", "pension_subsidy", {**HL_OK, "hardship_status": "none"}, [], ADULT_NM_ID, EXCLUDED, "hardship", "困难重度残疾人"),
-    ("hulunbuir", "pension_subsidy", {**HL_OK, "pension_enrolled": False}, [], ADULT_NM_ID, EXCLUDED, "pension_enrolled", "附件2 备注2"),
+    # 备注2 defines who may join; it does not require being enrolled already (issue point 4)
+    ("hulunbuir", "pension_subsidy", {**HL_OK, "pension_enrolled": False}, [], ADULT_NM_ID, ELIGIBLE, None, "附件2 备注"),
+    ("hulunbuir", "pension_subsidy", {**HL_OK, "employee_pension": True}, [], ADULT_NM_ID, EXCLUDED, "no_employee_pension", "未参加职工基本养老保险"),
+    ("hulunbuir", "pension_subsidy", {**HL_OK, "in_school": True}, [], ADULT_NM_ID, EXCLUDED, "not_in_school", "不含在校学生"),
     ("hulunbuir", "pension_subsidy", {**HL_OK, "local_hukou": False}, [], ADULT_NM_ID, EXCLUDED, "local_hukou", "本县户籍"),
 ]
 

@@ -116,35 +116,37 @@ def make_script(n: int, rng: random.Random, tag: str, kind: str | None = None) -
             Say(id_number(adult, rng), ("手机号",)),
             Say(phone, ("要办哪些事",)),  # the applicant's phone may be given as 同上 (the same)
             Say("1 3", ("您选了：残疾人证、护理补贴", "户口在青阳县")),
-            Say("1", ("哪类残疾",)),
-            Say(rng.choice("12345"), ("几级",)),
-            Say("还没评定", ("哪种情况",)),
-            Say("8", ("请发申请人的姓名",)),
+            Say("1", ("已经有残疾人证了吗",)),
+            Say("2", ("哪类残疾",)),
+            Say(rng.choice("12345"), ("哪种情况",)),
+            Say("9", ("请发申请人的姓名",)),
         ]
         services = ["disability_certificate", "nursing_subsidy"]
     else:
         steps.append(Say("1", ("要办哪些事",)))
         if kind in ("self_certificate", "self_mental"):
             category = "6" if kind == "self_mental" else rng.choice("123457")
-            steps += [Say("1", ("您选了：残疾人证", "哪类残疾")), Say(category, ("请发您的姓名",))]
+            steps += [Say("1", ("您选了：残疾人证", "户口在青阳县")), Say("1", ("已经有残疾人证了吗",)),
+                      Say("2", ("哪类残疾",)), Say(category, ("请发您的姓名",))]
             services = ["disability_certificate"]
         elif kind == "self_all_five":
             steps += [
                 Say("6", ("您选了：残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助", "户口在青阳县")),
-                Say("是", ("哪类残疾",), voice()),
-                Say(rng.choice("1234"), ("几级",)),
-                Say("1", ("哪种情况",)),
+                Say("是", ("已经有残疾人证了吗",), voice()),
+                Say("2", ("哪类残疾",)),
+                Say(rng.choice("1234"), ("哪种情况",)),
                 Say(rng.choice("12"), ("城乡居民养老保险",)),
                 Say("1", ("请发您的姓名",)),
             ]
             services = ["disability_certificate", "living_subsidy", "nursing_subsidy", "medical_assistance", "pension_subsidy"]
         else:
-            steps += [Say("4", ("您选了：医疗救助", "哪种情况")), Say(rng.choice("123467"), ("请发您的姓名",))]
+            steps += [Say("4", ("您选了：医疗救助", "哪种情况")), Say(rng.choice("1234678"), ("请发您的姓名",))]
             services = ["medical_assistance"]
     same_phone = kind == "guardian_for_child" and rng.random() < 0.5
     steps += [
         Say(name, ("身份证号",), voice()),
-        Say(applicant_id, ("联系电话",)),
+        *([Say(applicant_id, ("法定监护人吗",)), Say("1", ("联系电话",))] if kind == "guardian_for_child"
+          else [Say(applicant_id, ("联系电话",))]),
         Say("同上" if same_phone else phone, ("户籍地址",)),
         Say(address, ("请准备这些材料",), voice()),
     ]

@@ -81,7 +81,7 @@ async def test_a_conversation_carries_on_across_a_key_rotation(settings, clock, 
     await redis_client.delete("datakey:{canary}:k2025")
     client = await start_client(settings.with_(data_keys=new), clock)  # the old key retired
     try:
-        assert "哪类残疾" in await WeChatUser(client, "oRotation", protocol).say("1")
+        assert "已经有残疾人证了吗" in await WeChatUser(client, "oRotation", protocol).say("1")
     finally:
         await client.close()
 

@@ -29,8 +29,8 @@ from tests.processes import wait_until
 # and stops at the summary: a place booked, a photo sent, nothing submitted.
 SECOND_UNSUBMITTED = [
     ("say", "重新开始"), ("say", "2"), ("say", "妈妈"), ("say", "欧阳桂兰"), ("say", "341723196807040038"),
-    ("say", "13955501234"), ("say", "残疾证和护理补贴"), ("say", "1"), ("say", "智力"), ("say", "还没评定"), ("say", "8"),
-    ("say", "欧阳小雨"), ("say", "341723201809090016"), ("say", "同上"), ("say", "青阳县酉华镇酉华村10号"), ("say", "0"),
+    ("say", "13955501234"), ("say", "残疾证和护理补贴"), ("say", "1"), ("say", "2"), ("say", "智力"), ("say", "9"),
+    ("say", "欧阳小雨"), ("say", "341723201809090016"), ("say", "1"), ("say", "同上"), ("say", "青阳县酉华镇酉华村10号"), ("say", "0"),
     ("say", "1"), ("image", "MEDIA-UNSENT-3301"),
 ]
 DAUGHTER = ["欧阳小雨", "341723201809090016", "青阳县酉华镇酉华村10号", "MEDIA-UNSENT-3301"]

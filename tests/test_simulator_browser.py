@@ -208,7 +208,7 @@ async def test_simulator_talks_to_the_real_bot(live_bot, tmp_path_factory):
     await asyncio.to_thread(_in_browser, live_bot, shots, "simulator-failure", _scenario)
 
 
-APPLY_FOR_CERTIFICATE = ["你好", "1", "残疾证", "4", "张三", "341723195503020017", "13812345678", "青阳县蓉城镇五溪村12号",
+APPLY_FOR_CERTIFICATE = ["你好", "1", "残疾证", "1", "2", "4", "张三", "341723195503020017", "13812345678", "青阳县蓉城镇五溪村12号",
                          "0", "1", "1", "1", "1"]
 
 

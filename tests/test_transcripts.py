@@ -16,6 +16,7 @@ import yaml
 from bot.app import SERVICES
 from dialogs.engine import WECHAT_TEXT_LIMIT
 from tests.conftest import start_client
+from tests.intake_schema import assert_valid_application
 
 TRANSCRIPTS = sorted((Path(__file__).parent / "transcripts").glob("*.yaml"))
 
@@ -75,6 +76,7 @@ async def test_transcript(path, settings, clock, protocol, redis_client):
             assert reference, "no reply gave an application reference"
             document = await client.server.app[SERVICES].outbox.get(reference.group(1))
             assert document is not None, "the submitted application is not in the outbox"
+            assert_valid_application(document)
             for key, wanted in script["application"].items():
                 if key == "material_codes":
                     assert [m["code"] for m in document["materials"]] == wanted

@@ -205,3 +205,29 @@ def test_is_workday_is_memoized(monkeypatch):
 def test_default_calendar_is_loaded_once():
     assert default_calendar() is default_calendar()
     assert not default_calendar().is_workday(date(2026, 2, 17))
+
+
+# -- a year without a published schedule (issue point 13) ---------------------------------------------
+def test_a_day_in_a_year_without_a_schedule_is_not_certain(cal):
+    from dialogs.workdays import is_certain
+
+    assert is_certain(cal, date(2026, 11, 23), date(2026, 12, 7))
+    assert not is_certain(cal, date(2027, 1, 1))
+    assert not is_certain(cal, date(2026, 12, 28), date(2027, 1, 8))  # a deadline counted into 2027
+
+
+def test_calendar_check_lists_the_years_the_next_120_days_need(cal):
+    from dialogs.workdays import calendar_check
+
+    assert calendar_check(cal, date(2026, 6, 1)) == []
+    lines = calendar_check(cal, date(2026, 11, 23))
+    assert len(lines) == 1 and "2027年" in lines[0] and "2027-01-01 至 2027-03-23" in lines[0]
+
+
+def test_sessions_in_2027_are_offered_as_to_be_announced(cal):
+    from dialogs.assessment import monthly_sessions
+    from dialogs.pack import load_pack
+
+    sessions = monthly_sessions(load_pack("qingyang"), cal, date(2026, 11, 23), 3)
+    assert [s.certain for s in sessions] == [True, False, False]
+    assert sessions[2].day == date(2027, 2, 11)  # likely inside 春节: not a date to promise
