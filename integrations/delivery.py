@@ -37,11 +37,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from integrations.intake import DELIVERED, REJECTED, RETRY, DeliveryOutcome, IntakeAdapter
 from integrations.outbox import STREAM, RedisOutbox, document_key
+from integrations.redis_connection import RedisClient
 from integrations.redis_health import RedisHealth, is_redis_error
 from integrations.sealing import SealError
 
@@ -187,7 +187,7 @@ class OutboxLedger:
     process's DeliveryWorker, which is one too, does the sending.
     """
 
-    def __init__(self, redis: aioredis.Redis, *, clock: Callable[[], float], kind: str = "application"):
+    def __init__(self, redis: RedisClient, *, clock: Callable[[], float], kind: str = "application"):
         self.kind = kind
         self._k = KINDS[kind]
         self.redis = redis
@@ -273,7 +273,7 @@ class DeliveryWorker(OutboxLedger):
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         outbox: RedisOutbox,
         intake: IntakeAdapter,
         *,
