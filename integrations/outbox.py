@@ -58,4 +58,5 @@ class RedisOutbox:
 
     async def queued_ids(self) -> list[str]:
         entries = await self.redis.xrange(STREAM)
-        return [fields[b"id"].decode() for _, fields in entries]
+        # redis-py types an entry's fields as Optional (nil for XREADGROUP of a deleted entry); XRANGE has none.
+        return [fields[b"id"].decode() for _, fields in entries if fields is not None]
