@@ -146,6 +146,8 @@ class Notifier:
             return
         day = date.fromisoformat(appointment["session_date"])
         if kind == "moved":
+            if old is None:
+                raise ValueError("a moved session needs the old date")
             text = self.words["session_moved"].format(old=format_day(date.fromisoformat(old)), new=format_day(day),
                                                       period=appointment["period"], place=appointment["place"], reference=app_id)
         else:

@@ -39,7 +39,7 @@ async def roster_rows(s: Services, day: str) -> list[list[str]]:
             continue
         a, agent = doc["applicant"], doc.get("agent") or {}
         services = "、".join(s.pack.services[c].short for c in doc["services"])
-        category = CATEGORY.get((doc.get("disability") or {}).get("category"), "")
+        category = CATEGORY.get((doc.get("disability") or {}).get("category", 0), "")  # 0: none given
         rows.append([doc["id"], a["name"], {"male": "男", "female": "女"}.get(a["gender"], ""), a["birth_date"], a["phone"],
                      category, agent.get("name", ""), agent.get("phone", ""), services])
     return rows

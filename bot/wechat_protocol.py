@@ -19,7 +19,7 @@ import secrets
 import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Literal, Mapping, overload
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -61,8 +61,9 @@ class Incoming:
     def order(self) -> tuple[int, int]:
         m = self.msg_id
         # Length cap: int() of a huge digit string is slow (and capped by Python).
-        numeric = m is not None and m.isascii() and m.isdigit() and len(m) <= 20
-        return (self.create_time, int(m) if numeric else 0)
+        if m is not None and m.isascii() and m.isdigit() and len(m) <= 20:
+            return (self.create_time, int(m))
+        return (self.create_time, 0)
 
 
 # XML 1.0 forbids these; a reply containing one would be rejected by WeChat.
@@ -113,6 +114,10 @@ def _parse_xml(body: bytes | str) -> dict[str, str | None]:
     return fields
 
 
+@overload
+def _field(fields: Mapping[str, str | None], name: str, required: Literal[True]) -> str: ...
+@overload
+def _field(fields: Mapping[str, str | None], name: str, required: bool = False) -> str | None: ...
 def _field(fields: Mapping[str, str | None], name: str, required: bool = False) -> str | None:
     if name not in fields:
         if required:
@@ -331,8 +336,8 @@ class WeChatProtocol:
             fields = _parse_xml(plain_xml)
         except ProtocolError:  # callers may deliberately send garbage
             fields = {}
-        if fields.get("FromUserName"):
-            query["openid"] = fields["FromUserName"]
+        if from_user := fields.get("FromUserName"):
+            query["openid"] = from_user
         if not encrypted:
             return query, plain_xml.encode()
         encrypt = self._encrypt(plain_xml.encode())

@@ -26,11 +26,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import redis.asyncio as aioredis
-
 from integrations.delivery import KINDS
 from integrations.feedback import asked_key
 from integrations.outbox import document_key
+from integrations.redis_connection import RedisClient
 from integrations.sealing import Sealer, SealError
 
 log = logging.getLogger(__name__)
@@ -107,7 +106,7 @@ return 0
 
 
 class ApplicationRegistry:
-    def __init__(self, client: aioredis.Redis, sealer: Sealer, *, retention_s: int = 180 * 86400):
+    def __init__(self, client: RedisClient, sealer: Sealer, *, retention_s: int = 180 * 86400):
         self.redis = client
         self.sealer = sealer
         self.retention_s = retention_s  # after the final result (pack: retention.application_days)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-import redis.asyncio as aioredis
+from integrations.redis_connection import RedisClient
 
 _RESERVE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
@@ -27,7 +27,7 @@ def _waitlist_key(kind: str) -> str:
 
 
 class RedisAssessmentBook:
-    def __init__(self, client: aioredis.Redis, *, clock: Callable[[], float]):
+    def __init__(self, client: RedisClient, *, clock: Callable[[], float]):
         self.redis = client
         self.clock = clock
         self._reserve = client.register_script(_RESERVE)

@@ -20,8 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-import redis.asyncio as aioredis
-
+from integrations.redis_connection import RedisClient
 from integrations.redis_pipeline import PipelinedRedis
 from integrations.sealing import SealError, Sealer
 
@@ -147,7 +146,7 @@ def _k(openid: str, part: str) -> str:
 
 
 class ConversationStore:
-    def __init__(self, client: aioredis.Redis, sealer: Sealer, *, session_ttl_s: int, pipeline: PipelinedRedis | None = None):
+    def __init__(self, client: RedisClient, sealer: Sealer, *, session_ttl_s: int, pipeline: PipelinedRedis | None = None):
         self.redis = client
         self.sealer = sealer
         self.session_ttl_s = session_ttl_s

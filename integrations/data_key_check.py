@@ -11,8 +11,7 @@ the pack's retention): `redis-cli DEL 'datakey:{canary}:<kid>'`.
 """
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-
+from integrations.redis_connection import RedisClient
 from integrations.sealing import Sealer, SealError
 
 PREFIX = "datakey:{canary}:"
@@ -27,7 +26,7 @@ def canary_key(kid: str) -> str:
     return PREFIX + kid
 
 
-async def sealed_with(redis: aioredis.Redis) -> dict[str, bytes]:
+async def sealed_with(redis: RedisClient) -> dict[str, bytes]:
     """Key id -> canary blob, for every key id that has sealed data in this Redis."""
     found = {}
     async for name in redis.scan_iter(match=PREFIX.replace("{", "\\{").replace("}", "\\}") + "*", count=100):
@@ -38,7 +37,7 @@ async def sealed_with(redis: aioredis.Redis) -> dict[str, bytes]:
     return found
 
 
-async def check_data_key(redis: aioredis.Redis, sealer: Sealer, *, where: str) -> None:
+async def check_data_key(redis: RedisClient, sealer: Sealer, *, where: str) -> None:
     """Raise DataKeyMismatch unless every stored canary opens; then leave the current key's canary."""
     for kid, blob in sorted((await sealed_with(redis)).items()):
         try:

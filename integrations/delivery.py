@@ -29,6 +29,7 @@ also due again when its lock expires, so an attempt cut short by a crash is pick
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import os
 import random
@@ -37,11 +38,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from integrations.intake import DELIVERED, REJECTED, RETRY, DeliveryOutcome, IntakeAdapter
 from integrations.outbox import STREAM, RedisOutbox, document_key
+from integrations.redis_connection import RedisClient
 from integrations.redis_health import RedisHealth, is_redis_error
 from integrations.sealing import SealError
 
@@ -187,7 +188,7 @@ class OutboxLedger:
     process's DeliveryWorker, which is one too, does the sending.
     """
 
-    def __init__(self, redis: aioredis.Redis, *, clock: Callable[[], float], kind: str = "application"):
+    def __init__(self, redis: RedisClient, *, clock: Callable[[], float], kind: str = "application"):
         self.kind = kind
         self._k = KINDS[kind]
         self.redis = redis
@@ -253,7 +254,7 @@ class OutboxLedger:
         return {"undelivered": unread + unfinished, "retrying": await self.redis.zcard(self._k.due),
                 "failed": await self.redis.zcard(self._k.failed)}
 
-    async def _unread_ids(self, limit: int) -> list[str]:
+    async def _unread_ids(self, limit: int) -> builtins.list[str]:  # `list` here is the method above
         try:
             groups = await self.redis.xinfo_groups(self._k.stream)
         except ResponseError:  # no stream yet
@@ -273,7 +274,7 @@ class DeliveryWorker(OutboxLedger):
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         outbox: RedisOutbox,
         intake: IntakeAdapter,
         *,
@@ -344,8 +345,8 @@ class DeliveryWorker(OutboxLedger):
                 work.setdefault(application_id, entry)
         for entry, application_id in await self._claim_stale():
             work.setdefault(application_id, entry)
-        for application_id in await self.redis.zrangebyscore(self._k.due, "-inf", self.clock(), start=0, num=self.batch):
-            work.setdefault(_s(application_id), "")
+        for member in await self.redis.zrangebyscore(self._k.due, "-inf", self.clock(), start=0, num=self.batch):
+            work.setdefault(_s(member), "")
         block = None if work or block_ms <= 0 else block_ms
         self.waiting = block is not None
         try:
@@ -423,7 +424,7 @@ class DeliveryWorker(OutboxLedger):
         reply = await self.redis.xreadgroup(GROUP, self.consumer, {self._k.stream: start}, count=self.batch, block=block)
         if not reply:
             return []
-        raw = []
+        raw: list = []
         for _, stream_entries in (reply.items() if isinstance(reply, dict) else reply):
             raw.extend(stream_entries[0] if _nested(stream_entries) else stream_entries)
         return raw

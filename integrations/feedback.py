@@ -4,8 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-import redis.asyncio as aioredis
-
+from integrations.redis_connection import RedisClient
 from integrations.sealing import Sealer
 
 ASK_TTL_S = 14 * 24 * 3600
@@ -21,7 +20,7 @@ def asked_key(app_id: str, service: str) -> str:
 
 
 class FeedbackStore:
-    def __init__(self, client: aioredis.Redis, sealer: Sealer, *, clock: Callable[[], float]):
+    def __init__(self, client: RedisClient, sealer: Sealer, *, clock: Callable[[], float]):
         self.redis = client
         self.sealer = sealer
         self.clock = clock

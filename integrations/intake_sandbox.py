@@ -22,11 +22,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Callable, TypeVar, Union
 
 import aiohttp
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from integrations.intake import EVENT_STATUSES, IDEMPOTENCY_HEADER, STALE_TIMESTAMP, check_request, encode_body, signed_headers
 from integrations.operator_auth import operator_refusal
+from integrations.redis_connection import RedisClient
 from integrations.sealing import Sealer
 
 CHINA = timezone(timedelta(hours=8))
@@ -79,7 +79,7 @@ def _event_key(event_id: str) -> str:
 
 
 def create_intake_sandbox(
-    redis: Lazy[aioredis.Redis],
+    redis: Lazy[RedisClient],
     sealer: Lazy[Sealer],
     *,
     secret: str,
@@ -135,7 +135,7 @@ def _refuse(status: int, error: str, **fields: Any) -> web.Response:
     return _reply(status, error=error, **fields)
 
 
-def _resolved(request: web.Request) -> tuple[aioredis.Redis, Sealer, dict]:
+def _resolved(request: web.Request) -> tuple[RedisClient, Sealer, dict]:
     app = request.app
     redis, sealer = app[REDIS_KEY], app[SEALER_KEY]
     redis = redis() if callable(redis) else redis

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from integrations.redis_connection import RedisClient
 from integrations.sealing import Sealer
 
 STREAM = "outbox:{applications}:stream"
@@ -30,7 +29,7 @@ def document_key(application_id: str) -> str:
 
 
 class RedisOutbox:
-    def __init__(self, client: aioredis.Redis, sealer: Sealer):
+    def __init__(self, client: RedisClient, sealer: Sealer):
         self.redis = client
         self.sealer = sealer
         self._submit = client.register_script(_SUBMIT)
@@ -59,4 +58,5 @@ class RedisOutbox:
 
     async def queued_ids(self) -> list[str]:
         entries = await self.redis.xrange(STREAM)
-        return [fields[b"id"].decode() for _, fields in entries]
+        # redis-py types an entry's fields as Optional (nil for XREADGROUP of a deleted entry); XRANGE has none.
+        return [fields[b"id"].decode() for _, fields in entries if fields is not None]

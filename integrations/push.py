@@ -21,8 +21,7 @@ import logging
 import random
 from typing import Callable
 
-import redis.asyncio as aioredis
-
+from integrations.redis_connection import RedisClient
 from integrations.sealing import Sealer, SealError
 from integrations.wechat_api import SendResult, WeChatApi, mask_openid, sent_key
 
@@ -107,7 +106,7 @@ def backoff_s(attempt: int) -> float:
 
 
 class PushQueue:
-    def __init__(self, redis: aioredis.Redis, sealer: Sealer, api: WeChatApi | None, *, clock: Callable[[], float]):
+    def __init__(self, redis: RedisClient, sealer: Sealer, api: WeChatApi | None, *, clock: Callable[[], float]):
         self.redis = redis
         self.sealer = sealer
         self.api = api

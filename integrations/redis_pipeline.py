@@ -33,7 +33,7 @@ from redis.exceptions import NoScriptError, ResponseError
 class _Connection(asyncio.Protocol):
     def __init__(self, stall_s: float):
         self.stall_s = stall_s
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport  # set by connection_made, which asyncio calls before anything else
         self.reader = hiredis.Reader(replyError=ResponseError)
         self.waiting: collections.deque[tuple[asyncio.Future, float]] = collections.deque()
         self.outgoing: list[bytes] = []
@@ -155,9 +155,10 @@ class PipelinedRedis:
             hello = []
             if self.password:
                 auth = ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
-                hello.append(connection.send(hiredis.pack_command(auth), loop))
+                # hiredis.pyi types the command as a 1-tuple (Tuple[X], not Tuple[X, ...]; redis/hiredis-py#195).
+                hello.append(connection.send(hiredis.pack_command(auth), loop))  # type: ignore[arg-type]
             if self.db:
-                hello.append(connection.send(hiredis.pack_command(("SELECT", self.db)), loop))
+                hello.append(connection.send(hiredis.pack_command(("SELECT", self.db)), loop))  # type: ignore[arg-type]
             try:
                 for reply in hello:
                     await reply

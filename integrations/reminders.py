@@ -10,8 +10,7 @@ import json
 import logging
 from typing import Any, Awaitable, Callable, Protocol
 
-import redis.asyncio as aioredis
-
+from integrations.redis_connection import RedisClient
 from integrations.sealing import Sealer, SealError
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ Renderer = Callable[[str, dict[str, Any]], Awaitable[list[tuple[str, str]]]]
 
 
 class Reminders:
-    def __init__(self, client: aioredis.Redis, sealer: Sealer):
+    def __init__(self, client: RedisClient, sealer: Sealer):
         self.redis = client
         self.sealer = sealer
 

@@ -24,7 +24,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 import aiohttp
-import redis.asyncio as aioredis
+
+from integrations.redis_connection import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class WeChatApi:
     def __init__(
         self,
         http: aiohttp.ClientSession,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         base_url: str,
         appid: str,

@@ -187,8 +187,8 @@ async def _inbox(request: web.Request) -> web.Response:
 
 async def _fail(request: web.Request) -> web.Response:
     state = request.app[SANDBOX]
-    body = await _json(request)
-    endpoint = (body or {}).get("endpoint")
+    body = await _json(request) or {}
+    endpoint = body.get("endpoint")
     if endpoint not in ENDPOINTS:
         return web.json_response({"error": f"endpoint must be one of {ENDPOINTS}"}, status=400)
     state.errcodes[endpoint].extend(int(c) for c in body.get("errcodes", ()))
