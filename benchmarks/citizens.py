@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.citizens.facts import STYLES, generate  # noqa: E402
-from tests.citizens.run import Apps, figures, table  # noqa: E402
+from tests.citizens.facts import STYLES, generate
+from tests.citizens.run import Apps, figures, shortcomings, table, targets_missed
 
 
 async def run(redis_url: str, var_dir: Path, personas, styles, show_failures: bool):
@@ -54,6 +54,7 @@ def main() -> int:
     parser.add_argument("--styles", default=",".join(STYLES))
     parser.add_argument("--only", default="", help="persona keys, comma-separated (p00,p07)")
     parser.add_argument("--json", default="", help="also write the figures and each run's outcome here")
+    parser.add_argument("--known", action="store_true", help="print the KNOWN table of tests/test_citizens.py for this bot")
     parser.add_argument("--show-failures", action="store_true", help="print the transcript of every run that missed a target")
     args = parser.parse_args()
     personas = generate(args.personas)
@@ -79,6 +80,14 @@ def main() -> int:
     figs["seconds"] = round(time.monotonic() - started, 1)
     print(f"{len(personas)} personas × {len(styles)} styles = {len(outcomes)} conversations in {figs['seconds']} s")
     print(table(figs))
+    if args.known:
+        by_key = {p.key: p for p in personas}
+        print("KNOWN: dict[tuple[str, str], str] = {")
+        for o in outcomes:
+            if targets_missed(o, by_key[o.persona]):
+                reason = "; ".join(shortcomings(o, by_key[o.persona]))
+                print(f"    ({o.persona!r}, {o.style!r}): {json.dumps(reason, ensure_ascii=False)},")
+        print("}")
     if args.json:
         Path(args.json).write_text(json.dumps({"figures": figs, "runs": [
             {"persona": o.persona, "style": o.style, "region": o.region, "completed": o.completed, "messages": o.messages,

@@ -167,7 +167,6 @@ class Citizen:
 
     # -- the person: what to send ----------------------------------------------------------------
     def opener(self) -> Turn:
-        p = self.persona
         if self.style != "all_in_one":
             return self._turn("你好", None)
         return self._turn(self.everything_at_once(), "who")
@@ -180,8 +179,9 @@ class Citizen:
         if p.agent is None:
             return (f"你好，我叫{a.name}，身份证{a.id_number}，电话{a.phone}，住{p.address}，"
                     f"{CATEGORIES[p.category]}残疾{self.level_words()}，家里是{HARDSHIP_SAY[p.hardships[0]]}，{wants}")
-        return (f"你好，我是{p.agent.name}，帮我{p.applicant_title}{a.name}申请，我是他{p.agent_title}，"
-                f"他身份证{a.id_number}，我的电话{p.agent.phone}，他{CATEGORIES[p.category]}残疾{self.level_words()}，"
+        he = "他" if a.male else "她"
+        return (f"你好，我是{p.agent.name}，帮我{p.applicant_title}{a.name}申请，我是{he}{p.agent_title}，"
+                f"{he}身份证{a.id_number}，我的电话{p.agent.phone}，{he}{CATEGORIES[p.category]}残疾{self.level_words()}，"
                 f"家里是{HARDSHIP_SAY[p.hardships[0]]}，{wants}")
 
     def level_words(self) -> str:
@@ -192,7 +192,10 @@ class Citizen:
         if len(s) == len(SERVICES):
             return "五项都要办"
         names = [SERVICE_WORDS[x] for x in s]
-        return ("想办" + names[0]) if len(names) == 1 else ("、".join(names[:-1]) + "和" + names[-1] + "都要办")
+        if len(names) == 1:
+            return "想办" + names[0]
+        both = "、".join(names[:-1]) + "和" + names[-1]
+        return both + "都要办" if int(self.persona.key[1:]) % 2 == 0 else "我想办" + both
 
     def answer(self, reply: str) -> Turn | None:
         """What the person sends after reading `reply`; None when they are done (or give up)."""
@@ -208,7 +211,7 @@ class Citizen:
         again = topic is not None and topic == self._last_topic and self._last_topic not in ("materials", "correction")
         if again and any(cue in reply for cue in REFUSAL_CUES):
             self.refusals += 1
-            self.refused.append(reply)
+            self.refused.append(f"{self._last_text!r} → {reply}")
         tries = self._tries[topic or "?"] = self._tries.get(topic or "?", 0) + 1 if again else 0
         if topic is None:
             self.not_understood += 1
@@ -236,10 +239,10 @@ class Citizen:
     def _turn(self, text: str, topic: str | None) -> Turn:
         self.sent += 1
         self._last_topic = topic
-        self._last_text = text
         if self.style == "voice":
-            return Turn("voice", self.slip(text), topic or "?")
-        return Turn("say", text, topic or "?")
+            text = self.slip(text)
+        self._last_text = text
+        return Turn("voice" if self.style == "voice" else "say", text, topic or "?")
 
     def slip(self, text: str) -> str:
         """What speech recognition makes of it: full stop, and now and then a homophone slip."""
@@ -369,8 +372,8 @@ class Citizen:
         p = self.persona
         if p.applicant.phone not in reply and p.applicant.phone[-4:] not in reply:
             return "改电话"
-        if CATEGORIES[p.category] not in reply:
+        if "category" in self._tries and CATEGORIES[p.category] not in reply:
             return "改残疾类别"
-        if p.level and LEVEL_WORDS[p.level] not in reply:
+        if "level" in self._tries and p.level and LEVEL_WORDS[p.level] not in reply:
             return "改残疾等级"
         return None

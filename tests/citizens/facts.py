@@ -41,12 +41,13 @@ SERVICE_WORDS = {
 
 # relation code: (how the agent names themself, how they call the applicant, the applicant's age range)
 RELATIONS = {
-    "parent": (["妈妈", "爸爸"], ["儿子", "女儿"], (4, 30)),
-    "child": (["儿子", "女儿"], ["父亲", "母亲"], (62, 88)),
-    "spouse": (["老伴", "爱人"], ["老伴", "爱人"], (45, 80)),
-    "sibling": (["哥哥", "姐姐", "弟弟", "妹妹"], ["弟弟", "妹妹", "哥哥", "姐姐"], (25, 60)),
-    "relative": (["孙子", "侄子", "外甥女"], ["爷爷", "叔叔", "舅舅"], (60, 85)),
-    "other": (["村干部", "邻居", "网格员"], ["村民", "邻居"], (35, 85)),
+    # the calling: (for a male applicant, for a female applicant)
+    "parent": (["妈妈", "爸爸"], [("儿子", "女儿")], (4, 30)),
+    "child": (["儿子", "女儿"], [("父亲", "母亲"), ("爸爸", "妈妈")], (62, 88)),
+    "spouse": (["老伴", "爱人"], [("老伴", "老伴"), ("爱人", "爱人")], (45, 80)),
+    "sibling": (["哥哥", "姐姐", "弟弟", "妹妹"], [("弟弟", "妹妹"), ("哥哥", "姐姐")], (25, 60)),
+    "relative": (["孙子", "侄子", "外甥女"], [("爷爷", "奶奶"), ("舅舅", "姑姑")], (60, 85)),
+    "other": (["村干部", "邻居", "网格员"], [("邻居", "邻居"), ("村民", "村民")], (35, 85)),
 }
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙朱胡郭何高林罗郑梁谢宋唐韩曹许邓冯"
@@ -59,7 +60,7 @@ _WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 
 def id_check_digit(first17: str) -> str:
     """GB 11643-1999: ISO 7064 MOD 11-2."""
-    return "10X98765432"[sum(int(d) * w for d, w in zip(first17, _WEIGHTS)) % 11]
+    return "10X98765432"[sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=False)) % 11]
 
 
 def make_id(rng: random.Random, county: str, birth: date, male: bool) -> str:
@@ -177,6 +178,8 @@ def generate(count: int = 40, seed: int = 20261123) -> list[Persona]:
         category = n % 7 + 1
         level = levels[(n // 2) % 5]
         holds = level is not None and (n % 3 != 2)
+        if not holds:
+            level = None  # without a certificate the level is not assessed yet
         local = n % 9 != 4
         # hardships: one each in turn, sometimes two
         first = hardship_codes[n % len(hardship_codes)]
@@ -200,7 +203,7 @@ def generate(count: int = 40, seed: int = 20261123) -> list[Persona]:
         if relation is not None:
             titles, callings, _ = RELATIONS[relation]
             agent_title = rng.choice(titles)
-            applicant_title = rng.choice(callings)
+            applicant_title = rng.choice(callings)[0 if applicant.male else 1]
             if relation == "parent":
                 agent_age = age + rng.randint(22, 35)
             elif relation == "child":

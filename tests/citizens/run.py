@@ -125,9 +125,8 @@ def compare(p: Persona, doc: dict[str, Any], asked: set[str]) -> list[str]:
             check("disability.certificate_no", disability.get("certificate_no"), p.certificate_no)
     hardship = doc.get("hardship") or {}
     status = hardship.get("status")
-    if status is not None or "hardship" in asked:
-        if status not in p.hardships:
-            wrong.append(f"hardship.status: application has {status!r}, the citizen said {p.hardships!r}")
+    if (status is not None or "hardship" in asked) and status not in p.hardships:
+        wrong.append(f"hardship.status: application has {status!r}, the citizen said {p.hardships!r}")
     if hardship.get("local_hukou") is not None or "hukou" in asked:
         check("hardship.local_hukou", hardship.get("local_hukou"), p.local_hukou)
     if hardship.get("pension_enrolled") is not None or "pension_enrolled" in asked:
@@ -238,3 +237,74 @@ def table(figs: dict[str, Any]) -> str:
 
 
 STYLE_ORDER = {"numbers": 0, "words": 1, "voice": 2, "all_in_one": 3, "changes_mind": 4}
+
+
+def _first_line(reply: str) -> str:
+    return reply.strip().splitlines()[0] if reply.strip() else reply
+
+
+def _sent_after(outcome: Outcome, cue: str) -> tuple[str, str] | None:
+    """(what the citizen sent, the bot's answer) right after a reply containing `cue`."""
+    for (_, _, before), (_, sent, after) in zip(outcome.transcript, outcome.transcript[1:], strict=False):
+        if cue in before:
+            return sent, after
+    return None
+
+
+def shortcomings(outcome: Outcome, persona: Persona) -> list[str]:
+    """Why a run missed a target, quoted from its transcript (what the citizen sent, what the bot did)."""
+    why: list[str] = []
+    first = outcome.transcript[0] if outcome.transcript else None
+    for m in outcome.mismatches:
+        if m.startswith("agent: application has none"):
+            if persona.agent is not None and first and "谁申请" not in first[2] and first[1] != "你好":
+                why.append(f"one long first message (“{first[1][:24]}…”) is read as the answer to 请问是谁申请: 本人申请")
+            else:
+                hit = _sent_after(outcome, "谁申请")
+                why.append(f"“{hit[0] if hit else '?'}” at 请问是谁申请 is read as 本人申请")
+        elif m.startswith("services"):
+            hit = _sent_after(outcome, "要办哪些事")
+            chosen = re.search(r"您选了：([^。\n]+)", hit[1]) if hit else None
+            why.append(f"“{hit[0] if hit else '?'}” at 要办哪些事 is read as “{chosen.group(1) if chosen else _first_line(hit[1]) if hit else '?'}”")
+        elif m.startswith(("applicant.name", "consent.by")) and any(x.startswith("agent:") for x in outcome.mismatches):
+            continue  # follows from being taken as 本人申请
+        elif m == "no application was submitted":
+            last = outcome.transcript[-1] if outcome.transcript else ("", "", "")
+            why.append(f"not submitted: after “{last[1][:30]}” the bot still says “{_first_line(last[2])[:40]}”")
+        else:
+            why.append(m)
+    cap = message_cap(persona, outcome.style)
+    if cap is not None and outcome.messages > cap:
+        why.append(f"a guardian applying for all five needs {outcome.messages} messages > {cap} ({outcome.style})")
+    for refused in outcome.refused:
+        sent, _, reply = refused.partition(" → ")
+        why.append(f"{sent} refused: “{_first_line(reply)[:40]}”")
+    if outcome.not_understood:
+        why.append(f"the citizen did not understand: “{_first_line(outcome.puzzled[0])[:40]}”")
+    seen: list[str] = []
+    for w in why:
+        if w not in seen:
+            seen.append(w)
+    return seen
+
+
+def message_cap(persona: Persona, style: str) -> int | None:
+    """The issue's targets: a guardian applying for all five in ≤ 20 messages with numbers, ≤ 25 in words."""
+    if persona.agent is None or len(persona.services) != 5:
+        return None
+    return {"numbers": 20, "words": 25}.get(style)
+
+
+def targets_missed(outcome: Outcome, persona: Persona) -> list[str]:
+    missed = []
+    if not outcome.completed:
+        missed.append("not completed")
+    missed += outcome.mismatches
+    if outcome.refusals:
+        missed.append(f"{outcome.refusals} refusals")
+    if outcome.not_understood:
+        missed.append(f"{outcome.not_understood} questions the citizen did not understand")
+    cap = message_cap(persona, outcome.style)
+    if cap is not None and outcome.messages > cap:
+        missed.append(f"{outcome.messages} messages > {cap} (guardian, all five, {outcome.style})")
+    return missed
