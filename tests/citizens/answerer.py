@@ -240,15 +240,18 @@ class Citizen:
         self.sent += 1
         self._last_topic = topic
         if self.style == "voice":
-            text = self.slip(text)
+            # homophone slips only where the bot could tell (not in names and addresses it must take as said)
+            text = self.slip(text, free_text=topic in ("address", "mail_address", "applicant_name", "agent_name", "reason"))
         self._last_text = text
         return Turn("voice" if self.style == "voice" else "say", text, topic or "?")
 
-    def slip(self, text: str) -> str:
+    def slip(self, text: str, free_text: bool = False) -> str:
         """What speech recognition makes of it: full stop, and now and then a homophone slip."""
         if text.isdigit() and len(text) > 6 and self.rng.random() < 0.5:
             text = spoken_digits(text)
         out = text
+        if free_text:
+            return out + "。"
         if "级" in out and self.rng.random() < 0.5:
             out = out.replace("级", "及")
         if "二" in out and self.rng.random() < 0.5:
