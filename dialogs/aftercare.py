@@ -107,7 +107,7 @@ class Aftercare:
         app_id = None
         if by_code:
             app_id = await self.registry.bind_with_code(openid, by_code.group(1))
-        else:
+        elif by_id:
             try:
                 id_number = parse_id_number(by_id.group(2), today=now.date()).number
             except ValidationError:

@@ -44,7 +44,7 @@ def monthly_sessions(pack: Pack, calendar: WorkCalendar, after: date, count: int
     a = pack.assessment
     if a.get("mode") != "monthly_session":
         return []
-    sessions = []
+    sessions: list[AssessmentSession] = []
     year, month = after.year, after.month
     while len(sessions) < count:
         scheduled = date(year, month, int(a["day_of_month"]))

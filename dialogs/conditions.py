@@ -185,8 +185,8 @@ def hardship_is_illness_poverty(case: Case) -> bool:
 
 def publicity_skipped(case: Case, code: str) -> bool:
     """Whether the pack says this service's result is not publicly posted for this applicant."""
-    rule = case.pack.services[code].raw.get("publicity")
-    return bool(rule) and any(CONDITIONS[name](case) for name in rule.get("skip_when", []))
+    rule = case.pack.services[code].raw.get("publicity") or {}
+    return any(CONDITIONS[name](case) for name in rule.get("skip_when", []))
 
 
 def needs_guardian_consent(case: Case) -> bool:

@@ -42,7 +42,10 @@ class FlowModel:
         condition = CONDITIONS.get(name)
         if condition is None:
             raise AttributeError(name)
-        return lambda *args, **kwargs: condition(self.case)
+        case = self.case
+        if case is None:
+            raise RuntimeError("the flow model is routed without a case")
+        return lambda *args, **kwargs: condition(case)
 
 
 def build_machine() -> Machine:
@@ -88,9 +91,11 @@ class ApplicationDialog:
         return Turn(Case(session["data"], self.pack, now.date()), self.lang, self.ports, self.calendar, now, openid)
 
     # -- one message ----------------------------------------------------------------------------
-    async def handle(self, session: dict[str, Any] | None, inp: UserInput, openid: str, now: datetime) -> tuple[dict[str, Any], str]:
+    async def handle(self, session: dict[str, Any] | None, inp: UserInput, openid: str,
+                     now: datetime) -> tuple[dict[str, Any] | None, str]:
+        """The new session (None: erased, the caller deletes it) and the reply."""
         fresh = session is None
-        if fresh:
+        if session is None:
             session = self.new_session(now)
         idle = now - datetime.fromisoformat(session["updated_at"])
         session["updated_at"] = now.isoformat(timespec="seconds")
@@ -238,7 +243,10 @@ class ApplicationDialog:
 
     async def _rating(self, text: str, turn: Turn) -> str | None:
         """A 1-5 score (and then an optional comment) for a finished service, when one was asked."""
-        pending = await self.ports.feedback.pending(turn.openid)
+        feedback = self.ports.feedback
+        if feedback is None:
+            return None
+        pending = await feedback.pending(turn.openid)
         if not pending:
             return None
         words = self.pack.status
@@ -246,10 +254,10 @@ class ApplicationDialog:
             score = self.lang.number(text)
             if score is None or not 1 <= score <= 5:
                 return None
-            await self.ports.feedback.record_score(turn.openid, pending, score)
+            await feedback.record_score(turn.openid, pending, score)
             return words["rating_thanks"]
         comment = "" if self.lang.number(text) == 0 else text[:500]
-        await self.ports.feedback.record_comment(turn.openid, pending, comment)
+        await feedback.record_comment(turn.openid, pending, comment)
         return words["rating_comment_thanks"]
 
     def _status(self, session: dict[str, Any]) -> str:

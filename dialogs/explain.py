@@ -22,8 +22,8 @@ def why(turn: Turn, state: str) -> str:
         from dialogs.eligibility import evaluate_service, failed_rules
 
         for code in turn.case.services:
-            for rule in failed_rules(evaluate_service(turn.case, code)):
-                bases.append(f"{pack.services[code].short}{rule['reason']}：{rule['basis']}")
+            for failed in failed_rules(evaluate_service(turn.case, code)):
+                bases.append(f"{pack.services[code].short}{failed['reason']}：{failed['basis']}")
     elif state == "booking":
         bases.append(pack.assessment.get("basis", ""))
     elif state in ("declaration",):

@@ -104,7 +104,7 @@ async def summary(turn: Turn) -> str:
     if data.get("certificate_no"):
         lines.append(q["certificate"].format(certificate=mask_id(data["certificate_no"])))
     if hardship_claimed(turn.case):
-        labels = [_label(turn, "fact_hardship_status", v) for v in sorted(hardship_statuses(turn.case))]
+        labels = [_label(turn, "fact_hardship_status", v) for v in sorted(hardship_statuses(turn.case) or ())]
         lines.append(q["hardship"].format(hardship="、".join(labels)))
     if data.get("delivery"):
         lines.append(q["delivery"].format(delivery=_label(turn, "result_delivery", data["delivery"])))

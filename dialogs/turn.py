@@ -24,7 +24,7 @@ class AssessmentBook(Protocol):
 class Outbox(Protocol):
     """Where a submitted application goes (integrations/outbox.py); idempotent by document id."""
 
-    async def submit(self, document: dict[str, Any]) -> None: ...
+    async def submit(self, document: dict[str, Any]) -> bool: ...  # False: submitted before (a retry)
 
 
 class Followup(Protocol):

@@ -13,7 +13,7 @@ import re
 import tempfile
 import unicodedata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import jieba
 
@@ -81,7 +81,7 @@ class Understanding:
         # Matching is on lower-cased text, so the vocabulary is lower-cased once, here.
         self.services = _lowered(lex["services"])
         self.commands = _lowered(lex["commands"])
-        self._command_named = {}
+        self._command_named: dict[str, str] = {}
         for name, synonyms in self.commands.items():
             for w in synonyms:
                 self._command_named.setdefault(w, name)
@@ -156,7 +156,7 @@ class Understanding:
         return best
 
     def choose_many(self, text: str, options: list[dict[str, Any]], exclusive: Any = None,
-                    unnumbered: list[dict[str, Any]] = ()) -> list[Any] | Any:
+                    unnumbered: Sequence[dict[str, Any]] = ()) -> list[Any] | Any:
         """Every option meant by an answer that may name several ("1 5", "低保和脱贫户都是").
 
         A word inside a longer matched word does not count twice ("农村低保" is not also "低保").

@@ -296,7 +296,8 @@ class WeChatApi:
         token = await self.access_token()
         try:
             body = await self._request("POST", "/cgi-bin/menu/create", params={"access_token": token}, payload=payload)
-            if int(body.get("errcode", 0)) in TOKEN_INVALID:
+            errcode = int(body.get("errcode", 0))
+            if errcode in TOKEN_INVALID:
                 token = await self.access_token(refresh=True, stale=token)
                 body = await self._request("POST", "/cgi-bin/menu/create", params={"access_token": token}, payload=payload)
         except (_Transient, _MaybeSent) as e:
