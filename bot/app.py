@@ -22,6 +22,7 @@ from bot.metrics import Metrics, state_gauges
 from bot.settings import Settings
 from bot.wechat_protocol import ProtocolError, WeChatProtocol
 from dialogs.pack import Pack, load_pack
+from dialogs.workdays import calendar_check
 from integrations.delivery import running
 from integrations.redis_health import is_redis_error
 from integrations.operator_auth import operator_refusal
@@ -102,6 +103,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             services.store, services.dialog, services.pack, app[METRICS],
             deadline_s=settings.turn_deadline_s, clock=services.clock, health=services.health,
         )
+        for line in calendar_check(services.calendar, services.clock.today()):
+            log.warning("calendar: %s", line)
         log.info("ready: region %s, Redis %s, %s mode, today %s", services.pack.region, services.redis.description,
                  "safe" if settings.safe_mode else "plain", services.clock.today().isoformat())
         yield

@@ -106,6 +106,8 @@ def _operator_commands(sub) -> None:
     due.add_argument("--now", help="ISO-8601 time to act as now (China time when no offset): a simulation")
     satisfaction = sub.add_parser("satisfaction", help="好差评 ratings").add_subparsers(dest="action", required=True)
     satisfaction.add_parser("report")
+    calendar = sub.add_parser("calendar", help="the working-day calendar").add_subparsers(dest="action", required=True)
+    calendar.add_parser("check", help="which of the next 120 days have no published holiday schedule (exit 1 if any)")
     menu = sub.add_parser("menu", help="the official account's custom menu").add_subparsers(dest="action", required=True)
     menu.add_parser("show", help="print the menu as WeChat will get it (content/common/menu.yaml)")
     menu.add_parser("push", help="create the menu through WeChat's API (needs WECHAT_APPID and WECHAT_APPSECRET)")
@@ -145,6 +147,10 @@ async def _operate(settings: Settings, args) -> int:
             op.write(await op.satisfaction_report(s))
         elif args.command == "menu":
             return await op.menu(s, args.action)
+        elif args.command == "calendar":
+            missing = op.calendar_check(s)
+            op.write(missing or "未来120天的节假日安排都已公布。\n")
+            return 1 if missing else 0
     return 0
 
 

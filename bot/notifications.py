@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from bot.clock import ClockLike
 from dialogs.assessment import format_day
+from dialogs.deadlines import expected_after_acceptance, expected_from_session
 from dialogs.pack import Pack
 from dialogs.workdays import WorkCalendar
 from integrations.applications import FINISHED, ApplicationRegistry
@@ -74,7 +75,7 @@ class Notifier:
             # Minors and 精神 applicants are not publicly posted: an event saying otherwise is recorded, not announced.
             log.warning("publicity event for an application exempt from publicity: %s", app_id)
             return await self.registry.apply_event(app_id, event)
-        if not await self.registry.apply_event(app_id, event, expected=self._expected_after(event)):
+        if not await self.registry.apply_event(app_id, event, expected=await self._expected_after(app_id, event)):
             return False
         label = self.words["labels"].get(event["status"], event["status"])
         text = self.words["push_status"].format(
@@ -90,15 +91,14 @@ class Notifier:
         await self.registry.expire_if_finished(app_id)  # the final result: kept for the pack's retention from now
         return True
 
-    def _expected_after(self, event: dict[str, Any]) -> str | None:
-        """On acceptance the service's clock starts: its expected completion in working days."""
+    async def _expected_after(self, app_id: str, event: dict[str, Any]) -> str | None:
+        """On acceptance a service's clock starts, in working days from the pack; for a deadline that
+        runs from the certificate, only once the applicant has one (dialogs/deadlines.py)."""
         if event["status"] != "accepted" or event["service"] not in self.pack.services:
             return None
-        deadline = self.pack.services[event["service"]].deadline
-        if "workdays" not in deadline:
-            return None
         start = datetime.fromisoformat(event["at"]).date() if event.get("at") else self.clock.now().date()
-        return self.calendar.add_workdays(start, int(deadline["workdays"])).isoformat()
+        day = expected_after_acceptance(self.pack, self.calendar, event["service"], start, await self.outbox.get(app_id))
+        return day.isoformat() if day else None
 
     def _now_iso(self) -> str:
         return self.clock.now().isoformat(timespec="seconds")
@@ -145,6 +145,10 @@ class Notifier:
         if meta is None:
             return
         day = date.fromisoformat(appointment["session_date"])
+        # What is counted from the assessment (the certificate's month) now follows this session.
+        for service in meta.get("services", []):
+            if service in self.pack.services and (expected := expected_from_session(self.pack, self.calendar, service, day)):
+                await self.registry.set_expected(app_id, service, expected.isoformat())
         if kind == "moved":
             if old is None:
                 raise ValueError("a moved session needs the old date")

@@ -144,6 +144,13 @@ async def menu(s: Services, action: str) -> int:
     return 0
 
 
+def calendar_check(s: Services) -> str:
+    """The years of the next 120 days without a published holiday schedule, one line each ('' if none)."""
+    from dialogs.workdays import calendar_check as missing
+
+    return "".join(line + "\n" for line in missing(s.calendar, s.clock.today()))
+
+
 def clock_at(value: str) -> Clock:
     """`--now`: the command's clock starts at that moment (China time when no offset)."""
     try:

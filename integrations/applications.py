@@ -80,6 +80,17 @@ return 1
 """
 
 
+# A service's expected completion, once it can be counted (the announced 精神残疾 session).
+_SET_EXPECTED = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return 0 end
+local record = cjson.decode(old)
+record['expected'] = ARGV[2]
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
+return 1
+"""
+
+
 def _bind_tries(openid: str) -> str:
     return f"bindtries:{{{openid}}}"
 
@@ -111,6 +122,7 @@ class ApplicationRegistry:
         self.sealer = sealer
         self.retention_s = retention_s  # after the final result (pack: retention.application_days)
         self._apply = client.register_script(_APPLY)
+        self._set_expected = client.register_script(_SET_EXPECTED)
         self._take_attempt = client.register_script(_TAKE_ATTEMPT)
         self._forgive_attempt = client.register_script(_FORGIVE_ATTEMPT)
         self._pepper: bytes | None = None
@@ -219,6 +231,10 @@ class ApplicationRegistry:
             args=[event["event_id"], event["service"], json.dumps(record, ensure_ascii=False), only_from or ""],
         )
         return applied == 1
+
+    async def set_expected(self, app_id: str, service: str, expected: str) -> bool:
+        """The date a service's status and overdue mark follow from now on; False if it is not applied for."""
+        return await self._set_expected(keys=[_app(app_id, "status")], args=[service, expected]) == 1
 
     # -- family members ---------------------------------------------------------------------------
     async def new_bind_code(self, app_id: str) -> str:

@@ -202,6 +202,8 @@ async def test_moving_a_session_and_announcing_the_mental_session_tell_everyone(
     assert any("改到12月14日上午" in t for t in await inbox(bot, "oMoved"))
     assert any("精神残疾评定定于3月15日" in t for t in await inbox(bot, "oMental"))
     assert await services.book.waitlist("mental") == []
+    # 青阳 残疾人证 "一个月" counts from the announced session now, not from the day of applying.
+    assert (await services.registry.status(mental_ref))["disability_certificate"]["expected"] == "2027-04-15"
     csv_text = await op.roster(services, "2026-12-14", "csv", None)
     assert "王小宝" in csv_text and "13912345678" in csv_text and ref in csv_text
 

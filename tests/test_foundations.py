@@ -328,3 +328,11 @@ async def test_an_aborted_upload_is_one_line_in_the_log(tmp_path):
     log = serve.log_tail(20000)
     assert log.count("request aborted by the client (ConnectionResetError)") == 1, log
     assert "Traceback" not in log
+
+
+def test_calendar_check_names_the_years_without_a_published_schedule(tmp_path):
+    env = {"BOT_VAR_DIR": str(tmp_path / "var")}
+    late = bot(["calendar", "check"], {**env, "BOT_TODAY": "2040-11-01"})  # into 2041: no schedule for either
+    assert late.returncode == 1 and "2040年的节假日安排还没有" in late.stdout and "2041年" in late.stdout, (late.stdout, late.stderr)
+    early = bot(["calendar", "check"], {**env, "BOT_TODAY": "2026-03-01"})
+    assert early.returncode == 0 and "都已公布" in early.stdout, (early.stdout, early.stderr)
