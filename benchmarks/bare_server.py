@@ -10,6 +10,7 @@ work per request on both sides); the server does no crypto per request.
 
     python benchmarks/bare_server.py --port 8081   # credentials from WECHAT_* env, else samples
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.wechat_protocol import Incoming, WeChatProtocol  # noqa: E402
+from bot.wechat_protocol import Incoming, WeChatProtocol
 
 SAMPLE_TOKEN = "spamtest"
 SAMPLE_APPID = "wx2c2769f8efd9abc2"

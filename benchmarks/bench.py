@@ -36,6 +36,7 @@ They always use an embedded Redis of their own.
 Output: tables on stdout and benchmarks/results/latest.json. Loopback only; every subprocess
 (and the embedded Redis it starts) is killed at the end, also on Ctrl-C or an exception.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,8 +80,21 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 # One walk through the dialog and back to the start; every text is valid input (the bot always
 # answers). The personal numbers are the checksum-valid samples used in the tests.
 DIALOG_CYCLE = [
-    "你好", "1", "1 3", "1", "4", "1", "2", "张三", "341723195503020017", "13812345678",
-    "青阳县蓉城镇五溪村12号", "帮助", "返回", "进度", "重新开始",
+    "你好",
+    "1",
+    "1 3",
+    "1",
+    "4",
+    "1",
+    "2",
+    "张三",
+    "341723195503020017",
+    "13812345678",
+    "青阳县蓉城镇五溪村12号",
+    "帮助",
+    "返回",
+    "进度",
+    "重新开始",
 ]
 
 TARGETS = {"ratio_min": 0.25, "p99_ms_max": 50.0, "p99_at_users": 32, "first_answer_ms_max": 2000.0, "reply_ms_max": 5000.0}
@@ -112,7 +126,12 @@ class Spawned:
         self._log = open(log_path, "wb")
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in the terminal does not reach it; we stop it ourselves
         )
         self.pid = self.proc.pid
@@ -244,8 +263,9 @@ class Sample:
     body: bytes | str  # reply body, or the exception text
 
 
-async def user_loop(session: aiohttp.ClientSession, protocol: WeChatProtocol, base: URL, pool: UserPool,
-                    stop_at: float, out: list[Sample]) -> None:
+async def user_loop(
+    session: aiohttp.ClientSession, protocol: WeChatProtocol, base: URL, pool: UserPool, stop_at: float, out: list[Sample]
+) -> None:
     headers = {"Content-Type": "text/xml"}
     i = 0
     perf = time.perf_counter
@@ -264,7 +284,7 @@ async def user_loop(session: aiohttp.ClientSession, protocol: WeChatProtocol, ba
             async with session.post(url, data=body, headers=headers) as resp:
                 data = await resp.read()
                 status = resp.status
-        except Exception as exc:  # noqa: BLE001 - every failure is a counted sample
+        except Exception as exc:
             out.append(Sample(t0, perf(), 0, f"{type(exc).__name__}: {exc}"[:200]))
             continue
         out.append(Sample(t0, perf(), status, data))
@@ -281,8 +301,7 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
-async def run_load(target: "Target", pools: list[UserPool], protocol: WeChatProtocol, warmup: float,
-                   seconds: float) -> dict:
+async def run_load(target: Target, pools: list[UserPool], protocol: WeChatProtocol, warmup: float, seconds: float) -> dict:
     users = len(pools)
     connector = aiohttp.TCPConnector(limit=users * 2, limit_per_host=0, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
@@ -320,8 +339,9 @@ async def run_load(target: "Target", pools: list[UserPool], protocol: WeChatProt
         "server_cpu_s": srv1 - srv0,
         "generator_cpu_s": gen1 - gen0,
         "redis_cpu_s": None if redis0 is None or redis1 is None else redis1["cpu_s"] - redis0["cpu_s"],
-        "redis_calls": None if redis0 is None or redis1 is None else {
-            k: v - redis0["calls"].get(k, 0) for k, v in redis1["calls"].items() if v - redis0["calls"].get(k, 0) > 0},
+        "redis_calls": None
+        if redis0 is None or redis1 is None
+        else {k: v - redis0["calls"].get(k, 0) for k, v in redis1["calls"].items() if v - redis0["calls"].get(k, 0) > 0},
         "log_lines": None if log0 is None or log1 is None else log1 - log0,
         "machine_busy_s": _busy(sys1) - _busy(sys0),
         "wall_s": wall,
@@ -356,7 +376,7 @@ def read_reply(status: int, body: bytes | str, protocol: WeChatProtocol) -> tupl
         return f"http {status}", raw
     try:
         content = protocol.decode_reply(body, encrypted=True).get("Content", "")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"undecodable reply ({type(exc).__name__})", raw
     if not content.strip():
         return "empty Content", raw
@@ -414,12 +434,15 @@ def analyse(load: dict, protocol: WeChatProtocol, busy: str) -> dict:
         "generator_cpu_util": load["generator_cpu_s"] / load["wall_s"],
         "redis_cpu_util": None if load["redis_cpu_s"] is None else load["redis_cpu_s"] / load["wall_s"],
         # Everything else on the machine (other users' tests, kernel): noise to keep an eye on.
-        "other_cpu_util": max(0.0, load["machine_busy_s"] - load["server_cpu_s"] - load["generator_cpu_s"]
-                              - (load["redis_cpu_s"] or 0.0)) / load["wall_s"],
+        "other_cpu_util": max(
+            0.0, load["machine_busy_s"] - load["server_cpu_s"] - load["generator_cpu_s"] - (load["redis_cpu_s"] or 0.0)
+        )
+        / load["wall_s"],
         "cut_off_users": load["cut_off"],
         # Redis commands per request (counts include the tiny probe/health traffic; shared Redis: other clients too).
-        "redis_calls_per_req": None if not load["redis_calls"] or not n else {
-            k: round(v / n, 2) for k, v in sorted(load["redis_calls"].items(), key=lambda kv: -kv[1])},
+        "redis_calls_per_req": None
+        if not load["redis_calls"] or not n
+        else {k: round(v / n, 2) for k, v in sorted(load["redis_calls"].items(), key=lambda kv: -kv[1])},
         "log_lines_per_req": None if load["log_lines"] is None or not n else round(load["log_lines"] / n, 2),
     }
 
@@ -485,7 +508,7 @@ class Target:
                 "cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
                 "calls": {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()},
             }
-        except Exception:  # noqa: BLE001 - the figures are optional
+        except Exception:
             return None
 
     def log_lines(self) -> int | None:
@@ -502,9 +525,25 @@ class Target:
         RESULTS.mkdir(parents=True, exist_ok=True)
         self.profile_out = RESULTS / f"{self.name}.pyspy.txt"
         return subprocess.Popen(
-            [spy, "record", "--pid", str(self.spawned.pid), "--subprocesses", "--nonblocking", "--rate", "250",
-             "--duration", str(max(1, int(seconds))), "--format", "raw", "--output", str(self.profile_out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                spy,
+                "record",
+                "--pid",
+                str(self.spawned.pid),
+                "--subprocesses",
+                "--nonblocking",
+                "--rate",
+                "250",
+                "--duration",
+                str(max(1, int(seconds))),
+                "--format",
+                "raw",
+                "--output",
+                str(self.profile_out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
 
@@ -529,9 +568,9 @@ async def first_answer(target: Target, protocol: WeChatProtocol, probe_openid: s
                     if content and content != busy:
                         return (time.perf_counter() - spawned.started) * 1000
                     target.probe_failures[f"http {resp.status}" if resp.status != 200 else "empty/busy reply"] += 1
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 target.probe_failures[type(exc).__name__] += 1
-            except Exception as exc:  # noqa: BLE001 - e.g. an undecodable reply: keep probing
+            except Exception as exc:
                 target.probe_failures[f"bad reply ({type(exc).__name__})"] += 1
             await asyncio.sleep(max(0.0, PROBE_INTERVAL_S - (time.perf_counter() - now)))
 
@@ -540,7 +579,8 @@ async def first_answer(target: Target, protocol: WeChatProtocol, probe_openid: s
 _SCAFFOLDING = re.compile(
     r"^(?:<module>|_run_code|_run_module_as_main|main|serve|_run_worker|run_app|_run_app|_main"
     r"|BaseEventLoop\.(?:run_forever|run_until_complete|_run_once)|Handle\._run"
-    r"|BaseProcess\.(?:_bootstrap|start|run)|Popen\.(?:__init__|_launch)) \(")
+    r"|BaseProcess\.(?:_bootstrap|start|run)|Popen\.(?:__init__|_launch)) \("
+)
 
 
 def summarise_profile(path: Path | None, top: int = 20) -> dict | None:
@@ -595,11 +635,15 @@ async def run_target(sup: Supervisor, target: Target, args, busy: str, run_prefi
         pools = make_pools(protocol, target.base, prefix, args.users, per_user, cyclic)
         result["pool_per_user"] = per_user
         result["pool_build_s"] = round(time.perf_counter() - t, 2)
-        print(f"[{target.name}] pre-built {per_user * args.users} requests in {result['pool_build_s']} s; "
-              f"load: {args.users} users, {args.warmup:g} s warm-up + {args.seconds:g} s", flush=True)
+        print(
+            f"[{target.name}] pre-built {per_user * args.users} requests in {result['pool_build_s']} s; "
+            f"load: {args.users} users, {args.warmup:g} s warm-up + {args.seconds:g} s",
+            flush=True,
+        )
 
-        load = await asyncio.wait_for(run_load(target, pools, protocol, args.warmup, args.seconds),
-                                      timeout=span + REQUEST_TIMEOUT_S + 30)
+        load = await asyncio.wait_for(
+            run_load(target, pools, protocol, args.warmup, args.seconds), timeout=span + REQUEST_TIMEOUT_S + 30
+        )
         if load["profile"] is not None:
             try:
                 load["profile"].wait(args.seconds + 30)
@@ -613,15 +657,24 @@ async def run_target(sup: Supervisor, target: Target, args, busy: str, run_prefi
             result["exited"] = target.spawned.proc.returncode
     finally:
         await target.close_redis()
-        result["log_tail"] = [line for line in target.spawned.log_tail(400)
-                              if re.search(r"WARNING|ERROR|Traceback|Error|refused", line)][-20:]
+        result["log_tail"] = [
+            line for line in target.spawned.log_tail(400) if re.search(r"WARNING|ERROR|Traceback|Error|refused", line)
+        ][-20:]
         sup.stop(target.spawned)
     return result
 
 
 # -- driver -----------------------------------------------------------------------------------------
-def bot_target(name: str, args, tmp: Path, workers: int, *, redis_url: str | None = None,
-               extra_env: dict[str, str] | None = None, tag: str = "r1") -> Target:
+def bot_target(
+    name: str,
+    args,
+    tmp: Path,
+    workers: int,
+    *,
+    redis_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    tag: str = "r1",
+) -> Target:
     """`bot serve` in safe mode with a fresh BOT_VAR_DIR; redis_url "" forces the embedded Redis
     (None: --redis-url); extra_env is added last (e.g. real WeChat credentials and INTAKE_URL)."""
     redis_url = args.redis_url if redis_url is None else redis_url
@@ -629,18 +682,33 @@ def bot_target(name: str, args, tmp: Path, workers: int, *, redis_url: str | Non
     var_dir.mkdir()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "WECHAT_", "REDIS_", "INTAKE_"))}
-    env.update({
-        "BOT_HOST": HOST, "BOT_PORT": str(port), "BOT_VAR_DIR": str(var_dir), "BOT_SIMULATOR": "0",
-        "WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_ENCODING_AES_KEY": AES_KEY,
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "BOT_HOST": HOST,
+            "BOT_PORT": str(port),
+            "BOT_VAR_DIR": str(var_dir),
+            "BOT_SIMULATOR": "0",
+            "WECHAT_TOKEN": TOKEN,
+            "WECHAT_APPID": APPID,
+            "WECHAT_ENCODING_AES_KEY": AES_KEY,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     if redis_url:
         env["REDIS_URL"] = redis_url
     env.update(extra_env or {})
     argv = [PYTHON, "-m", "bot", "serve"] + (["--workers", str(workers)] if workers > 1 else [])
     redis = redis_url or "embedded Redis"
-    t = Target(name, f"python -m bot serve{' --workers %d' % workers if workers > 1 else ''} (safe mode, {redis})",
-               argv, env, port, var_dir, redis_url=redis_url or None, profile=args.profile)
+    t = Target(
+        name,
+        f"python -m bot serve{' --workers %d' % workers if workers > 1 else ''} (safe mode, {redis})",
+        argv,
+        env,
+        port,
+        var_dir,
+        redis_url=redis_url or None,
+        profile=args.profile,
+    )
     t.log_path = tmp / f"{name}-{tag}.log"
     t.tag = tag
     return t
@@ -650,8 +718,7 @@ def bare_target(args, tmp: Path, tag: str = "r1") -> Target:
     port = free_port()
     env = dict(os.environ, WECHAT_TOKEN=TOKEN, WECHAT_APPID=APPID, WECHAT_ENCODING_AES_KEY=AES_KEY)
     argv = [PYTHON, str(Path(__file__).with_name("bare_server.py")), "--host", HOST, "--port", str(port)]
-    t = Target("bare", "benchmarks/bare_server.py (fixed reply, no crypto/Redis)", argv, env, port, None,
-               profile=False)
+    t = Target("bare", "benchmarks/bare_server.py (fixed reply, no crypto/Redis)", argv, env, port, None, profile=False)
     t.log_path = tmp / f"bare-{tag}.log"
     t.tag = tag
     return t
@@ -715,6 +782,7 @@ def print_load(report: dict) -> None:
     """The throughput table: bare aiohttp and the bot under N closed-loop users."""
     meta = report["meta"]
     print(f"{meta['users']} users, {meta['warmup_s']:g} s warm-up + {meta['seconds']:g} s measured, Redis: {meta['redis']}\n")
+
     def label(r: dict) -> str:
         return f"{r['target']}#{r.get('round', 1)}" if meta.get("rounds", 1) > 1 else r["target"]
 
@@ -725,19 +793,26 @@ def print_load(report: dict) -> None:
         if "requests" not in r:
             print(f"{label(r):<8} FAILED: {r.get('failure')}")
             continue
-        print(f"{label(r):<8} {r['requests']:>8} {r['msgs_per_s']:>8.0f} {fmt(r['p50_ms']):>7} {fmt(r['p90_ms']):>7} "
-              f"{fmt(r['p99_ms']):>7} {fmt(r['max_ms']):>7} {r['errors']:>6}  {fmt(r.get('first_answer_ms'), 0):>7}  "
-              f"{100 * r['server_cpu_util']:>6.0f}% {fmt(r['server_cpu_ms_per_req'], 2):>6} {100 * r['generator_cpu_util']:>6.0f}%")
-    print("(latencies in ms; first = ms from spawn to the first valid reply; srv CPU = server process tree incl. workers,"
-          " gen CPU = this load generator, both as % of one core over the measured window)")
+        print(
+            f"{label(r):<8} {r['requests']:>8} {r['msgs_per_s']:>8.0f} {fmt(r['p50_ms']):>7} {fmt(r['p90_ms']):>7} "
+            f"{fmt(r['p99_ms']):>7} {fmt(r['max_ms']):>7} {r['errors']:>6}  {fmt(r.get('first_answer_ms'), 0):>7}  "
+            f"{100 * r['server_cpu_util']:>6.0f}% {fmt(r['server_cpu_ms_per_req'], 2):>6} {100 * r['generator_cpu_util']:>6.0f}%"
+        )
+    print(
+        "(latencies in ms; first = ms from spawn to the first valid reply; srv CPU = server process tree incl. workers,"
+        " gen CPU = this load generator, both as % of one core over the measured window)"
+    )
     for r in report["scenarios"]:
         extra = []
         if r.get("redis_cpu_util") is not None:
             extra.append(f"Redis CPU {100 * r['redis_cpu_util']:.0f}%")
         if r.get("redis_calls_per_req"):
             calls = r["redis_calls_per_req"]
-            extra.append(f"Redis commands/request {sum(calls.values()):.1f} ("
-                         + ", ".join(f"{k} {v:g}" for k, v in list(calls.items())[:4]) + ")")
+            extra.append(
+                f"Redis commands/request {sum(calls.values()):.1f} ("
+                + ", ".join(f"{k} {v:g}" for k, v in list(calls.items())[:4])
+                + ")"
+            )
         if r.get("log_lines_per_req"):
             extra.append(f"server log lines/request {r['log_lines_per_req']:g}")
         if r.get("bot_reported_serving_ms"):
@@ -773,21 +848,25 @@ def verdicts(report: dict) -> dict:
             ratio = statistics.median(ratios)
             report["ratio"][name] = round(ratio, 3)
             report.setdefault("ratio_by_round", {})[name] = [round(x, 3) for x in ratios]
-            out[f"{name}: throughput ratio bot/bare >= {TARGETS['ratio_min']}"] = \
+            out[f"{name}: throughput ratio bot/bare >= {TARGETS['ratio_min']}"] = (
                 f"{ratio:.2f}{_spread(ratios, 2)}  {'PASS' if ratio >= TARGETS['ratio_min'] else 'FAIL'}"
+            )
         p99s = [r["p99_ms"] for r in rs]
         p99 = statistics.median(p99s)
         users_note = "" if report["meta"]["users"] == TARGETS["p99_at_users"] else f" (run has {report['meta']['users']} users)"
-        out[f"{name}: p99 < {TARGETS['p99_ms_max']:g} ms at {TARGETS['p99_at_users']} users{users_note}"] = \
+        out[f"{name}: p99 < {TARGETS['p99_ms_max']:g} ms at {TARGETS['p99_at_users']} users{users_note}"] = (
             f"{p99:.1f} ms{_spread(p99s, 1)}  {'PASS' if p99 < TARGETS['p99_ms_max'] else 'FAIL'}"
+        )
         fas = [r.get("first_answer_ms") for r in rs]
         fa = None if None in fas else max(fas)
-        out[f"{name}: first answer < {TARGETS['first_answer_ms_max']:g} ms after start"] = \
+        out[f"{name}: first answer < {TARGETS['first_answer_ms_max']:g} ms after start"] = (
             f"{fa:.0f} ms  {'PASS' if fa < TARGETS['first_answer_ms_max'] else 'FAIL'}" if fa is not None else "no answer  FAIL"
+        )
         mx = max(r["max_ms_incl_warmup"] for r in rs)
         over = sum(bool(r["over_5s"]) for r in rs)
-        out[f"{name}: every reply < {TARGETS['reply_ms_max']:g} ms (incl. warm-up)"] = \
+        out[f"{name}: every reply < {TARGETS['reply_ms_max']:g} ms (incl. warm-up)"] = (
             f"max {mx:.0f} ms  {'PASS' if mx < TARGETS['reply_ms_max'] and not over else 'FAIL'}"
+        )
         errors = sum(r["errors"] for r in rs)
         outside = sum(sum(r["errors_outside_window"].values()) for r in rs)
         out[f"{name}: no errors"] = f"{errors} in window, {outside} outside  {'PASS' if not errors and not outside else 'FAIL'}"
@@ -844,10 +923,15 @@ async def main_async(args, sup: Supervisor, tmp: Path) -> dict:
     for target in plan:
         try:
             r = await run_target(sup, target, args, busy, run_prefix, None if target.name == "bare" else (bare_rate or 3000.0))
-        except Exception as exc:  # noqa: BLE001 - report it and go on with the next target
-            r = {"target": target.name, "description": target.description, "failure": f"{type(exc).__name__}: {exc}",
-                 "startup_probes": target.probes, "startup_probe_failures": dict(target.probe_failures),
-                 "log_tail": target.spawned.log_tail(40) if target.spawned else []}
+        except Exception as exc:
+            r = {
+                "target": target.name,
+                "description": target.description,
+                "failure": f"{type(exc).__name__}: {exc}",
+                "startup_probes": target.probes,
+                "startup_probe_failures": dict(target.probe_failures),
+                "log_tail": target.spawned.log_tail(40) if target.spawned else [],
+            }
             print(f"[{target.name}] FAILED: {r['failure']}; probe results: {r['startup_probe_failures']}", flush=True)
             for line in r["log_tail"]:
                 print(f"    {line}")
@@ -859,13 +943,15 @@ async def main_async(args, sup: Supervisor, tmp: Path) -> dict:
     if args.redis_url and not args.only_bare and not args.no_load:
         try:
             report["meta"]["redis_keys_cleaned"] = await cleanup_redis_keys(args.redis_url, run_prefix)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             report["notes"].append(f"could not delete this run's keys from {args.redis_url}: {exc}")
     gen = [r for r in report["scenarios"] if r.get("generator_cpu_util", 0) > 0.85]
     if gen:
         report["notes"].append(
-            "the load generator used >85% of a core for " + ", ".join(sorted({r["target"] for r in gen}))
-            + ": that figure is (partly) generator-bound; compare server CPU ms/req as well")
+            "the load generator used >85% of a core for "
+            + ", ".join(sorted({r["target"] for r in gen}))
+            + ": that figure is (partly) generator-bound; compare server CPU ms/req as well"
+        )
     report["verdicts"] = verdicts(report)
     report["verdicts"].update(scenarios.verdicts(report))
     return report
@@ -873,10 +959,11 @@ async def main_async(args, sup: Supervisor, tmp: Path) -> dict:
 
 async def conversation_phases(report: dict, args, sup: Supervisor, tmp: Path, busy: str, run_prefix: str) -> None:
     """benchmarks/scenarios.py: Redis memory per conversation and application; replies when degraded."""
+
     async def attempt(name: str, phase):
         try:
             return await phase
-        except Exception as exc:  # noqa: BLE001 - report it and go on with the next phase
+        except Exception as exc:
             print(f"[{name}] FAILED: {type(exc).__name__}: {exc}", flush=True)
             return {"target": name, "failure": f"{type(exc).__name__}: {exc}"}
 
@@ -884,8 +971,9 @@ async def conversation_phases(report: dict, args, sup: Supervisor, tmp: Path, bu
         report["memory"] = await attempt("memory", scenarios.memory_phase(sup, args, tmp, busy, run_prefix))
     if not args.no_degraded:
         modes = ["503", "hang"] if args.intake_down == "both" else [args.intake_down]
-        report["degraded"] = [await attempt(f"degraded-{mode}", scenarios.degraded_phase(sup, args, tmp, busy, run_prefix, mode))
-                              for mode in modes]
+        report["degraded"] = [
+            await attempt(f"degraded-{mode}", scenarios.degraded_phase(sup, args, tmp, busy, run_prefix, mode)) for mode in modes
+        ]
 
 
 def main() -> int:
@@ -893,28 +981,52 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=32, help="concurrent simulated users (default 32)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window per target (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up before the window (default 2)")
-    parser.add_argument("--redis-url", default="", help="pass REDIS_URL to the bot (e.g. redis://127.0.0.1:6379/15); default: embedded Redis")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="measure bare and bot this many times, alternately; ratios and p99 are medians (default 1)")
+    parser.add_argument(
+        "--redis-url", default="", help="pass REDIS_URL to the bot (e.g. redis://127.0.0.1:6379/15); default: embedded Redis"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure bare and bot this many times, alternately; ratios and p99 are medians (default 1)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="also run the bot with this many workers (if > 1 and supported)")
-    parser.add_argument("--profile", action="store_true", help="py-spy the bot during the measured window (perturbs the figures a little)")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the bot during the measured window (perturbs the figures a little)"
+    )
     parser.add_argument("--only-bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--only-bot", action="store_true", help="skip the bare baseline (no ratio)")
     parser.add_argument("--assume-bare-rate", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--max-pool", type=int, default=20000, help="cap on pre-built requests per user (default 20000)")
     parser.add_argument("--no-load", action="store_true", help="skip the throughput phases (bare and bot under load)")
     parser.add_argument("--no-memory", action="store_true", help="skip the Redis memory phase")
-    parser.add_argument("--memory-users", type=int, default=200,
-                        help="citizens per memory step: N conversations, then N applications (default 200)")
+    parser.add_argument(
+        "--memory-users",
+        type=int,
+        default=200,
+        help="citizens per memory step: N conversations, then N applications (default 200)",
+    )
     parser.add_argument("--no-degraded", action="store_true", help="skip the degraded phase (intake down, WeChat slow)")
-    parser.add_argument("--intake-down", choices=["503", "hang", "both"], default="both",
-                        help="how the intake is down in the degraded phase (default both, one after the other)")
+    parser.add_argument(
+        "--intake-down",
+        choices=["503", "hang", "both"],
+        default="both",
+        help="how the intake is down in the degraded phase (default both, one after the other)",
+    )
     parser.add_argument("--degraded-users", type=int, default=32, help="citizens in the degraded phase (default 32)")
     parser.add_argument("--degraded-seconds", type=float, default=30.0, help="length of the degraded phase (default 30)")
-    parser.add_argument("--degraded-think", type=float, default=0.5,
-                        help="mean pause between a citizen's messages in the degraded phase, s (default 0.5)")
-    parser.add_argument("--wechat-delay", type=float, default=2.5,
-                        help="seconds WeChat's API takes per call in the degraded phase (default 2.5; the bot gives up at 3)")
+    parser.add_argument(
+        "--degraded-think",
+        type=float,
+        default=0.5,
+        help="mean pause between a citizen's messages in the degraded phase, s (default 0.5)",
+    )
+    parser.add_argument(
+        "--wechat-delay",
+        type=float,
+        default=2.5,
+        help="seconds WeChat's API takes per call in the degraded phase (default 2.5; the bot gives up at 3)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
     if args.users < 1 or args.seconds <= 0 or args.warmup < 0:
@@ -955,6 +1067,6 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.modules.setdefault("bench", sys.modules[__name__])  # scenarios.py imports this module as `bench`
-    import scenarios  # noqa: E402
+    import scenarios
 
     sys.exit(main())

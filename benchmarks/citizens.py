@@ -6,6 +6,7 @@
 Each persona (tests/citizens/facts.py) talks to the real app (safe mode, on loopback) in each answering
 style; the submitted application is compared with the persona's facts (tests/citizens/run.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,10 +90,29 @@ def main() -> int:
                 print(f"    ({o.persona!r}, {o.style!r}): {json.dumps(reason, ensure_ascii=False)},")
         print("}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"figures": figs, "runs": [
-            {"persona": o.persona, "style": o.style, "region": o.region, "completed": o.completed, "messages": o.messages,
-             "refusals": o.refusals, "not_understood": o.not_understood, "mismatches": o.mismatches} for o in outcomes]},
-            ensure_ascii=False, indent=1), encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "figures": figs,
+                    "runs": [
+                        {
+                            "persona": o.persona,
+                            "style": o.style,
+                            "region": o.region,
+                            "completed": o.completed,
+                            "messages": o.messages,
+                            "refusals": o.refusals,
+                            "not_understood": o.not_understood,
+                            "mismatches": o.mismatches,
+                        }
+                        for o in outcomes
+                    ],
+                },
+                ensure_ascii=False,
+                indent=1,
+            ),
+            encoding="utf-8",
+        )
     return 0
 
 

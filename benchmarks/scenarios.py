@@ -26,6 +26,7 @@ degraded  real WeChat credentials, INTAKE_URL at a loopback intake that answers 
           API; then they ask "进度" until the window ends. Reported: the share of replies within
           WeChat's 5 s, p50/p99/max, errors, busy replies.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,11 +42,11 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import aiohttp
+import bench  # first: it puts the project on sys.path
 from aiohttp import web
+from bench import AES_KEY, APPID, HOST, TOKEN, WeChatProtocol
 from yarl import URL
 
-import bench  # first: it puts the project on sys.path
-from bench import AES_KEY, APPID, HOST, TOKEN, WeChatProtocol
 from integrations.conversations import REPLY_TTL_S
 from integrations.intake import encode_body, signed_headers
 from integrations.wechat_sandbox import ENDPOINTS, SANDBOX, create_wechat_sandbox
@@ -91,9 +92,17 @@ Step = tuple[str, "str | None"]  # what the citizen says, and a text the reply m
 def in_progress_script(n: int) -> list[Step]:
     """Transcript 01 (self, level 1, 低保, all five services) up to and including the address."""
     return [
-        ("你好", "请问是谁申请"), ("1", "要办哪些事"), ("6", "户口在青阳县"), ("是", "哪类残疾"), ("4", "几级"),
-        ("1", "哪种情况"), ("2", "城乡居民养老保险"), ("1", "请发您的姓名"),
-        (NAMES[n % len(NAMES)], "身份证号"), (citizen_id(n), "联系电话"), (citizen_phone(n), "户籍地址"),
+        ("你好", "请问是谁申请"),
+        ("1", "要办哪些事"),
+        ("6", "户口在青阳县"),
+        ("是", "哪类残疾"),
+        ("4", "几级"),
+        ("1", "哪种情况"),
+        ("2", "城乡居民养老保险"),
+        ("1", "请发您的姓名"),
+        (NAMES[n % len(NAMES)], "身份证号"),
+        (citizen_id(n), "联系电话"),
+        (citizen_phone(n), "户籍地址"),
         (ADDRESSES[n % len(ADDRESSES)], "请准备这些材料"),
     ]
 
@@ -101,12 +110,23 @@ def in_progress_script(n: int) -> list[Step]:
 def application_script(n: int) -> list[Step]:
     """Transcript 03 (level 3, has a certificate, not 低保): medical assistance only, no booking."""
     return [
-        ("你好", "请问是谁申请"), ("本人", "要办哪些事"), ("我想申请护理补贴和看病报销", "护理补贴、医疗救助"),
-        ("1", "已经有残疾人证了吗"), ("有", "哪类残疾"), ("2", "几级"), ("三级", "哪种情况"),
-        ("7", "回复 1 不办这几项"), ("1", "请发您的姓名"),
-        (NAMES[n % len(NAMES)], "身份证号"), (citizen_id(n), "联系电话"), (citizen_phone(n), "户籍地址"),
-        (ADDRESSES[n % len(ADDRESSES)], "医保报销后的结算单"), ("继续", "请核对"), ("好的", "本人自愿申请"),
-        ("确认", "同意吗"), ("同意", "申请已提交"),
+        ("你好", "请问是谁申请"),
+        ("本人", "要办哪些事"),
+        ("我想申请护理补贴和看病报销", "护理补贴、医疗救助"),
+        ("1", "已经有残疾人证了吗"),
+        ("有", "哪类残疾"),
+        ("2", "几级"),
+        ("三级", "哪种情况"),
+        ("7", "回复 1 不办这几项"),
+        ("1", "请发您的姓名"),
+        (NAMES[n % len(NAMES)], "身份证号"),
+        (citizen_id(n), "联系电话"),
+        (citizen_phone(n), "户籍地址"),
+        (ADDRESSES[n % len(ADDRESSES)], "医保报销后的结算单"),
+        ("继续", "请核对"),
+        ("好的", "本人自愿申请"),
+        ("确认", "同意吗"),
+        ("同意", "申请已提交"),
     ]
 
 
@@ -140,7 +160,7 @@ class Citizen:
         try:
             async with self.http.post(url, data=body, headers={"Content-Type": "text/xml"}) as resp:
                 status, data = resp.status, await resp.read()
-        except Exception as exc:  # noqa: BLE001 - every failure is a counted reply
+        except Exception as exc:
             status, data = 0, f"{type(exc).__name__}: {exc}"[:200]
         ms = (time.perf_counter() - t0) * 1000
         problem, content = bench.read_reply(status, data, self.protocol)
@@ -256,7 +276,7 @@ async def snapshot(redis) -> Snapshot:
     families: dict[str, Family] = collections.defaultdict(Family)
     keys = [k async for k in redis.scan_iter(count=1000)]
     for i in range(0, len(keys), 500):
-        batch = keys[i:i + 500]
+        batch = keys[i : i + 500]
         async with redis.pipeline(transaction=False) as pipe:
             for k in batch:
                 pipe.memory_usage(k, samples=0)
@@ -276,7 +296,7 @@ async def delete_matching(redis, pattern: str) -> int:
     deleted = 0
     batch = [k async for k in redis.scan_iter(match=pattern, count=1000)]
     for i in range(0, len(batch), 500):
-        deleted += await redis.delete(*batch[i:i + 500])
+        deleted += await redis.delete(*batch[i : i + 500])
     return deleted
 
 
@@ -320,8 +340,14 @@ def family_delta(before: Snapshot, after: Snapshot, n: int) -> list[dict]:
         b = before.families.get(name, Family())
         if f.bytes == b.bytes and f.keys == b.keys:
             continue
-        rows.append({"family": name, "keys": (f.keys - b.keys) / n, "bytes": (f.bytes - b.bytes) / n,
-                     "ttl_s": int(statistics.median(f.ttls)) if f.ttls else None})
+        rows.append(
+            {
+                "family": name,
+                "keys": (f.keys - b.keys) / n,
+                "bytes": (f.bytes - b.bytes) / n,
+                "ttl_s": int(statistics.median(f.ttls)) if f.ttls else None,
+            }
+        )
     return sorted(rows, key=lambda r: -r["bytes"])
 
 
@@ -344,10 +370,13 @@ def per_citizen(base: Snapshot, right_away: Snapshot, long_term: Snapshot, n: in
 # -- the memory phase ---------------------------------------------------------------------------------
 async def memory_phase(sup: bench.Supervisor, args, tmp: Path, busy: str, run_prefix: str) -> dict:
     async with LoopbackServer(intake_server("accept")) as intake:
-        target = bench.bot_target("memory", args, tmp, 1, redis_url="",
-                                  extra_env={"INTAKE_URL": intake.url, "INTAKE_SECRET": INTAKE_SECRET})
-        print(f"\n[memory] starting: {target.description}, a loopback intake that accepts; "
-              f"{args.memory_users} citizens per step", flush=True)
+        target = bench.bot_target(
+            "memory", args, tmp, 1, redis_url="", extra_env={"INTAKE_URL": intake.url, "INTAKE_SECRET": INTAKE_SECRET}
+        )
+        print(
+            f"\n[memory] starting: {target.description}, a loopback intake that accepts; {args.memory_users} citizens per step",
+            flush=True,
+        )
         target.spawned = sup.spawn(target.name, target.argv, target.env, target.log_path, target.var_dir)
         try:
             result = await measure_memory(target, args.memory_users, busy, f"{run_prefix}m")
@@ -366,6 +395,7 @@ async def measure_memory(target: bench.Target, n: int, busy: str, prefix: str) -
         raise RuntimeError("cannot find the bot's embedded Redis")
     server, memory = await redis.info("server"), await redis.info("memory")
     async with new_http(MEMORY_CONCURRENCY) as http:
+
         def crowd(kind: str, count: int) -> list[Citizen]:
             return [Citizen(http, protocol, target.base, f"{prefix}{kind}{i:04d}", busy) for i in range(count)]
 
@@ -390,8 +420,10 @@ async def measure_memory(target: bench.Target, n: int, busy: str, prefix: str) -
         problems += await follow_all(applying, [application_script(first + i) for i in range(n)], MEMORY_CONCURRENCY)
         states = await wait_delivered(redis, n + MEMORY_CONCURRENCY)
         if states["delivered"] < n + MEMORY_CONCURRENCY:
-            problems.append(f"only {states['delivered']} of {n + MEMORY_CONCURRENCY} applications delivered "
-                            f"after {DELIVERY_WAIT_S:g} s: {dict(states)}")
+            problems.append(
+                f"only {states['delivered']} of {n + MEMORY_CONCURRENCY} applications delivered "
+                f"after {DELIVERY_WAIT_S:g} s: {dict(states)}"
+            )
         apps = await snapshot(redis)
         app_replies = await delete_reply_cache(redis, f"{prefix}a")
         apps_kept = await snapshot(redis)
@@ -469,7 +501,7 @@ class LoopbackServer:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    async def __aenter__(self) -> "LoopbackServer":
+    async def __aenter__(self) -> LoopbackServer:
         await self.runner.setup()
         await web.TCPSite(self.runner, HOST, self.port).start()
         return self
@@ -488,22 +520,30 @@ class EventPoster:
     ms: list[float] = field(default_factory=list)
 
     async def accepted(self, application_id: str) -> None:
-        event = {"event_id": f"bench-{application_id}-accepted", "application_id": application_id,
-                 "service": "medical_assistance", "status": "accepted", "note": "",
-                 "at": datetime.now(CHINA).isoformat(timespec="seconds")}
+        event = {
+            "event_id": f"bench-{application_id}-accepted",
+            "application_id": application_id,
+            "service": "medical_assistance",
+            "status": "accepted",
+            "note": "",
+            "at": datetime.now(CHINA).isoformat(timespec="seconds"),
+        }
         body = encode_body(event)
         t0 = time.perf_counter()
         try:
-            async with self.http.post(self.url, data=body, headers=signed_headers(INTAKE_SECRET, body, event["event_id"], time.time())) as resp:
+            async with self.http.post(
+                self.url, data=body, headers=signed_headers(INTAKE_SECRET, body, event["event_id"], time.time())
+            ) as resp:
                 await resp.read()
                 self.statuses[str(resp.status)] += 1
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.statuses[type(exc).__name__] += 1
         self.ms.append((time.perf_counter() - t0) * 1000)
 
 
-async def degraded_citizen(citizen: Citizen, n: int, end_at: float, think_s: float, events: EventPoster,
-                           problems: list[str]) -> None:
+async def degraded_citizen(
+    citizen: Citizen, n: int, end_at: float, think_s: float, events: EventPoster, problems: list[str]
+) -> None:
     """Apply, have the application accepted (a push through the slow API), then ask "进度" until end_at."""
     await asyncio.sleep(random.uniform(0, 2 * think_s))
     try:
@@ -523,12 +563,24 @@ async def degraded_phase(sup: bench.Supervisor, args, tmp: Path, busy: str, run_
     name = f"degraded-{mode}"
     intake_words = "503 to every request" if mode == "503" else "accepts and never answers"
     async with LoopbackServer(intake_server(mode)) as intake, LoopbackServer(slow_wechat(args.wechat_delay)) as wechat:
-        target = bench.bot_target(name, args, tmp, 1, redis_url="", extra_env={
-            "WECHAT_APPSECRET": APPSECRET, "WECHAT_API_BASE": wechat.url,
-            "INTAKE_URL": intake.url, "INTAKE_SECRET": INTAKE_SECRET,
-        })
-        print(f"\n[{name}] starting: {target.description}; intake {intake_words}, WeChat API answers after "
-              f"{args.wechat_delay:g} s; {args.degraded_users} citizens for {args.degraded_seconds:g} s", flush=True)
+        target = bench.bot_target(
+            name,
+            args,
+            tmp,
+            1,
+            redis_url="",
+            extra_env={
+                "WECHAT_APPSECRET": APPSECRET,
+                "WECHAT_API_BASE": wechat.url,
+                "INTAKE_URL": intake.url,
+                "INTAKE_SECRET": INTAKE_SECRET,
+            },
+        )
+        print(
+            f"\n[{name}] starting: {target.description}; intake {intake_words}, WeChat API answers after "
+            f"{args.wechat_delay:g} s; {args.degraded_users} citizens for {args.degraded_seconds:g} s",
+            flush=True,
+        )
         target.spawned = sup.spawn(target.name, target.argv, target.env, target.log_path, target.var_dir)
         try:
             result = await run_degraded(target, args, busy, f"{run_prefix}d{mode[0]}")
@@ -545,8 +597,7 @@ async def degraded_phase(sup: bench.Supervisor, args, tmp: Path, busy: str, run_
             # Shutting down with deliveries and pushes in flight: SIGTERM, then SIGKILL after bench.STOP_GRACE_S.
             "stop_s": round(target.spawned.stop_s or 0, 2),
             "stop_needed_sigkill": target.spawned.killed,
-            "log_tail": [line for line in target.spawned.log_tail(2000)
-                         if re.search(r"WARNING|ERROR|Traceback", line)][-10:],
+            "log_tail": [line for line in target.spawned.log_tail(2000) if re.search(r"WARNING|ERROR|Traceback", line)][-10:],
         }
 
 
@@ -558,8 +609,9 @@ async def run_degraded(target: bench.Target, args, busy: str, prefix: str) -> di
         citizens = [Citizen(http, protocol, target.base, f"{prefix}{i:04d}", busy) for i in range(args.degraded_users)]
         problems: list[str] = []
         end_at = time.perf_counter() + args.degraded_seconds
-        await asyncio.gather(*(degraded_citizen(c, 100_000 + i, end_at, args.degraded_think, events, problems)
-                               for i, c in enumerate(citizens)))
+        await asyncio.gather(
+            *(degraded_citizen(c, 100_000 + i, end_at, args.degraded_think, events, problems) for i, c in enumerate(citizens))
+        )
     redis = target.redis_client(timeout_s=10)
     outbox, tries = await hash_states(redis, OUTBOX_STATES) if redis else ({}, 0)
     pushes, push_tries = await hash_states(redis, PUSH_MESSAGES) if redis else ({}, 0)
@@ -593,20 +645,30 @@ def ttl_words(ttl: int | None) -> str:
 
 
 def print_memory(m: dict) -> None:
-    print(f"\nRedis memory: {m['redis']}, INFO used_memory delta per citizen "
-          f"(reply cache: each message's reply kept {m['reply_ttl_s']} s)")
+    print(
+        f"\nRedis memory: {m['redis']}, INFO used_memory delta per citizen "
+        f"(reply cache: each message's reply kept {m['reply_ttl_s']} s)"
+    )
     head = f"{'what':<44} {'citizens':>8} {'right away':>12} {'long-term':>12} {'goal':>10}"
     print(head)
     print("-" * len(head))
-    for label, key in (("in-progress conversation (up to the address)", "conversation"),
-                       ("stored application (delivered, all-in)", "application")):
+    for label, key in (
+        ("in-progress conversation (up to the address)", "conversation"),
+        ("stored application (delivered, all-in)", "application"),
+    ):
         r = m[key]
-        print(f"{label:<44} {r['citizens']:>8} {kib(r['bytes_right_away']):>12} {kib(r['bytes_long_term']):>12} "
-              f"{'< ' + kib(r['goal_bytes']):>10}")
-        print(f"{'  of which the keys (MEMORY USAGE)':<44} {'':>8} {kib(r['key_bytes_right_away']):>12} "
-              f"{kib(r['key_bytes_long_term']):>12}")
-    print("(used_memory less client/AOF buffers; right away = just after the last reply; long-term = after the reply-cache"
-          " keys are gone, as after REPLY_TTL_S; the rest over the keys is Redis's key and expiry tables)")
+        print(
+            f"{label:<44} {r['citizens']:>8} {kib(r['bytes_right_away']):>12} {kib(r['bytes_long_term']):>12} "
+            f"{'< ' + kib(r['goal_bytes']):>10}"
+        )
+        print(
+            f"{'  of which the keys (MEMORY USAGE)':<44} {'':>8} {kib(r['key_bytes_right_away']):>12} "
+            f"{kib(r['key_bytes_long_term']):>12}"
+        )
+    print(
+        "(used_memory less client/AOF buffers; right away = just after the last reply; long-term = after the reply-cache"
+        " keys are gone, as after REPLY_TTL_S; the rest over the keys is Redis's key and expiry tables)"
+    )
     for label, key in (("in-progress conversation", "conversation"), ("stored application", "application")):
         print(f"  {label}, by key family (MEMORY USAGE per citizen):")
         for f in m[key]["families"]:
@@ -614,14 +676,18 @@ def print_memory(m: dict) -> None:
     if m["problems"]:
         print(f"  WARNING: {len(m['problems'])} problems (figures not valid), e.g. {m['problems'][0]}")
     msgs = m["messages"]
-    print(f"  {msgs['replies']} messages: p50 {msgs['p50_ms']:.0f} ms, max {msgs['max_ms']:.0f} ms, "
-          f"{msgs['busy']} busy, {msgs['errors']} errors {msgs['error_kinds'] or ''}")
+    print(
+        f"  {msgs['replies']} messages: p50 {msgs['p50_ms']:.0f} ms, max {msgs['max_ms']:.0f} ms, "
+        f"{msgs['busy']} busy, {msgs['errors']} errors {msgs['error_kinds'] or ''}"
+    )
 
 
 def print_degraded(rows: list[dict]) -> None:
     print("\nDegraded: intake down, WeChat's API slow (real credentials); every reply a citizen got")
-    head = (f"{'target':<14} {'replies':>7} {'in 5 s':>8} {'p50':>7} {'p99':>7} {'max':>7} {'errors':>6} {'busy':>5}"
-            f"  {'apps':>4} {'deliveries':>10} {'pushes':>14}")
+    head = (
+        f"{'target':<14} {'replies':>7} {'in 5 s':>8} {'p50':>7} {'p99':>7} {'max':>7} {'errors':>6} {'busy':>5}"
+        f"  {'apps':>4} {'deliveries':>10} {'pushes':>14}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -629,17 +695,25 @@ def print_degraded(rows: list[dict]) -> None:
             print(f"{r['target']:<14} FAILED: {r.get('failure')}")
             continue
         pushes = ", ".join(f"{v} {k}" for k, v in sorted(r["push_states"].items())) or "none"
-        print(f"{r['target']:<14} {r['replies']:>7} {100 * r['share_in_5s']:>7.1f}% {bench.fmt(r['p50_ms']):>7} "
-              f"{bench.fmt(r['p99_ms']):>7} {bench.fmt(r['max_ms']):>7} {r['errors']:>6} {r['busy']:>5}  "
-              f"{r['applications_submitted']:>4} {r['delivery_attempts']:>4} tries {pushes:>14}")
-    print("(latencies in ms at the citizen's side; in 5 s = share answered within WeChat's 5 s, a busy reply counts;"
-          " deliveries = POSTs to the intake attempted by the bot; pushes = status messages by state)")
+        print(
+            f"{r['target']:<14} {r['replies']:>7} {100 * r['share_in_5s']:>7.1f}% {bench.fmt(r['p50_ms']):>7} "
+            f"{bench.fmt(r['p99_ms']):>7} {bench.fmt(r['max_ms']):>7} {r['errors']:>6} {r['busy']:>5}  "
+            f"{r['applications_submitted']:>4} {r['delivery_attempts']:>4} tries {pushes:>14}"
+        )
+    print(
+        "(latencies in ms at the citizen's side; in 5 s = share answered within WeChat's 5 s, a busy reply counts;"
+        " deliveries = POSTs to the intake attempted by the bot; pushes = status messages by state)"
+    )
     for r in rows:
         if "replies" not in r:
             continue
-        extra = [f"{r['status_questions']} were 进度", f"intake got {r['intake_requests'] or 'nothing'}",
-                 f"WeChat API calls {r['wechat_api_calls']}", f"status events {r['status_events']}",
-                 f"bot stopped {r['stop_s']:g} s after SIGTERM" + (" (needed SIGKILL)" if r["stop_needed_sigkill"] else "")]
+        extra = [
+            f"{r['status_questions']} were 进度",
+            f"intake got {r['intake_requests'] or 'nothing'}",
+            f"WeChat API calls {r['wechat_api_calls']}",
+            f"status events {r['status_events']}",
+            f"bot stopped {r['stop_s']:g} s after SIGTERM" + (" (needed SIGKILL)" if r["stop_needed_sigkill"] else ""),
+        ]
         if r["error_kinds"]:
             extra.append(f"errors: {r['error_kinds']}")
         if r["off_script"]:
@@ -656,15 +730,18 @@ def verdicts(report: dict) -> dict:
             for when in ("right_away", "long_term"):
                 value = r[f"bytes_{when}"]
                 ok = value < r["goal_bytes"] and not m["problems"]
-                out[f"memory: {label} < {r['goal_bytes'] // KIB} KiB ({when.replace('_', ' ')})"] = \
+                out[f"memory: {label} < {r['goal_bytes'] // KIB} KiB ({when.replace('_', ' ')})"] = (
                     f"{kib(value)}  {'PASS' if ok else 'FAIL'}"
+                )
     for r in report.get("degraded", []):
         if "replies" not in r:
             out[f"{r['target']}: ran"] = "FAIL"
             continue
         all_in_time = r["answered_in_5s"] == r["replies"]
-        out[f"{r['target']}: every reply < {DEADLINE_MS:g} ms"] = \
+        out[f"{r['target']}: every reply < {DEADLINE_MS:g} ms"] = (
             f"{100 * r['share_in_5s']:.1f}% (max {r['max_ms']:.0f} ms)  {'PASS' if all_in_time else 'FAIL'}"
-        out[f"{r['target']}: no errors, no busy replies"] = \
+        )
+        out[f"{r['target']}: no errors, no busy replies"] = (
             f"{r['errors']} errors, {r['busy']} busy  {'PASS' if not r['errors'] and not r['busy'] else 'FAIL'}"
+        )
     return out

@@ -9,6 +9,7 @@ Redis is not counted) is summed over the turns and printed per turn, next to the
 through the real aiohttp handler with an in-process client. Use it to see what a change buys;
 bench.py gives the figures under load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,13 +25,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench import AES_KEY, APPID, DIALOG_CYCLE, TOKEN  # noqa: E402
-from bot.conversation import ConversationService  # noqa: E402
-from bot.metrics import Metrics  # noqa: E402
+
 from bot.clock import Clock  # noqa: E402
 from bot.composition import open_services  # noqa: E402
-from integrations.sealing import new_data_key  # noqa: E402
+from bot.conversation import ConversationService  # noqa: E402
+from bot.metrics import Metrics  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.wechat_protocol import WeChatProtocol, message_xml  # noqa: E402
+from integrations.sealing import new_data_key  # noqa: E402
 
 
 class Stages:
@@ -52,20 +54,32 @@ class Stages:
 
 async def run(turns: int, redis_url: str) -> None:
     var = Path(tempfile.mkdtemp(prefix="turn-cost-"))
-    settings = Settings(wechat_token=TOKEN, wechat_appid=APPID, wechat_encoding_aes_key=AES_KEY,
-                        redis_url=redis_url, var_dir=var, simulator=False,
-                        data_keys=new_data_key("bench") if redis_url else "")
+    settings = Settings(
+        wechat_token=TOKEN,
+        wechat_appid=APPID,
+        wechat_encoding_aes_key=AES_KEY,
+        redis_url=redis_url,
+        var_dir=var,
+        simulator=False,
+        data_keys=new_data_key("bench") if redis_url else "",
+    )
     clock = Clock()
     protocol = WeChatProtocol(TOKEN, APPID, AES_KEY)
     async with open_services(settings, clock=clock) as services:
-        conversation = ConversationService(services.store, services.dialog, services.pack, Metrics.create(), deadline_s=4.0,
-                                           clock=clock)
+        conversation = ConversationService(
+            services.store, services.dialog, services.pack, Metrics.create(), deadline_s=4.0, clock=clock
+        )
         store, dialog = services.store, services.dialog
         run_id = time.time_ns()
         requests = []
         for i in range(turns):
-            xml = message_xml(from_user=f"cost-{run_id}-{i // 500}", to_user="gh", content=DIALOG_CYCLE[i % len(DIALOG_CYCLE)],
-                              msg_id=10_000_000 + i, create_time=int(time.time()))
+            xml = message_xml(
+                from_user=f"cost-{run_id}-{i // 500}",
+                to_user="gh",
+                content=DIALOG_CYCLE[i % len(DIALOG_CYCLE)],
+                msg_id=10_000_000 + i,
+                create_time=int(time.time()),
+            )
             requests.append(protocol.build_request(xml, encrypted=True))
 
         stages = Stages()
@@ -77,8 +91,7 @@ async def run(turns: int, redis_url: str) -> None:
                 cm = store.turn(message.from_user, message.order, message.dedup_id, wait_s=3.5)
                 turn = await cm.__aenter__()
             with stages.timed("3 dialog"):
-                session, reply = await dialog.handle(turn.session, conversation._input(message), message.from_user,
-                                                     clock.now())
+                session, reply = await dialog.handle(turn.session, conversation._input(message), message.from_user, clock.now())
             with stages.timed("4 store: save + unlock (Redis)"):
                 await store.save(turn, session, reply)
                 await cm.__aexit__(None, None, None)
@@ -99,6 +112,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         import uvloop
+
         uvloop.install()
     except ImportError:
         pass

@@ -4,18 +4,28 @@ Without real WeChat credentials the bot mounts WeChat's API sandbox at /sandbox/
 INTAKE_URL the intake sandbox at /sandbox/intake, so the whole journey (apply, delivery, status
 events, pushed messages) works on a laptop with no configuration.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
 from bot.clock import Clock, clock_from_setting, protocol_time
-from bot.composition import (SANDBOX_INTAKE_SECRET, SANDBOX_WECHAT_APPID, SANDBOX_WECHAT_SECRET, Senders, Services,
-                             check_config, intake_secret, open_senders, open_services)
+from bot.composition import (
+    SANDBOX_INTAKE_SECRET,
+    SANDBOX_WECHAT_APPID,
+    SANDBOX_WECHAT_SECRET,
+    Senders,
+    Services,
+    check_config,
+    intake_secret,
+    open_senders,
+    open_services,
+)
 from bot.conversation import ConversationService
 from bot.intake_events import events_handler
 from bot.metrics import Metrics, state_gauges
@@ -24,8 +34,8 @@ from bot.wechat_protocol import ProtocolError, WeChatProtocol
 from dialogs.pack import Pack, load_pack
 from dialogs.workdays import calendar_check
 from integrations.delivery import running
-from integrations.redis_health import is_redis_error
 from integrations.operator_auth import operator_refusal
+from integrations.redis_health import is_redis_error
 
 log = logging.getLogger(__name__)
 
@@ -66,31 +76,46 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_post("/wechat", wechat_message)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_post("/intake/events", events_handler(
-        secret=lambda: intake_secret(settings),
-        registry=lambda: app[SERVICES].registry,
-        services=lambda: set(pack.services),
-        apply=lambda app_id, event: app[SERVICES].notifier.on_status_event(app_id, event),
-        clock=protocol_time,
-    ))
+    app.router.add_post(
+        "/intake/events",
+        events_handler(
+            secret=lambda: intake_secret(settings),
+            registry=lambda: app[SERVICES].registry,
+            services=lambda: set(pack.services),
+            apply=lambda app_id, event: app[SERVICES].notifier.on_status_event(app_id, event),
+            clock=protocol_time,
+        ),
+    )
     if not settings.has_wechat_credentials:
         from integrations.wechat_sandbox import create_wechat_sandbox
 
-        app.add_subapp("/sandbox/wechat", create_wechat_sandbox(
-            appid=SANDBOX_WECHAT_APPID, secret=SANDBOX_WECHAT_SECRET, clock=clock.time))
+        app.add_subapp(
+            "/sandbox/wechat", create_wechat_sandbox(appid=SANDBOX_WECHAT_APPID, secret=SANDBOX_WECHAT_SECRET, clock=clock.time)
+        )
     if not settings.intake_url:
         from integrations.intake_sandbox import create_intake_sandbox
 
-        app.add_subapp("/sandbox/intake", create_intake_sandbox(
-            lambda: app[SERVICES].redis.client, lambda: app[SERVICES].sealer,
-            secret=intake_secret(settings), bot_events_url=f"{settings.self_url}/intake/events",
-            operator_token=settings.operator_token, clock=protocol_time,
-        ))
+        app.add_subapp(
+            "/sandbox/intake",
+            create_intake_sandbox(
+                lambda: app[SERVICES].redis.client,
+                lambda: app[SERVICES].sealer,
+                secret=intake_secret(settings),
+                bot_events_url=f"{settings.self_url}/intake/events",
+                operator_token=settings.operator_token,
+                clock=protocol_time,
+            ),
+        )
     if settings.simulator_enabled:
         from bot.simulator import setup_simulator
 
-        setup_simulator(app, token=settings.wechat_token, menu=pack.menu, region_name=pack.name,
-                        inbox=None if settings.has_wechat_credentials else "/sandbox/wechat/inbox/")
+        setup_simulator(
+            app,
+            token=settings.wechat_token,
+            menu=pack.menu,
+            region_name=pack.name,
+            inbox=None if settings.has_wechat_credentials else "/sandbox/wechat/inbox/",
+        )
     return app
 
 
@@ -100,13 +125,23 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[HTTP] = http
         app[SERVICES] = services
         app[CONVERSATIONS] = ConversationService(
-            services.store, services.dialog, services.pack, app[METRICS],
-            deadline_s=settings.turn_deadline_s, clock=services.clock, health=services.health,
+            services.store,
+            services.dialog,
+            services.pack,
+            app[METRICS],
+            deadline_s=settings.turn_deadline_s,
+            clock=services.clock,
+            health=services.health,
         )
         for line in calendar_check(services.calendar, services.clock.today()):
             log.warning("calendar: %s", line)
-        log.info("ready: region %s, Redis %s, %s mode, today %s", services.pack.region, services.redis.description,
-                 "safe" if settings.safe_mode else "plain", services.clock.today().isoformat())
+        log.info(
+            "ready: region %s, Redis %s, %s mode, today %s",
+            services.pack.region,
+            services.redis.description,
+            "safe" if settings.safe_mode else "plain",
+            services.clock.today().isoformat(),
+        )
         yield
 
 
@@ -117,10 +152,10 @@ async def _background_work(app: web.Application) -> AsyncIterator[None]:
         app[SENDERS] = senders
         stop = asyncio.Event()
         tasks = [
-            asyncio.create_task(_every(PUSH_EVERY_S, stop, services, "pushes", lambda: services.push.send_due()),
-                                name="push"),
-            asyncio.create_task(_every(REMINDERS_EVERY_S, stop, services, "reminders", lambda: send_due_reminders(services)),
-                                name="reminders"),
+            asyncio.create_task(_every(PUSH_EVERY_S, stop, services, "pushes", lambda: services.push.send_due()), name="push"),
+            asyncio.create_task(
+                _every(REMINDERS_EVERY_S, stop, services, "reminders", lambda: send_due_reminders(services)), name="reminders"
+            ),
         ]
         async with running(senders.delivery, senders.events):
             yield
@@ -131,8 +166,10 @@ async def _background_work(app: web.Application) -> AsyncIterator[None]:
 async def send_due_reminders(services: Services) -> int:
     """Hand the reminders due by the services' clock to the push queue (the serving process sends them)."""
     return await services.reminders.send_due(
-        services.clock.time(), services.push,
-        lambda rid, payload: services.notifier.render_reminder(rid, payload, conversations=services.store))
+        services.clock.time(),
+        services.push,
+        lambda rid, payload: services.notifier.render_reminder(rid, payload, conversations=services.store),
+    )
 
 
 async def _every(seconds: float, stop: asyncio.Event, services: Services, what: str, work) -> None:
@@ -146,7 +183,7 @@ async def _every(seconds: float, stop: asyncio.Event, services: Services, what: 
                 log.exception("sending %s failed; trying again in %.0f s", what, seconds)
         try:
             await asyncio.wait_for(stop.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 

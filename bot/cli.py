@@ -1,4 +1,5 @@
 """`bot serve` runs the server; `bot chat` lets a person try the dialog in a terminal."""
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataKeyMismatch) as e:
         return _refuse(str(e))
     except (RedisError, OSError) as e:
-        return _refuse(f"cannot reach Redis ({settings.redis_url or 'embedded, in ' + str(settings.var_dir)}): "
-                       f"{type(e).__name__}; is REDIS_URL right and the server up?", code=1)
+        return _refuse(
+            f"cannot reach Redis ({settings.redis_url or 'embedded, in ' + str(settings.var_dir)}): "
+            f"{type(e).__name__}; is REDIS_URL right and the server up?",
+            code=1,
+        )
 
 
 def _refuse(line: str, *, code: int = 2) -> int:
@@ -67,20 +71,23 @@ def _refuse(line: str, *, code: int = 2) -> int:
 
 
 def _keygen(kid: str | None) -> int:
-    from integrations.sealing import new_data_key
-
     from bot.clock import Clock
+    from integrations.sealing import new_data_key
 
     key = new_data_key(kid or f"k{Clock().today():%Y%m%d}")
     print(key)
-    print("# Set BOT_DATA_KEY to this line (from a secret store, never in git). To rotate, put the new key first\n"
-          "# and keep the old ones after it, comma-separated: BOT_DATA_KEY=new,old. The first seals, all open.",
-          file=sys.stderr)
+    print(
+        "# Set BOT_DATA_KEY to this line (from a secret store, never in git). To rotate, put the new key first\n"
+        "# and keep the old ones after it, comma-separated: BOT_DATA_KEY=new,old. The first seals, all open.",
+        file=sys.stderr,
+    )
     return 0
 
 
 def _operator_commands(sub) -> None:
-    sessions = sub.add_parser("sessions", help="assessment sessions (for the window clerks)").add_subparsers(dest="action", required=True)
+    sessions = sub.add_parser("sessions", help="assessment sessions (for the window clerks)").add_subparsers(
+        dest="action", required=True
+    )
     sessions.add_parser("list", help="upcoming sessions with places booked")
     roster = sessions.add_parser("roster", help="who is booked on a day, for the hospital")
     roster.add_argument("date")
@@ -94,7 +101,9 @@ def _operator_commands(sub) -> None:
     move = sessions.add_parser("move", help="move a session to another day and tell everyone booked")
     move.add_argument("date")
     move.add_argument("new_date")
-    outbox = sub.add_parser("outbox", help="applications on their way to the intake system").add_subparsers(dest="action", required=True)
+    outbox = sub.add_parser("outbox", help="applications on their way to the intake system").add_subparsers(
+        dest="action", required=True
+    )
     listing = outbox.add_parser("list")
     listing.add_argument("--state", choices=["queued", "retrying", "delivered", "failed"])
     listing.add_argument("--events", action="store_true", help="the bot's own events (withdrawals) instead of applications")
@@ -291,8 +300,9 @@ def _run_worker(settings: Settings, started: float, reuse_port: bool) -> None:
         log.info("worker %d serving after %.0f ms", os.getpid(), (time.monotonic() - started) * 1000)
 
     app.on_startup.append(announce)
-    web.run_app(app, host=settings.host, port=settings.port, reuse_port=reuse_port or None, print=None, access_log=None,
-                loop=_new_loop())
+    web.run_app(
+        app, host=settings.host, port=settings.port, reuse_port=reuse_port or None, print=None, access_log=None, loop=_new_loop()
+    )
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

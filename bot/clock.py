@@ -11,6 +11,7 @@ so the whole suite, and an operator's simulation, runs as on that day. The shift
 of days from the machine's date, computed when the clock is built, so several processes started on
 one day with the same `BOT_TODAY` agree on the time to the millisecond.
 """
+
 from __future__ import annotations
 
 import time as _time
@@ -42,13 +43,13 @@ class Clock:
         self.frozen_at = frozen_at
 
     @classmethod
-    def shifted_to(cls, day: date | str) -> "Clock":
+    def shifted_to(cls, day: date | str) -> Clock:
         """Today is `day`, at the machine's time of day (China time)."""
         day = date.fromisoformat(day) if isinstance(day, str) else day
         return cls(offset_s=(day - datetime.now(CHINA).date()).days * 86400.0)
 
     @classmethod
-    def at(cls, when: datetime | str, *, frozen: bool = False) -> "Clock":
+    def at(cls, when: datetime | str, *, frozen: bool = False) -> Clock:
         """Now is `when` (China time when it has no zone); it runs on from there unless frozen."""
         clock = cls()
         clock.set(when, frozen=frozen)

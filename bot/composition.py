@@ -9,14 +9,15 @@ Before anything starts, `check_config` refuses a configuration that would lose d
 citizen later, with one line naming the variable (`ConfigError`; `bot` exits 2), and
 `open_services` refuses a data key that does not open what is already in Redis.
 """
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import AsyncIterator
 
 import aiohttp
 from redis.exceptions import RedisError
@@ -94,8 +95,9 @@ class Senders:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, *, clock: Clock, pack: Pack | None = None,
-                        strict: bool = False) -> AsyncIterator[Services]:
+async def open_services(
+    settings: Settings, *, clock: Clock, pack: Pack | None = None, strict: bool = False
+) -> AsyncIterator[Services]:
     """Connect to Redis, check the data key against what Redis holds, and build every component.
     `strict` (operator commands): Redis must answer now; else a serving worker starts anyway."""
     check_config(settings)
@@ -114,12 +116,33 @@ async def open_services(settings: Settings, *, clock: Clock, pack: Pack | None =
         push = PushQueue(client, sealer, None, clock=now)
         notifier = Notifier(pack, registry, push, reminders, feedback, calendar, outbox, clock=clock)
         followup = SubmissionFollowup(registry, notifier)
-        ports = Ports(book=book, outbox=outbox, followup=followup, feedback=feedback,
-                      eraser=PersonalDataEraser(registry, reminders, push, feedback))
+        ports = Ports(
+            book=book,
+            outbox=outbox,
+            followup=followup,
+            feedback=feedback,
+            eraser=PersonalDataEraser(registry, reminders, push, feedback),
+        )
         dialog = ApplicationDialog(pack, ports, calendar, registry=registry)
         store = ConversationStore(client, sealer, session_ttl_s=pack.conversation_days * 86400, pipeline=handle.pipeline)
-        yield Services(settings, clock, pack, calendar, handle, sealer, store, book, outbox, registry, reminders,
-                       feedback, push, notifier, dialog, RedisHealth())
+        yield Services(
+            settings,
+            clock,
+            pack,
+            calendar,
+            handle,
+            sealer,
+            store,
+            book,
+            outbox,
+            registry,
+            reminders,
+            feedback,
+            push,
+            notifier,
+            dialog,
+            RedisHealth(),
+        )
     finally:
         await handle.close()
 
@@ -157,8 +180,10 @@ async def _checked_sealer(settings: Settings, handle: RedisHandle) -> Sealer:
         try:
             sealer, where = Sealer.local(settings.var_dir, create=LOCAL_KID not in await sealed_with(handle.client)), str(path)
         except MissingKey:
-            raise DataKeyMismatch(f"{path} is missing, and Redis holds data sealed with it (key id {LOCAL_KID!r}): "
-                                  f"put the file back, or delete {settings.var_dir}/ to start afresh (development data only)")
+            raise DataKeyMismatch(
+                f"{path} is missing, and Redis holds data sealed with it (key id {LOCAL_KID!r}): "
+                f"put the file back, or delete {settings.var_dir}/ to start afresh (development data only)"
+            )
     await check_data_key(handle.client, sealer, where=where)
     return sealer
 
@@ -174,10 +199,27 @@ async def open_senders(services: Services, http: aiohttp.ClientSession) -> Async
     consumer = default_consumer()
     intake = HttpIntake(http, base_url=base, secret=intake_secret(settings), clock=protocol_time, instance=consumer)
     window = float(s.pack.raw.get("retention", {}).get("delivery_retry_hours", 72)) * 3600
-    delivery = DeliveryWorker(s.redis.client, s.outbox, intake, consumer=consumer, retry_window_s=window, health=s.health,
-                              clock=s.clock.time, on_delivered=s.notifier.on_delivered, on_rejected=s.notifier.on_rejected)
-    events = DeliveryWorker(s.redis.client, s.outbox, intake, consumer=consumer, retry_window_s=window, health=s.health,
-                            clock=s.clock.time, kind="event")
+    delivery = DeliveryWorker(
+        s.redis.client,
+        s.outbox,
+        intake,
+        consumer=consumer,
+        retry_window_s=window,
+        health=s.health,
+        clock=s.clock.time,
+        on_delivered=s.notifier.on_delivered,
+        on_rejected=s.notifier.on_rejected,
+    )
+    events = DeliveryWorker(
+        s.redis.client,
+        s.outbox,
+        intake,
+        consumer=consumer,
+        retry_window_s=window,
+        health=s.health,
+        clock=s.clock.time,
+        kind="event",
+    )
     try:
         yield Senders(wechat, intake, delivery, events)
     finally:
@@ -197,7 +239,21 @@ def intake_secret(settings: Settings) -> str:
 
 def wechat_api(settings: Settings, http: aiohttp.ClientSession, client, *, clock) -> WeChatApi:
     if settings.has_wechat_credentials:
-        return WeChatApi(http, client, base_url=settings.api_base, appid=settings.wechat_appid,
-                         secret=settings.wechat_appsecret, template_id=settings.wechat_template_id, clock=clock)
-    return WeChatApi(http, client, base_url=f"{settings.self_url}/sandbox/wechat", appid=SANDBOX_WECHAT_APPID,
-                     secret=SANDBOX_WECHAT_SECRET, template_id="sandbox-template", clock=clock)
+        return WeChatApi(
+            http,
+            client,
+            base_url=settings.api_base,
+            appid=settings.wechat_appid,
+            secret=settings.wechat_appsecret,
+            template_id=settings.wechat_template_id,
+            clock=clock,
+        )
+    return WeChatApi(
+        http,
+        client,
+        base_url=f"{settings.self_url}/sandbox/wechat",
+        appid=SANDBOX_WECHAT_APPID,
+        secret=SANDBOX_WECHAT_SECRET,
+        template_id="sandbox-template",
+        clock=clock,
+    )

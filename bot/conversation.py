@@ -4,6 +4,7 @@ The order matters: the per-user lock is taken before the session is read, and th
 cached together with the new session (in one fenced write), so WeChat's retries of a message
 get the same reply and the dialog advances exactly once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,9 +26,19 @@ from integrations.sealing import SealError
 
 log = logging.getLogger(__name__)
 
+
 class ConversationService:
-    def __init__(self, store: ConversationStore, dialog: ApplicationDialog, pack: Pack, metrics: Metrics, *, deadline_s: float, clock: ClockLike,
-                 health: RedisHealth | None = None):
+    def __init__(
+        self,
+        store: ConversationStore,
+        dialog: ApplicationDialog,
+        pack: Pack,
+        metrics: Metrics,
+        *,
+        deadline_s: float,
+        clock: ClockLike,
+        health: RedisHealth | None = None,
+    ):
         self.health = health or RedisHealth()
         self.store = store
         self.dialog = dialog
@@ -46,7 +57,7 @@ class ConversationService:
                 reply = await self._reply(message, now)
             self.health.ok()
             return reply
-        except (asyncio.TimeoutError, LockTimeout):
+        except (TimeoutError, LockTimeout):
             self.metrics.errors.labels("timeout").inc()
             log.warning("turn for %s not answered in time", _short(message.from_user))
         except (RedisError, OSError, LostLock) as exc:
@@ -54,7 +65,9 @@ class ConversationService:
             self.health.failed("a turn", exc)
         except SealError:
             self.metrics.errors.labels("unreadable_session").inc()
-            log.error("stored conversation of %s is sealed with a data key we do not have (key mismatch)", _short(message.from_user))
+            log.error(
+                "stored conversation of %s is sealed with a data key we do not have (key mismatch)", _short(message.from_user)
+            )
         except Exception:
             self.metrics.errors.labels("bug").inc()
             log.exception("turn failed")

@@ -3,12 +3,14 @@
 A bad signature or a timestamp more than 5 minutes off is refused (401); an event delivered twice
 is applied once (the second answer is 409); errors are plain JSON for a machine, never a traceback.
 """
+
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -18,8 +20,17 @@ from integrations.intake import STALE_TIMESTAMP, check_request
 log = logging.getLogger(__name__)
 
 STATUSES = {
-    "accepted", "forwarded", "publicity_started", "publicity_ended", "approved", "rejected",
-    "materials_missing", "ready_for_pickup", "mailed", "first_payment", "withdrawn",
+    "accepted",
+    "forwarded",
+    "publicity_started",
+    "publicity_ended",
+    "approved",
+    "rejected",
+    "materials_missing",
+    "ready_for_pickup",
+    "mailed",
+    "first_payment",
+    "withdrawn",
 }
 MAX_EVENT_BYTES = 16 * 1024
 MAX_SKEW_S = 300  # a captured event cannot be replayed later than this
@@ -29,8 +40,14 @@ def _error(status: int, code: str, detail: str) -> web.Response:
     return web.json_response({"error": code, "detail": detail}, status=status)
 
 
-def events_handler(secret: Callable[[], str], registry: Callable[[], ApplicationRegistry], services: Callable[[], set[str]],
-                   apply: Callable[[str, dict[str, Any]], Awaitable[bool]], *, clock: Callable[[], float]):
+def events_handler(
+    secret: Callable[[], str],
+    registry: Callable[[], ApplicationRegistry],
+    services: Callable[[], set[str]],
+    apply: Callable[[str, dict[str, Any]], Awaitable[bool]],
+    *,
+    clock: Callable[[], float],
+):
     async def handle(request: web.Request) -> web.Response:
         body = await request.content.read(MAX_EVENT_BYTES + 1)
         if len(body) > MAX_EVENT_BYTES:

@@ -6,6 +6,7 @@ their counters to files in PROMETHEUS_MULTIPROC_DIR (set by `bot serve` before t
 scrape adds up all of them: one consistent view whichever worker answers. Gauges (outbox depth, push
 queue, reminders, Redis) are read from Redis at scrape time, the same for every worker.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,18 +31,22 @@ class Metrics:
     rejected: Counter
 
     @classmethod
-    def create(cls) -> "Metrics":
+    def create(cls) -> Metrics:
         r = CollectorRegistry()
         return cls(
             registry=r,
             messages=Counter("bot_messages", "Messages handled, by WeChat message type", ["type"], registry=r),
             latency=Histogram(
-                "bot_turn_seconds", "Time to answer one WeChat message",
-                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 5), registry=r,
+                "bot_turn_seconds",
+                "Time to answer one WeChat message",
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 5),
+                registry=r,
             ),
             errors=Counter("bot_errors", "Turns answered with the 'please retry' message, by cause", ["cause"], registry=r),
             dedup_hits=Counter("bot_dedup_hits", "WeChat retries answered from the reply cache", registry=r),
-            rejected=Counter("bot_rejected_requests", "Requests refused by the protocol layer, by status", ["status"], registry=r),
+            rejected=Counter(
+                "bot_rejected_requests", "Requests refused by the protocol layer, by status", ["status"], registry=r
+            ),
         )
 
     def render(self) -> bytes:
@@ -54,15 +59,20 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-async def state_gauges(services: "Services") -> bytes:
+async def state_gauges(services: Services) -> bytes:
     """What is waiting, and whether Redis answers: read from Redis now (no personal data)."""
     r = CollectorRegistry()
     up = Gauge("bot_redis_up", "1 when this worker reaches Redis", registry=r)
-    outbox = Gauge("bot_outbox_items", "Applications and the bot's events on their way to the intake, by state",
-                   ["kind", "state"], registry=r)
+    outbox = Gauge(
+        "bot_outbox_items",
+        "Applications and the bot's events on their way to the intake, by state",
+        ["kind", "state"],
+        registry=r,
+    )
     push = Gauge("bot_push_messages", "Messages to citizens in the push queue, by state", ["state"], registry=r)
-    reminders = Gauge("bot_reminders", "Scheduled reminders: all, and those due but not yet handed to the push queue",
-                      ["state"], registry=r)
+    reminders = Gauge(
+        "bot_reminders", "Scheduled reminders: all, and those due but not yet handed to the push queue", ["state"], registry=r
+    )
     try:
         depth = await services.push.depth()
         for kind, states in (await services.outbox_depth()).items():

@@ -3,6 +3,7 @@
 Everything goes through the durable push queue under an idempotency key, so each message is
 queued once however often an event or a reminder is processed. Wording: content/common/status.yaml.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,18 @@ def _at(day: date, hhmm: str) -> float:
 
 
 class Notifier:
-    def __init__(self, pack: Pack, registry: ApplicationRegistry, push: Push, reminders: Reminders,
-                 feedback: FeedbackStore, calendar: WorkCalendar, outbox, *, clock: ClockLike):
+    def __init__(
+        self,
+        pack: Pack,
+        registry: ApplicationRegistry,
+        push: Push,
+        reminders: Reminders,
+        feedback: FeedbackStore,
+        calendar: WorkCalendar,
+        outbox,
+        *,
+        clock: ClockLike,
+    ):
         self.clock = clock
         self.pack = pack
         self.registry = registry
@@ -48,10 +59,18 @@ class Notifier:
     async def on_delivered(self, app_id: str, application_no: str | None) -> None:
         if application_no:
             await self.registry.set_application_no(app_id, application_no)
-        for service in (await self.registry.status(app_id)):
-            await self.registry.apply_event(app_id, {"event_id": f"{app_id}:delivered:{service}", "service": service,
-                                                     "status": "delivered", "note": "", "at": self._now_iso()},
-                                            only_from="submitted")
+        for service in await self.registry.status(app_id):
+            await self.registry.apply_event(
+                app_id,
+                {
+                    "event_id": f"{app_id}:delivered:{service}",
+                    "service": service,
+                    "status": "delivered",
+                    "note": "",
+                    "at": self._now_iso(),
+                },
+                only_from="submitted",
+            )
         await self.registry.expire_if_finished(app_id)  # everything was withdrawn before it arrived
 
     async def on_rejected(self, app_id: str, detail: str) -> None:
@@ -59,8 +78,16 @@ class Notifier:
         if meta is None:
             return
         for service in meta["services"]:
-            await self.registry.apply_event(app_id, {"event_id": f"{app_id}:delivery_failed:{service}", "service": service,
-                                                     "status": "delivery_failed", "note": "", "at": self._now_iso()})
+            await self.registry.apply_event(
+                app_id,
+                {
+                    "event_id": f"{app_id}:delivery_failed:{service}",
+                    "service": service,
+                    "status": "delivery_failed",
+                    "note": "",
+                    "at": self._now_iso(),
+                },
+            )
         text = self.words["push_rejected_delivery"].format(reference=app_id)
         for openid in meta["viewers"]:
             await self.push.enqueue(openid, text, key=f"{app_id}:delivery_failed:{openid}")
@@ -79,8 +106,11 @@ class Notifier:
             return False
         label = self.words["labels"].get(event["status"], event["status"])
         text = self.words["push_status"].format(
-            reference=app_id, service=self.pack.services[service].short if service in self.pack.services else service,
-            label=label, note=self.words["note"].format(note=event["note"]) if event.get("note") else "")
+            reference=app_id,
+            service=self.pack.services[service].short if service in self.pack.services else service,
+            label=label,
+            note=self.words["note"].format(note=event["note"]) if event.get("note") else "",
+        )
         for openid in meta["viewers"]:
             await self.push.enqueue(openid, text, key=f"{event['event_id']}:{openid}")
         if event["status"] in RATE_AFTER and meta["viewers"]:
@@ -119,8 +149,11 @@ class Notifier:
 
     async def schedule_unfinished(self, openid: str, reference: str, now: datetime) -> None:
         days = int(self.pack.raw.get("reminders", {}).get("unfinished_after_days", 3))
-        await self.reminders.schedule(f"unfinished:{reference}", (now + timedelta(days=days)).timestamp(),
-                                      {"kind": "unfinished", "openid": openid, "reference": reference})
+        await self.reminders.schedule(
+            f"unfinished:{reference}",
+            (now + timedelta(days=days)).timestamp(),
+            {"kind": "unfinished", "openid": openid, "reference": reference},
+        )
 
     async def render_reminder(self, reminder_id: str, payload: dict[str, Any], *, conversations=None) -> list[tuple[str, str]]:
         if payload["kind"] == "assessment":
@@ -129,8 +162,12 @@ class Notifier:
                 return []  # cancelled or moved since
             a = payload["appointment"]
             text = self.words["reminder_assessment"].format(
-                date=format_day(date.fromisoformat(a["session_date"])), period=a["period"], place=a["place"],
-                reference=payload["app_id"], materials="、".join(payload["materials"]))
+                date=format_day(date.fromisoformat(a["session_date"])),
+                period=a["period"],
+                place=a["place"],
+                reference=payload["app_id"],
+                materials="、".join(payload["materials"]),
+            )
             return [(openid, text) for openid in meta["viewers"]]
         if payload["kind"] == "unfinished" and conversations is not None:
             session = await conversations.load(payload["openid"])
@@ -152,15 +189,23 @@ class Notifier:
         if kind == "moved":
             if old is None:
                 raise ValueError("a moved session needs the old date")
-            text = self.words["session_moved"].format(old=format_day(date.fromisoformat(old)), new=format_day(day),
-                                                      period=appointment["period"], place=appointment["place"], reference=app_id)
+            text = self.words["session_moved"].format(
+                old=format_day(date.fromisoformat(old)),
+                new=format_day(day),
+                period=appointment["period"],
+                place=appointment["place"],
+                reference=app_id,
+            )
         else:
-            text = self.words["mental_announced"].format(date=format_day(day), period=appointment["period"],
-                                                         place=appointment["place"], reference=app_id)
+            text = self.words["mental_announced"].format(
+                date=format_day(day), period=appointment["period"], place=appointment["place"], reference=app_id
+            )
         for openid in meta["viewers"]:
             await self.push.enqueue(openid, text, key=f"{app_id}:{kind}:{appointment['session_date']}:{openid}")
         document = await self.outbox.get(app_id)
-        materials = [m["name"] for m in (document or {}).get("materials", []) if m["service"] and "disability_certificate" in m["service"]]
+        materials = [
+            m["name"] for m in (document or {}).get("materials", []) if m["service"] and "disability_certificate" in m["service"]
+        ]
         await self.cancel_assessment_reminders(app_id)
         await self.schedule_assessment_reminders(app_id, appointment, materials)
 

@@ -2,6 +2,7 @@
 
 Each command opens the same services as the server (same Redis, same keys) and closes them again.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,8 +41,19 @@ async def roster_rows(s: Services, day: str) -> list[list[str]]:
         a, agent = doc["applicant"], doc.get("agent") or {}
         services = "、".join(s.pack.services[c].short for c in doc["services"])
         category = CATEGORY.get((doc.get("disability") or {}).get("category", 0), "")  # 0: none given
-        rows.append([doc["id"], a["name"], {"male": "男", "female": "女"}.get(a["gender"], ""), a["birth_date"], a["phone"],
-                     category, agent.get("name", ""), agent.get("phone", ""), services])
+        rows.append(
+            [
+                doc["id"],
+                a["name"],
+                {"male": "男", "female": "女"}.get(a["gender"], ""),
+                a["birth_date"],
+                a["phone"],
+                category,
+                agent.get("name", ""),
+                agent.get("phone", ""),
+                services,
+            ]
+        )
     return rows
 
 
@@ -71,8 +83,12 @@ async def roster(s: Services, day: str, fmt: str, out: Path | None) -> str:
 
 async def announce_mental(s: Services, day: str, period: str | None, place: str | None) -> str:
     a = s.pack.assessment
-    appointment = {"session_date": day, "period": period or a.get("period", ""), "place": place or a.get("place", ""),
-                   "kind": "mental_session"}
+    appointment = {
+        "session_date": day,
+        "period": period or a.get("period", ""),
+        "place": place or a.get("place", ""),
+        "kind": "mental_session",
+    }
     told = 0
     for holder in await s.book.waitlist("mental"):
         await s.book.reserve(f"mental-{day}", holder, 10**6)
@@ -85,8 +101,12 @@ async def announce_mental(s: Services, day: str, period: str | None, place: str 
 async def move_session(s: Services, day: str, new_day: str) -> str:
     old = session_on(s.pack, s.calendar, date.fromisoformat(day))
     a = s.pack.assessment
-    appointment = {"session_date": new_day, "period": old.period if old else a.get("period", ""),
-                   "place": old.place if old else a.get("place", ""), "kind": "monthly_session"}
+    appointment = {
+        "session_date": new_day,
+        "period": old.period if old else a.get("period", ""),
+        "place": old.place if old else a.get("place", ""),
+        "kind": "monthly_session",
+    }
     moved = 0
     for holder in await s.book.holders(day):
         await s.book.reserve(new_day, holder, 10**6)  # a moved session keeps everyone, whatever the capacity
@@ -99,7 +119,8 @@ async def move_session(s: Services, day: str, new_day: str) -> str:
 async def send_due(s: Services) -> str:
     """Queue the reminders due by the services' clock; the serving process sends them to WeChat."""
     queued = await s.reminders.send_due(
-        s.clock.time(), s.push, lambda rid, payload: s.notifier.render_reminder(rid, payload, conversations=s.store))
+        s.clock.time(), s.push, lambda rid, payload: s.notifier.render_reminder(rid, payload, conversations=s.store)
+    )
     return json.dumps({"reminders_queued": queued, "push_pending": await s.push.pending()}, ensure_ascii=False) + "\n"
 
 

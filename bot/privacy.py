@@ -12,6 +12,7 @@ assessment place of an unsubmitted application and the conversation store delete
 and cached replies. Submitted applications stay (the departments are processing them; they expire
 by the pack's retention.application_days after the final result).
 """
+
 from __future__ import annotations
 
 import json
@@ -89,8 +90,13 @@ class _JsonFormatter(_TextFormatter):
     """One JSON object a line (BOT_LOG_FORMAT=json), for a county's log collector."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                 "message": record.getMessage(), "pid": record.process}
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -135,7 +141,7 @@ def _one_line_for_aborted_uploads(record: logging.LogRecord) -> bool:
 # -- erasure --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Erasure:
-    kept: int     # applications this openid submitted (for themselves or as guardian/agent): kept
+    kept: int  # applications this openid submitted (for themselves or as guardian/agent): kept
     unbound: int  # applications this openid was following as a family member: no longer
 
 

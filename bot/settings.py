@@ -1,9 +1,10 @@
 """Settings read once from environment variables (each documented in README.md)."""
+
 from __future__ import annotations
 
 import os
-from datetime import date
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 
 DEFAULT_DEV_TOKEN = "devtoken"
@@ -55,7 +56,7 @@ class Settings:
     log_level: str = "INFO"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         port = env.get("BOT_PORT") or "8080"
         if not port.isdigit() or not 0 < int(port) < 65536:
@@ -132,8 +133,7 @@ class Settings:
         elif self.redis_url or self.has_wechat_credentials:
             # Each process would make its own var/data.key: on a shared Redis one cannot open what another
             # sealed, and a lost file loses every citizen's data. Production keys come from a secret store.
-            problems.append("BOT_DATA_KEY is required with REDIS_URL or real WeChat credentials "
-                            "(make one with `bot keygen`)")
+            problems.append("BOT_DATA_KEY is required with REDIS_URL or real WeChat credentials (make one with `bot keygen`)")
         if self.today:
             try:
                 date.fromisoformat(self.today)
@@ -148,17 +148,21 @@ class Settings:
         if self.wechat_encoding_aes_key and len(self.wechat_encoding_aes_key) != 43:
             problems.append("WECHAT_ENCODING_AES_KEY must be 43 characters")
         if self.has_wechat_credentials and not self.intake_url and not self.intake_sandbox:
-            problems.append("real WeChat credentials but no INTAKE_URL: applications would only reach the sandbox "
-                            "(set INTAKE_URL, or BOT_INTAKE_SANDBOX=1 for a trial)")
+            problems.append(
+                "real WeChat credentials but no INTAKE_URL: applications would only reach the sandbox "
+                "(set INTAKE_URL, or BOT_INTAKE_SANDBOX=1 for a trial)"
+            )
         if bool(self.wechat_appid) != bool(self.wechat_appsecret) and not self.wechat_encoding_aes_key:
             problems.append("set WECHAT_APPID and WECHAT_APPSECRET together")
         if self.has_wechat_credentials and self.wechat_token == DEFAULT_DEV_TOKEN:
             problems.append("real WeChat credentials with the development WECHAT_TOKEN: anyone could sign messages")
         if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN_CHARS:
-            problems.append(f"BOT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters "
-                            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+            problems.append(
+                f"BOT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         if problems:
             raise ConfigError("; ".join(problems))
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes) -> Settings:
         return replace(self, **changes)

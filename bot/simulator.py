@@ -10,6 +10,7 @@ only because the app factory mounts the simulator solely when it is enabled, whi
 means a development setup without WeChat credentials (see Settings.simulator_enabled). Never
 enable it on a server that WeChat talks to: anyone who can open the page could sign messages.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

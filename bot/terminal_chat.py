@@ -1,15 +1,16 @@
 """`bot chat`: the dialog in a terminal, through the real /wechat endpoint (signed WeChat XML)."""
+
 from __future__ import annotations
 
 import asyncio
 import itertools
 import sys
-from bot.clock import protocol_time
 
 import aiohttp
 from aiohttp.test_utils import TestServer
 
 from bot.app import create_app
+from bot.clock import protocol_time
 from bot.settings import Settings
 from bot.wechat_protocol import WeChatProtocol, message_xml
 
@@ -34,7 +35,11 @@ async def chat(settings: Settings, openid: str = "terminal-user") -> int:
                 if line.startswith("/voice "):
                     kwargs = {"msg_type": "voice", "recognition": line[7:], "media_id": "terminal-voice"}
                 elif line.strip() == "/image":
-                    kwargs = {"msg_type": "image", "media_id": f"terminal-image-{next(ids)}", "pic_url": "http://127.0.0.1/photo.jpg"}
+                    kwargs = {
+                        "msg_type": "image",
+                        "media_id": f"terminal-image-{next(ids)}",
+                        "pic_url": "http://127.0.0.1/photo.jpg",
+                    }
                 xml = message_xml(from_user=openid, msg_id=next(ids), create_time=int(protocol_time()), **kwargs)
                 query, body = protocol.build_request(xml, encrypted=settings.safe_mode)
                 async with http.post(server.make_url("/wechat"), params=query, data=body) as resp:

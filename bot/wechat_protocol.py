@@ -8,6 +8,7 @@ Stricter than wechatpy: constant-time signature checks, replay window, body cap,
 no DTDs at all, strict PKCS#7/base64/length framing on decrypt, and every failure
 on untrusted input surfaces as ``ProtocolError``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,8 +19,9 @@ import re
 import secrets
 import struct
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Literal, Mapping, overload
+from typing import Literal, overload
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -130,9 +132,7 @@ def _field(fields: Mapping[str, str | None], name: str, required: bool = False) 
 
 
 def _incoming(fields: Mapping[str, str | None]) -> Incoming:
-    to_user, from_user, create_time, msg_type = (
-        _field(fields, n, required=True).strip() for n in _REQUIRED
-    )
+    to_user, from_user, create_time, msg_type = (_field(fields, n, required=True).strip() for n in _REQUIRED)
     if not (to_user and from_user and msg_type):
         raise ProtocolError(400, "empty ToUserName/FromUserName/MsgType")
     if not _is_uint(create_time):
@@ -343,10 +343,7 @@ class WeChatProtocol:
         encrypt = self._encrypt(plain_xml.encode())
         query["encrypt_type"] = "aes"
         query["msg_signature"] = self.sign(ts, nonce, encrypt)
-        body = (
-            f"<xml><ToUserName>{_cdata(fields.get('ToUserName') or '')}</ToUserName>"
-            f"<Encrypt>{_cdata(encrypt)}</Encrypt></xml>"
-        )
+        body = f"<xml><ToUserName>{_cdata(fields.get('ToUserName') or '')}</ToUserName><Encrypt>{_cdata(encrypt)}</Encrypt></xml>"
         return query, body.encode()
 
     def decode_reply(self, body: bytes | str, *, encrypted: bool) -> dict[str, str]:

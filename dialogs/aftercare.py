@@ -3,6 +3,7 @@
 Reached through global commands (进度, 绑定码, 绑定 …, 撤销 …) from any state, so a family member
 who never applied can use them too. Wording is content/common/status.yaml.
 """
+
 from __future__ import annotations
 
 import re
@@ -51,21 +52,33 @@ class Aftercare:
         lines = [w["header"].format(reference=view.id, date=_day(view.meta["submitted_at"]))]
         for service in view.meta["services"]:
             record = view.status.get(service, {"status": "submitted"})
-            lines.append(w["line"].format(
-                service=self.pack.services[service].short,
-                label=w["labels"].get(record["status"], record["status"]),
-                note=w["note"].format(note=record["note"]) if record.get("note") else "",
-                expected=self._expected(record, today),
-            ))
+            lines.append(
+                w["line"].format(
+                    service=self.pack.services[service].short,
+                    label=w["labels"].get(record["status"], record["status"]),
+                    note=w["note"].format(note=record["note"]) if record.get("note") else "",
+                    expected=self._expected(record, today),
+                )
+            )
         appointment = view.meta.get("appointment")
         if appointment and appointment.get("session_date"):
-            lines.append(w["appointment"].format(
-                date=_day(appointment["session_date"]), period=appointment["period"], place=appointment["place"]))
+            lines.append(
+                w["appointment"].format(
+                    date=_day(appointment["session_date"]), period=appointment["period"], place=appointment["place"]
+                )
+            )
         return "\n".join(lines)
 
     def _expected(self, record: dict[str, Any], today: date) -> str:
         expected = record.get("expected")
-        if not expected or record["status"] in ("approved", "rejected", "ready_for_pickup", "mailed", "first_payment", "withdrawn"):
+        if not expected or record["status"] in (
+            "approved",
+            "rejected",
+            "ready_for_pickup",
+            "mailed",
+            "first_payment",
+            "withdrawn",
+        ):
             return ""
         if date.fromisoformat(expected) < today:
             return self.words["overdue"]

@@ -3,21 +3,23 @@
 A reader validates, stores what the application needs and returns an Outcome; the flow
 (dialogs/application.py) decides where to go next.
 """
+
 from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from dialogs import assessment
 from dialogs.application import Step
 from dialogs.conditions import consent_by, on_mental_waitlist
-from dialogs.routing import read_place
 from dialogs.deadlines import expected_date
 from dialogs.document import build_document, new_reference
 from dialogs.eligibility import excluded_services, suggested_services
 from dialogs.materials import checklist
 from dialogs.pack import SERVICE_ORDER
+from dialogs.routing import read_place
 from dialogs.turn import Outcome, Turn, UserInput
 from dialogs.understanding import NO_MATCH
 from dialogs.validators import (
@@ -285,10 +287,17 @@ async def slot_lines(turn: Turn) -> str:
     lines = []
     for i, (s, left) in enumerate(await offered_sessions(turn), 1):
         key = "slot_uncertain" if not s.certain else "slot_moved" if s.moved else "slot"
-        lines.append(f"{i} " + q[key].format(
-            date=assessment.format_day(s.day), weekday=assessment.weekday(s.day), period=s.period,
-            left=left, original=assessment.format_day(s.scheduled), year=s.day.year,
-        ))
+        lines.append(
+            f"{i} "
+            + q[key].format(
+                date=assessment.format_day(s.day),
+                weekday=assessment.weekday(s.day),
+                period=s.period,
+                left=left,
+                original=assessment.format_day(s.scheduled),
+                year=s.day.year,
+            )
+        )
     return "\n".join(lines)
 
 

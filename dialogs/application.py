@@ -5,6 +5,7 @@ names a condition (dialogs/conditions.py): a step whose condition is false is sk
 citizen is asked only what the chosen services need and the application does not already say.
 Wording is in content/common/questions.yaml under the step's name.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -71,9 +72,7 @@ DETOURS = [
     {"trigger": "next", "source": "declaration", "dest": "summary", "conditions": "wants_to_revise"},
 ]
 
-TRANSITIONS = DETOURS + [
-    {"trigger": "next", "source": here.name, "dest": there.name} for here, there in zip(STEPS, STEPS[1:])
-]
+TRANSITIONS = DETOURS + [{"trigger": "next", "source": here.name, "dest": there.name} for here, there in zip(STEPS, STEPS[1:])]
 
 INITIAL = "who"
 FINAL = "submitted"

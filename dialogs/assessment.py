@@ -1,4 +1,5 @@
 """When the disability assessment sessions are: the pack's day of month, moved off holidays."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,8 @@ WEEKDAYS = "一二三四五六日"
 
 @dataclass(frozen=True)
 class AssessmentSession:
-    day: date            # when it is held
-    scheduled: date      # the pack's nominal day (the 11th)
+    day: date  # when it is held
+    scheduled: date  # the pack's nominal day (the 11th)
     period: str
     place: str
     certain: bool = True  # False: its year has no published holiday schedule ("以通知为准")
@@ -50,8 +51,11 @@ def monthly_sessions(pack: Pack, calendar: WorkCalendar, after: date, count: int
         scheduled = date(year, month, int(a["day_of_month"]))
         day = held_on(pack, calendar, scheduled)
         if day > after:
-            sessions.append(AssessmentSession(day, scheduled, a.get("period", ""), a.get("place", ""),
-                                              certain=is_certain(calendar, scheduled, day)))
+            sessions.append(
+                AssessmentSession(
+                    day, scheduled, a.get("period", ""), a.get("place", ""), certain=is_certain(calendar, scheduled, day)
+                )
+            )
         month += 1
         if month == 13:
             year, month = year + 1, 1
@@ -69,8 +73,9 @@ def session_on(pack: Pack, calendar: WorkCalendar, day: date) -> AssessmentSessi
             y, m = y - 1, 12
         scheduled = date(y, m, int(a["day_of_month"]))
         if held_on(pack, calendar, scheduled) == day:
-            return AssessmentSession(day, scheduled, a.get("period", ""), a.get("place", ""),
-                                     certain=is_certain(calendar, scheduled, day))
+            return AssessmentSession(
+                day, scheduled, a.get("period", ""), a.get("place", ""), certain=is_certain(calendar, scheduled, day)
+            )
     return None
 
 

@@ -7,11 +7,13 @@ Three kinds, all plain functions of a Case (the answers so far, the policy pack 
 - flow conditions named in dialogs/application.py (`ask_if`, transition `conditions`).
 Policy values (levels, statuses, ages) come from the rule's parameters in the pack, never from here.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 
 from dialogs.pack import SUBSIDIES, Pack, Rule
 from dialogs.validators import ValidationError, parse_id_number
@@ -283,7 +285,8 @@ def needs_certificate_no(case: Case) -> bool:
     if not holds_certificate(case):
         return False
     return case.chose("living_subsidy", "nursing_subsidy", "pension_subsidy") or (
-        renewing_certificate(case) and case.chose("disability_certificate"))
+        renewing_certificate(case) and case.chose("disability_certificate")
+    )
 
 
 def asks_agent_residence(case: Case) -> bool:
@@ -300,8 +303,11 @@ def may_be_legal_guardian(case: Case) -> bool:
 def household_place_unread(case: Case) -> bool:
     from dialogs.routing import place_unread
 
-    return bool(case.data.get("applicant", {}).get("household_address")) and not case.data.get("household_place") \
+    return (
+        bool(case.data.get("applicant", {}).get("household_address"))
+        and not case.data.get("household_place")
         and place_unread(case.data)
+    )
 
 
 def consent_by(case: Case) -> str:
@@ -346,13 +352,38 @@ def consent_declined(case: Case) -> bool:
 CONDITIONS: dict[str, Callable[[Case], Any]] = {
     fn.__name__: fn
     for fn in (
-        applicant_is_minor, category_is_mental, needs_guardian_proof, holds_certificate, hardship_claimed,
-        hardship_is_illness_poverty, needs_guardian_consent, applying_for_someone, guided,
-        needs_local_hukou, needs_has_certificate, needs_disability_category, needs_disability_level,
-        needs_hardship_status, needs_pension_enrolled, needs_in_school, needs_employee_pension, needs_medical_insured,
-        renewing_certificate, some_service_excluded,
-        nothing_left_to_apply_for, wants_to_rechoose, needs_certificate_no, asks_subsidy_reason,
-        asks_agent_residence, may_be_legal_guardian, household_place_unread,
-        offers_result_delivery, wants_mail, needs_session_booking, on_mental_waitlist, wants_to_revise, consent_declined,
+        applicant_is_minor,
+        category_is_mental,
+        needs_guardian_proof,
+        holds_certificate,
+        hardship_claimed,
+        hardship_is_illness_poverty,
+        needs_guardian_consent,
+        applying_for_someone,
+        guided,
+        needs_local_hukou,
+        needs_has_certificate,
+        needs_disability_category,
+        needs_disability_level,
+        needs_hardship_status,
+        needs_pension_enrolled,
+        needs_in_school,
+        needs_employee_pension,
+        needs_medical_insured,
+        renewing_certificate,
+        some_service_excluded,
+        nothing_left_to_apply_for,
+        wants_to_rechoose,
+        needs_certificate_no,
+        asks_subsidy_reason,
+        asks_agent_residence,
+        may_be_legal_guardian,
+        household_place_unread,
+        offers_result_delivery,
+        wants_mail,
+        needs_session_booking,
+        on_mental_waitlist,
+        wants_to_revise,
+        consent_declined,
     )
 }

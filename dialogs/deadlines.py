@@ -1,4 +1,5 @@
 """When a service is expected to be finished: its deadline in working days or months, from the pack."""
+
 from __future__ import annotations
 
 from datetime import date

@@ -1,4 +1,5 @@
 """The application document handed to the intake system, and the application reference."""
+
 from __future__ import annotations
 
 import secrets
@@ -44,7 +45,9 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             "phone": applicant.get("phone"),
             "household_address": applicant.get("household_address"),
         },
-        "agent": None if not agent else {
+        "agent": None
+        if not agent
+        else {
             "name": agent.get("name"),
             "id_number": agent.get("id_number"),
             "phone": agent.get("phone"),
@@ -55,13 +58,16 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             "legal_guardian": bool(agent.get("legal_guardian")),
         },
         "routing": routing(case.pack, data),
-        "disability": None if not has_disability_info else {
+        "disability": None
+        if not has_disability_info
+        else {
             "certificate_no": data.get("certificate_no"),
             "category": facts.get("disability_category"),
             "level": facts.get("disability_level"),
             "holds_certificate": facts.get("has_certificate") in (True, "renewal") if "has_certificate" in facts else None,
-            "certificate_request": None if not case.chose("disability_certificate") else (
-                "renewal" if renewing_certificate(case) else "new"),
+            "certificate_request": None
+            if not case.chose("disability_certificate")
+            else ("renewal" if renewing_certificate(case) else "new"),
         },
         "hardship": {
             # `status`: one category (the first), kept for older readers; `statuses`: all that apply.
@@ -73,7 +79,8 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             "subsidy_reason": data.get("subsidy_reason"),
             # 审批表: 困难残疾人生活补贴申请理由 / 重度残疾人护理补贴申请理由, one per chosen subsidy
             "subsidy_reasons": {code: data["subsidy_reason"] for code in SUBSIDIES if code in case.services}
-            if data.get("subsidy_reason") else {},
+            if data.get("subsidy_reason")
+            else {},
         },
         "eligibility": {code: evaluate_service(case, code) for code in case.services},
         "materials": [
@@ -87,8 +94,12 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             for item in checklist(case)
         ],
         "appointment": _appointment(case),
-        "publicity": {code: not publicity_skipped(case, code) for code in case.services if case.pack.services[code].raw.get("publicity")},
-        "result_delivery": None if not data.get("delivery") else {
+        "publicity": {
+            code: not publicity_skipped(case, code) for code in case.services if case.pack.services[code].raw.get("publicity")
+        },
+        "result_delivery": None
+        if not data.get("delivery")
+        else {
             "method": data.get("delivery"),
             "address": data.get("mailing_address"),
         },

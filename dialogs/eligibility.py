@@ -3,6 +3,7 @@
 The bot never refuses to record an application: a citizen who insists on an excluded service
 gets it marked "may_not_qualify" for the clerk to decide.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,6 +3,7 @@
 The transitions Machine is built once at start-up (model=None); each turn adds a light model
 holding the citizen's answers, fires `next`, and removes it again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,7 +29,15 @@ log = logging.getLogger(__name__)
 WECHAT_TEXT_LIMIT = 2048  # bytes, UTF-8
 FAILS_BEFORE_OFFERING_HUMAN = 3
 # Steps where the citizen types free text: a "question" there is more likely an answer.
-FREE_TEXT_STEPS = {"household_address", "household_place", "agent_residence", "subsidy_reason", "mailing_address", "agent_name", "applicant_name"}
+FREE_TEXT_STEPS = {
+    "household_address",
+    "household_place",
+    "agent_residence",
+    "subsidy_reason",
+    "mailing_address",
+    "agent_name",
+    "applicant_name",
+}
 EDITABLE_AT = {"summary", "declaration", "consent_sensitive"}
 
 
@@ -60,8 +69,9 @@ def build_machine() -> Machine:
 
 
 class ApplicationDialog:
-    def __init__(self, pack: Pack, ports: Ports, calendar: WorkCalendar, *, resume_after: timedelta = timedelta(hours=1),
-                 registry=None):
+    def __init__(
+        self, pack: Pack, ports: Ports, calendar: WorkCalendar, *, resume_after: timedelta = timedelta(hours=1), registry=None
+    ):
         self.pack = pack
         self.ports = ports
         self.calendar = calendar
@@ -84,15 +94,19 @@ class ApplicationDialog:
             "fails": {},
             "editing": False,
             "updated_at": now.isoformat(timespec="seconds"),
-            "data": {"reference": new_reference(self.pack.raw["reference_prefix"], now), "created_at": now.isoformat(timespec="seconds")},
+            "data": {
+                "reference": new_reference(self.pack.raw["reference_prefix"], now),
+                "created_at": now.isoformat(timespec="seconds"),
+            },
         }
 
     def _turn(self, session: dict[str, Any], openid: str, now: datetime) -> Turn:
         return Turn(Case(session["data"], self.pack, now.date()), self.lang, self.ports, self.calendar, now, openid)
 
     # -- one message ----------------------------------------------------------------------------
-    async def handle(self, session: dict[str, Any] | None, inp: UserInput, openid: str,
-                     now: datetime) -> tuple[dict[str, Any] | None, str]:
+    async def handle(
+        self, session: dict[str, Any] | None, inp: UserInput, openid: str, now: datetime
+    ) -> tuple[dict[str, Any] | None, str]:
         """The new session (None: erased, the caller deletes it) and the reply."""
         fresh = session is None
         if session is None:
@@ -199,10 +213,13 @@ class ApplicationDialog:
         return command
 
     def _asks_to_erase(self, text: str) -> bool:
-        """"删除我的信息" inside a short sentence ("请帮我删除我的个人信息")."""
+        """ "删除我的信息" inside a short sentence ("请帮我删除我的个人信息")."""
         text_c = compact(text)
-        return (len(text_c) <= 16 and any(len(w) >= 4 and w in text_c for w in self.lang.commands["erase"])
-                and not self.lang.services_in(text))
+        return (
+            len(text_c) <= 16
+            and any(len(w) >= 4 and w in text_c for w in self.lang.commands["erase"])
+            and not self.lang.services_in(text)
+        )
 
     async def _command(self, command: str, session: dict[str, Any], turn: Turn) -> str:
         state = session["state"]
@@ -229,7 +246,9 @@ class ApplicationDialog:
             fresh = self.new_session(turn.now)
             session.clear()
             session.update(fresh)
-            return await self._join(self.pack.text("restarted"), await prompt(self._turn(session, turn.openid, turn.now), INITIAL))
+            return await self._join(
+                self.pack.text("restarted"), await prompt(self._turn(session, turn.openid, turn.now), INITIAL)
+            )
         if command == "back":
             if state == FINAL:
                 return await prompt(turn, state)
@@ -287,8 +306,9 @@ class ApplicationDialog:
         session["erased"] = True
         kept = getattr(erasure, "kept", 0)
         if kept:
-            return await self._join(self.pack.text("erase_done"),
-                                    self.pack.text("erase_kept", count=kept, days=self.pack.application_days))
+            return await self._join(
+                self.pack.text("erase_done"), self.pack.text("erase_kept", count=kept, days=self.pack.application_days)
+            )
         return await self._join(self.pack.text("erase_done"), self.pack.text("erase_kept_none"))
 
     async def erase(self, session: dict[str, Any] | None, openid: str) -> Any:
@@ -310,7 +330,9 @@ class ApplicationDialog:
         services = session["data"].get("services")
         if not session["history"]:
             return ""
-        recap = self.pack.text("resume_recap", services="、".join(self.pack.services[s].short for s in services)) if services else ""
+        recap = (
+            self.pack.text("resume_recap", services="、".join(self.pack.services[s].short for s in services)) if services else ""
+        )
         return self.pack.text("resume", recap=recap)
 
     @staticmethod

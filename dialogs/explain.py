@@ -1,4 +1,5 @@
 """Answers from the pack: "为什么" (the basis of the current question) and policy questions."""
+
 from __future__ import annotations
 
 from dialogs.conditions import FACTS_READ_BY_CHECK

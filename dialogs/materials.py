@@ -1,4 +1,5 @@
 """The personalised material checklist: the union of what the chosen services need, each once."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

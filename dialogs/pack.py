@@ -3,6 +3,7 @@
 Loaded once at start-up into plain, read-only objects. A new county is a new folder under
 content/, never new code.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -206,8 +207,14 @@ def load_pack(region: str, content_dir: Path = CONTENT_DIR) -> Pack:
             raw=s,
         )
     materials = {
-        code: Material(code=code, name=m["name"], basis=m["basis"], when=m.get("when"), note=m.get("note"),
-                       covered_by=tuple(m.get("covered_by", ())))
+        code: Material(
+            code=code,
+            name=m["name"],
+            basis=m["basis"],
+            when=m.get("when"),
+            note=m.get("note"),
+            covered_by=tuple(m.get("covered_by", ())),
+        )
         for code, m in raw.get("materials", {}).items()
     }
     return Pack(

@@ -1,18 +1,26 @@
 """The question of each step, filled in from the application so far. Wording is content."""
+
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Awaitable, Callable
 
 from dialogs import assessment
 from dialogs.answers import slot_lines
-from dialogs.conditions import hardship_claimed, holds_certificate, hardship_statuses, needs_guardian_consent, on_mental_waitlist, publicity_skipped
-from dialogs.eligibility import MAY_NOT_QUALIFY, PENDING, evaluate_service, excluded_services, failed_rules, suggested_services
+from dialogs.conditions import (
+    hardship_claimed,
+    hardship_statuses,
+    holds_certificate,
+    needs_guardian_consent,
+    on_mental_waitlist,
+    publicity_skipped,
+)
 from dialogs.deadlines import expected_date
+from dialogs.eligibility import MAY_NOT_QUALIFY, PENDING, evaluate_service, excluded_services, failed_rules, suggested_services
 from dialogs.materials import checklist
 from dialogs.turn import Turn
-from dialogs.workdays import is_certain
 from dialogs.validators import mask_id
+from dialogs.workdays import is_certain
 
 GENDER = {"male": "男", "female": "女"}
 
@@ -97,10 +105,12 @@ async def summary(turn: Turn) -> str:
         lines.append(q["agent"].format(name=ag.get("name", ""), relation=relation, phone=ag.get("phone", "")))
     if "disability_category" in facts:
         level = facts.get("disability_level")
-        lines.append(q["disability"].format(
-            category=_label(turn, "fact_disability_category", facts["disability_category"]),
-            level=" " + _label(turn, "fact_disability_level", level) if level else "",
-        ))
+        lines.append(
+            q["disability"].format(
+                category=_label(turn, "fact_disability_category", facts["disability_category"]),
+                level=" " + _label(turn, "fact_disability_level", level) if level else "",
+            )
+        )
     if data.get("certificate_no"):
         lines.append(q["certificate"].format(certificate=mask_id(data["certificate_no"])))
     if hardship_claimed(turn.case):
@@ -119,19 +129,23 @@ async def summary(turn: Turn) -> str:
             flag = q["after_certificate"]
         if publicity_skipped(turn.case, code):
             flag += q["no_publicity"]
-        lines.append(q["service_line"].format(
-            service=service.short,
-            deadline=service.deadline.get("text", ""),
-            expected=f"，约{assessment.format_day(expected)}" if expected else "",
-            flag=flag,
-        ))
+        lines.append(
+            q["service_line"].format(
+                service=service.short,
+                deadline=service.deadline.get("text", ""),
+                expected=f"，约{assessment.format_day(expected)}" if expected else "",
+                flag=flag,
+            )
+        )
         for note in service.raw.get("notes", []):
             lines.append(q["note"].format(note=note["text"]))
     booking_ = data.get("booking")
     if booking_ and turn.case.chose("disability_certificate"):
         day = date.fromisoformat(booking_["session_date"])
-        lines.append(q["appointment"].format(date=assessment.format_day(day), period=booking_["period"], place=booking_["place"])
-                     + ("" if is_certain(turn.calendar, day) else q["uncertain"]))
+        lines.append(
+            q["appointment"].format(date=assessment.format_day(day), period=booking_["period"], place=booking_["place"])
+            + ("" if is_certain(turn.calendar, day) else q["uncertain"])
+        )
     elif on_mental_waitlist(turn.case):
         lines.append(turn.pack.q("summary", "waitlist"))
     items = checklist(turn.case)
@@ -196,12 +210,16 @@ def submitted_message(turn: Turn) -> str:
     booking_ = turn.data.get("booking")
     if booking_ and turn.case.chose("disability_certificate"):
         day = date.fromisoformat(booking_["session_date"])
-        appointment = turn.pack.q("submitted", "appointment", date=assessment.format_day(day), period=booking_["period"], place=booking_["place"])
+        appointment = turn.pack.q(
+            "submitted", "appointment", date=assessment.format_day(day), period=booking_["period"], place=booking_["place"]
+        )
         if not is_certain(turn.calendar, day):
             appointment += turn.pack.q("summary", "uncertain")
     elif on_mental_waitlist(turn.case):
         appointment = turn.pack.q("submitted", "waitlist")
-    return turn.pack.q("submitted", reference=turn.data["reference"], next_steps=turn.pack.raw.get("next_steps", ""), appointment=appointment)
+    return turn.pack.q(
+        "submitted", reference=turn.data["reference"], next_steps=turn.pack.raw.get("next_steps", ""), appointment=appointment
+    )
 
 
 __all__ = ["prompt", "submitted_message"]

@@ -1,12 +1,15 @@
 """Where an application goes: the 旗县/县, 乡镇（苏木、街道） and 村（社区、嘎查） read from the household
 address, and the receiving office the pack names for them. The departments route by these."""
+
 from __future__ import annotations
 
 import re
 from typing import Any
 
 # A county-level name after an optional province and city: 青阳县, 海拉尔区, 鄂温克族自治旗, 满洲里市.
-_COUNTY = re.compile(r"(?:.{0,8}?(?:省|自治区))?(?:.{1,8}?(?:市|盟|地区|自治州))?(?P<county>[^省市盟州镇乡村街道社苏嘎\d]{1,10}?(?:自治县|自治旗|县|区|旗|市))")
+_COUNTY = re.compile(
+    r"(?:.{0,8}?(?:省|自治区))?(?:.{1,8}?(?:市|盟|地区|自治州))?(?P<county>[^省市盟州镇乡村街道社苏嘎\d]{1,10}?(?:自治县|自治旗|县|区|旗|市))"
+)
 _TOWNSHIP = re.compile(r"(?P<township>[^县区旗市]{1,10}?(?:街道办事处|街道|镇|乡|苏木|办事处))")
 _VILLAGE = re.compile(r"(?P<village>[^\d号组栋]{1,12}?(?:社区|村委会|居委会|嘎查|村))")
 
@@ -15,9 +18,9 @@ def read_place(address: str | None) -> dict[str, str | None]:
     """{county, township, village} from an address; None for a part it does not name."""
     text = address or ""
     county = _COUNTY.match(text)
-    rest = text[county.end():] if county else text
+    rest = text[county.end() :] if county else text
     township = _TOWNSHIP.search(rest)
-    rest = rest[township.end():] if township else rest
+    rest = rest[township.end() :] if township else rest
     village = _VILLAGE.match(rest)
     return {
         "county": county.group("county") if county else None,
@@ -43,6 +46,10 @@ def routing(pack, data: dict[str, Any]) -> dict[str, Any]:
     p = place(data)
     rules = pack.raw.get("routing", {})
     values = {k: v or "" for k, v in p.items()}
-    office = rules.get("intake_office", "").format(**values) if p["township"] or "{township}" not in rules.get("intake_office", "") else None
+    office = (
+        rules.get("intake_office", "").format(**values)
+        if p["township"] or "{township}" not in rules.get("intake_office", "")
+        else None
+    )
     applied_at = rules.get("application_place", "").format(**values) if rules.get("application_place") else None
     return {**p, "intake_office": office or None, "application_place": applied_at or None}

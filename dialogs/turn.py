@@ -1,4 +1,5 @@
 """What one turn of the dialog works with, and the outside services it may call."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -57,11 +58,11 @@ class Ports:
 
 @dataclass
 class UserInput:
-    kind: str                 # text, voice, image, click, subscribe
+    kind: str  # text, voice, image, click, subscribe
     text: str = ""
     media_id: str | None = None
     pic_url: str | None = None
-    recognized: bool = True   # a voice message WeChat could not transcribe has recognized=False
+    recognized: bool = True  # a voice message WeChat could not transcribe has recognized=False
 
 
 @dataclass
@@ -87,18 +88,18 @@ class Outcome:
     """How an answer went: advance to the next step, or stay and say why."""
 
     advance: bool
-    say: list[str] = field(default_factory=list)   # said before the next question
-    hint: str | None = None                        # the answer was not valid: this, then the question again
-    reprompt: bool = True                          # when staying, repeat the question after `say`
+    say: list[str] = field(default_factory=list)  # said before the next question
+    hint: str | None = None  # the answer was not valid: this, then the question again
+    reprompt: bool = True  # when staying, repeat the question after `say`
 
     @classmethod
-    def ok(cls, *say: str) -> "Outcome":
+    def ok(cls, *say: str) -> Outcome:
         return cls(True, [s for s in say if s])
 
     @classmethod
-    def invalid(cls, hint: str) -> "Outcome":
+    def invalid(cls, hint: str) -> Outcome:
         return cls(False, hint=hint)
 
     @classmethod
-    def stay(cls, *say: str, reprompt: bool = False) -> "Outcome":
+    def stay(cls, *say: str, reprompt: bool = False) -> Outcome:
         return cls(False, [s for s in say if s], reprompt=reprompt)

@@ -4,6 +4,7 @@ The vocabulary is content (content/common/lexicon.yaml and the options in questi
 module only holds the mechanism: jieba with that vocabulary as a domain dictionary, then matching
 whole words, longest first.
 """
+
 from __future__ import annotations
 
 import functools
@@ -12,8 +13,9 @@ import os
 import re
 import tempfile
 import unicodedata
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import jieba
 
@@ -22,7 +24,22 @@ from dialogs.pack import SERVICE_ORDER, SUBSIDIES, Pack
 NO_MATCH = object()
 
 _PUNCT = re.compile(r"[\s。，,.!！?？、；;：:~～…\"'“”‘’（）()\[\]【】<>《》]+")
-_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "幺": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+_CN_DIGITS = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "幺": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+    "十": 10,
+}
 _NUMBER_ANSWER = re.compile(r"^(?:第|选|选择|回复)?([0-9]{1,2}|[零〇一幺二两三四五六七八九十])(?:个|项|号|条)?$")
 
 _tokenizers: dict[frozenset[str], jieba.Tokenizer] = {}
@@ -90,7 +107,9 @@ class Understanding:
         self.edit_targets = _lowered(lex["edit_targets"])
         self.yes_words = set(lex["yes_words"])
         self.no_words = set(lex["no_words"])
-        vocabulary = {w for group in (self.services, self.commands, self.topics, self.edit_targets) for ws in group.values() for w in ws}
+        vocabulary = {
+            w for group in (self.services, self.commands, self.topics, self.edit_targets) for ws in group.values() for w in ws
+        }
         vocabulary |= set(self.edit_words) | self.yes_words | self.no_words
         for q in pack.questions.values():
             for key in ("same_words", "all_words", "unsure_words", "continue_words"):
@@ -155,8 +174,9 @@ class Understanding:
                         best, best_len = option["value"], score
         return best
 
-    def choose_many(self, text: str, options: list[dict[str, Any]], exclusive: Any = None,
-                    unnumbered: Sequence[dict[str, Any]] = ()) -> list[Any] | Any:
+    def choose_many(
+        self, text: str, options: list[dict[str, Any]], exclusive: Any = None, unnumbered: Sequence[dict[str, Any]] = ()
+    ) -> list[Any] | Any:
         """Every option meant by an answer that may name several ("1 5", "低保和脱贫户都是").
 
         A word inside a longer matched word does not count twice ("农村低保" is not also "低保").

@@ -10,6 +10,7 @@ prefix-free (010 and 02x have 3 digits, every other one 4), so parse_phone
 finds the area code itself and writes the landline back as '0566-5123456'.
 Local numbers never start with 0 or 1, so such a number is rejected as a typo.
 """
+
 from __future__ import annotations
 
 import re
@@ -271,9 +272,7 @@ def parse_name(text: str) -> str:
     raise ValidationError("name_format")
 
 
-_ADDRESS_NOISE = re.compile(
-    r"^(?:我(?:家)?住在|我(?:家)?住|家住|(?:家庭|居住|现)?(?:住址|地址)(?:是|为|在)?)[:：]?"
-)
+_ADDRESS_NOISE = re.compile(r"^(?:我(?:家)?住在|我(?:家)?住|家住|(?:家庭|居住|现)?(?:住址|地址)(?:是|为|在)?)[:：]?")
 _HAN_CHAR = re.compile(rf"[{_HAN}]")
 
 

@@ -4,14 +4,16 @@ Lookup order for a day: content/common/holidays.yaml (data we control), then the
 chinesecalendar library when it knows the year, then weekends only, with one
 warning per year so a missing schedule is noticed in the log.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -95,13 +97,13 @@ class WorkCalendar:
         self._warned_years: set[int] = set()
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], **kwargs: Any) -> "WorkCalendar":
+    def from_mapping(cls, data: Mapping[str, Any], **kwargs: Any) -> WorkCalendar:
         years = (data or {}).get("years") or {}
         schedules = {int(y): _parse_year(int(y), block or {}) for y, block in years.items()}
         return cls(schedules, **kwargs)
 
     @classmethod
-    def from_yaml(cls, path: str | Path = DEFAULT_PATH, **kwargs: Any) -> "WorkCalendar":
+    def from_yaml(cls, path: str | Path = DEFAULT_PATH, **kwargs: Any) -> WorkCalendar:
         with open(path, encoding="utf-8") as fh:
             data = yaml.load(fh, Loader=_YAML_LOADER)
         kwargs.setdefault("source", _DEFAULT_SOURCE if Path(path) == DEFAULT_PATH else str(path))

@@ -15,6 +15,7 @@ withdrawn, ...) and the application was delivered, all its records (these keys, 
 and delivery state, the 受理编号 index, withdrawal events, the rating guard) expire after the pack's
 retention.application_days; a viewer's index expires with the last application in it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,17 @@ BIND_WINDOW_S = 3600
 
 
 # Statuses after which a service can no longer be withdrawn by the citizen.
-PROCESSING_STARTED = {"forwarded", "publicity_started", "publicity_ended", "approved", "rejected",
-                      "ready_for_pickup", "mailed", "first_payment", "withdrawn"}
+PROCESSING_STARTED = {
+    "forwarded",
+    "publicity_started",
+    "publicity_ended",
+    "approved",
+    "rejected",
+    "ready_for_pickup",
+    "mailed",
+    "first_payment",
+    "withdrawn",
+}
 FINISHED = {"approved", "rejected", "ready_for_pickup", "mailed", "first_payment", "withdrawn"}
 
 
@@ -161,10 +171,15 @@ class ApplicationRegistry:
         if not created:
             return
         now = document["submitted_at"]
-        await self.redis.hset(_app(app_id, "status"), mapping={
-            service: json.dumps({"status": "submitted", "note": "", "at": now, "expected": expected.get(service)}, ensure_ascii=False)
-            for service in document["services"]
-        })
+        await self.redis.hset(
+            _app(app_id, "status"),
+            mapping={
+                service: json.dumps(
+                    {"status": "submitted", "note": "", "at": now, "expected": expected.get(service)}, ensure_ascii=False
+                )
+                for service in document["services"]
+            },
+        )
         await self.redis.sadd(_viewer(openid), app_id)
         await self._refresh_follower_index(openid)
 
@@ -220,8 +235,9 @@ class ApplicationRegistry:
         await self.update_meta(app_id, application_no=application_no)
 
     # -- intake events -----------------------------------------------------------------------
-    async def apply_event(self, app_id: str, event: dict[str, Any], *, expected: str | None = None,
-                          only_from: str | None = None) -> bool:
+    async def apply_event(
+        self, app_id: str, event: dict[str, Any], *, expected: str | None = None, only_from: str | None = None
+    ) -> bool:
         """Apply one status event, atomically; False when this event id was applied before, or when
         `only_from` is given and the service has moved on (our own "delivered" must never overwrite
         an intake event that arrived first)."""

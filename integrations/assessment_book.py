@@ -4,9 +4,10 @@ One hash per session day (`assess:{2026-12-11}:booked`, holder -> booked-at); a 
 the count and adds the holder in one step, so concurrent bookings from many workers cannot
 overbook. Booking is idempotent per holder (the application reference).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from integrations.redis_connection import RedisClient
 

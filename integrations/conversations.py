@@ -9,6 +9,7 @@ is at the head of that queue, so messages are processed one at a time and in the
 The session is saved only while the lock is still ours (a fencing check), so a turn that outlived
 its lock can never overwrite a newer one.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,13 +17,13 @@ import json
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator
 
 from integrations.redis_connection import RedisClient
 from integrations.redis_pipeline import PipelinedRedis
-from integrations.sealing import SealError, Sealer
+from integrations.sealing import Sealer, SealError
 
 log = logging.getLogger(__name__)
 
@@ -101,23 +102,29 @@ end
 
 # Save the session, remember the reply for WeChat's retries and release the lock: only while
 # the lock is still ours.
-_SAVE = _REMEMBER + """
+_SAVE = (
+    _REMEMBER
+    + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 remember(KEYS[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 redis.call('DEL', KEYS[1])
 return 1
 """
+)
 
 
 # "删除我的信息" confirmed: end the turn without a session, keeping only this message's reply.
-_FORGET = _REMEMBER + """
+_FORGET = (
+    _REMEMBER
+    + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3])
 remember(KEYS[3], ARGV[2], ARGV[3], '', ARGV[5])
 redis.call('DEL', KEYS[1])
 return 1
 """
+)
 
 
 class LockTimeout(Exception):
@@ -202,7 +209,10 @@ class ConversationStore:
         try:
             return self.sealer.open(blob, key).decode()
         except SealError:
-            log.error("a stored %s is sealed with a data key we do not have (key mismatch): starting afresh", key.split("}:", 1)[-1].split(":")[0])
+            log.error(
+                "a stored %s is sealed with a data key we do not have (key mismatch): starting afresh",
+                key.split("}:", 1)[-1].split(":")[0],
+            )
             return None
 
     async def save(self, turn: Turn, session: dict, reply: str) -> None:
@@ -211,8 +221,10 @@ class ConversationStore:
         answered, dropped = _after_answering(turn.answered, turn.dedup_id)
         stored = {**session, ANSWERED: answered}
         sealed_session = self.sealer.seal(json.dumps(stored, ensure_ascii=False, separators=(",", ":")).encode(), conv_key)
-        ok = await self._save(keys=self._turn_keys(turn), args=[turn.token, sealed_session, self.session_ttl_s,
-                                                                *self._remembered(turn, reply, dropped)])
+        ok = await self._save(
+            keys=self._turn_keys(turn),
+            args=[turn.token, sealed_session, self.session_ttl_s, *self._remembered(turn, reply, dropped)],
+        )
         if ok != 1:
             raise LostLock(turn.openid)
         turn.released = True

@@ -9,6 +9,7 @@ conversation is read, restarted or lost. The current key's canary is written if 
 A retired key's canary is deleted by hand once nothing sealed with it is left (its data expires by
 the pack's retention): `redis-cli DEL 'datakey:{canary}:<kid>'`.
 """
+
 from __future__ import annotations
 
 from integrations.redis_connection import RedisClient
@@ -48,6 +49,7 @@ async def check_data_key(redis: RedisClient, sealer: Sealer, *, where: str) -> N
             have = ", ".join(sealer.kids)
             raise DataKeyMismatch(
                 f"{where} does not open the data in Redis: it was sealed with key id {kid!r} "
-                f"(we have {have}); set the key it was sealed with (old keys go after the new one in BOT_DATA_KEY)")
+                f"(we have {have}); set the key it was sealed with (old keys go after the new one in BOT_DATA_KEY)"
+            )
     current = sealer.current_kid
     await redis.set(canary_key(current), sealer.seal(TEXT, canary_key(current)), nx=True)

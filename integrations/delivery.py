@@ -26,6 +26,7 @@ with jitter) until retry_window_s has passed, then the application is `failed` a
 told kindly that a clerk will contact them (on_rejected). While an attempt runs, the application is
 also due again when its lock expires, so an attempt cut short by a crash is picked up either way.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,9 +35,10 @@ import logging
 import os
 import random
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from redis.exceptions import ResponseError
 
@@ -92,8 +94,13 @@ class _Kind:
 
 KINDS = {
     "application": _Kind(STREAM, "", DUE, INDEX, document_key("")),
-    "event": _Kind(EVENTS_STREAM, "event-", "outbox:{applications}:event-due", "outbox:{applications}:event-index",
-                   "outbox:{applications}:event:"),
+    "event": _Kind(
+        EVENTS_STREAM,
+        "event-",
+        "outbox:{applications}:event-due",
+        "outbox:{applications}:event-index",
+        "outbox:{applications}:event:",
+    ),
 }
 
 
@@ -209,8 +216,9 @@ class OutboxLedger:
             raise ValueError(f"state must be one of {STATES}")
         rows = []
         if state in (None, "queued"):
-            rows = [_unseen(i) for i in reversed(await self._unread_ids(limit))
-                    if await self.redis.zscore(self._k.index, i) is None]
+            rows = [
+                _unseen(i) for i in reversed(await self._unread_ids(limit)) if await self.redis.zscore(self._k.index, i) is None
+            ]
         start, page = 0, 500
         while len(rows) < limit:
             ids = [_s(i) for i in await self.redis.zrevrange(self._k.index, start, start + page - 1)]
@@ -220,8 +228,9 @@ class OutboxLedger:
                 for application_id in ids:
                     pipe.hgetall(self._k.state(application_id))
                 states = await pipe.execute()
-            rows += [row for row in (_public(i, raw) for i, raw in zip(ids, states) if raw)
-                     if state is None or row["state"] == state]
+            rows += [
+                row for row in (_public(i, raw) for i, raw in zip(ids, states) if raw) if state is None or row["state"] == state
+            ]
             expired = [i for i, raw in zip(ids, states) if not raw]  # past the pack's retention
             if expired:
                 await self.redis.zrem(self._k.index, *expired)
@@ -251,8 +260,11 @@ class OutboxLedger:
                         unread = len(await self.redis.xrange(self._k.stream, min=f"({last}", max="+", count=10000))
         except ResponseError:  # no stream yet
             pass
-        return {"undelivered": unread + unfinished, "retrying": await self.redis.zcard(self._k.due),
-                "failed": await self.redis.zcard(self._k.failed)}
+        return {
+            "undelivered": unread + unfinished,
+            "retrying": await self.redis.zcard(self._k.due),
+            "failed": await self.redis.zcard(self._k.failed),
+        }
 
     async def _unread_ids(self, limit: int) -> builtins.list[str]:  # `list` here is the method above
         try:
@@ -262,7 +274,6 @@ class OutboxLedger:
         last = next((_s(g["last-delivered-id"]) for g in groups if _s(g["name"]) == GROUP), "0-0")
         entries = await self.redis.xrange(self._k.stream, min=f"({last}", max="+", count=limit)
         return [_s(fields.get(b"id") or fields.get("id")) for _, fields in entries if fields]
-
 
 
 class DeliveryWorker(OutboxLedger):
@@ -406,8 +417,9 @@ class DeliveryWorker(OutboxLedger):
         self._group_ready = True
 
     async def _claim_stale(self) -> list[tuple[str, str]]:
-        reply = await self.redis.xautoclaim(self._k.stream, GROUP, self.consumer, self.claim_idle_ms,
-                                            start_id=self._claim_cursor, count=self.batch)
+        reply = await self.redis.xautoclaim(
+            self._k.stream, GROUP, self.consumer, self.claim_idle_ms, start_id=self._claim_cursor, count=self.batch
+        )
         self._claim_cursor = _s(reply[0])
         return await self._entries(reply[1])
 
@@ -425,7 +437,7 @@ class DeliveryWorker(OutboxLedger):
         if not reply:
             return []
         raw: list = []
-        for _, stream_entries in (reply.items() if isinstance(reply, dict) else reply):
+        for _, stream_entries in reply.items() if isinstance(reply, dict) else reply:
             raw.extend(stream_entries[0] if _nested(stream_entries) else stream_entries)
         return raw
 
@@ -458,22 +470,26 @@ class DeliveryWorker(OutboxLedger):
             except SealError:
                 outcome = DeliveryOutcome(REJECTED, detail="document cannot be opened with our data keys")
             else:
-                outcome = (await self._call_intake(application_id, document) if document is not None
-                           else DeliveryOutcome(REJECTED, detail="document missing from the outbox"))
+                outcome = (
+                    await self._call_intake(application_id, document)
+                    if document is not None
+                    else DeliveryOutcome(REJECTED, detail="document missing from the outbox")
+                )
             await self._record(application_id, entry, token, outcome, attempts, window_from)
             return 0 if document is None else 1
 
     async def _call_intake(self, application_id: str, document: dict) -> DeliveryOutcome:
         try:
             return await asyncio.wait_for(self._send(document), self._attempt_limit_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return DeliveryOutcome(RETRY, detail="timeout")
         except Exception as exc:  # a county's adapter is not allowed to stop the others
             log.exception("delivery: the intake adapter raised for %s", application_id)
             return DeliveryOutcome(RETRY, detail=f"adapter error: {type(exc).__name__}")
 
-    async def _record(self, application_id: str, entry: str, token: str, outcome: DeliveryOutcome,
-                      attempts: int, window_from: float) -> None:
+    async def _record(
+        self, application_id: str, entry: str, token: str, outcome: DeliveryOutcome, attempts: int, window_from: float
+    ) -> None:
         now = self.clock()
         detail, next_at = outcome.detail, ""
         if outcome.kind == DELIVERED:
@@ -488,8 +504,18 @@ class DeliveryWorker(OutboxLedger):
             kind = "failed"
         changed = await self._finish(
             keys=[self._k.state(application_id), self._k.lock(application_id), self._k.due, self._k.stream, self._k.failed],
-            args=[application_id, entry, token, kind, repr(now), outcome.application_no or "",
-                  outcome.status_code or "", detail[:200], next_at, GROUP],
+            args=[
+                application_id,
+                entry,
+                token,
+                kind,
+                repr(now),
+                outcome.application_no or "",
+                outcome.status_code or "",
+                detail[:200],
+                next_at,
+                GROUP,
+            ],
         )
         if changed != 1:
             return
@@ -517,6 +543,7 @@ class DeliveryWorker(OutboxLedger):
             name = _s(consumer["name"])
             if name != self.consumer and consumer["pending"] == 0 and consumer["idle"] > 86_400_000:
                 await self.redis.xgroup_delconsumer(self._k.stream, GROUP, name)
+
 
 @asynccontextmanager
 async def running(*workers: DeliveryWorker) -> AsyncIterator[list[asyncio.Task]]:
@@ -561,14 +588,22 @@ def _public(application_id: str, raw: dict) -> dict[str, Any]:
 
 
 def _unseen(application_id: str) -> dict[str, Any]:
-    return {"application_id": application_id, "state": "queued", "attempts": 0, "next_attempt_at": None,
-            "application_no": None, "last_error": None, "first_queued_at": None, "last_attempt_at": None}
+    return {
+        "application_id": application_id,
+        "state": "queued",
+        "attempts": 0,
+        "next_attempt_at": None,
+        "application_no": None,
+        "last_error": None,
+        "first_queued_at": None,
+        "last_attempt_at": None,
+    }
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 

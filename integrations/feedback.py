@@ -1,8 +1,10 @@
 """Satisfaction ratings (好差评): asked when a service is finished, counted per service."""
+
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from integrations.redis_connection import RedisClient
 from integrations.sealing import Sealer
@@ -43,8 +45,13 @@ class FeedbackStore:
     async def record_comment(self, openid: str, pending: dict[str, Any], comment: str) -> None:
         if comment:
             key = "rating:{report}:comments"
-            entry = {"service": pending["service"], "app_id": pending["app_id"], "score": pending.get("score"),
-                     "comment": comment[:500], "at": int(self.clock())}
+            entry = {
+                "service": pending["service"],
+                "app_id": pending["app_id"],
+                "score": pending.get("score"),
+                "comment": comment[:500],
+                "at": int(self.clock()),
+            }
             await self.redis.rpush(key, self.sealer.seal(json.dumps(entry, ensure_ascii=False).encode(), key))
         await self.redis.delete(_pending(openid))
 

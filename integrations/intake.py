@@ -8,15 +8,16 @@ Both directions are signed the same way: X-Bot-Timestamp (unix seconds) and
 X-Bot-Signature = hex(HMAC-SHA256(secret, timestamp + "." + body)), so the receiver checks the exact
 bytes it got and a captured request cannot be replayed after max_skew_s.
 """
+
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -31,8 +32,17 @@ INSTANCE_HEADER = "X-Bot-Instance"
 
 # What the intake may tell the bot about one service of an application (POST /intake/events).
 EVENT_STATUSES = (
-    "accepted", "forwarded", "publicity_started", "publicity_ended", "approved", "rejected",
-    "materials_missing", "ready_for_pickup", "mailed", "first_payment", "withdrawn",
+    "accepted",
+    "forwarded",
+    "publicity_started",
+    "publicity_ended",
+    "approved",
+    "rejected",
+    "materials_missing",
+    "ready_for_pickup",
+    "mailed",
+    "first_payment",
+    "withdrawn",
 )
 
 # Timeouts and throttling are about the moment, not the request: try again later.
@@ -69,8 +79,9 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 BAD_SIGNATURE, STALE_TIMESTAMP = "bad_signature", "stale_timestamp"
 
 
-def check(secret: str, timestamp: str | None, body: bytes, signature: str | None, *, now: float,
-          max_skew_s: float = 300) -> str | None:
+def check(
+    secret: str, timestamp: str | None, body: bytes, signature: str | None, *, now: float, max_skew_s: float = 300
+) -> str | None:
     """None when the signature is ours and the timestamp within max_skew_s of now (either way), else
     BAD_SIGNATURE or STALE_TIMESTAMP. The signature is checked first (constant time), so only a holder
     of the secret learns that its clock is off."""
@@ -87,8 +98,9 @@ def check(secret: str, timestamp: str | None, body: bytes, signature: str | None
     return None
 
 
-def verify(secret: str, timestamp: str | None, body: bytes, signature: str | None, *, now: float,
-           max_skew_s: float = 300) -> bool:
+def verify(
+    secret: str, timestamp: str | None, body: bytes, signature: str | None, *, now: float, max_skew_s: float = 300
+) -> bool:
     """True when the signature is ours and the timestamp is within max_skew_s of now (either way)."""
     return check(secret, timestamp, body, signature, now=now, max_skew_s=max_skew_s) is None
 
@@ -116,8 +128,16 @@ def signed_headers(secret: str, body: bytes, idempotency_key: str, now: float) -
 class HttpIntake:
     """The reference adapter: signed JSON over HTTPS, idempotent by the application (or event) id."""
 
-    def __init__(self, http: aiohttp.ClientSession, *, base_url: str, secret: str, timeout_s: float = 10.0,
-                 clock: Callable[[], float], instance: str = ""):
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        secret: str,
+        timeout_s: float = 10.0,
+        clock: Callable[[], float],
+        instance: str = "",
+    ):
         self.instance = instance
         self.http = http
         self.base_url = base_url.rstrip("/")
@@ -137,11 +157,16 @@ class HttpIntake:
         if self.instance:
             headers[INSTANCE_HEADER] = self.instance
         try:
-            async with self.http.post(self.base_url + path, data=body, headers=headers, allow_redirects=False,
-                                      timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as resp:
+            async with self.http.post(
+                self.base_url + path,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            ) as resp:
                 raw = await resp.read()
                 return classify(resp.status, raw)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return DeliveryOutcome(RETRY, detail="timeout")
         except aiohttp.ClientError as exc:
             return DeliveryOutcome(RETRY, detail=f"connection error: {type(exc).__name__}")

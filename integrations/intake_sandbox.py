@@ -12,14 +12,15 @@ operator token policy (integrations/operator_auth.py): open in development, a be
 (BOT_ADMIN_TOKEN) when one is set, closed (404) on a real WeChat account without one, so a trial
 with BOT_INTAKE_SANDBOX=1 cannot be used by strangers to push "approved" to real citizens.
 """
+
 from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Callable, TypeVar, Union
+from typing import Any, TypeVar, Union
 
 import aiohttp
 from aiohttp import web
@@ -117,7 +118,9 @@ def _operator_only(token: str | None):
     def guard(handler):
         async def guarded(request: web.Request) -> web.StreamResponse:
             return operator_refusal(request, token) or await handler(request)
+
         return guarded
+
     return guard
 
 
@@ -152,7 +155,9 @@ async def _signed_json(request: web.Request, config: dict) -> tuple[dict | None,
     body = await request.read()
     problem = check_request(config["secret"], request.headers, body, now=config["clock"](), max_skew_s=config["max_skew_s"])
     if problem == STALE_TIMESTAMP:
-        return None, _refuse(401, problem, detail=f"X-Bot-Timestamp is more than {config['max_skew_s']:.0f} s from the sandbox's clock")
+        return None, _refuse(
+            401, problem, detail=f"X-Bot-Timestamp is more than {config['max_skew_s']:.0f} s from the sandbox's clock"
+        )
     if problem:
         return None, _refuse(401, problem, detail="X-Bot-Signature/X-Bot-Timestamp missing or wrong")
     if not request.headers.get(IDEMPOTENCY_HEADER):
@@ -213,8 +218,14 @@ async def list_applications(request: web.Request) -> web.Response:
     applications = []
     for application_id, row in zip(ids, rows):
         h = {k.decode(): v.decode() for k, v in row.items()}
-        applications.append({"id": application_id, "application_no": h.get("application_no"),
-                             "services": json.loads(h.get("services") or "[]"), "received_at": h.get("received_at")})
+        applications.append(
+            {
+                "id": application_id,
+                "application_no": h.get("application_no"),
+                "services": json.loads(h.get("services") or "[]"),
+                "received_at": h.get("received_at"),
+            }
+        )
     return _reply(applications=applications)
 
 

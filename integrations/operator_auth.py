@@ -4,6 +4,7 @@ Used by /metrics and by the intake sandbox's unsigned endpoints (its listings an
 policy comes from Settings.operator_token: None leaves the endpoint open (development), "" closes it
 as if it did not exist (real WeChat credentials and no BOT_ADMIN_TOKEN), anything else is required.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -24,5 +25,6 @@ def operator_refusal(request: web.Request, token: str | None) -> web.Response | 
         return None
     return web.json_response(
         {"error": "unauthorized", "detail": "send Authorization: Bearer <BOT_ADMIN_TOKEN>"},
-        status=401, headers={"WWW-Authenticate": 'Bearer realm="operator"'},
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="operator"'},
     )

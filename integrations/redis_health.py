@@ -6,6 +6,7 @@ Each part reports what it saw; the log says when Redis went away (with the first
 when it came back (with how long it was away and how many failures were not logged), and nothing in
 between. `/metrics` shows the state as `bot_redis_up`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,9 @@ class RedisHealth:
     def ok(self) -> None:
         if not self.up:
             self.up = True
-            log.warning("Redis reachable again after %.1f s (%d failures while away)",
-                        time.monotonic() - self.down_since, self.failures)
+            log.warning(
+                "Redis reachable again after %.1f s (%d failures while away)", time.monotonic() - self.down_since, self.failures
+            )
 
 
 def is_redis_error(exc: BaseException) -> bool:

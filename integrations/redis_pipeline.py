@@ -16,6 +16,7 @@ Failure behaviour, which the turn's deadline relies on:
   (a Redis that stopped answering without closing) and is closed;
 - a script unknown to the server (NOSCRIPT, after a restart) is sent again with its body.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -98,9 +99,19 @@ def _error(reply: ResponseError) -> ResponseError:
 class PipelinedRedis:
     """Commands and scripts over one auto-pipelined connection (see the module's docstring)."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 6379, path: str | None = None, db: int = 0,
-                 username: str | None = None, password: str | None = None, ssl: ssl_module.SSLContext | None = None,
-                 connect_timeout_s: float = 1.0, stall_s: float = 1.0):
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        path: str | None = None,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        connect_timeout_s: float = 1.0,
+        stall_s: float = 1.0,
+    ):
         self.host, self.port, self.path, self.db = host, port, path, db
         self.username, self.password, self.ssl = username, password, ssl
         self.connect_timeout_s, self.stall_s = connect_timeout_s, stall_s
@@ -108,15 +119,21 @@ class PipelinedRedis:
         self._connecting: asyncio.Task | None = None
 
     @classmethod
-    def like(cls, client) -> "PipelinedRedis":
+    def like(cls, client) -> PipelinedRedis:
         """One that talks to the same server and database as a redis-py client."""
         kwargs = client.connection_pool.connection_kwargs
         ssl = None
         if kwargs.get("ssl_cert_reqs") is not None or "ssl_ca_certs" in kwargs:
             ssl = ssl_module.create_default_context(cafile=kwargs.get("ssl_ca_certs"))
-        return cls(host=kwargs.get("host", "127.0.0.1"), port=int(kwargs.get("port", 6379)), path=kwargs.get("path"),
-                   db=int(kwargs.get("db", 0) or 0), username=kwargs.get("username"), password=kwargs.get("password"),
-                   ssl=ssl)
+        return cls(
+            host=kwargs.get("host", "127.0.0.1"),
+            port=int(kwargs.get("port", 6379)),
+            path=kwargs.get("path"),
+            db=int(kwargs.get("db", 0) or 0),
+            username=kwargs.get("username"),
+            password=kwargs.get("password"),
+            ssl=ssl,
+        )
 
     async def execute(self, *args: Any) -> Any:
         connection = self._connection
@@ -124,7 +141,7 @@ class PipelinedRedis:
             connection = await self._connect()
         return await connection.send(hiredis.pack_command(args), asyncio.get_running_loop())
 
-    def script(self, body: str) -> "Script":
+    def script(self, body: str) -> Script:
         """A Lua script, called like redis-py's: `await script(keys=[...], args=[...])`."""
         return Script(self, body)
 

@@ -4,11 +4,13 @@ A reminder is handed to the push queue under its own idempotency key before it i
 schedule, so a worker that dies in between only causes a second, harmless hand-over (the push
 queue ignores a key it already has). Several workers may run `send_due` at once.
 """
+
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from integrations.redis_connection import RedisClient
 from integrations.sealing import Sealer, SealError

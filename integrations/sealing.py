@@ -5,6 +5,7 @@ so a key can be rotated without losing data. Without BOT_DATA_KEY a key is gener
 in var/data.key (fine for the embedded development setup; production sets BOT_DATA_KEY).
 The Redis key name is bound as associated data, so a blob copied under another user's key fails.
 """
+
 from __future__ import annotations
 
 import base64
@@ -35,12 +36,12 @@ class Sealer:
         self._ciphers = {kid.encode(): AESGCM(key) for kid, key in keys}
 
     @classmethod
-    def from_setting(cls, setting: str) -> "Sealer":
+    def from_setting(cls, setting: str) -> Sealer:
         """BOT_DATA_KEY: "kid:base64(32 bytes)[,kid:...]" (ValueError, saying what is wrong, otherwise)."""
         return cls(parse_data_keys(setting))
 
     @classmethod
-    def local(cls, var_dir: Path, *, create: bool = True) -> "Sealer":
+    def local(cls, var_dir: Path, *, create: bool = True) -> Sealer:
         """The development key in var/data.key, generated on first use unless `create` is false."""
         return cls([(LOCAL_KID, _local_key(var_dir, create=create))])
 

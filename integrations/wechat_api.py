@@ -12,6 +12,7 @@ the others wait for it to appear, because every fetch invalidates the previous t
 minutes and the daily fetch quota is small. `send()` is idempotent by key (at most once).
 Never logged: the token, the secret, full openids, message texts.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,9 +20,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
@@ -130,7 +132,7 @@ def _pieces(text: str, limit: int):
         while len(line.encode()) > limit + 1:
             head = line.encode()[:limit].decode(errors="ignore")  # never cut inside a character
             yield head + "\n"
-            line = line[len(head):]
+            line = line[len(head) :]
         yield line
 
 
@@ -360,7 +362,7 @@ class WeChatApi:
         except aiohttp.ClientConnectorError as e:
             # Never reached WeChat: safe to try again. (Only the type is kept: the text holds the token.)
             raise _Transient(type(e).__name__) from None
-        except (asyncio.TimeoutError, aiohttp.ClientError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             if payload is None:
                 raise _Transient(type(e).__name__) from None
             # The message went out and no answer came back: WeChat may have delivered it.

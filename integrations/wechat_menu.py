@@ -6,6 +6,7 @@ sub-buttons each; a top-level name is at most 16 bytes (4 Chinese characters), a
 An item of menu.yaml with `group: 名字` goes under the top-level button of that name. The same checks
 run here, before anything is sent, and in the WeChat sandbox, which refuses what WeChat would.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -41,7 +42,9 @@ def menu_payload(items: list[dict[str, Any]]) -> dict[str, Any]:
     payload = {"button": buttons}
     check_menu(payload)
     for button in buttons:
-        for name, shown in [(button["name"], SHOWN_CHARS)] + [(sub["name"], SHOWN_SUB_CHARS) for sub in button.get("sub_button", [])]:
+        for name, shown in [(button["name"], SHOWN_CHARS)] + [
+            (sub["name"], SHOWN_SUB_CHARS) for sub in button.get("sub_button", [])
+        ]:
             if len(name) > shown:
                 raise MenuError(40018, f"{name}: would be cut to {shown} characters and '...' on the phone")
     return payload

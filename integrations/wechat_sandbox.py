@@ -10,6 +10,7 @@ POST /sandbox/fail {"endpoint": "custom"|"template"|"token", "errcodes": [45015,
 State is in memory, per application: it is a sandbox. Tokens are signed rather than remembered,
 so every worker's sandbox accepts the tokens another one issued (the token is shared in Redis).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,9 @@ import hmac
 import json
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 

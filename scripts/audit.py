@@ -9,6 +9,7 @@ but nothing checked either).
 
 Exit status 1 when a known vulnerability is found, except those in IGNORED; 0 otherwise.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,8 +77,10 @@ def main() -> int:
         print(f"ignored {vuln}: {why}")
     if not_audited:
         print(f"warning: {len(not_audited)} not audited (no data for the installed version): {'; '.join(not_audited)}")
-    print(f"audit: {audited} packages audited, {len(found)} known vulnerabilities, {len(not_audited)} not audited "
-          f"({time.monotonic() - started:.1f} s)")
+    print(
+        f"audit: {audited} packages audited, {len(found)} known vulnerabilities, {len(not_audited)} not audited "
+        f"({time.monotonic() - started:.1f} s)"
+    )
     return 1 if found else 0
 
 

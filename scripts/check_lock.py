@@ -6,6 +6,7 @@ network, that every requirement of pyproject.toml (the runtime ones in requireme
 extras in requirements-dev.txt) is pinned to a version it accepts, and that both files pin the same
 versions. Exit status 1 on a mismatch.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,8 +45,9 @@ def main() -> int:
     extras = [r for reqs in project["project"].get("optional-dependencies", {}).values() for r in reqs]
     prod, dev = pins(ROOT / "requirements.txt"), pins(ROOT / "requirements-dev.txt")
     problems = problems_of(runtime, prod, "requirements.txt") + problems_of(runtime + extras, dev, "requirements-dev.txt")
-    problems += [f"requirements.txt pins {n}=={v}, requirements-dev.txt {dev[n]}" for n, v in prod.items()
-                 if n in dev and dev[n] != v]
+    problems += [
+        f"requirements.txt pins {n}=={v}, requirements-dev.txt {dev[n]}" for n, v in prod.items() if n in dev and dev[n] != v
+    ]
     problems += [f"{n} is in requirements.txt but not in requirements-dev.txt" for n in prod if n not in dev]
     for problem in problems:
         print(f"check_lock: {problem}", file=sys.stderr)

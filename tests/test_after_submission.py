@@ -3,6 +3,7 @@
 Everything runs through real HTTP on loopback: the bot, its intake sandbox (which stands in for the
 provincial platform when INTAKE_URL is unset) and its WeChat API sandbox (where pushed messages land).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -10,15 +11,50 @@ import json
 import time
 from datetime import timedelta
 
-
 from bot import operator_cli as op
 from bot.app import SERVICES, intake_secret
 from integrations.intake import encode_body, signed_headers
 from tests.conftest import WeChatUser
 
-MOTHER_CHILD = ["你好", "2", "妈妈", "李秀英", "341723198001010023", "13912345678", "残疾证和护理补贴", "1", "2", "智力",
-                "9", "王小宝", "341723201406010034", "1", "同上", "青阳县蓉城镇五溪村12号", "0", "1", "1", "1", "1"]
-SELF_MENTAL = ["你好", "1", "残疾证", "1", "2", "精神", "陈强", "341723199008150031", "13655556666", "青阳县丁桥镇丁桥村5号", "0", "1", "1", "1"]
+MOTHER_CHILD = [
+    "你好",
+    "2",
+    "妈妈",
+    "李秀英",
+    "341723198001010023",
+    "13912345678",
+    "残疾证和护理补贴",
+    "1",
+    "2",
+    "智力",
+    "9",
+    "王小宝",
+    "341723201406010034",
+    "1",
+    "同上",
+    "青阳县蓉城镇五溪村12号",
+    "0",
+    "1",
+    "1",
+    "1",
+    "1",
+]
+SELF_MENTAL = [
+    "你好",
+    "1",
+    "残疾证",
+    "1",
+    "2",
+    "精神",
+    "陈强",
+    "341723199008150031",
+    "13655556666",
+    "青阳县丁桥镇丁桥村5号",
+    "0",
+    "1",
+    "1",
+    "1",
+]
 
 
 async def apply(user: WeChatUser, script: list[str]) -> str:
@@ -85,8 +121,14 @@ async def test_a_status_event_reaches_applicant_and_bound_guardian_once(bot, set
     code = code_reply.split("绑定码：")[1][:6]
     father = WeChatUser(bot, "oFather2", protocol)
     assert "绑定成功" in await father.say(f"绑定 {code}")
-    event = {"event_id": "ev-1", "application_id": ref, "service": "nursing_subsidy", "status": "accepted",
-             "note": "", "at": "2026-11-24T09:00:00+08:00"}
+    event = {
+        "event_id": "ev-1",
+        "application_id": ref,
+        "service": "nursing_subsidy",
+        "status": "accepted",
+        "note": "",
+        "at": "2026-11-24T09:00:00+08:00",
+    }
     assert (await post_event(bot, settings, event)).status == 200
     assert (await post_event(bot, settings, event)).status == 409  # the same event again: applied once
     await services.push.send_due(now=services.clock.time() + 1)
@@ -116,11 +158,11 @@ async def test_who_may_see_the_status(bot, protocol):
     services = bot.server.app[SERVICES]
     mother = WeChatUser(bot, "oMother4", protocol)
     ref = await apply(mother, MOTHER_CHILD)
-    assert ref in await mother.say("进度")                               # the guardian who applied
+    assert ref in await mother.say("进度")  # the guardian who applied
     stranger = WeChatUser(bot, "oStranger4", protocol)
     reply = await stranger.say("进度")
     assert ref not in reply and "没有查到" in reply
-    assert "不对或已过期" in await stranger.say("绑定 123456")            # a guessed code
+    assert "不对或已过期" in await stranger.say("绑定 123456")  # a guessed code
     assert "不对或已过期" in await stranger.say(f"绑定 {ref} 341723198001010023")  # the agent's ID, not the applicant's
     code = (await mother.say("绑定码")).split("绑定码：")[1][:6]
     await services.redis.client.delete(await services.registry.bind_code_key(code))  # expired
@@ -166,12 +208,12 @@ async def reminders_due(bot, clock, when: str) -> int:
 
 
 async def test_reminders_before_the_assessment_are_sent_when_due_and_once(bot, clock, protocol):
-    await apply(WeChatUser(bot, "oDec", protocol), MOTHER_CHILD[:17] + ["1", "1", "1", "1"])   # 12月11日
-    await apply(WeChatUser(bot, "oJan", protocol), MOTHER_CHILD[:17] + ["2", "1", "1", "1"])   # 1月11日
+    await apply(WeChatUser(bot, "oDec", protocol), MOTHER_CHILD[:17] + ["1", "1", "1", "1"])  # 12月11日
+    await apply(WeChatUser(bot, "oJan", protocol), MOTHER_CHILD[:17] + ["2", "1", "1", "1"])  # 1月11日
     assert await reminders_due(bot, clock, "2026-12-07T12:00:00") == 0
-    assert await reminders_due(bot, clock, "2026-12-08T09:05:00") == 1   # 3 days before 12-11
+    assert await reminders_due(bot, clock, "2026-12-08T09:05:00") == 1  # 3 days before 12-11
     assert await reminders_due(bot, clock, "2026-12-08T09:06:00") == 0
-    await reminders_due(bot, clock, "2026-12-10T09:01:00")               # 1 day before
+    await reminders_due(bot, clock, "2026-12-10T09:01:00")  # 1 day before
     texts = [t for t in await inbox(bot, "oDec") if "评定提醒" in t]
     assert len(texts) == 2 and "12月11日上午" in texts[0] and "青阳县医院门诊大厅一楼" in texts[0] and "居民身份证" in texts[0]
     assert [t for t in await inbox(bot, "oJan") if "评定提醒" in t] == []
@@ -233,9 +275,16 @@ async def test_the_operator_commands_run_from_the_shell(bot, settings, clock, pr
 
     ref = await apply(WeChatUser(bot, "oCron", protocol), MOTHER_CHILD)
     env = {k: v for k, v in os.environ.items() if k not in ("BOT_PORT", "BOT_TODAY")}
-    env.update({"REDIS_URL": redis_url, "BOT_VAR_DIR": str(settings.var_dir), "BOT_DATA_KEY": settings.data_keys,
-                "WECHAT_ENCODING_AES_KEY": settings.wechat_encoding_aes_key, "WECHAT_APPID": settings.wechat_appid,
-                "WECHAT_TOKEN": settings.wechat_token})
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "BOT_VAR_DIR": str(settings.var_dir),
+            "BOT_DATA_KEY": settings.data_keys,
+            "WECHAT_ENCODING_AES_KEY": settings.wechat_encoding_aes_key,
+            "WECHAT_APPID": settings.wechat_appid,
+            "WECHAT_TOKEN": settings.wechat_token,
+        }
+    )
     root = Path(__file__).resolve().parent.parent
 
     def run(*args: str) -> str:
@@ -261,16 +310,65 @@ async def test_the_operator_commands_run_from_the_shell(bot, settings, clock, pr
     assert "2026-12-11,2026-12-11,上午,青阳县医院门诊大厅一楼,1,30" in listing
 
 
+# A holder (level 1 肢体) applying for all five: no assessment is booked (tests/transcripts/14).
+HOLDER_ALL_FIVE = [
+    "你好",
+    "1",
+    "6",
+    "1",
+    "1",
+    "4",
+    "1",
+    "低保和脱贫户都是",
+    "1",
+    "1",
+    "王大明",
+    "341723195503020017",
+    "13812345678",
+    "青阳县蓉城镇五溪村12号",
+    "34172319550302001741",
+    "0",
+    "1",
+    "1",
+    "1",
+]
+
+
 async def test_overdue_services_are_visible_in_the_status(bot, settings, clock, protocol):
-    mother = WeChatUser(bot, "oLate", protocol)
-    ref = await apply(mother, MOTHER_CHILD)
-    event = {"event_id": "ev-acc", "application_id": ref, "service": "nursing_subsidy", "status": "accepted",
-             "at": "2026-11-24T09:00:00+08:00"}
+    """A certificate holder's 护理补贴 runs 10 working days from acceptance: a date, then an overdue mark."""
+    holder = WeChatUser(bot, "oLate", protocol)
+    ref = await apply(holder, HOLDER_ALL_FIVE)
+    event = {
+        "event_id": "ev-acc",
+        "application_id": ref,
+        "service": "nursing_subsidy",
+        "status": "accepted",
+        "at": "2026-11-24T09:00:00+08:00",
+    }
     assert (await post_event(bot, settings, event)).status == 200
-    status = await mother.say("进度")
+    status = await holder.say("进度")
     assert "护理补贴：已受理，预计12月8日前办结" in status  # 10 working days from 11-24
     clock.set("2026-12-09T10:00:00")
-    assert "护理补贴：已受理，已超过预计时间" in await mother.say("进度")
+    assert "护理补贴：已受理，已超过预计时间" in await holder.say("进度")
+
+
+async def test_a_deadline_that_runs_from_the_certificate_is_not_counted_before_it_exists(bot, settings, clock, protocol):
+    """青阳's 10 working days for 护理补贴 of a new applicant start once the certificate exists (issue 10, point 9):
+    accepted before the assessment, the service shows no date and is never "overdue"."""
+    mother = WeChatUser(bot, "oNoCertYet", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    event = {
+        "event_id": "ev-acc-new",
+        "application_id": ref,
+        "service": "nursing_subsidy",
+        "status": "accepted",
+        "at": "2026-11-24T09:00:00+08:00",
+    }
+    assert (await post_event(bot, settings, event)).status == 200
+    status = await mother.say("进度")
+    assert "护理补贴：已受理" in status and "护理补贴：已受理，预计" not in status
+    clock.set("2026-12-09T10:00:00")
+    assert "已超过预计时间" not in await mother.say("进度")
 
 
 async def test_an_application_the_intake_refuses_is_kept_and_the_citizen_is_told(bot, protocol):

@@ -1,9 +1,9 @@
 """Assessment sessions: dates moved off holidays, and places booked atomically in Redis."""
+
 from __future__ import annotations
 
-import time
-
 import asyncio
+import time
 from datetime import date
 
 import pytest
@@ -43,15 +43,18 @@ async def test_mental_waitlist_keeps_order_and_no_duplicates(redis_client):
     assert await book.waitlist("mental") == ["first", "second"]
 
 
-@pytest.mark.parametrize("today,expected", [
-    # 2026-10-11 is a Sunday: held on Monday the 12th
-    (date(2026, 9, 28), [date(2026, 10, 12), date(2026, 11, 11), date(2026, 12, 11)]),
-    # 2026-01-11 Sunday -> 12th; 2026-04-11 Saturday -> 13th
-    (date(2025, 12, 20), [date(2026, 1, 12), date(2026, 2, 11), date(2026, 3, 11)]),
-    (date(2026, 3, 11), [date(2026, 4, 13), date(2026, 5, 11), date(2026, 6, 11)]),
-    # the session day itself is no longer offered
-    (date(2026, 12, 11), [date(2027, 1, 11), date(2027, 2, 11), date(2027, 3, 11)]),
-])
+@pytest.mark.parametrize(
+    "today,expected",
+    [
+        # 2026-10-11 is a Sunday: held on Monday the 12th
+        (date(2026, 9, 28), [date(2026, 10, 12), date(2026, 11, 11), date(2026, 12, 11)]),
+        # 2026-01-11 Sunday -> 12th; 2026-04-11 Saturday -> 13th
+        (date(2025, 12, 20), [date(2026, 1, 12), date(2026, 2, 11), date(2026, 3, 11)]),
+        (date(2026, 3, 11), [date(2026, 4, 13), date(2026, 5, 11), date(2026, 6, 11)]),
+        # the session day itself is no longer offered
+        (date(2026, 12, 11), [date(2027, 1, 11), date(2027, 2, 11), date(2027, 3, 11)]),
+    ],
+)
 def test_qingyang_sessions_are_on_the_11th_or_the_next_working_day(today, expected):
     pack = load_pack("qingyang")
     sessions = monthly_sessions(pack, default_calendar(), today, 3)

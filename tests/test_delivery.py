@@ -4,6 +4,7 @@ The intake is a real HTTP server on loopback (tests/fake_intake.py); Redis is th
 The worker's clock is a fake one that the tests move to each retry's due time, so backoffs of
 seconds or hours cost nothing; HTTP timeouts, locks and claims run on real (short) time.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -25,7 +25,15 @@ from aiohttp.test_utils import TestServer
 from integrations import outbox as outbox_module
 from integrations.delivery import EVENTS_STREAM, GAVE_UP, GROUP, DeliveryWorker, running
 from integrations.intake import (
-    DELIVERED, REJECTED, RETRY, HttpIntake, encode_body, sign, signed_headers, verify, verify_request,
+    DELIVERED,
+    REJECTED,
+    RETRY,
+    HttpIntake,
+    encode_body,
+    sign,
+    signed_headers,
+    verify,
+    verify_request,
 )
 from integrations.intake_sandbox import create_intake_sandbox
 from integrations.outbox import STREAM, RedisOutbox
@@ -71,16 +79,31 @@ def make_document(n: int) -> dict:
         "channel": "wechat",
         "openid": f"oDelivery{n:04d}",
         "services": ["disability_certificate", "nursing_subsidy"],
-        "applicant": {"name": f"王小宝{n}", "gender": "male", "id_number": f"3417232014060{n:05d}",
-                      "birth_date": "2014-06-01", "phone": f"139{n:08d}", "household_address": "青阳县蓉城镇五溪村12号"},
+        "applicant": {
+            "name": f"王小宝{n}",
+            "gender": "male",
+            "id_number": f"3417232014060{n:05d}",
+            "birth_date": "2014-06-01",
+            "phone": f"139{n:08d}",
+            "household_address": "青阳县蓉城镇五溪村12号",
+        },
         "agent": {"name": "李秀英", "id_number": "341723198001010023", "phone": "13912345678", "relation": "parent"},
         "disability": {"certificate_no": None, "category": 5, "level": None},
-        "hardship": {"status": "none", "local_hukou": True, "pension_enrolled": None, "medical_insured": None,
-                     "subsidy_reason": None},
+        "hardship": {
+            "status": "none",
+            "local_hukou": True,
+            "pension_enrolled": None,
+            "medical_insured": None,
+            "subsidy_reason": None,
+        },
         "eligibility": {"nursing_subsidy": {"result": "pending", "rules": []}},
         "materials": [{"service": ["disability_certificate"], "code": "id_card", "name": "居民身份证", "status": "bring"}],
-        "appointment": {"session_date": "2027-01-11", "period": "上午", "place": "青阳县医院门诊大厅一楼",
-                        "kind": "monthly_session"},
+        "appointment": {
+            "session_date": "2027-01-11",
+            "period": "上午",
+            "place": "青阳县医院门诊大厅一楼",
+            "kind": "monthly_session",
+        },
         "consent": {"declaration": True, "sensitive": True, "by": "guardian", "at": "2026-11-23T09:30:00+08:00"},
     }
 
@@ -114,11 +137,21 @@ def calls() -> Calls:
 
 
 def make_worker(redis, outbox, base_url, http, clock, calls, *, consumer="w1", **kw) -> DeliveryWorker:
-    intake = HttpIntake(http, base_url=base_url, secret=kw.pop("secret", SECRET), timeout_s=kw.pop("timeout_s", CLIENT_TIMEOUT_S), clock=time.time)
+    intake = HttpIntake(
+        http, base_url=base_url, secret=kw.pop("secret", SECRET), timeout_s=kw.pop("timeout_s", CLIENT_TIMEOUT_S), clock=time.time
+    )
     options = dict(backoff_base_s=1.0, backoff_cap_s=8.0, claim_idle_ms=1000, lock_ttl_ms=2000, block_ms=50)
     options.update(kw)
-    return DeliveryWorker(redis, outbox, intake, consumer=consumer, clock=clock,
-                          on_delivered=calls.on_delivered, on_rejected=calls.on_rejected, **options)
+    return DeliveryWorker(
+        redis,
+        outbox,
+        intake,
+        consumer=consumer,
+        clock=clock,
+        on_delivered=calls.on_delivered,
+        on_rejected=calls.on_rejected,
+        **options,
+    )
 
 
 async def submit(outbox: RedisOutbox, count: int, start: int = 0) -> list[dict]:
@@ -251,8 +284,9 @@ async def test_a_refused_application_fails_and_an_operator_can_put_it_back(redis
 async def test_retries_back_off_and_stop_after_the_window(redis_client, outbox, fake, http, clock, calls):
     [doc] = await submit(outbox, 1)
     fake.always = "500"
-    worker = make_worker(redis_client, outbox, fake.url, http, clock, calls, retry_window_s=60,
-                         backoff_base_s=1.0, backoff_cap_s=8.0)
+    worker = make_worker(
+        redis_client, outbox, fake.url, http, clock, calls, retry_window_s=60, backoff_base_s=1.0, backoff_cap_s=8.0
+    )
     started = clock()
     attempts_at, delays = [], []
     while (status := await worker.status(doc["id"]))["state"] != "failed":
@@ -266,7 +300,7 @@ async def test_retries_back_off_and_stop_after_the_window(redis_client, outbox, 
             delays.append(status["next_attempt_at"] - clock())
             assert status["last_error"] == "HTTP 500 internal"
     for k, delay in enumerate(delays[:-1]):
-        ceiling = min(8.0, 2.0 ** k)
+        ceiling = min(8.0, 2.0**k)
         assert ceiling / 2 <= delay <= ceiling + 1e-6, (k, delay)
     assert attempts_at[-1] == pytest.approx(started + 60)  # the last one exactly at the window's end
     assert all(t <= started + 60 + 1e-6 for t in attempts_at)
@@ -317,8 +351,16 @@ async def test_two_workers_never_post_one_application_at_once(redis_url, redis_c
         # claim_idle_ms=0: each steals every pending entry of the other on every pass; only the
         # per-application lock and state keep them apart.
         one = make_worker(redis_client, outbox, fake.url, http, clock, calls, consumer="one", claim_idle_ms=0)
-        two = make_worker(second_client, RedisOutbox(second_client, outbox.sealer), fake.url, http, clock, calls,
-                          consumer="two", claim_idle_ms=0)
+        two = make_worker(
+            second_client,
+            RedisOutbox(second_client, outbox.sealer),
+            fake.url,
+            http,
+            clock,
+            calls,
+            consumer="two",
+            claim_idle_ms=0,
+        )
 
         async def work(worker: DeliveryWorker) -> None:
             while len(calls.delivered) < len(documents):
@@ -382,8 +424,7 @@ async def test_an_attempt_cut_short_by_a_crash_is_resumed_after_its_lock(redis_c
     [doc] = await submit(outbox, 1)
     fake.slow_s = 10
     fake.then(doc["id"], "timeout")
-    crashing = make_worker(redis_client, outbox, fake.url, http, clock, calls, consumer="crashing",
-                           timeout_s=10, lock_ttl_ms=600)
+    crashing = make_worker(redis_client, outbox, fake.url, http, clock, calls, consumer="crashing", timeout_s=10, lock_ttl_ms=600)
     task = asyncio.create_task(crashing.run_once())
     while not fake.in_flight[doc["id"]]:
         await asyncio.sleep(0.01)
@@ -461,9 +502,15 @@ async def test_run_forever_rides_out_redis_going_away(redis_url, redis_client, o
 async def test_the_bots_events_are_delivered_the_same_way(redis_client, outbox, fake, http, clock, calls):
     assert EVENTS_STREAM == outbox_module.EVENTS_STREAM
     [doc] = await submit(outbox, 1)
-    withdrawal = {"event_id": f"{doc['id']}:withdraw:nursing_subsidy", "application_id": doc["id"],
-                  "application_no": None, "service": "nursing_subsidy", "status": "withdrawn", "note": "申请人撤销",
-                  "at": "2026-11-24T10:00:00+08:00"}
+    withdrawal = {
+        "event_id": f"{doc['id']}:withdraw:nursing_subsidy",
+        "application_id": doc["id"],
+        "application_no": None,
+        "service": "nursing_subsidy",
+        "status": "withdrawn",
+        "note": "申请人撤销",
+        "at": "2026-11-24T10:00:00+08:00",
+    }
     refused = {**withdrawal, "event_id": f"{doc['id']}:withdraw:disability_certificate", "service": "disability_certificate"}
     assert await outbox.submit_event(withdrawal) and await outbox.submit_event(refused)
     assert not await outbox.submit_event(withdrawal)
@@ -498,8 +545,16 @@ async def test_the_sandbox_intake_round_trip(redis_client, sealer, outbox, http,
     bot_server = TestServer(bot, host="127.0.0.1")
     await bot_server.start_server()
     parent = web.Application()
-    parent.add_subapp("/sandbox/intake", create_intake_sandbox(
-        lambda: redis_client, lambda: sealer, secret=SECRET, bot_events_url=str(bot_server.make_url("/intake/events")), clock=time.time))
+    parent.add_subapp(
+        "/sandbox/intake",
+        create_intake_sandbox(
+            lambda: redis_client,
+            lambda: sealer,
+            secret=SECRET,
+            bot_events_url=str(bot_server.make_url("/intake/events")),
+            clock=time.time,
+        ),
+    )
     server = TestServer(parent, host="127.0.0.1")
     await server.start_server()
     base = str(server.make_url("/sandbox/intake"))
@@ -530,8 +585,10 @@ async def test_the_sandbox_intake_round_trip(redis_client, sealer, outbox, http,
         async with http.get(base + "/") as r:
             assert (await r.json())["sandbox"] is True
 
-        async with http.post(base + "/emit", json={"application_no": number, "service": "nursing_subsidy",
-                                                    "status": "approved", "note": "审核通过"}) as r:
+        async with http.post(
+            base + "/emit",
+            json={"application_no": number, "service": "nursing_subsidy", "status": "approved", "note": "审核通过"},
+        ) as r:
             assert r.status == 200, await r.text()
             answer = await r.json()
         assert answer["sandbox"] is True and answer["bot_status"] == 200
@@ -539,11 +596,17 @@ async def test_the_sandbox_intake_round_trip(redis_client, sealer, outbox, http,
         assert set(event) == {"event_id", "application_id", "application_no", "service", "status", "note", "at"}
         assert key == event["event_id"] and event == answer["event"]
         assert (event["application_id"], event["application_no"], event["service"], event["status"], event["note"]) == (
-            doc["id"], number, "nursing_subsidy", "approved", "审核通过")
+            doc["id"],
+            number,
+            "nursing_subsidy",
+            "approved",
+            "审核通过",
+        )
         async with http.post(base + "/emit", json={"application_id": doc["id"], "service": None, "status": "mailed"}) as r:
             assert r.status == 400  # two services: which one?
-        async with http.post(base + "/emit", json={"application_id": doc["id"], "service": "disability_certificate",
-                                                    "status": "mailed"}) as r:
+        async with http.post(
+            base + "/emit", json={"application_id": doc["id"], "service": "disability_certificate", "status": "mailed"}
+        ) as r:
             assert r.status == 200 and received[-1][1]["status"] == "mailed"
         for wrong, status, error in [
             ({"application_no": "SB-NOPE", "status": "approved"}, 404, "unknown_application"),
@@ -553,8 +616,15 @@ async def test_the_sandbox_intake_round_trip(redis_client, sealer, outbox, http,
             async with http.post(base + "/emit", json=wrong) as r:
                 assert (r.status, (await r.json())["error"]) == (status, error)
 
-        withdrawal = {"event_id": f"{doc['id']}:withdraw:nursing_subsidy", "application_id": doc["id"], "application_no": number,
-                      "service": "nursing_subsidy", "status": "withdrawn", "note": "", "at": "2026-11-24T10:00:00+08:00"}
+        withdrawal = {
+            "event_id": f"{doc['id']}:withdraw:nursing_subsidy",
+            "application_id": doc["id"],
+            "application_no": number,
+            "service": "nursing_subsidy",
+            "status": "withdrawn",
+            "note": "",
+            "at": "2026-11-24T10:00:00+08:00",
+        }
         first, repeat = await intake.send_event(withdrawal), await intake.send_event(withdrawal)
         assert (first.kind, first.status_code, repeat.kind, repeat.status_code) == (DELIVERED, 200, DELIVERED, 409)
         async with http.get(base + "/events") as r:
@@ -585,8 +655,9 @@ async def test_the_sandbox_without_a_bot_to_tell(redis_client, sealer, http):
 # -- the real `bot serve` process --------------------------------------------------------------------
 def bot_serve(tmp_path: Path, redis_url: str, intake_url: str, data_key: str) -> BotServe:
     """`python -m bot serve` delivering to the fake intake through the given Redis (tests/processes.py)."""
-    return BotServe(tmp_path / "var", env=dict(REDIS_URL=redis_url, INTAKE_URL=intake_url, INTAKE_SECRET=SECRET,
-                                               BOT_DATA_KEY=data_key))
+    return BotServe(
+        tmp_path / "var", env=dict(REDIS_URL=redis_url, INTAKE_URL=intake_url, INTAKE_SECRET=SECRET, BOT_DATA_KEY=data_key)
+    )
 
 
 @pytest.fixture
@@ -655,8 +726,6 @@ async def _is(awaitable, wanted) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
-
-
 
 
 # -- helpers ----------------------------------------------------------------------------------------

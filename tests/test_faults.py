@@ -16,6 +16,7 @@ Knobs: FAULT_CONVERSATIONS, FAULT_KILLS, FAULT_CONCURRENCY (default 24), FAULT_S
 (default 20, the two-process test). The Redis-restart
 test uses a redis-server of its own (append-only) on a free port; the others use the suite's Redis.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -126,8 +127,12 @@ def make_script(n: int, rng: random.Random, tag: str, kind: str | None = None) -
         steps.append(Say("1", ("要办哪些事",)))
         if kind in ("self_certificate", "self_mental"):
             category = "6" if kind == "self_mental" else rng.choice("123457")
-            steps += [Say("1", ("您选了：残疾人证", "户口在青阳县")), Say("1", ("已经有残疾人证了吗",)),
-                      Say("2", ("哪类残疾",)), Say(category, ("请发您的姓名",))]
+            steps += [
+                Say("1", ("您选了：残疾人证", "户口在青阳县")),
+                Say("1", ("已经有残疾人证了吗",)),
+                Say("2", ("哪类残疾",)),
+                Say(category, ("请发您的姓名",)),
+            ]
             services = ["disability_certificate"]
         elif kind == "self_all_five":
             steps += [
@@ -145,8 +150,11 @@ def make_script(n: int, rng: random.Random, tag: str, kind: str | None = None) -
     same_phone = kind == "guardian_for_child" and rng.random() < 0.5
     steps += [
         Say(name, ("身份证号",), voice()),
-        *([Say(applicant_id, ("法定监护人吗",)), Say("1", ("联系电话",))] if kind == "guardian_for_child"
-          else [Say(applicant_id, ("联系电话",))]),
+        *(
+            [Say(applicant_id, ("法定监护人吗",)), Say("1", ("联系电话",))]
+            if kind == "guardian_for_child"
+            else [Say(applicant_id, ("联系电话",))]
+        ),
         Say("同上" if same_phone else phone, ("户籍地址",)),
         Say(address, ("请准备这些材料",), voice()),
     ]
@@ -160,8 +168,14 @@ def make_script(n: int, rng: random.Random, tag: str, kind: str | None = None) -
     for step in steps:
         if step.voice:
             step.text += "。"
-    return Script(f"oFault{tag}{n:04d}", kind, steps, services,
-                  {"name": name, "id_number": applicant_id, "phone": phone, "household_address": address}, agent_name)
+    return Script(
+        f"oFault{tag}{n:04d}",
+        kind,
+        steps,
+        services,
+        {"name": name, "id_number": applicant_id, "phone": phone, "household_address": address},
+        agent_name,
+    )
 
 
 REFERENCE = re.compile(r"申请编号 ([0-9A-Z]+)")
@@ -203,8 +217,14 @@ class WeChat:
     def xml(self, openid: str, say: Say, msg_id: int | None = None) -> str:
         msg_id = msg_id or next(_msg_ids)
         if say.voice:
-            return message_xml(from_user=openid, msg_type="voice", recognition=say.text, media_id=f"v{msg_id}",
-                               msg_id=msg_id, create_time=int(time.time()))
+            return message_xml(
+                from_user=openid,
+                msg_type="voice",
+                recognition=say.text,
+                media_id=f"v{msg_id}",
+                msg_id=msg_id,
+                create_time=int(time.time()),
+            )
         return message_xml(from_user=openid, content=say.text, msg_id=msg_id, create_time=int(time.time()))
 
     async def post(self, url: str, xml: str) -> str:
@@ -214,8 +234,9 @@ class WeChat:
         self.figures.posted += 1
         self.figures.in_flight += 1
         try:
-            async with self.http.post(url + "/wechat", params=query, data=body,
-                                      timeout=aiohttp.ClientTimeout(total=WECHAT_DEADLINE_S + 5)) as resp:
+            async with self.http.post(
+                url + "/wechat", params=query, data=body, timeout=aiohttp.ClientTimeout(total=WECHAT_DEADLINE_S + 5)
+            ) as resp:
                 raw = await resp.read()
                 assert resp.status == 200, (resp.status, raw[:200])
         finally:
@@ -240,8 +261,9 @@ class WeChat:
                 attempt += 1
                 await asyncio.sleep(0.05)
 
-    async def converse(self, script: Script, url_for, *, busy_ok: bool, transcript: list[str] | None = None,
-                       twin_for=None) -> str:
+    async def converse(
+        self, script: Script, url_for, *, busy_ok: bool, transcript: list[str] | None = None, twin_for=None
+    ) -> str:
         """Play a script to the end; url_for(i) is where the i-th message (or attempt) goes. Returns the
         application reference. A "busy" reply is tolerated only when busy_ok: the citizen sends the same
         answer again, as a new message. twin_for(i), when given and not None, is where a copy of the i-th
@@ -286,8 +308,15 @@ def normalized(reply: str) -> str:
 
 
 def bot_env(redis_url: str, intake: FakeIntake) -> dict[str, str]:
-    return dict(WECHAT_TOKEN=TOKEN, WECHAT_APPID=APPID, WECHAT_ENCODING_AES_KEY=AES_KEY, REDIS_URL=redis_url,
-                INTAKE_URL=intake.url, INTAKE_SECRET=INTAKE_SECRET, BOT_DATA_KEY=DATA_KEY)
+    return dict(
+        WECHAT_TOKEN=TOKEN,
+        WECHAT_APPID=APPID,
+        WECHAT_ENCODING_AES_KEY=AES_KEY,
+        REDIS_URL=redis_url,
+        INTAKE_URL=intake.url,
+        INTAKE_SECRET=INTAKE_SECRET,
+        BOT_DATA_KEY=DATA_KEY,
+    )
 
 
 @pytest.fixture
@@ -308,7 +337,8 @@ def check_delivered_documents(intake: FakeIntake, scripts: dict[str, Script]) ->
     """Each application reached the intake once with a valid signature, under its own key, and
     says what the citizen answered."""
     assert set(intake.accepted) == set(scripts), (
-        f"lost: {sorted(set(scripts) - set(intake.accepted))}, unexpected: {sorted(set(intake.accepted) - set(scripts))}")
+        f"lost: {sorted(set(scripts) - set(intake.accepted))}, unexpected: {sorted(set(intake.accepted) - set(scripts))}"
+    )
     assert all(count == 1 for count in intake.accepted.values()), intake.accepted
     for seen in intake.requests:
         assert seen.path == "/applications" and seen.signature_ok and seen.key == seen.body_id, seen
@@ -378,18 +408,23 @@ async def test_redis_restart_mid_dialog(tmp_path, intake, http, how):
         assert reply != BUSY, f"{s.openid}: told busy although Redis is back"
         assert all(w in reply for w in say.expect), f"{s.openid}: not accepted at the step where they were:\n{reply}"
         transcript: list[str] = []
-        rest = Script(s.openid, s.kind, s.steps[phone_step(s) + 1:], s.services, s.applicant, s.agent_name)
+        rest = Script(s.openid, s.kind, s.steps[phone_step(s) + 1 :], s.services, s.applicant, s.agent_name)
         reference = await wechat.converse(rest, lambda _i: bot.url, busy_ok=True, transcript=transcript)
         summary = next(r for r in transcript if "请核对" in r)
-        for answer in (s.applicant["name"], masked(s.applicant["id_number"]), s.applicant["phone"],
-                       s.applicant["household_address"], *([s.agent_name] if s.agent_name else [])):
+        for answer in (
+            s.applicant["name"],
+            masked(s.applicant["id_number"]),
+            s.applicant["phone"],
+            s.applicant["household_address"],
+            *([s.agent_name] if s.agent_name else []),
+        ):
             assert answer in summary, f"{answer!r} missing from the summary:\n{summary}"
         return reference, s
 
     started = time.monotonic()
     try:
         await bot.start()
-        await until_done([play(wechat, bot.url, s, s.steps[:phone_step(s)]) for s in scripts])
+        await until_done([play(wechat, bot.url, s, s.steps[: phone_step(s)]) for s in scripts])
         pooled = await bot_connections(redis)  # (all of them went stale: none may cost a "busy")
         redis.stop(how)
         await until_done([while_redis_is_down(s) for s in scripts])
@@ -405,11 +440,13 @@ async def test_redis_restart_mid_dialog(tmp_path, intake, http, how):
         redis.stop()
     assert figures.busy == 0, f"{figures.busy} busy replies after Redis was back"
     assert max(outage) < WECHAT_DEADLINE_S and figures.slowest < WECHAT_DEADLINE_S
-    print(f"\nFAULTS redis-restart ({signal.Signals(how).name} to Redis): citizens={len(scripts)} "
-          f"busy_during_outage={len(outage)} slowest_busy_reply={max(outage) * 1000:.0f}ms "
-          f"busy_after_redis_was_back=0 (bot connections pooled before: {pooled}) "
-          f"replies={figures.replies} slowest_reply={figures.slowest * 1000:.0f}ms delivered={len(intake.accepted)} "
-          f"wall={time.monotonic() - started:.1f}s")
+    print(
+        f"\nFAULTS redis-restart ({signal.Signals(how).name} to Redis): citizens={len(scripts)} "
+        f"busy_during_outage={len(outage)} slowest_busy_reply={max(outage) * 1000:.0f}ms "
+        f"busy_after_redis_was_back=0 (bot connections pooled before: {pooled}) "
+        f"replies={figures.replies} slowest_reply={figures.slowest * 1000:.0f}ms delivered={len(intake.accepted)} "
+        f"wall={time.monotonic() - started:.1f}s"
+    )
 
 
 # -- 2. `bot serve` killed with SIGKILL at random points, then restarted -----------------------------
@@ -461,8 +498,12 @@ async def run_kills(tmp_path, redis_url, redis_client, intake, http, *, conversa
         await bot.start()
         await until_done([killer(), *(citizen(s) for s in scripts)])
         talked = time.monotonic() - started
-        await wait_until(lambda: all_delivered(redis_client, references), DELIVERY_TAIL_S, interval=0.2,
-                         what="every application delivered and acknowledged")
+        await wait_until(
+            lambda: all_delivered(redis_client, references),
+            DELIVERY_TAIL_S,
+            interval=0.2,
+            what="every application delivered and acknowledged",
+        )
     except BaseException:
         print(f"FAULTS kill: failed with seed={seed}; bot running={bot.running}; its log:\n{bot.log_tail(6000)}")
         raise
@@ -481,8 +522,9 @@ async def run_kills(tmp_path, redis_url, redis_client, intake, http, *, conversa
         sends = intake.for_id(reference)
         for before, after in zip(sends, sends[1:]):
             senders = (before.instance, after.instance)
-            assert before.instance != after.instance and _pid(before.instance) in killed_pids, \
+            assert before.instance != after.instance and _pid(before.instance) in killed_pids, (
                 f"{reference}: POST again by {senders[1]} after {senders[0]} (killed: {sorted(killed_pids)})"
+            )
             reposted += 1
         statuses = Counter(r.status for r in sends)  # None: the POST was cut off with the process
         assert statuses[201] == 1 and set(statuses) <= {201, 409, None}, statuses
@@ -494,14 +536,16 @@ async def run_kills(tmp_path, redis_url, redis_client, intake, http, *, conversa
         assert any(killed <= at <= max(healthy, killed + 5) + 4 for killed, healthy in kills_at), "busy without a kill"
     assert figures.slowest < WECHAT_DEADLINE_S, figures.slowest
     restarts = [healthy - killed for killed, healthy in kills_at]
-    print(f"FAULTS kill: conversations={conversations} messages={total} kills={kills} seed={seed} concurrency={concurrency} "
-          f"replies={figures.replies} replies_lost_and_resent={figures.lost} (open at the kills: requests={caught['messages']} "
-          f"intake_posts={caught['deliveries']}; refused connections while down: {figures.attempts_failed}) busy_resent={figures.busy} "
-          f"chose_date_again={figures.chose_again} slowest_reply={figures.slowest * 1000:.0f}ms "
-          f"restart={min(restarts, default=0):.1f}-{max(restarts, default=0):.1f}s applications={len(references)} "
-          f"delivered={len(intake.accepted)} posts={len(intake.requests)} reposts_answered_409={reposted} "
-          f"duplicates={sum(c - 1 for c in intake.accepted.values())} lost={len(set(references) - set(intake.accepted))} "
-          f"conversations_done={talked:.1f}s wall={wall:.1f}s")
+    print(
+        f"FAULTS kill: conversations={conversations} messages={total} kills={kills} seed={seed} concurrency={concurrency} "
+        f"replies={figures.replies} replies_lost_and_resent={figures.lost} (open at the kills: requests={caught['messages']} "
+        f"intake_posts={caught['deliveries']}; refused connections while down: {figures.attempts_failed}) busy_resent={figures.busy} "
+        f"chose_date_again={figures.chose_again} slowest_reply={figures.slowest * 1000:.0f}ms "
+        f"restart={min(restarts, default=0):.1f}-{max(restarts, default=0):.1f}s applications={len(references)} "
+        f"delivered={len(intake.accepted)} posts={len(intake.requests)} reposts_answered_409={reposted} "
+        f"duplicates={sum(c - 1 for c in intake.accepted.values())} lost={len(set(references) - set(intake.accepted))} "
+        f"conversations_done={talked:.1f}s wall={wall:.1f}s"
+    )
 
 
 def _pid(instance: str | None) -> int:
@@ -510,8 +554,15 @@ def _pid(instance: str | None) -> int:
 
 async def test_sigkill_at_random_points(tmp_path, redis_url, redis_client, intake, http):
     """FAULT_CONVERSATIONS conversations (default 40), FAULT_KILLS kills (default 3)."""
-    await run_kills(tmp_path, redis_url, redis_client, intake, http,
-                    conversations=_size("FAULT_CONVERSATIONS", 40), kills=_size("FAULT_KILLS", 3))
+    await run_kills(
+        tmp_path,
+        redis_url,
+        redis_client,
+        intake,
+        http,
+        conversations=_size("FAULT_CONVERSATIONS", 40),
+        kills=_size("FAULT_KILLS", 3),
+    )
 
 
 @pytest.mark.slow
@@ -572,7 +623,9 @@ async def test_two_processes_behind_one_redis(tmp_path, redis_url, redis_client,
     assert figures.twins == len(duplicated) > 0
     assert dedup == len(duplicated), (dedup, len(duplicated))  # each copy answered from the reply cache
     assert errors == 0 and figures.busy == 0 and figures.slowest < WECHAT_DEADLINE_S
-    print(f"\nFAULTS two-processes: conversations={conversations}x2 messages={sum(map(len, one_transcripts.values()))}x2 "
-          f"sent_to_both_at_once={figures.twins} dedup_hits={dedup:.0f} handled_by_process={handled[0]:.0f}/{handled[1]:.0f} "
-          f"transcripts_identical={conversations} applications={len(one)}+{len(two)} posts={len(intake.requests)} "
-          f"slowest_reply={figures.slowest * 1000:.0f}ms wall={time.monotonic() - started:.1f}s")
+    print(
+        f"\nFAULTS two-processes: conversations={conversations}x2 messages={sum(map(len, one_transcripts.values()))}x2 "
+        f"sent_to_both_at_once={figures.twins} dedup_hits={dedup:.0f} handled_by_process={handled[0]:.0f}/{handled[1]:.0f} "
+        f"transcripts_identical={conversations} applications={len(one)}+{len(two)} posts={len(intake.requests)} "
+        f"slowest_reply={figures.slowest * 1000:.0f}ms wall={time.monotonic() - started:.1f}s"
+    )

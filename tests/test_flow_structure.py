@@ -1,4 +1,5 @@
 """The flow as a graph: every step has wording, is reachable, leads on; the diagram is current."""
+
 from __future__ import annotations
 
 import re
@@ -82,7 +83,7 @@ def test_every_named_condition_and_answer_kind_exists():
         assert step.answer.split(":")[0] in READERS, step
         assert step.ask_if is None or step.ask_if in CONDITIONS, step
     for t in TRANSITIONS:
-        for c in ([t["conditions"]] if isinstance(t.get("conditions"), str) else t.get("conditions", [])):
+        for c in [t["conditions"]] if isinstance(t.get("conditions"), str) else t.get("conditions", []):
             assert c in CONDITIONS, t
     for region in REGIONS:
         pack = load_pack(region)

@@ -1,5 +1,6 @@
 """Foundations, against real processes: one clock, configuration refused before anything starts,
 data keys that cannot silently lose citizens' data, and `bot serve --workers 2` that stops on SIGTERM."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from bot.clock import Clock
 from bot.wechat_protocol import WeChatProtocol, message_xml
@@ -22,15 +22,21 @@ from tests.processes import ROOT, BotServe, embedded_servers
 
 KEY_A = "ka:" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
 KEY_B = "kb:" + "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI="
-REAL = {"WECHAT_APPID": "wx0123456789abcdef", "WECHAT_APPSECRET": "s3cret", "WECHAT_TOKEN": "realtoken",
-        "INTAKE_URL": "http://127.0.0.1:9/intake", "INTAKE_SECRET": "x"}
+REAL = {
+    "WECHAT_APPID": "wx0123456789abcdef",
+    "WECHAT_APPSECRET": "s3cret",
+    "WECHAT_TOKEN": "realtoken",
+    "INTAKE_URL": "http://127.0.0.1:9/intake",
+    "INTAKE_SECRET": "x",
+}
 
 
 def bot(args: list[str], env: dict[str, str], *, timeout: float = 60) -> subprocess.CompletedProcess:
     """`python -m bot …` with only `env` of our variables (the test's own WECHAT_/BOT_/REDIS_ are dropped)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "BOT_", "INTAKE_", "REDIS_"))}
-    return subprocess.run([sys.executable, "-m", "bot", *args], env={**clean, **env}, cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], env={**clean, **env}, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def refused(out: subprocess.CompletedProcess, variable: str) -> str:
@@ -84,15 +90,19 @@ async def test_a_push_queued_for_an_old_now_is_not_given_up_at_once(redis_client
 
 
 # -- 2. configuration refused before anything starts -----------------------------------------------------
-@pytest.mark.parametrize("env, variable", [
-    ({**REAL, "INTAKE_URL": "", "BOT_DATA_KEY": KEY_A}, "INTAKE_URL"),
-    ({"BOT_DATA_KEY": "k1:not-base64!"}, "BOT_DATA_KEY"),
-    ({"BOT_DATA_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="}, "BOT_DATA_KEY"),  # no key id
-    ({"REDIS_URL": "127.0.0.1:6379", "BOT_DATA_KEY": KEY_A}, "REDIS_URL"),
-    ({"BOT_PORT": "eighty"}, "BOT_PORT"),
-    ({"BOT_TODAY": "2027-13-40"}, "BOT_TODAY"),
-    ({"BOT_LOG_FORMAT": "xml"}, "BOT_LOG_FORMAT"),
-], ids=["no-intake", "bad-key", "key-without-id", "bad-redis-url", "bad-port", "bad-today", "bad-log-format"])
+@pytest.mark.parametrize(
+    "env, variable",
+    [
+        ({**REAL, "INTAKE_URL": "", "BOT_DATA_KEY": KEY_A}, "INTAKE_URL"),
+        ({"BOT_DATA_KEY": "k1:not-base64!"}, "BOT_DATA_KEY"),
+        ({"BOT_DATA_KEY": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="}, "BOT_DATA_KEY"),  # no key id
+        ({"REDIS_URL": "127.0.0.1:6379", "BOT_DATA_KEY": KEY_A}, "REDIS_URL"),
+        ({"BOT_PORT": "eighty"}, "BOT_PORT"),
+        ({"BOT_TODAY": "2027-13-40"}, "BOT_TODAY"),
+        ({"BOT_LOG_FORMAT": "xml"}, "BOT_LOG_FORMAT"),
+    ],
+    ids=["no-intake", "bad-key", "key-without-id", "bad-redis-url", "bad-port", "bad-today", "bad-log-format"],
+)
 def test_a_bad_configuration_is_one_line_and_exit_2_before_anything_starts(tmp_path, env, variable):
     var = tmp_path / "var"
     refused(bot(["serve"], {"BOT_VAR_DIR": str(var), **env}), variable)
@@ -130,8 +140,9 @@ async def test_a_changed_key_is_detected_at_start_and_named(tmp_path, redis_url,
     await first.start()
     first.stop()
     assert await redis_client.exists(canary_key("ka"))
-    line = refused(bot(["serve"], {"REDIS_URL": redis_url, "BOT_DATA_KEY": KEY_B, "BOT_VAR_DIR": str(tmp_path / "v")}),
-                   "BOT_DATA_KEY")
+    line = refused(
+        bot(["serve"], {"REDIS_URL": redis_url, "BOT_DATA_KEY": KEY_B, "BOT_VAR_DIR": str(tmp_path / "v")}), "BOT_DATA_KEY"
+    )
     assert "'ka'" in line  # the key id the data was sealed with
     # Rotation (the new key first, the old one kept) starts, and leaves the new key's canary too.
     rotated = BotServe(tmp_path / "var", env={"REDIS_URL": redis_url, "BOT_DATA_KEY": f"{KEY_B},{KEY_A}"})
@@ -161,8 +172,10 @@ async def test_erasure_with_one_unreadable_record_deletes_the_rest(bot_client, m
     # Someone else's reminder sealed with a key we no longer have.
     await services.reminders.schedule("unfinished:QYOTHER", time.time() + 3600, {"openid": "oOther", "kind": "unfinished"})
     other = Sealer(parse_data_keys(KEY_B))
-    await redis_client.set("remind:{schedule}:payload:unfinished:QYOTHER",
-                           other.seal(b'{"openid": "oOther"}', "remind:{schedule}:payload:unfinished:QYOTHER"))
+    await redis_client.set(
+        "remind:{schedule}:payload:unfinished:QYOTHER",
+        other.seal(b'{"openid": "oOther"}', "remind:{schedule}:payload:unfinished:QYOTHER"),
+    )
     assert "回复1确认" in await user.say("删除我的信息")
     reply = await user.say("1")
     assert "已删除" in reply, reply
@@ -235,8 +248,9 @@ async def test_metrics_of_two_workers_are_one_view(tmp_path):
     try:
         async with aiohttp.ClientSession() as http:
             for n in range(12):
-                query, body = protocol.build_request(message_xml(from_user=f"oMetrics{n}", content="你好", msg_id=n + 1),
-                                                     encrypted=False)
+                query, body = protocol.build_request(
+                    message_xml(from_user=f"oMetrics{n}", content="你好", msg_id=n + 1), encrypted=False
+                )
                 async with http.post(serve.url + "/wechat", params=query, data=body) as r:
                     assert r.status == 200
             scrapes = []
@@ -262,9 +276,15 @@ async def test_bot_menu_push_creates_the_menu_through_wechats_api(tmp_path, redi
     server = TestServer(create_wechat_sandbox(appid="wxmenu", secret="menusecret", clock=time.time), host="127.0.0.1")
     await server.start_server()
     try:
-        env = {**REAL, "WECHAT_APPID": "wxmenu", "WECHAT_APPSECRET": "menusecret", "REDIS_URL": redis_url,
-               "BOT_DATA_KEY": KEY_A, "WECHAT_API_BASE": str(server.make_url("")).rstrip("/"),
-               "BOT_VAR_DIR": str(tmp_path / "var")}
+        env = {
+            **REAL,
+            "WECHAT_APPID": "wxmenu",
+            "WECHAT_APPSECRET": "menusecret",
+            "REDIS_URL": redis_url,
+            "BOT_DATA_KEY": KEY_A,
+            "WECHAT_API_BASE": str(server.make_url("")).rstrip("/"),
+            "BOT_VAR_DIR": str(tmp_path / "var"),
+        }
         out = await asyncio.to_thread(bot, ["menu", "push"], env)
         assert out.returncode == 0, out.stderr
         menu = server.app[SANDBOX].menu
@@ -316,8 +336,10 @@ async def test_an_aborted_upload_is_one_line_in_the_log(tmp_path):
     await serve.start()
     try:
         with socket.create_connection(("127.0.0.1", serve.port)) as s:
-            s.sendall(b"POST /wechat?signature=x&timestamp=1&nonce=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
-                      b"Content-Type: text/xml\r\n\r\n<xml>partial")
+            s.sendall(
+                b"POST /wechat?signature=x&timestamp=1&nonce=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+                b"Content-Type: text/xml\r\n\r\n<xml>partial"
+            )
             await asyncio.sleep(0.3)
         for _ in range(50):
             if "request aborted by the client" in serve.log_tail(20000):
@@ -333,6 +355,9 @@ async def test_an_aborted_upload_is_one_line_in_the_log(tmp_path):
 def test_calendar_check_names_the_years_without_a_published_schedule(tmp_path):
     env = {"BOT_VAR_DIR": str(tmp_path / "var")}
     late = bot(["calendar", "check"], {**env, "BOT_TODAY": "2040-11-01"})  # into 2041: no schedule for either
-    assert late.returncode == 1 and "2040年的节假日安排还没有" in late.stdout and "2041年" in late.stdout, (late.stdout, late.stderr)
+    assert late.returncode == 1 and "2040年的节假日安排还没有" in late.stdout and "2041年" in late.stdout, (
+        late.stdout,
+        late.stderr,
+    )
     early = bot(["calendar", "check"], {**env, "BOT_TODAY": "2026-03-01"})
     assert early.returncode == 0 and "都已公布" in early.stdout, (early.stdout, early.stderr)

@@ -4,6 +4,7 @@ A machine sends these, so a machine reads the answers: never a 500, always a JSO
 (400 bad JSON or event, 401 signature, 404 unknown application, 409 duplicate, 413 too large). An
 event applies once, whatever is replayed; a good event still applies after any amount of garbage.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,10 @@ json_text = st.one_of(
     st.text(st.characters(categories=["Cs", "Lo", "Nd", "Cc"]), min_size=1, max_size=20),
     st.sampled_from(["2026-13-45", "yesterday", "2026-11-24T25:00", "", "QY", "1e309", "9" * 5000]),
 )
+
+
 @pytest.fixture
-async def application(bot, protocol, redis_client):  # noqa: F811
+async def application(bot, protocol, redis_client):
     ref = await apply(WeChatUser(bot, "oFuzzIntake", protocol), MOTHER_CHILD)
     registry = bot.server.app[SERVICES].registry
 
@@ -128,7 +131,9 @@ async def test_any_signed_body_gets_a_json_answer_and_a_replay_has_no_second_eff
 
 
 FAULTS = ["no_signature", "no_timestamp", "other_secret", "stale", "huge_timestamp", "not_digits", "flip", "garbage"]
-header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from("é中٣\u00a0"), min_size=1, max_size=40)
+header_text = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from("é中٣\u00a0"), min_size=1, max_size=40
+)
 
 
 @fuzz(1)
@@ -146,14 +151,16 @@ async def test_a_wrong_signature_or_timestamp_is_a_401_and_changes_nothing(appli
     elif fault == "other_secret":
         hdrs = headers(data.draw(header_text.filter(lambda s: s != secret)), body)
     elif fault == "stale":
-        hdrs = headers(secret, body, str(int(time.time()) + data.draw(st.sampled_from([-1, 1])) * data.draw(st.integers(301, 10**12))))
+        hdrs = headers(
+            secret, body, str(int(time.time()) + data.draw(st.sampled_from([-1, 1])) * data.draw(st.integers(301, 10**12)))
+        )
     elif fault == "huge_timestamp":  # signed right, but no clock says so: 10^12 s is in the year 33658
         hdrs = headers(secret, body, "9" * data.draw(st.sampled_from([13, 40, 4300, 5000])))
     elif fault == "not_digits":
         hdrs = headers(secret, body, data.draw(header_text.filter(lambda t: not (t.isascii() and t.isdigit()))))
     elif fault == "flip":
         sig, at = good[SIGNATURE_HEADER], data.draw(st.integers(0, 63))
-        hdrs[SIGNATURE_HEADER] = sig[:at] + f"{(int(sig[at], 16) + data.draw(st.integers(1, 15))) % 16:x}" + sig[at + 1:]
+        hdrs[SIGNATURE_HEADER] = sig[:at] + f"{(int(sig[at], 16) + data.draw(st.integers(1, 15))) % 16:x}" + sig[at + 1 :]
     else:
         hdrs[SIGNATURE_HEADER] = data.draw(header_text)
     before = await effects(client, ref, redis_client)

@@ -4,6 +4,7 @@ Every parser either returns a normalised value or raises ValidationError with a 
 nothing else escapes. Valid inputs are accepted in every way a citizen may type or speak them, and
 the result agrees with an independent GB 11643 check (tests/test_validators.check_digit).
 """
+
 from __future__ import annotations
 
 import re
@@ -32,12 +33,25 @@ from tests.fuzz_support import characters, count, fuzz, nasty_text
 from tests.test_validators import check_digit
 
 TODAY = date(2025, 6, 1)
-anything = st.one_of(nasty_text, st.text(characters, max_size=80), st.text(st.sampled_from("0123456789Xx叉-. 幺两零"), max_size=25))
+anything = st.one_of(
+    nasty_text, st.text(characters, max_size=80), st.text(st.sampled_from("0123456789Xx叉-. 幺两零"), max_size=25)
+)
 
 # -- how citizens write a number -----------------------------------------------------------------
 
-SPOKEN = {"0": "0０零〇", "1": "1１一幺", "2": "2２二两", "3": "3３三", "4": "4４四", "5": "5５五", "6": "6６六",
-          "7": "7７七", "8": "8８八", "9": "9９九", "X": "XxＸｘ叉"}
+SPOKEN = {
+    "0": "0０零〇",
+    "1": "1１一幺",
+    "2": "2２二两",
+    "3": "3３三",
+    "4": "4４四",
+    "5": "5５五",
+    "6": "6６六",
+    "7": "7７七",
+    "8": "8８八",
+    "9": "9９九",
+    "X": "XxＸｘ叉",
+}
 SEPARATORS = ["", "", "", " ", "-", "－", "—", ".", "·", "/", "\u200b", "\u3000", "、", ","]
 PREFIXES = ["", "", "我的身份证号是", "号码：", "是 ", "\ufeff"]
 SUFFIXES = ["", "", "。", "，谢谢", " ", "!"]
@@ -55,7 +69,11 @@ def written(draw, number: str, words: bool = True) -> str:
 
 @st.composite
 def id_numbers(draw, born=st.dates(date(1900, 1, 1), TODAY)) -> str:
-    body = draw(st.from_regex(r"[1-9][0-9]{5}", fullmatch=True)) + draw(born).strftime("%Y%m%d") + draw(st.from_regex(r"[0-9]{3}", fullmatch=True))
+    body = (
+        draw(st.from_regex(r"[1-9][0-9]{5}", fullmatch=True))
+        + draw(born).strftime("%Y%m%d")
+        + draw(st.from_regex(r"[0-9]{3}", fullmatch=True))
+    )
     return body + check_digit(body)
 
 
@@ -82,6 +100,7 @@ def code_of(parse, *args, **kwargs) -> str | None:
 
 # -- ID numbers ------------------------------------------------------------------------------------
 
+
 @fuzz()
 @given(number=id_numbers(), data=st.data())
 def test_a_valid_id_number_is_accepted_however_it_is_written(number, data):
@@ -99,7 +118,7 @@ def test_a_valid_id_number_is_accepted_however_it_is_written(number, data):
 def test_one_changed_character_in_a_valid_id_number_is_rejected(number, at, new):
     count()
     assume(number[at] != new)
-    changed = number[:at] + new + number[at + 1:]
+    changed = number[:at] + new + number[at + 1 :]
     assert code_of(parse_id_number, changed, today=TODAY) in ("id_checksum", "id_birth_date", "id_chars")
 
 
@@ -108,13 +127,19 @@ def test_one_changed_character_in_a_valid_id_number_is_rejected(number, at, new)
 def test_two_swapped_neighbours_in_a_valid_id_number_are_rejected(number, at):
     count()
     assume(number[at] != number[at + 1])
-    swapped = number[:at] + number[at + 1] + number[at] + number[at + 2:]
+    swapped = number[:at] + number[at + 1] + number[at] + number[at + 2 :]
     assert code_of(parse_id_number, swapped, today=TODAY) is not None
 
 
 @fuzz(3)
-@given(text=st.one_of(anything, id_numbers().flatmap(lambda n: st.tuples(st.just(n), st.integers(0, 17), st.sampled_from("0123456789X"))).map(
-    lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + 1:])))
+@given(
+    text=st.one_of(
+        anything,
+        id_numbers()
+        .flatmap(lambda n: st.tuples(st.just(n), st.integers(0, 17), st.sampled_from("0123456789X")))
+        .map(lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + 1 :]),
+    )
+)
 def test_any_text_as_an_id_number_agrees_with_gb11643(text):
     count()
     code = code_of(parse_id_number, text, today=TODAY)
@@ -143,7 +168,9 @@ def test_a_mobile_number_is_accepted_however_it_is_written(number, prefix, data)
 
 
 @fuzz()
-@given(landline=landlines, style=st.sampled_from(["{a}-{l}", "{a}{l}", "({a}) {l}", "+86 {a0} {l}", "0086{a0}{l}"]), data=st.data())
+@given(
+    landline=landlines, style=st.sampled_from(["{a}-{l}", "{a}{l}", "({a}) {l}", "+86 {a0} {l}", "0086{a0}{l}"]), data=st.data()
+)
 def test_a_landline_is_accepted_with_its_area_code_however_it_is_written(landline, style, data):
     count()
     area, local = landline
@@ -167,6 +194,7 @@ def test_any_text_as_a_phone_is_a_phone_or_a_documented_error(text):
 
 # -- certificate numbers, categories and levels ----------------------------------------------------
 
+
 @fuzz()
 @given(number=id_numbers(), category=st.sampled_from(CERT_CATEGORIES), level=st.sampled_from(CERT_LEVELS), data=st.data())
 def test_a_valid_certificate_number_is_accepted_and_its_parts_checked(number, category, level, data):
@@ -180,7 +208,10 @@ def test_a_valid_certificate_number_is_accepted_and_its_parts_checked(number, ca
     assert code_of(parse_certificate_no, f"{number}{other}{level}", category=category, today=TODAY) == expected
     at, digit = data.draw(st.integers(0, 17)), data.draw(st.sampled_from("0123456789"))
     assume(number[at] != digit)
-    assert code_of(parse_certificate_no, f"{number[:at]}{digit}{number[at + 1:]}{category}{level}", today=TODAY) == "cert_id_invalid"
+    assert (
+        code_of(parse_certificate_no, f"{number[:at]}{digit}{number[at + 1 :]}{category}{level}", today=TODAY)
+        == "cert_id_invalid"
+    )
 
 
 @fuzz()
@@ -201,9 +232,14 @@ SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁�
 
 
 @fuzz()
-@given(surname=st.sampled_from(SURNAMES), given_name=st.text(han, min_size=1, max_size=3), second=st.text(han, max_size=4),
-       dot=st.sampled_from("·•・‧∙⋅."), noise=st.sampled_from(["", "我叫", "我的名字是", "姓名：", "申请人是", "你好，我叫"]),
-       end=st.sampled_from(["", "。", "!", " "]))
+@given(
+    surname=st.sampled_from(SURNAMES),
+    given_name=st.text(han, min_size=1, max_size=3),
+    second=st.text(han, max_size=4),
+    dot=st.sampled_from("·•・‧∙⋅."),
+    noise=st.sampled_from(["", "我叫", "我的名字是", "姓名：", "申请人是", "你好，我叫"]),
+    end=st.sampled_from(["", "。", "!", " "]),
+)
 def test_a_chinese_name_is_accepted_with_the_words_around_it(surname, given_name, second, dot, noise, end):
     count()
     name = surname + given_name + (f"·{second}" if second else "")
@@ -229,15 +265,22 @@ def test_any_text_as_a_name_or_an_address_is_one_or_a_documented_error(text):
 
 
 @fuzz()
-@given(address=st.tuples(st.sampled_from("青甘安呼内"), st.text(st.one_of(han, st.sampled_from("0123456789号楼-")), min_size=4, max_size=60),
-                         st.sampled_from("村号室组")).map("".join),
-       noise=st.sampled_from(["", "我家住在", "地址：", "住址是", "现住址"]), end=st.sampled_from(["", "。", "，", " "]))
+@given(
+    address=st.tuples(
+        st.sampled_from("青甘安呼内"),
+        st.text(st.one_of(han, st.sampled_from("0123456789号楼-")), min_size=4, max_size=60),
+        st.sampled_from("村号室组"),
+    ).map("".join),
+    noise=st.sampled_from(["", "我家住在", "地址：", "住址是", "现住址"]),
+    end=st.sampled_from(["", "。", "，", " "]),
+)
 def test_an_address_is_kept_as_written(address, noise, end):
     count()
     assert parse_address(noise + address + end) == normalize(address)
 
 
 # -- options: levels, categories and every other choice ---------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def understanding():

@@ -7,6 +7,7 @@ XML inside is a valid message from message_xml, then mutated. Properties:
 - no state corruption: a citizen mid-conversation who gets garbage (valid signature) keeps every
   answer given so far, and the conversation carries on as in its transcript.
 """
+
 from __future__ import annotations
 
 import base64
@@ -38,6 +39,7 @@ MODES = st.sampled_from(["plain", "aes"])
 
 
 # -- requests as WeChat sends them ------------------------------------------------------------------
+
 
 def signed(protocol, plain: bytes, mode: str, *, timestamp: int | None = None, nonce: str = "1357924680") -> tuple[dict, bytes]:
     """Query and body for `plain` (any bytes): signed query (plain mode) or encrypted by wechatpy."""
@@ -71,7 +73,9 @@ def answer_of(client, protocol, status: int, raw: bytes, mode: str) -> str | Non
 
 # -- hostile XML ------------------------------------------------------------------------------------
 
-OPENIDS = st.one_of(st.sampled_from(["oFuzzA", "oFuzzB", "o-{x}*?[", "o" + "界" * 200]), st.text(characters, min_size=1, max_size=30))
+OPENIDS = st.one_of(
+    st.sampled_from(["oFuzzA", "oFuzzB", "o-{x}*?[", "o" + "界" * 200]), st.text(characters, min_size=1, max_size=30)
+)
 _LOL = "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
 DTDS = [
     '<!DOCTYPE xml [<!ENTITY e "EXPANDED">]>',
@@ -83,8 +87,28 @@ DTDS = [
     "<!DOCTYPE xml>",
 ]
 PROLOGS = ["", "\ufeff", "\ufeff\ufeff", " \n", '<?xml version="1.0" encoding="UTF-8"?>', "<!-- c --><?pi x?>\n"]
-RAW = [b"\x00", b"\x01", b"\x1b", b"\x7f", "\u202e".encode(), "\ufeff".encode(), "😀".encode(), b"]]>", b"<", b"&",
-       b"&#0;", b"&#xD800;", b"\xed\xa0\x80", b"\xc0\x80", b"\xff\xfe", b"<!--", b"<?x?>", b"<![CDATA[", b"</xml>", b"<xml>"]
+RAW = [
+    b"\x00",
+    b"\x01",
+    b"\x1b",
+    b"\x7f",
+    "\u202e".encode(),
+    "\ufeff".encode(),
+    "😀".encode(),
+    b"]]>",
+    b"<",
+    b"&",
+    b"&#0;",
+    b"&#xD800;",
+    b"\xed\xa0\x80",
+    b"\xc0\x80",
+    b"\xff\xfe",
+    b"<!--",
+    b"<?x?>",
+    b"<![CDATA[",
+    b"</xml>",
+    b"<xml>",
+]
 ENCODINGS = ["gbk", "gb18030", "big5", "utf-16", "utf-16-le", "utf-32", "latin-1", "utf-8"]
 
 
@@ -92,7 +116,9 @@ ENCODINGS = ["gbk", "gb18030", "big5", "utf-16", "utf-16-le", "utf-32", "latin-1
 def messages(draw, from_user=OPENIDS) -> str:
     kind = draw(st.sampled_from(["text", "text", "voice", "image", "event", "video", "location"]))
     return message_xml(
-        from_user=draw(from_user), msg_type=kind, create_time=int(time.time()),
+        from_user=draw(from_user),
+        msg_type=kind,
+        create_time=int(time.time()),
         content=draw(nasty_text) if kind == "text" else None,
         recognition=draw(nasty_text) if kind == "voice" else None,
         event=draw(st.sampled_from(["subscribe", "CLICK", "VIEW", "SCAN", "", "unsubscribe"])) if kind == "event" else None,
@@ -116,13 +142,15 @@ def hostile(draw, xml=messages()) -> tuple[str, bytes]:
     elif how == "truncate":
         b = b[: draw(st.integers(0, len(b) - 1))]
     elif how == "duplicate":
-        b = b[: field.end()] + field.group(0) * draw(st.integers(1, 3)) + b[field.end():]
+        b = b[: field.end()] + field.group(0) * draw(st.integers(1, 3)) + b[field.end() :]
     elif how == "huge":
         filler = draw(st.sampled_from(["A", "界", "😀", "]]>"])) * draw(st.sampled_from([20_000, 1_100_000]))
-        b = b[: field.start(2)] + f"<![CDATA[{filler}]]>".encode() + b[field.end(2):]
+        b = b[: field.start(2)] + f"<![CDATA[{filler}]]>".encode() + b[field.end(2) :]
     elif how == "dtd":
         entity = draw(st.sampled_from(["&e;", "&lol9;", "&p;", "x"]))
-        b = (draw(st.sampled_from(PROLOGS)) + draw(st.sampled_from(DTDS))).encode() + b.replace(b"<MsgType>", f"<Content>{entity}</Content><MsgType>".encode(), 1)
+        b = (draw(st.sampled_from(PROLOGS)) + draw(st.sampled_from(DTDS))).encode() + b.replace(
+            b"<MsgType>", f"<Content>{entity}</Content><MsgType>".encode(), 1
+        )
     elif how == "encoding":
         declared = draw(st.sampled_from([None, *ENCODINGS, "bogus"]))
         text = (f'<?xml version="1.0" encoding="{declared}"?>' if declared else "") + base
@@ -132,11 +160,12 @@ def hostile(draw, xml=messages()) -> tuple[str, bytes]:
         b = b[:at] + draw(st.sampled_from(RAW)) * draw(st.integers(1, 3)) + b[at:]
     elif how == "field":
         value = draw(st.one_of(nasty_text, st.sampled_from(["<a>x</a>", "<![CDATA[a]]>b]]>", "9" * 40, "-1", " "])))
-        b = b[: field.start(2)] + value.encode() + b[field.end(2):]
+        b = b[: field.start(2)] + value.encode() + b[field.end(2) :]
     return how, b
 
 
 # -- an unknown sender, hostile XML -------------------------------------------------------------------
+
 
 @fuzz(3)
 @given(case=hostile(), mode=MODES)
@@ -155,20 +184,33 @@ async def test_hostile_xml_gets_a_reply_or_a_clear_4xx_and_the_server_keeps_answ
 
 SIGNATURE_FAULTS = st.sampled_from(["drop", "replace", "flip", "stale", "other_token", "upper"])
 # What each mode's signature covers; anything else in the query is ignored (encrypt_type "" or "raw" is plain mode).
-SIGNED_PARAMS = {"plain": {"signature", "timestamp", "nonce", "encrypt_type"}, "aes": {"msg_signature", "timestamp", "nonce", "encrypt_type"}}
+SIGNED_PARAMS = {
+    "plain": {"signature", "timestamp", "nonce", "encrypt_type"},
+    "aes": {"msg_signature", "timestamp", "nonce", "encrypt_type"},
+}
 
 
 @fuzz(1)
-@given(mode=MODES, fault=SIGNATURE_FAULTS, param=st.sampled_from(["signature", "msg_signature", "timestamp", "nonce", "encrypt_type"]),
-       value=st.one_of(st.sampled_from(NASTY[:30]), st.text(characters, max_size=60)), skew=st.integers(301, 10**9), data=st.data())
-async def test_a_wrong_or_missing_signature_is_refused_and_changes_nothing(bot_client, protocol, mode, fault, param, value, skew, data):
+@given(
+    mode=MODES,
+    fault=SIGNATURE_FAULTS,
+    param=st.sampled_from(["signature", "msg_signature", "timestamp", "nonce", "encrypt_type"]),
+    value=st.one_of(st.sampled_from(NASTY[:30]), st.text(characters, max_size=60)),
+    skew=st.integers(301, 10**9),
+    data=st.data(),
+)
+async def test_a_wrong_or_missing_signature_is_refused_and_changes_nothing(
+    bot_client, protocol, mode, fault, param, value, skew, data
+):
     count()
     openid = f"oUnsigned{mode}"
     ts = int(time.time()) + (data.draw(st.sampled_from([-1, 1])) * skew if fault == "stale" else 0)
     query, body = signed(protocol, message_xml(from_user=openid, content="1").encode(), mode, timestamp=ts)
     good = dict(query)
     if fault == "other_token":
-        query["signature" if mode == "plain" else "msg_signature"] = WeChatProtocol("not-" + SAMPLE_TOKEN).sign(query["timestamp"], query["nonce"])
+        query["signature" if mode == "plain" else "msg_signature"] = WeChatProtocol("not-" + SAMPLE_TOKEN).sign(
+            query["timestamp"], query["nonce"]
+        )
     elif fault == "upper":
         query = {k: v.upper() if k.endswith("signature") else v for k, v in query.items()}
     elif fault == "drop":
@@ -177,8 +219,10 @@ async def test_a_wrong_or_missing_signature_is_refused_and_changes_nothing(bot_c
         query[param] = value
     elif fault == "flip" and param in query:
         at = data.draw(st.integers(0, len(query[param]) - 1))
-        query[param] = query[param][:at] + data.draw(st.sampled_from("0123456789abcdef٣x")) + query[param][at + 1:]
-    ignored = param not in SIGNED_PARAMS[mode] or (mode == "plain" and param == "encrypt_type" and query.get(param) in ("", "raw"))
+        query[param] = query[param][:at] + data.draw(st.sampled_from("0123456789abcdef٣x")) + query[param][at + 1 :]
+    ignored = param not in SIGNED_PARAMS[mode] or (
+        mode == "plain" and param == "encrypt_type" and query.get(param) in ("", "raw")
+    )
     assume(fault == "stale" or (query != good and not (fault in ("drop", "replace", "flip") and ignored)))
     status, raw = await post(bot_client, query, body)
     assert status in (400, 403), (fault, param, query, status, raw[:200])
@@ -201,6 +245,7 @@ async def test_the_corpus_of_nasty_xml_is_refused_or_answered_as_named(bot_clien
 
 
 # -- garbage in the middle of a conversation ---------------------------------------------------------
+
 
 @dataclass
 class Walk:

@@ -8,11 +8,12 @@ dialogs/conditions.py, dialogs/eligibility.py and dialogs/materials.py and compa
 (the screening questions the flow asks, given the other facts), `suggested` (the guided path),
 `expected` (the expected date of a service: null when none can be given yet).
 """
+
 from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -45,7 +46,7 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pack(region: str):
     return load_pack(region)
 
@@ -80,8 +81,11 @@ def _case(region: str, book: dict, spec: dict) -> Case:
         data["booking"] = {k: str(v) for k, v in given["booking"].items()}
     if "age" in given or "born" in given:
         # `age: N`: the Nth birthday is today; `born:` a date, for the day before a birthday
-        born = (date.fromisoformat(str(given["born"])) if "born" in given
-                else date(today.year - int(given["age"]), today.month, today.day))
+        born = (
+            date.fromisoformat(str(given["born"]))
+            if "born" in given
+            else date(today.year - int(given["age"]), today.month, today.day)
+        )
         data["applicant"] = {"id_number": id_number(region, born)}
     return Case(data, _pack(region), today)
 
@@ -119,8 +123,13 @@ def test_case(region, book, spec):
     if "suggested" in spec:
         assert suggested_services(case) == spec["suggested"]
     for service, wanted in (spec.get("expected") or {}).items():
-        turn = SimpleNamespace(pack=case.pack, case=case, data=case.data, calendar=default_calendar(),
-                               now=datetime.combine(case.today, datetime.min.time()))
+        turn = SimpleNamespace(
+            pack=case.pack,
+            case=case,
+            data=case.data,
+            calendar=default_calendar(),
+            now=datetime.combine(case.today, datetime.min.time()),
+        )
         got = expected_date(turn, service)
         assert (got.isoformat() if got else None) == (str(wanted) if wanted else None)
 
@@ -220,9 +229,17 @@ async def test_an_assumed_rule_is_not_told_as_the_schemes_rule():
     """Issue point 12: 内蒙古's 已持证 rule is an assumption; the notice says so instead of citing a clause."""
     from dialogs.prompts import eligibility_notice
 
-    case = _case("hulunbuir", {"today": "2026-11-23"}, {"input": {"services": ["disability_certificate"], "facts": {"has_certificate": True}}})
+    case = _case(
+        "hulunbuir",
+        {"today": "2026-11-23"},
+        {"input": {"services": ["disability_certificate"], "facts": {"has_certificate": True}}},
+    )
     text = await eligibility_notice(SimpleNamespace(pack=case.pack, case=case, data=case.data))
     assert "方案没有写明" in text and "依据" not in text
-    case = _case("qingyang", {"today": "2026-11-23"}, {"input": {"services": ["disability_certificate"], "facts": {"has_certificate": True, "local_hukou": True}}})
+    case = _case(
+        "qingyang",
+        {"today": "2026-11-23"},
+        {"input": {"services": ["disability_certificate"], "facts": {"has_certificate": True, "local_hukou": True}}},
+    )
     text = await eligibility_notice(SimpleNamespace(pack=case.pack, case=case, data=case.data))
     assert "依据：青民务〔2023〕2号" in text

@@ -2,6 +2,7 @@
 or /metrics; the data key rotated without losing data; the generated development key kept privately;
 unfinished conversations expiring when the pack says.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,11 +21,10 @@ from bot.app import PACK, SERVICES, create_app, intake_secret
 from bot.wechat_protocol import WeChatProtocol, message_xml
 from dialogs.pack import load_pack
 from integrations.intake import encode_body, signed_headers
-from integrations.sealing import SealError, Sealer
+from integrations.sealing import Sealer, SealError
 from tests.conftest import WeChatUser, free_port, start_client
 from tests.privacy_checks import MOTHER_FOR_SON, MOTHER_FOR_SON_PERSONAL, personal_data_in, personal_data_in_redis
 from tests.processes import BotServe, embedded_servers, wait_until
-
 
 
 def _key(kid: str) -> tuple[str, bytes]:
@@ -111,8 +111,11 @@ async def test_bot_serve_as_shipped_keeps_nothing_personal_in_clear_in_its_log_o
         await bot.start()
         async with aiohttp.ClientSession() as http:
             for n, (kind, text) in enumerate(MOTHER_FOR_SON, 1):
-                fields = {"say": dict(content=text), "voice": dict(msg_type="voice", recognition=text),
-                          "image": dict(msg_type="image", media_id=text)}[kind]
+                fields = {
+                    "say": dict(content=text),
+                    "voice": dict(msg_type="voice", recognition=text),
+                    "image": dict(msg_type="image", media_id=text),
+                }[kind]
                 xml = message_xml(from_user="oServeUser", msg_id=n, create_time=int(time.time()), **fields)
                 query, body = protocol.build_request(xml, encrypted=False)
                 async with http.post(bot.url + "/wechat", params=query, data=body) as r:
@@ -138,7 +141,8 @@ async def test_bot_serve_as_shipped_keeps_nothing_personal_in_clear_in_its_log_o
 
 # -- Redis and /metrics after a whole application ------------------------------------------------------
 async def test_after_an_application_is_delivered_and_decided_redis_and_metrics_hold_nothing_in_clear(
-        settings, clock, protocol, redis_client):
+    settings, clock, protocol, redis_client
+):
     clock.set("2026-11-23T10:00:00")
     client = await start_client(settings, clock)
     try:
@@ -155,11 +159,18 @@ async def test_after_an_application_is_delivered_and_decided_redis_and_metrics_h
         code = (await mother.say("绑定码")).split("绑定码：")[1][:6]
         assert "绑定成功" in await WeChatUser(client, "oFatherAtRest", protocol).say(f"绑定 {code}")
         for n, service in enumerate(["living_subsidy", "nursing_subsidy"]):
-            event = {"event_id": f"ev-rest-{n}", "application_id": ref, "service": service, "status": "approved",
-                     "note": "", "at": "2026-11-30T09:00:00+08:00"}
+            event = {
+                "event_id": f"ev-rest-{n}",
+                "application_id": ref,
+                "service": service,
+                "status": "approved",
+                "note": "",
+                "at": "2026-11-30T09:00:00+08:00",
+            }
             body = encode_body(event)
-            resp = await client.post("/intake/events", data=body,
-                                     headers=signed_headers(intake_secret(settings), body, event["event_id"], time.time()))
+            resp = await client.post(
+                "/intake/events", data=body, headers=signed_headers(intake_secret(settings), body, event["event_id"], time.time())
+            )
             assert resp.status == 200, await resp.text()
         assert "生活补贴：审核通过" in await mother.say("进度")
         assert "谢谢您的评价" in await mother.say("5")
@@ -195,7 +206,9 @@ async def _ttl_after_one_message(settings, clock, protocol, redis_client, pack) 
 
 
 @pytest.mark.parametrize("region", ["qingyang", "hulunbuir"])
-async def test_an_unfinished_conversation_expires_after_the_packs_conversation_days(region, settings, clock, protocol, redis_client):
+async def test_an_unfinished_conversation_expires_after_the_packs_conversation_days(
+    region, settings, clock, protocol, redis_client
+):
     pack = load_pack(region)
     assert pack.raw["retention"]["conversation_days"] == pack.conversation_days == 30
     assert "个人信息保护法" in pack.raw["retention"]["conversation_basis"]

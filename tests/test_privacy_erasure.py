@@ -2,6 +2,7 @@
 needs; submitted applications expire by the pack's retention once finished. Everything through the
 real /wechat endpoint, the intake's signed events and a real Redis, which is scanned afterwards.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,10 +29,25 @@ from tests.processes import wait_until
 # The same mother, after submitting MOTHER_FOR_SON, starts a second application (for her daughter)
 # and stops at the summary: a place booked, a photo sent, nothing submitted.
 SECOND_UNSUBMITTED = [
-    ("say", "重新开始"), ("say", "2"), ("say", "妈妈"), ("say", "欧阳桂兰"), ("say", "341723196807040038"),
-    ("say", "13955501234"), ("say", "残疾证和护理补贴"), ("say", "1"), ("say", "2"), ("say", "智力"), ("say", "9"),
-    ("say", "欧阳小雨"), ("say", "341723201809090016"), ("say", "1"), ("say", "同上"), ("say", "青阳县酉华镇酉华村10号"), ("say", "0"),
-    ("say", "1"), ("image", "MEDIA-UNSENT-3301"),
+    ("say", "重新开始"),
+    ("say", "2"),
+    ("say", "妈妈"),
+    ("say", "欧阳桂兰"),
+    ("say", "341723196807040038"),
+    ("say", "13955501234"),
+    ("say", "残疾证和护理补贴"),
+    ("say", "1"),
+    ("say", "2"),
+    ("say", "智力"),
+    ("say", "9"),
+    ("say", "欧阳小雨"),
+    ("say", "341723201809090016"),
+    ("say", "1"),
+    ("say", "同上"),
+    ("say", "青阳县酉华镇酉华村10号"),
+    ("say", "0"),
+    ("say", "1"),
+    ("image", "MEDIA-UNSENT-3301"),
 ]
 DAUGHTER = ["欧阳小雨", "341723201809090016", "青阳县酉华镇酉华村10号", "MEDIA-UNSENT-3301"]
 
@@ -50,11 +66,18 @@ async def _submit_and_deliver(bot, user: WeChatUser) -> str:
 
 
 async def _event(bot, settings, ref: str, service: str, status: str) -> None:
-    event = {"event_id": f"{ref}-{service}-{status}", "application_id": ref, "service": service, "status": status,
-             "note": "", "at": "2026-11-30T09:00:00+08:00"}
+    event = {
+        "event_id": f"{ref}-{service}-{status}",
+        "application_id": ref,
+        "service": service,
+        "status": status,
+        "note": "",
+        "at": "2026-11-30T09:00:00+08:00",
+    }
     body = encode_body(event)
-    resp = await bot.post("/intake/events", data=body,
-                          headers=signed_headers(intake_secret(settings), body, event["event_id"], time.time()))
+    resp = await bot.post(
+        "/intake/events", data=body, headers=signed_headers(intake_secret(settings), body, event["event_id"], time.time())
+    )
     assert resp.status == 200, await resp.text()
 
 
@@ -159,20 +182,40 @@ async def test_a_retry_of_the_confirming_message_gets_the_same_answer(bot, proto
 
 async def test_the_eraser_drops_prompts_about_deleted_things_but_not_news_of_kept_applications(redis_client):
     sealer = Sealer([("t", os.urandom(32))])
-    registry, reminders, feedback = ApplicationRegistry(redis_client, sealer), Reminders(redis_client, sealer), FeedbackStore(redis_client, sealer, clock=time.time)
+    registry, reminders, feedback = (
+        ApplicationRegistry(redis_client, sealer),
+        Reminders(redis_client, sealer),
+        FeedbackStore(redis_client, sealer, clock=time.time),
+    )
     push = PushQueue(redis_client, sealer, api=None, clock=time.time)  # nothing is sent here: only queued, then dropped or kept
     eraser = PersonalDataEraser(registry, reminders, push, feedback)
     app = "QY20261123ERASE1"
-    await registry.register({"id": app, "region": "qingyang", "services": ["living_subsidy"], "submitted_at": "2026-11-23T10:00:00",
-                             "applicant": {"id_number": "341723199503100058"}}, "oA", expected={})
+    await registry.register(
+        {
+            "id": app,
+            "region": "qingyang",
+            "services": ["living_subsidy"],
+            "submitted_at": "2026-11-23T10:00:00",
+            "applicant": {"id_number": "341723199503100058"},
+        },
+        "oA",
+        expected={},
+    )
     assert await registry.bind_with_code("oF", await registry.new_bind_code(app)) == app
-    for openid, key in [("oA", "ev-1:oA"), ("oA", f"{app}:rate:living_subsidy"), ("oA", "unfinished:QYHALF:oA"),
-                        ("oF", "ev-1:oF"), ("oB", "ev-9:oB")]:
+    for openid, key in [
+        ("oA", "ev-1:oA"),
+        ("oA", f"{app}:rate:living_subsidy"),
+        ("oA", "unfinished:QYHALF:oA"),
+        ("oF", "ev-1:oF"),
+        ("oB", "ev-9:oB"),
+    ]:
         assert await push.enqueue(openid, f"text for {openid}", key=key)
     await redis_client.hset(message_key("ev-0:oF"), mapping={"state": "sent", "attempts": 1})  # sent earlier
     await redis_client.set(sent_key("ev-0:oF"), "sent")
     for reference, openid in [("QYHALF", "oA"), ("QYOTHER", "oB")]:
-        await reminders.schedule(f"unfinished:{reference}", time.time() + 3600, {"kind": "unfinished", "openid": openid, "reference": reference})
+        await reminders.schedule(
+            f"unfinished:{reference}", time.time() + 3600, {"kind": "unfinished", "openid": openid, "reference": reference}
+        )
     await feedback.ask("oA", app, "living_subsidy")
 
     assert await eraser.erase("oA") == Erasure(kept=1, unbound=0)
@@ -221,14 +264,24 @@ async def _ttls(redis_client, keys: list[str]) -> dict[str, int]:
     return {k: await redis_client.ttl(k) for k in keys}
 
 
-async def test_an_application_is_kept_while_open_and_expires_180_days_after_its_final_result(bot, settings, protocol, redis_client):
+async def test_an_application_is_kept_while_open_and_expires_180_days_after_its_final_result(
+    bot, settings, protocol, redis_client
+):
     services = bot.server.app[SERVICES]
     mother = WeChatUser(bot, "oMotherKeep", protocol)
     ref = await _submit_and_deliver(bot, mother)
     await _bind(bot, protocol, mother, "oFatherKeep")
     number = (await services.registry.meta(ref))["application_no"]
-    records = [f"app:{{{ref}}}:meta", f"app:{{{ref}}}:status", f"app:{{{ref}}}:events", f"appno:{{{number}}}",
-               document_key(ref), KINDS["application"].state(ref), "viewer:{oMotherKeep}:apps", "viewer:{oFatherKeep}:apps"]
+    records = [
+        f"app:{{{ref}}}:meta",
+        f"app:{{{ref}}}:status",
+        f"app:{{{ref}}}:events",
+        f"appno:{{{number}}}",
+        document_key(ref),
+        KINDS["application"].state(ref),
+        "viewer:{oMotherKeep}:apps",
+        "viewer:{oFatherKeep}:apps",
+    ]
 
     await _event(bot, settings, ref, "living_subsidy", "accepted")
     await _event(bot, settings, ref, "living_subsidy", "approved")  # one service finished, one still open
@@ -258,8 +311,17 @@ async def test_withdrawn_before_delivery_the_document_is_kept_until_it_is_delive
     state = KINDS["application"].state(ref)
     await redis_client.set(document_key(ref), b"sealed document")
     await redis_client.hset(state, mapping={"state": "retrying"})
-    await registry.register({"id": ref, "region": "qingyang", "services": ["living_subsidy"], "submitted_at": "2026-11-23T10:00:00",
-                             "applicant": {"id_number": "341723199503100058"}}, "oEarly", expected={})
+    await registry.register(
+        {
+            "id": ref,
+            "region": "qingyang",
+            "services": ["living_subsidy"],
+            "submitted_at": "2026-11-23T10:00:00",
+            "applicant": {"id_number": "341723199503100058"},
+        },
+        "oEarly",
+        expected={},
+    )
     await registry.apply_event(ref, {"event_id": "w1", "service": "living_subsidy", "status": "withdrawn"})
     assert await registry.expire_if_finished(ref)
     assert await redis_client.ttl(f"app:{{{ref}}}:meta") > 0

@@ -1,4 +1,5 @@
 """The push queue: durable, sealed, each message sent once by one worker, retried with backoff."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,6 @@ import time
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-
 
 from integrations.push import CLAIM_S, GIVE_UP_S, PushQueue, backoff_s, push_forever
 from integrations.sealing import Sealer
@@ -44,7 +44,13 @@ def clock() -> Clock:
 
 def make_queue(http, redis, sandbox, sealer, clock, **kw) -> PushQueue:
     api = WeChatApi(
-        http, redis, base_url=str(sandbox.make_url("")).rstrip("/"), appid="sandbox-appid", secret="sandbox-secret", clock=clock, **kw
+        http,
+        redis,
+        base_url=str(sandbox.make_url("")).rstrip("/"),
+        appid="sandbox-appid",
+        secret="sandbox-secret",
+        clock=clock,
+        **kw,
     )
     return PushQueue(redis, sealer, api, clock=clock)
 
@@ -131,8 +137,13 @@ async def test_a_late_worker_cannot_reschedule_a_message_taken_over(queue, sandb
     old_deadline, _ = await queue._claim_due(now=T0, limit=10)
     # The claim lapses and another round sends it; the first worker's late retry changes nothing.
     assert await queue.send_due(now=T0 + CLAIM_S + 1) == counts(sent=1)
-    assert await queue._retry(keys=["push:{queue}:inflight", "push:{queue}:due", "push:{queue}:msg:k"],
-                              args=["k", old_deadline, T0 + 70, -1, "late"]) == 0
+    assert (
+        await queue._retry(
+            keys=["push:{queue}:inflight", "push:{queue}:due", "push:{queue}:msg:k"],
+            args=["k", old_deadline, T0 + 70, -1, "late"],
+        )
+        == 0
+    )
     assert await queue.pending() == 0
     assert inbox(sandbox) == ["通知"]
 
@@ -141,10 +152,16 @@ async def test_unsubscribed_is_failed_and_listed_for_operators(queue, sandbox, h
     await queue.enqueue(OPENID, "通知", key="QY9:approved")
     await inject(http, sandbox, "custom", errcodes=[43004])
     assert await queue.send_due(now=T0) == counts(failed=1)
-    assert await queue.failed() == [{
-        "key": "QY9:approved", "openid": "oQx7Zp…", "errcode": 43004,
-        "detail": "require subscribe", "attempts": 1, "failed_at": T0,
-    }]
+    assert await queue.failed() == [
+        {
+            "key": "QY9:approved",
+            "openid": "oQx7Zp…",
+            "errcode": 43004,
+            "detail": "require subscribe",
+            "attempts": 1,
+            "failed_at": T0,
+        }
+    ]
     assert await queue.send_due(now=T0 + 3600) == counts()
     assert await queue.enqueue(OPENID, "通知", key="QY9:approved") is False
 

@@ -1,5 +1,6 @@
 """The hot path's auto-pipelined Redis connection, against a real Redis (and, for a Redis that
 stops answering, a real TCP server on loopback that never replies)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,7 @@ async def test_replies_reach_their_callers_in_order_when_sent_together(pipeline,
 
 async def test_errors_go_to_their_own_caller_only(pipeline):
     await pipeline.execute("SET", "text", "x")
-    results = await asyncio.gather(pipeline.execute("INCR", "text"), pipeline.execute("GET", "text"),
-                                   return_exceptions=True)
+    results = await asyncio.gather(pipeline.execute("INCR", "text"), pipeline.execute("GET", "text"), return_exceptions=True)
     assert isinstance(results[0], ResponseError)
     assert results[1] == b"x"
 

@@ -1,4 +1,5 @@
 """Redis gone, logs masked, the terminal chat: what a citizen and an operator rely on."""
+
 from __future__ import annotations
 
 import logging
@@ -29,13 +30,16 @@ async def test_redis_down_gets_a_kind_retry_message_within_the_deadline(settings
         await client.close()
 
 
-@pytest.mark.parametrize("text,hidden", [
-    ("id 341723195503020017 done", "195503020"),
-    ("cert 34172319550302001742 done", "1955030200"),
-    ("phone 13812345678", "1234"),
-    ("phone +8613812345678", "1234"),
-    ("tel 0566-5123456", "5123"),
-])
+@pytest.mark.parametrize(
+    "text,hidden",
+    [
+        ("id 341723195503020017 done", "195503020"),
+        ("cert 34172319550302001742 done", "1955030200"),
+        ("phone 13812345678", "1234"),
+        ("phone +8613812345678", "1234"),
+        ("tel 0566-5123456", "5123"),
+    ],
+)
 def test_log_masking(text, hidden):
     masked = mask_text(text)
     assert hidden not in masked and "*" in masked
@@ -52,8 +56,13 @@ def test_bot_chat_in_a_terminal(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("WECHAT_APPID", "WECHAT_APPSECRET")}
     env.update(BOT_VAR_DIR=str(tmp_path / "var"), BOT_DATA_KEY=TEST_DATA_KEY)
     out = subprocess.run(
-        [sys.executable, "-m", "bot", "chat"], input="你好\n1\n/voice 残疾证\n/quit\n", capture_output=True,
-        text=True, cwd=ROOT, env=env, timeout=60,
+        [sys.executable, "-m", "bot", "chat"],
+        input="你好\n1\n/voice 残疾证\n/quit\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     assert "请问是谁申请" in out.stdout and "要办哪些事" in out.stdout and "户口在青阳县" in out.stdout

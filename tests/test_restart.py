@@ -1,4 +1,5 @@
 """`bot serve` as a real process on the embedded Redis: a conversation survives restarts."""
+
 from __future__ import annotations
 
 import signal
@@ -14,11 +15,11 @@ from tests.processes import BotServe
 async def _say(port: int, openid: str, text: str, msg_id: int) -> str:
     protocol = WeChatProtocol("restarttoken")
     query, body = protocol.build_request(
-        message_xml(from_user=openid, content=text, msg_id=msg_id, create_time=int(time.time())), encrypted=False)
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"http://127.0.0.1:{port}/wechat", params=query, data=body) as r:
-            assert r.status == 200
-            return protocol.decode_reply(await r.read(), encrypted=False).get("Content", "")
+        message_xml(from_user=openid, content=text, msg_id=msg_id, create_time=int(time.time())), encrypted=False
+    )
+    async with aiohttp.ClientSession() as http, http.post(f"http://127.0.0.1:{port}/wechat", params=query, data=body) as r:
+        assert r.status == 200
+        return protocol.decode_reply(await r.read(), encrypted=False).get("Content", "")
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["graceful", "kill-9"])

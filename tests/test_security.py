@@ -6,6 +6,7 @@ Everything runs through the real app on loopback with a real Redis. hmac.compare
 MsgId, re-signed as WeChat does (test_wechat_endpoint.py::test_retries_of_one_msgid_get_the_same_reply_and_advance_once),
 and an intake event posted twice (test_after_submission.py::test_a_status_event_reaches_applicant_and_bound_guardian_once).
 """
+
 from __future__ import annotations
 
 import ast
@@ -45,22 +46,30 @@ def digest_calls(monkeypatch) -> list[tuple]:
 
 def real_account(settings: Settings, **changes) -> Settings:
     """WECHAT_APPID + WECHAT_APPSECRET set, a real intake configured: a production deployment."""
-    production = settings.with_(wechat_appsecret="real-app-secret", intake_url="http://127.0.0.1:9/intake",
-                                intake_secret="real-intake-secret", simulator=None)
+    production = settings.with_(
+        wechat_appsecret="real-app-secret",
+        intake_url="http://127.0.0.1:9/intake",
+        intake_secret="real-intake-secret",
+        simulator=None,
+    )
     return production.with_(**changes)
 
 
 # -- 1. comparisons of secret-derived values are constant-time ------------------------------------------
-SECRET_NAME = re.compile(r"(?:^|_)(signature|sig|digest|hexdigest|mac|hmac|secret|appsecret|token|password|pepper|"
-                         r"bind_?code|bindcode)(?:$|_)", re.I)
+SECRET_NAME = re.compile(
+    r"(?:^|_)(signature|sig|digest|hexdigest|mac|hmac|secret|appsecret|token|password|pepper|"
+    r"bind_?code|bindcode)(?:$|_)",
+    re.I,
+)
 # Plain `code` names service, material and error codes in this project (public identifiers), so bind
 # codes are matched by their own names. Comparisons with a literal, and of bool()/len() (presence,
 # length), compare no secret.
 ALLOWED = {
-    ("bot/settings.py", "self.wechat_token == DEFAULT_DEV_TOKEN"):
-        "configuration against the public development token at start-up; no request data",
-    ("integrations/wechat_api.py", "errcode in TOKEN_INVALID"):
-        "WeChat's public error codes (40001, 42001, 40014), not a token",
+    (
+        "bot/settings.py",
+        "self.wechat_token == DEFAULT_DEV_TOKEN",
+    ): "configuration against the public development token at start-up; no request data",
+    ("integrations/wechat_api.py", "errcode in TOKEN_INVALID"): "WeChat's public error codes (40001, 42001, 40014), not a token",
 }
 
 
@@ -121,14 +130,18 @@ def test_the_scan_catches_the_usual_mistakes(tmp_path, monkeypatch):
         "    b = h.hexdigest() != given\n"
         "    c = meta['applicant_id_digest'] == digest\n"
         "    d = token in tokens\n"
-        "    e = errcode == 40001\n"          # a literal: not a secret comparison
-        "    g = service.code in wanted\n"    # a service code: public
+        "    e = errcode == 40001\n"  # a literal: not a secret comparison
+        "    g = service.code in wanted\n"  # a service code: public
         "    i = bool(a.secret) != bool(b.secret)\n"  # presence only
     )
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     flagged = [expr for _, expr in non_constant_time_comparisons()]
-    assert flagged == ["request.query['signature'] == expected", "h.hexdigest() != given",
-                       "meta['applicant_id_digest'] == digest", "token in tokens"]
+    assert flagged == [
+        "request.query['signature'] == expected",
+        "h.hexdigest() != given",
+        "meta['applicant_id_digest'] == digest",
+        "token in tokens",
+    ]
 
 
 async def test_every_verify_path_compares_with_compare_digest(bot, settings, protocol, digest_calls):
@@ -153,8 +166,9 @@ async def test_every_verify_path_compares_with_compare_digest(bot, settings, pro
     assert (SAMPLE_APPID.encode(), SAMPLE_APPID.encode()) in digest_calls
 
     # The intake's status events: HMAC-SHA256 of timestamp.body.
-    event_body = encode_body({"event_id": "ev-digest", "application_id": "QY-none", "service": "nursing_subsidy",
-                              "status": "accepted"})
+    event_body = encode_body(
+        {"event_id": "ev-digest", "application_id": "QY-none", "service": "nursing_subsidy", "status": "accepted"}
+    )
     headers = signed_headers(intake_secret(settings), event_body, "ev-digest", time.time())
     headers["X-Bot-Signature"] = "0" * 64
     assert (await bot.post("/intake/events", data=event_body, headers=headers)).status == 401
@@ -168,8 +182,9 @@ async def test_every_verify_path_compares_with_compare_digest(bot, settings, pro
     assert (headers["X-Bot-Signature"], headers["X-Bot-Signature"]) in digest_calls
 
     # The WeChat API sandbox: the AppSecret, then the access token's MAC.
-    resp = await bot.get("/sandbox/wechat/cgi-bin/token",
-                         params={"grant_type": "client_credential", "appid": "sandbox-appid", "secret": "guess"})
+    resp = await bot.get(
+        "/sandbox/wechat/cgi-bin/token", params={"grant_type": "client_credential", "appid": "sandbox-appid", "secret": "guess"}
+    )
     assert (await resp.json())["errcode"] == 40125 and (b"guess", b"sandbox-secret") in digest_calls
     resp = await bot.post("/sandbox/wechat/cgi-bin/message/custom/send", params={"access_token": "x_1_forged"}, json={})
     assert (await resp.json())["errcode"] == 40001 and any(a == "forged" for a, _ in digest_calls)
@@ -195,8 +210,10 @@ async def test_the_admin_token_is_compared_with_compare_digest(settings, clock, 
 async def test_a_non_ascii_signature_is_refused_not_a_500(bot, settings):
     """compare_digest raises TypeError on non-ASCII str: such headers used to reach it as a 500."""
     body = encode_body({"event_id": "ev-x", "application_id": "QY-none", "service": "nursing_subsidy", "status": "accepted"})
-    for headers in ({"X-Bot-Timestamp": str(int(time.time())), "X-Bot-Signature": "签名" * 32},
-                    {"X-Bot-Timestamp": "١٧٠٠٠٠٠٠٠٠", "X-Bot-Signature": "0" * 64}):
+    for headers in (
+        {"X-Bot-Timestamp": str(int(time.time())), "X-Bot-Signature": "签名" * 32},
+        {"X-Bot-Timestamp": "١٧٠٠٠٠٠٠٠٠", "X-Bot-Signature": "0" * 64},
+    ):
         resp = await bot.post("/intake/events", data=body, headers=headers)
         assert resp.status == 401 and (await resp.json())["error"] == "bad_signature"
         resp = await bot.post("/sandbox/intake/applications", data=body, headers={**headers, "Idempotency-Key": "ev-x"})
@@ -232,7 +249,9 @@ async def test_a_timestamp_inside_the_window_is_accepted(bot, protocol, offset):
     assert (await bot.get("/wechat", params=params)).status == 200
     for encrypted in (False, True):
         user = WeChatUser(bot, f"oSkew{encrypted}{offset}", protocol, encrypted=encrypted)
-        query, body = protocol.build_request(user.xml(msg_type="text", content="你好", msg_id=4), encrypted=encrypted, timestamp=ts)
+        query, body = protocol.build_request(
+            user.xml(msg_type="text", content="你好", msg_id=4), encrypted=encrypted, timestamp=ts
+        )
         resp = await bot.post("/wechat", params=query, data=body)
         assert "请问是谁申请" in protocol.decode_reply(await resp.read(), encrypted=encrypted)["Content"]
 
@@ -260,8 +279,15 @@ async def test_an_identical_request_replayed_gets_the_cached_reply_and_one_turn(
 async def test_a_replayed_intake_event_is_applied_once(bot, settings, protocol):
     services = bot.server.app[SERVICES]
     ref = await apply(WeChatUser(bot, "oReplayEvent", protocol), MOTHER_CHILD)
-    body = encode_body({"event_id": "ev-replay", "application_id": ref, "service": "nursing_subsidy",
-                        "status": "accepted", "at": "2026-11-24T09:00:00+08:00"})
+    body = encode_body(
+        {
+            "event_id": "ev-replay",
+            "application_id": ref,
+            "service": "nursing_subsidy",
+            "status": "accepted",
+            "at": "2026-11-24T09:00:00+08:00",
+        }
+    )
     headers = signed_headers(intake_secret(settings), body, "ev-replay", time.time())
     answers = [await bot.post("/intake/events", data=body, headers=headers) for _ in range(3)]
     assert [a.status for a in answers] == [200, 409, 409]
@@ -270,10 +296,16 @@ async def test_a_replayed_intake_event_is_applied_once(bot, settings, protocol):
 
 # -- 3. operator and sandbox endpoints on a real account --------------------------------------------
 CLOSED_ON_A_REAL_ACCOUNT = [
-    ("GET", "/sandbox/wechat/inbox/oUser"), ("GET", "/sandbox/wechat/cgi-bin/token"),
-    ("GET", "/sandbox/intake/"), ("GET", "/sandbox/intake/applications"), ("GET", "/sandbox/intake/events"),
-    ("POST", "/sandbox/intake/emit"), ("POST", "/sandbox/intake/applications"),
-    ("GET", "/simulator"), ("GET", "/simulator/config"), ("GET", "/simulator/static/simulator.js"),
+    ("GET", "/sandbox/wechat/inbox/oUser"),
+    ("GET", "/sandbox/wechat/cgi-bin/token"),
+    ("GET", "/sandbox/intake/"),
+    ("GET", "/sandbox/intake/applications"),
+    ("GET", "/sandbox/intake/events"),
+    ("POST", "/sandbox/intake/emit"),
+    ("POST", "/sandbox/intake/applications"),
+    ("GET", "/simulator"),
+    ("GET", "/simulator/config"),
+    ("GET", "/simulator/static/simulator.js"),
     ("GET", "/metrics"),
 ]
 
@@ -296,8 +328,13 @@ async def test_with_real_credentials_sandboxes_simulator_and_metrics_do_not_exis
 async def test_metrics_needs_the_admin_bearer_token(settings, clock):
     client = await start_client(real_account(settings, admin_token=ADMIN_TOKEN), clock)
     try:
-        for headers in ({}, {"Authorization": "Bearer " + ADMIN_TOKEN[:-1]}, {"Authorization": "Basic " + ADMIN_TOKEN},
-                        {"Authorization": ADMIN_TOKEN}, {"Authorization": "Bearer " + ADMIN_TOKEN + "x"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer " + ADMIN_TOKEN[:-1]},
+            {"Authorization": "Basic " + ADMIN_TOKEN},
+            {"Authorization": ADMIN_TOKEN},
+            {"Authorization": "Bearer " + ADMIN_TOKEN + "x"},
+        ):
             resp = await client.get("/metrics", headers=headers)
             assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer"), headers
             assert "bot_" not in await resp.text()
@@ -315,46 +352,67 @@ async def test_sandbox_and_simulator_only_when_asked_for_and_the_sandbox_buttons
     try:
         assert (await client.get("/simulator")).status == 200
         assert (await client.get("/sandbox/wechat/inbox/oUser")).status == 404  # never with real credentials
-        for method, path in (("GET", "/sandbox/intake/"), ("GET", "/sandbox/intake/applications"), ("POST", "/sandbox/intake/emit")):
+        for method, path in (
+            ("GET", "/sandbox/intake/"),
+            ("GET", "/sandbox/intake/applications"),
+            ("POST", "/sandbox/intake/emit"),
+        ):
             assert (await client.request(method, path)).status == 401, path
         listing = await client.get("/sandbox/intake/applications", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
         assert listing.status == 200 and (await listing.json())["applications"] == []
         # The bot's own deliveries are signed, not token-bearing: they still get in.
         doc = encode_body({"id": "QYTRIAL001", "services": ["nursing_subsidy"]})
-        resp = await client.post("/sandbox/intake/applications", data=doc,
-                                 headers=signed_headers(intake_secret(trial), doc, "QYTRIAL001", time.time()))
+        resp = await client.post(
+            "/sandbox/intake/applications", data=doc, headers=signed_headers(intake_secret(trial), doc, "QYTRIAL001", time.time())
+        )
         assert resp.status == 201
         # The sandbox's secret is public in development; on a real account it is not that one, and the
         # sandbox still signs with the bot's (the event gets past the signature: 404, unknown to the bot).
-        event = encode_body({"event_id": "ev-trial", "application_id": "QYTRIAL001", "service": "nursing_subsidy",
-                             "status": "approved"})
-        resp = await client.post("/intake/events", data=event,
-                                 headers=signed_headers(SANDBOX_INTAKE_SECRET, event, "ev-trial", time.time()))
+        event = encode_body(
+            {"event_id": "ev-trial", "application_id": "QYTRIAL001", "service": "nursing_subsidy", "status": "approved"}
+        )
+        resp = await client.post(
+            "/intake/events", data=event, headers=signed_headers(SANDBOX_INTAKE_SECRET, event, "ev-trial", time.time())
+        )
         assert resp.status == 401 and intake_secret(trial) != SANDBOX_INTAKE_SECRET
-        resp = await client.post("/sandbox/intake/emit", json={"application_id": "QYTRIAL001", "status": "approved"},
-                                 headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+        resp = await client.post(
+            "/sandbox/intake/emit",
+            json={"application_id": "QYTRIAL001", "status": "approved"},
+            headers={"Authorization": "Bearer " + ADMIN_TOKEN},
+        )
         assert (await resp.json())["bot_status"] == 404
     finally:
         await client.close()
     # Without BOT_ADMIN_TOKEN the sandbox's buttons are closed on a real account.
     client = await start_client(trial.with_(admin_token=""), clock)
     try:
-        assert (await client.post("/sandbox/intake/emit", json={"application_id": "QYTRIAL001", "status": "approved"})).status == 404
+        assert (
+            await client.post("/sandbox/intake/emit", json={"application_id": "QYTRIAL001", "status": "approved"})
+        ).status == 404
         assert (await client.get("/sandbox/intake/applications")).status == 404
     finally:
         await client.close()
 
 
 def test_settings_for_a_real_account():
-    env = {"WECHAT_APPID": "wx1", "WECHAT_APPSECRET": "s", "WECHAT_TOKEN": "t0ken", "INTAKE_URL": "https://intake",
-           "INTAKE_SECRET": "x", "BOT_ADMIN_TOKEN": ADMIN_TOKEN, "BOT_DATA_KEY": TEST_DATA_KEY}
+    env = {
+        "WECHAT_APPID": "wx1",
+        "WECHAT_APPSECRET": "s",
+        "WECHAT_TOKEN": "t0ken",
+        "INTAKE_URL": "https://intake",
+        "INTAKE_SECRET": "x",
+        "BOT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "BOT_DATA_KEY": TEST_DATA_KEY,
+    }
     real = Settings.from_env(env)
     real.validate()
     assert real.operator_token == ADMIN_TOKEN and not real.simulator_enabled
     assert Settings.from_env({**env, "BOT_ADMIN_TOKEN": ""}).operator_token == ""  # closed
     assert Settings.from_env({}).operator_token is None and Settings.from_env({}).simulator_enabled  # development
     # A token that is not the public development one is not handed to browsers by default.
-    assert not Settings.from_env({"WECHAT_TOKEN": "t0ken", "WECHAT_APPID": "wx1", "WECHAT_ENCODING_AES_KEY": "k" * 43}).simulator_enabled
+    assert not Settings.from_env(
+        {"WECHAT_TOKEN": "t0ken", "WECHAT_APPID": "wx1", "WECHAT_ENCODING_AES_KEY": "k" * 43}
+    ).simulator_enabled
     with pytest.raises(ValueError, match="BOT_ADMIN_TOKEN must be at least"):
         Settings.from_env({**env, "BOT_ADMIN_TOKEN": "short"}).validate()
     with pytest.raises(ValueError, match="development WECHAT_TOKEN"):
@@ -402,7 +460,7 @@ async def test_only_wrong_attempts_count(bot, protocol):
     for n in range(4):
         assert "不对或已过期" in await uncle.say(f"绑定 {ref} 34172320140601{n:03d}X")  # wrong ID numbers
     assert "绑定成功" in await uncle.say(f"绑定 {ref} 341723201406010034")
-    assert "不对或已过期" in await uncle.say("绑定 999999")   # the 5th wrong one
+    assert "不对或已过期" in await uncle.say("绑定 999999")  # the 5th wrong one
     assert "次数太多" in await uncle.say("绑定 999998")
 
 

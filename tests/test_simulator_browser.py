@@ -3,6 +3,7 @@
 Needs /usr/bin/chromium and /usr/bin/chromedriver (scripts/install-browser.sh). Without them
 the test is skipped locally, but fails when CI is set: CI must really run it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -172,7 +173,7 @@ def _scenario(driver, page: Page) -> None:
     # Multi-line replies keep their line breaks on screen.
     assert "\n" in reply, reply
 
-    assert "返回" in page.menu("帮助")
+    assert "返回" in page.menu("办事帮助")
 
     reply = page.voice("1")
     assert "要办哪些事" in reply, reply
@@ -208,8 +209,23 @@ async def test_simulator_talks_to_the_real_bot(live_bot, tmp_path_factory):
     await asyncio.to_thread(_in_browser, live_bot, shots, "simulator-failure", _scenario)
 
 
-APPLY_FOR_CERTIFICATE = ["你好", "1", "残疾证", "1", "2", "4", "张三", "341723195503020017", "13812345678", "青阳县蓉城镇五溪村12号",
-                         "0", "1", "1", "1", "1"]
+APPLY_FOR_CERTIFICATE = [
+    "你好",
+    "1",
+    "残疾证",
+    "1",
+    "2",
+    "4",
+    "张三",
+    "341723195503020017",
+    "13812345678",
+    "青阳县蓉城镇五溪村12号",
+    "0",
+    "1",
+    "1",
+    "1",
+    "1",
+]
 
 
 def _status_update_scenario(driver, page: Page) -> None:
@@ -227,8 +243,9 @@ def _status_update_scenario(driver, page: Page) -> None:
 
     def emit() -> int:
         body = json.dumps({"application_id": reference, "status": "accepted", "note": "窗口已收件"}).encode()
-        request = urllib.request.Request(page.base + "/sandbox/intake/emit", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            page.base + "/sandbox/intake/emit", data=body, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=5) as resp:
                 return resp.status
@@ -240,8 +257,10 @@ def _status_update_scenario(driver, page: Page) -> None:
     while emit() != 200:
         assert time.monotonic() < deadline, "the application never reached the intake sandbox"
         time.sleep(0.2)
-    page.wait.until(lambda d: any("残疾人证：已受理" in t for t in page.bot_texts()),
-                    message=f"no pushed status update; bubbles: {page.bot_texts()[-3:]}")
+    page.wait.until(
+        lambda d: any("残疾人证：已受理" in t for t in page.bot_texts()),
+        message=f"no pushed status update; bubbles: {page.bot_texts()[-3:]}",
+    )
     pushed = driver.find_elements(page.By.CSS_SELECTOR, ".bubble.bot.pushed")
     assert pushed and "通知" in pushed[-1].text and reference in pushed[-1].text
 

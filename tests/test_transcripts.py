@@ -4,6 +4,7 @@ Each file in tests/transcripts/ is one citizen's conversation: what they send (t
 image, events), what each reply must (and must not) contain, and the application document the
 intake outbox must hold at the end. See tests/transcripts/README.md for the format.
 """
+
 from __future__ import annotations
 
 import re

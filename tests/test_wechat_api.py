@@ -1,10 +1,10 @@
 """The WeChat API client against the sandbox served on loopback, with a real Redis."""
-from __future__ import annotations
 
-import time
+from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime
 
 import aiohttp
@@ -29,7 +29,9 @@ def base_url(server: TestServer) -> str:
 
 
 def make_api(http, redis, server, **kw) -> WeChatApi:
-    return WeChatApi(http, redis, base_url=base_url(server), appid="sandbox-appid", secret="sandbox-secret", **{"clock": time.time, **kw})
+    return WeChatApi(
+        http, redis, base_url=base_url(server), appid="sandbox-appid", secret="sandbox-secret", **{"clock": time.time, **kw}
+    )
 
 
 async def inject(http, server, endpoint: str, **fault) -> None:
@@ -46,9 +48,9 @@ async def test_two_workers_sending_20_messages_fetch_the_token_once(sandbox, red
     other_redis = aioredis.from_url(redis_url)
     async with aiohttp.ClientSession() as s1, aiohttp.ClientSession() as s2:
         workers = [make_api(s1, redis_client, sandbox), make_api(s2, other_redis, sandbox)]
-        results = await asyncio.gather(*(
-            workers[i % 2].send(f"oUser{i:03d}", f"第{i}条通知", idempotency_key=f"k{i}") for i in range(20)
-        ))
+        results = await asyncio.gather(
+            *(workers[i % 2].send(f"oUser{i:03d}", f"第{i}条通知", idempotency_key=f"k{i}") for i in range(20))
+        )
     await other_redis.aclose()
     assert [r.status for r in results] == ["sent"] * 20
     assert sandbox.app[SANDBOX].token_fetches == 1
@@ -70,9 +72,9 @@ async def test_a_stale_cached_token_is_replaced_once_for_all_workers(sandbox, re
         workers = [make_api(s1, redis_client, sandbox), make_api(s2, other_redis, sandbox)]
         # A token another deployment fetched since: WeChat now answers 40001 to it.
         await redis_client.set(workers[0]._token_key, "no-longer-valid", ex=600)
-        results = await asyncio.gather(*(
-            workers[i % 2].send(f"oUser{i:03d}", "通知", idempotency_key=f"k{i}") for i in range(10)
-        ))
+        results = await asyncio.gather(
+            *(workers[i % 2].send(f"oUser{i:03d}", "通知", idempotency_key=f"k{i}") for i in range(10))
+        )
     await other_redis.aclose()
     assert [r.status for r in results] == ["sent"] * 10
     assert sandbox.app[SANDBOX].token_fetches == 1
@@ -115,13 +117,17 @@ async def test_too_many_service_messages_uses_the_template_when_there_is_one(san
     assert [m["kind"] for m in inbox(sandbox)] == ["template"]
 
 
-@pytest.mark.parametrize("fault", [
-    {"errcodes": [45047]},  # no template: the cap lifts when the citizen writes again
-    {"errcodes": [-1]},
-    {"errcodes": [45011]},
-    {"http_status": [500]},
-    {"http_status": [502]},
-], ids=["45047", "busy", "45011", "http500", "http502"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"errcodes": [45047]},  # no template: the cap lifts when the citizen writes again
+        {"errcodes": [-1]},
+        {"errcodes": [45011]},
+        {"http_status": [500]},
+        {"http_status": [502]},
+    ],
+    ids=["45047", "busy", "45011", "http500", "http502"],
+)
 async def test_transient_failures_are_retries(sandbox, http, redis_client, fault):
     api = make_api(http, redis_client, sandbox, timeout_s=0.1)
     await api.access_token()  # the token is not what is being tested

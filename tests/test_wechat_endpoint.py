@@ -1,4 +1,5 @@
 """The /wechat endpoint as WeChat's server calls it: verification, modes, retries, ordering, abuse."""
+
 from __future__ import annotations
 
 import asyncio
@@ -66,7 +67,18 @@ async def test_only_the_latest_replies_are_kept_but_no_message_is_ever_a_second_
 async def test_concurrent_messages_of_one_user_run_one_at_a_time_in_order(bot_client, make_user):
     user = make_user()
     answers = ["1", "1 3", "1", "2", "4", "2", "张三", "341723195503020017", "13812345678", "青阳县蓉城镇五溪村12号"]
-    expected = ["要办哪些事", "户口在青阳县", "已经有残疾人证了吗", "哪类残疾", "哪种情况", "请发您的姓名", "身份证号", "联系电话", "户籍地址", "请准备这些材料"]
+    expected = [
+        "要办哪些事",
+        "户口在青阳县",
+        "已经有残疾人证了吗",
+        "哪类残疾",
+        "哪种情况",
+        "请发您的姓名",
+        "身份证号",
+        "联系电话",
+        "户籍地址",
+        "请准备这些材料",
+    ]
     assert "请问是谁申请" in await user.say("你好")
     store = bot_client.server.app[SERVICES].store
     created = int(time.time())
@@ -143,7 +155,9 @@ async def test_bad_requests_never_get_a_500(bot_client, protocol):
     def plain(xml: str):
         return protocol.build_request(xml, encrypted=False)
 
-    entity = '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]><xml><ToUserName>&b;</ToUserName></xml>'
+    entity = (
+        '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]><xml><ToUserName>&b;</ToUserName></xml>'
+    )
     bodies = {
         "malformed": "<xml><ToUserName>oops",
         "entity declarations": entity,

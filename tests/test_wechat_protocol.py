@@ -1,4 +1,5 @@
 """WeChat protocol layer: signatures, safe-mode crypto, XML hardening."""
+
 from __future__ import annotations
 
 import base64
@@ -174,7 +175,7 @@ def test_verify_url_bad_signature(plain):
     assert status_of(plain.verify_url, {**q, "nonce": "124"}) == 403
 
 
-@pytest.mark.parametrize("delta", [-301, 301, -10**6])
+@pytest.mark.parametrize("delta", [-301, 301, -(10**6)])
 def test_verify_url_stale(plain, delta):
     assert status_of(plain.verify_url, get_query(plain, timestamp=NOW + delta)) == 403
 
@@ -427,7 +428,7 @@ def test_dtd_refused_in_envelope(safe):
 
 
 def test_doctype_in_utf16_body_refused(plain):
-    assert status_of(plain.parse, signed(plain), XXE.replace("1.0\"", "1.0\" encoding=\"UTF-16\"").encode("utf-16")) == 400
+    assert status_of(plain.parse, signed(plain), XXE.replace('1.0"', '1.0" encoding="UTF-16"').encode("utf-16")) == 400
 
 
 FIELDS = "<ToUserName>gh</ToUserName><FromUserName>u</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType>"
@@ -449,9 +450,9 @@ BAD_BODIES = {
     "deep_nesting": "<xml>" + "<a>" * 5000 + "</a>" * 5000 + "</xml>",
 }
 for _field in ("ToUserName", "FromUserName", "CreateTime", "MsgType"):
-    BAD_BODIES[f"missing_{_field}"] = "<xml>" + "".join(
-        part + ">" for part in FIELDS.split(">")[:-1] if _field not in part
-    ) + "</xml>"
+    BAD_BODIES[f"missing_{_field}"] = (
+        "<xml>" + "".join(part + ">" for part in FIELDS.split(">")[:-1] if _field not in part) + "</xml>"
+    )
 
 
 @pytest.mark.parametrize("name", list(BAD_BODIES))
@@ -542,8 +543,30 @@ def test_bad_aes_key_config():
 
 # -- robustness: nothing but ProtocolError escapes parse() ----------------------------
 
-SNIPPETS = [b"<", b">", b"]]>", b"<![CDATA[", b"<!DOCTYPE", b"<!ENTITY", b"&", b"&#0;", b"&#x10FFFF;", b"\x00",
-            b"\xff", b"\xc3", b"<xml>", b"</xml>", b"<a>", b"</Content>", b"<?", b"?>", b"<!--", b"-->", b"%", b"\xef\xbb\xbf"]
+SNIPPETS = [
+    b"<",
+    b">",
+    b"]]>",
+    b"<![CDATA[",
+    b"<!DOCTYPE",
+    b"<!ENTITY",
+    b"&",
+    b"&#0;",
+    b"&#x10FFFF;",
+    b"\x00",
+    b"\xff",
+    b"\xc3",
+    b"<xml>",
+    b"</xml>",
+    b"<a>",
+    b"</Content>",
+    b"<?",
+    b"?>",
+    b"<!--",
+    b"-->",
+    b"%",
+    b"\xef\xbb\xbf",
+]
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
@@ -566,9 +589,12 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
 
 def test_fuzz_parse_only_raises_protocol_error(safe):
     rng = random.Random(20240601)
-    seeds = [text_xml(content=c) for c in ("hi", "a]]>b", "中文")] + [
-        message_xml(from_user="u", create_time=NOW, **spec) for spec in MESSAGES.values()
-    ] + list(DTD_PAYLOADS.values()) + list(BAD_BODIES.values())
+    seeds = (
+        [text_xml(content=c) for c in ("hi", "a]]>b", "中文")]
+        + [message_xml(from_user="u", create_time=NOW, **spec) for spec in MESSAGES.values()]
+        + list(DTD_PAYLOADS.values())
+        + list(BAD_BODIES.values())
+    )
     outcomes = {"ok": 0, "error": 0}
     for i in range(2000):
         seed = rng.choice(seeds).encode()

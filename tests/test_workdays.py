@@ -123,10 +123,8 @@ def test_unknown_year_falls_back_to_weekends_with_one_warning_per_year(caplog):
         assert cal.is_workday(date(2028, 1, 3))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
-        "no holiday schedule for 2027: treating only weekends as non-working days;"
-        " add it to content/common/holidays.yaml",
-        "no holiday schedule for 2028: treating only weekends as non-working days;"
-        " add it to content/common/holidays.yaml",
+        "no holiday schedule for 2027: treating only weekends as non-working days; add it to content/common/holidays.yaml",
+        "no holiday schedule for 2028: treating only weekends as non-working days; add it to content/common/holidays.yaml",
     ]
 
 

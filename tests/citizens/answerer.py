@@ -6,6 +6,7 @@ tables or content files. It recognises what is asked by plain-language cues, ans
 says "啥意思？" to what it does not understand, and counts the times the bot refused an answer a person
 would give (the bot asked the same thing again, saying it did not understand or wanting a number).
 """
+
 from __future__ import annotations
 
 import random
@@ -17,29 +18,62 @@ from tests.citizens.facts import CATEGORIES, HARDSHIPS, LEVEL_WORDS, SERVICE_WOR
 MAX_MESSAGES = 60
 
 # What a person reads as "it did not take my answer": a re-ask with one of these.
-REFUSAL_CUES = ("请回复数字", "请回复选项", "选项前面的数字", "事项前的数字", "没看懂", "没听懂", "没听清",
-                "请再发一次", "请核对", "不对", "应为", "请发", "请多写")
+REFUSAL_CUES = (
+    "请回复数字",
+    "请回复选项",
+    "选项前面的数字",
+    "事项前的数字",
+    "没看懂",
+    "没听懂",
+    "没听清",
+    "请再发一次",
+    "请核对",
+    "不对",
+    "应为",
+    "请发",
+    "请多写",
+)
 
 CN_DIGITS = "零一二三四五六七八九"
 LEVEL_CN = {1: "一", 2: "二", 3: "三", 4: "四"}
 
 # How the citizen recognises an option on the screen for each of its facts (words it looks for in a label).
 SERVICE_LABEL = {
-    "disability_certificate": ("残疾人证", "残疾证"), "living_subsidy": ("生活补贴",), "nursing_subsidy": ("护理补贴",),
-    "medical_assistance": ("医疗救助",), "pension_subsidy": ("养老保险",),
+    "disability_certificate": ("残疾人证", "残疾证"),
+    "living_subsidy": ("生活补贴",),
+    "nursing_subsidy": ("护理补贴",),
+    "medical_assistance": ("医疗救助",),
+    "pension_subsidy": ("养老保险",),
 }
 RELATION_LABEL = {
-    "parent": ("父母",), "child": ("子女",), "spouse": ("配偶",), "sibling": ("兄弟姐妹",),
-    "relative": ("其他亲属", "亲属"), "other": ("其他代理人", "代理人"),
+    "parent": ("父母",),
+    "child": ("子女",),
+    "spouse": ("配偶",),
+    "sibling": ("兄弟姐妹",),
+    "relative": ("其他亲属", "亲属"),
+    "other": ("其他代理人", "代理人"),
 }
 HARDSHIP_LABEL = {code: (label,) for code, label in HARDSHIPS.items()}
 # What a person says in words
 HARDSHIP_SAY = {
-    "dibao_urban": "城镇低保户", "dibao_rural": "农村低保户", "tekun": "特困户", "dibao_edge": "低保边缘户",
-    "tuopin": "脱贫户", "monitored": "防返贫监测户", "illness_poverty": "因病致贫", "none": "都不是",
+    "dibao_urban": "城镇低保户",
+    "dibao_rural": "农村低保户",
+    "tekun": "特困户",
+    "dibao_edge": "低保边缘户",
+    "tuopin": "脱贫户",
+    "monitored": "防返贫监测户",
+    "illness_poverty": "因病致贫",
+    "none": "都不是",
 }
-CATEGORY_SAY = {1: "眼睛看不见，视力残疾", 2: "耳朵听不见，听力残疾", 3: "说话不行，言语残疾", 4: "腿脚不好，肢体残疾",
-                5: "智力残疾", 6: "精神残疾", 7: "多重残疾"}
+CATEGORY_SAY = {
+    1: "眼睛看不见，视力残疾",
+    2: "耳朵听不见，听力残疾",
+    3: "说话不行，言语残疾",
+    4: "腿脚不好，肢体残疾",
+    5: "智力残疾",
+    6: "精神残疾",
+    7: "多重残疾",
+}
 
 
 def options(reply: str) -> list[tuple[str, str]]:
@@ -69,7 +103,7 @@ def spoken_digits(number: str) -> str:
 
 @dataclass
 class Turn:
-    kind: str   # "say" | "voice"
+    kind: str  # "say" | "voice"
     text: str
     topic: str
 
@@ -82,8 +116,8 @@ class Citizen:
     sent: int = 0
     refusals: int = 0
     not_understood: int = 0
-    refused: list[str] = field(default_factory=list)      # the bot's replies that refused an answer
-    puzzled: list[str] = field(default_factory=list)      # the bot's replies the citizen did not understand
+    refused: list[str] = field(default_factory=list)  # the bot's replies that refused an answer
+    puzzled: list[str] = field(default_factory=list)  # the bot's replies the citizen did not understand
     done: bool = False
     _last_topic: str | None = None
     _last_text: str = ""
@@ -177,12 +211,16 @@ class Citizen:
         a = p.applicant
         wants = self.services_words()
         if p.agent is None:
-            return (f"你好，我叫{a.name}，身份证{a.id_number}，电话{a.phone}，住{p.address}，"
-                    f"{CATEGORIES[p.category]}残疾{self.level_words()}，家里是{HARDSHIP_SAY[p.hardships[0]]}，{wants}")
+            return (
+                f"你好，我叫{a.name}，身份证{a.id_number}，电话{a.phone}，住{p.address}，"
+                f"{CATEGORIES[p.category]}残疾{self.level_words()}，家里是{HARDSHIP_SAY[p.hardships[0]]}，{wants}"
+            )
         he = "他" if a.male else "她"
-        return (f"你好，我是{p.agent.name}，帮我{p.applicant_title}{a.name}申请，我是{he}{p.agent_title}，"
-                f"{he}身份证{a.id_number}，我的电话{p.agent.phone}，{he}{CATEGORIES[p.category]}残疾{self.level_words()}，"
-                f"家里是{HARDSHIP_SAY[p.hardships[0]]}，{wants}")
+        return (
+            f"你好，我是{p.agent.name}，帮我{p.applicant_title}{a.name}申请，我是{he}{p.agent_title}，"
+            f"{he}身份证{a.id_number}，我的电话{p.agent.phone}，{he}{CATEGORIES[p.category]}残疾{self.level_words()}，"
+            f"家里是{HARDSHIP_SAY[p.hardships[0]]}，{wants}"
+        )
 
     def level_words(self) -> str:
         return LEVEL_WORDS[self.persona.level] if self.persona.level else "，还没评定等级"

@@ -2,6 +2,7 @@
 
 Nothing here knows the bot: the facts are what a citizen knows about themself and their family.
 """
+
 from __future__ import annotations
 
 import random
@@ -14,14 +15,30 @@ STYLES = ("numbers", "words", "voice", "all_in_one", "changes_mind")
 
 REGIONS = {
     # region: (county name as people say it, the county codes of its ID numbers, home addresses, addresses elsewhere)
-    "qingyang": ("青阳县", ["341723"], [
-        "青阳县蓉城镇五溪村12号", "青阳县木镇镇木镇村3组8号", "青阳县新河镇新河社区建设路21号",
-        "青阳县陵阳镇陵阳村桥头组5号", "青阳县丁桥镇丁桥村中街16号", "青阳县庙前镇庙前村上屋组2号",
-    ], ["安徽省池州市贵池区秋浦街道长江路8号", "安徽省铜陵市义安区五松镇团结村4号"]),
-    "hulunbuir": ("呼伦贝尔市", ["150702", "150781", "150783", "150721"], [
-        "内蒙古呼伦贝尔市海拉尔区胜利街道10号", "内蒙古呼伦贝尔市满洲里市东山街道二道街15号",
-        "内蒙古呼伦贝尔市扎兰屯市兴华街道光明路7号", "内蒙古呼伦贝尔市阿荣旗那吉镇建设街3号",
-    ], ["内蒙古兴安盟乌兰浩特市和平街道5号", "黑龙江省齐齐哈尔市龙沙区五龙街道9号"]),
+    "qingyang": (
+        "青阳县",
+        ["341723"],
+        [
+            "青阳县蓉城镇五溪村12号",
+            "青阳县木镇镇木镇村3组8号",
+            "青阳县新河镇新河社区建设路21号",
+            "青阳县陵阳镇陵阳村桥头组5号",
+            "青阳县丁桥镇丁桥村中街16号",
+            "青阳县庙前镇庙前村上屋组2号",
+        ],
+        ["安徽省池州市贵池区秋浦街道长江路8号", "安徽省铜陵市义安区五松镇团结村4号"],
+    ),
+    "hulunbuir": (
+        "呼伦贝尔市",
+        ["150702", "150781", "150783", "150721"],
+        [
+            "内蒙古呼伦贝尔市海拉尔区胜利街道10号",
+            "内蒙古呼伦贝尔市满洲里市东山街道二道街15号",
+            "内蒙古呼伦贝尔市扎兰屯市兴华街道光明路7号",
+            "内蒙古呼伦贝尔市阿荣旗那吉镇建设街3号",
+        ],
+        ["内蒙古兴安盟乌兰浩特市和平街道5号", "黑龙江省齐齐哈尔市龙沙区五龙街道9号"],
+    ),
 }
 
 CATEGORIES = {1: "视力", 2: "听力", 3: "言语", 4: "肢体", 5: "智力", 6: "精神", 7: "多重"}
@@ -29,14 +46,23 @@ LEVEL_WORDS = {1: "一级", 2: "二级", 3: "三级", 4: "四级"}
 
 # What the citizen calls each hardship (the outbox codes are what the application must say).
 HARDSHIPS = {
-    "dibao_urban": "城镇低保", "dibao_rural": "农村低保", "tekun": "特困人员", "dibao_edge": "低保边缘家庭",
-    "tuopin": "脱贫人口", "monitored": "防止返贫监测对象", "illness_poverty": "因病致贫重病患者", "none": "都不是",
+    "dibao_urban": "城镇低保",
+    "dibao_rural": "农村低保",
+    "tekun": "特困人员",
+    "dibao_edge": "低保边缘家庭",
+    "tuopin": "脱贫人口",
+    "monitored": "防止返贫监测对象",
+    "illness_poverty": "因病致贫重病患者",
+    "none": "都不是",
 }
 
 SERVICES = ("disability_certificate", "living_subsidy", "nursing_subsidy", "medical_assistance", "pension_subsidy")
 SERVICE_WORDS = {
-    "disability_certificate": "残疾证", "living_subsidy": "生活补贴", "nursing_subsidy": "护理补贴",
-    "medical_assistance": "医疗救助", "pension_subsidy": "养老保险补助",
+    "disability_certificate": "残疾证",
+    "living_subsidy": "生活补贴",
+    "nursing_subsidy": "护理补贴",
+    "medical_assistance": "医疗救助",
+    "pension_subsidy": "养老保险补助",
 }
 
 # relation code: (how the agent names themself, how they call the applicant, the applicant's age range)
@@ -51,8 +77,32 @@ RELATIONS = {
 }
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙朱胡郭何高林罗郑梁谢宋唐韩曹许邓冯"
-GIVEN = ["大山", "秀英", "小宝", "建国", "桂兰", "志强", "玉梅", "海燕", "德福", "春花", "明亮", "淑珍",
-         "金凤", "国庆", "小军", "丽娟", "文斌", "巧云", "长林", "雪梅", "振华", "翠兰", "宏伟", "晓东"]
+GIVEN = [
+    "大山",
+    "秀英",
+    "小宝",
+    "建国",
+    "桂兰",
+    "志强",
+    "玉梅",
+    "海燕",
+    "德福",
+    "春花",
+    "明亮",
+    "淑珍",
+    "金凤",
+    "国庆",
+    "小军",
+    "丽娟",
+    "文斌",
+    "巧云",
+    "长林",
+    "雪梅",
+    "振华",
+    "翠兰",
+    "宏伟",
+    "晓东",
+]
 MONGOLIAN = ["巴特尔", "其其格", "乌云", "苏和", "阿拉坦", "斯琴", "额尔敦", "萨仁"]
 
 _WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
@@ -110,19 +160,19 @@ class Persona:
     applicant: Person
     address: str
     local_hukou: bool
-    category: int                    # 1 视力 … 7 多重
-    level: int | None                # 1…4, None = not yet assessed
+    category: int  # 1 视力 … 7 多重
+    level: int | None  # 1…4, None = not yet assessed
     holds_certificate: bool
-    hardships: list[str]             # hardship codes, first = the one they think of first; ["none"] = none
-    services: list[str]              # what they want, in SERVICES order
-    relation: str | None = None      # None = applies for themself
+    hardships: list[str]  # hardship codes, first = the one they think of first; ["none"] = none
+    services: list[str]  # what they want, in SERVICES order
+    relation: str | None = None  # None = applies for themself
     agent: Person | None = None
-    agent_title: str = ""            # how the agent names themself: 妈妈, 儿子, 村干部 ...
-    applicant_title: str = ""        # how the agent calls the applicant: 儿子, 父亲 ...
+    agent_title: str = ""  # how the agent names themself: 妈妈, 儿子, 村干部 ...
+    applicant_title: str = ""  # how the agent calls the applicant: 儿子, 父亲 ...
     pension_enrolled: bool = True
     medical_insured: bool = True
     subsidy_reason: str = "家庭困难，长期需要人照顾"
-    delivery: str = "pickup"         # pickup | mail (asked where the region asks)
+    delivery: str = "pickup"  # pickup | mail (asked where the region asks)
     mail_address: str | None = None  # None = same as the household address
     tags: list[str] = field(default_factory=list)
 
@@ -144,9 +194,11 @@ class Persona:
         who = "本人" if self.agent is None else f"{self.agent_title}({self.relation})"
         level = LEVEL_WORDS.get(self.level or 0, "未评定")
         cert = "持证" if self.holds_certificate else "无证"
-        return (f"{self.key} {self.region} {who} {self.age}岁 {CATEGORIES[self.category]}{level} {cert} "
-                f"{'+'.join(HARDSHIPS[h] for h in self.hardships)} {'户籍本地' if self.local_hukou else '户籍外地'} "
-                f"{'/'.join(SERVICE_WORDS[s] for s in self.services)}")
+        return (
+            f"{self.key} {self.region} {who} {self.age}岁 {CATEGORIES[self.category]}{level} {cert} "
+            f"{'+'.join(HARDSHIPS[h] for h in self.hardships)} {'户籍本地' if self.local_hukou else '户籍外地'} "
+            f"{'/'.join(SERVICE_WORDS[s] for s in self.services)}"
+        )
 
 
 def _name(rng: random.Random, region: str, used: set[str]) -> str:
@@ -185,7 +237,9 @@ def generate(count: int = 40, seed: int = 20261123) -> list[Persona]:
         first = hardship_codes[n % len(hardship_codes)]
         hardships = [first]
         if first not in ("none",) and n % 5 == 3:
-            second = rng.choice([h for h in hardship_codes if h not in ("none", first) and {h, first} != {"dibao_urban", "dibao_rural"}])
+            second = rng.choice(
+                [h for h in hardship_codes if h not in ("none", first) and {h, first} != {"dibao_urban", "dibao_rural"}]
+            )
             hardships.append(second)
         # the applicant's age
         if relation is None:
@@ -214,9 +268,16 @@ def generate(count: int = 40, seed: int = 20261123) -> list[Persona]:
                 agent_age = rng.randint(22, 50)
             else:
                 agent_age = rng.randint(28, 60)
-            agent = Person(_name(rng, region, used),
-                           make_id(rng, rng.choice(codes), birth_for_age(rng, agent_age), agent_title in ("爸爸", "儿子", "哥哥", "弟弟", "孙子", "侄子")),
-                           make_phone(rng))
+            agent = Person(
+                _name(rng, region, used),
+                make_id(
+                    rng,
+                    rng.choice(codes),
+                    birth_for_age(rng, agent_age),
+                    agent_title in ("爸爸", "儿子", "哥哥", "弟弟", "孙子", "侄子"),
+                ),
+                make_phone(rng),
+            )
             if rng.random() < 0.5 or age < 16:
                 applicant.phone = agent.phone  # 同上
         # services: a guardian for all five now and then; otherwise what fits their situation, sometimes not
@@ -243,18 +304,30 @@ def generate(count: int = 40, seed: int = 20261123) -> list[Persona]:
         if age >= 60:
             tags.append("elderly")
         delivery = "mail" if (region == "hulunbuir" and n % 4 == 1) else "pickup"
-        personas.append(Persona(
-            key=f"p{n:02d}", region=region, applicant=applicant,
-            address=rng.choice(homes) if local else rng.choice(away),
-            local_hukou=local, category=category, level=level, holds_certificate=holds,
-            hardships=hardships, services=services, relation=relation, agent=agent,
-            agent_title=agent_title, applicant_title=applicant_title,
-            pension_enrolled=rng.random() < 0.8, medical_insured=rng.random() < 0.9,
-            subsidy_reason=rng.choice(["家庭困难，长期需要人照顾", "生活不能自理，家里没有收入", "看病花销大，家庭困难"]),
-            delivery=delivery,
-            mail_address=None if n % 8 != 5 else rng.choice(homes),
-            tags=tags,
-        ))
+        personas.append(
+            Persona(
+                key=f"p{n:02d}",
+                region=region,
+                applicant=applicant,
+                address=rng.choice(homes) if local else rng.choice(away),
+                local_hukou=local,
+                category=category,
+                level=level,
+                holds_certificate=holds,
+                hardships=hardships,
+                services=services,
+                relation=relation,
+                agent=agent,
+                agent_title=agent_title,
+                applicant_title=applicant_title,
+                pension_enrolled=rng.random() < 0.8,
+                medical_insured=rng.random() < 0.9,
+                subsidy_reason=rng.choice(["家庭困难，长期需要人照顾", "生活不能自理，家里没有收入", "看病花销大，家庭困难"]),
+                delivery=delivery,
+                mail_address=None if n % 8 != 5 else rng.choice(homes),
+                tags=tags,
+            )
+        )
     return personas
 
 

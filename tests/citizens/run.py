@@ -1,4 +1,5 @@
 """One persona through a fresh conversation on the real app, and the submitted application compared with its facts."""
+
 from __future__ import annotations
 
 import re
@@ -31,8 +32,10 @@ class Outcome:
         return self.completed and not self.mismatches
 
     def text(self, last: int | None = None) -> str:
-        lines = [f"{self.persona}×{self.style}: completed={self.completed} messages={self.messages} "
-                 f"refusals={self.refusals} not_understood={self.not_understood}"]
+        lines = [
+            f"{self.persona}×{self.style}: completed={self.completed} messages={self.messages} "
+            f"refusals={self.refusals} not_understood={self.not_understood}"
+        ]
         lines += [f"  mismatch: {m}" for m in self.mismatches]
         rows = self.transcript if last is None else self.transcript[-last:]
         for kind, sent, reply in rows:
@@ -143,8 +146,16 @@ def settings_for(redis_url: str, var_dir, region: str):
     from bot.settings import Settings
     from tests.conftest import SAMPLE_AES_KEY, SAMPLE_APPID, SAMPLE_TOKEN, TEST_DATA_KEY
 
-    return Settings(wechat_token=SAMPLE_TOKEN, wechat_appid=SAMPLE_APPID, wechat_encoding_aes_key=SAMPLE_AES_KEY,
-                    redis_url=redis_url, var_dir=var_dir, simulator=False, data_keys=TEST_DATA_KEY, region=region)
+    return Settings(
+        wechat_token=SAMPLE_TOKEN,
+        wechat_appid=SAMPLE_APPID,
+        wechat_encoding_aes_key=SAMPLE_AES_KEY,
+        redis_url=redis_url,
+        var_dir=var_dir,
+        simulator=False,
+        data_keys=TEST_DATA_KEY,
+        region=region,
+    )
 
 
 NOW = "2026-11-23T10:00:00"
@@ -210,8 +221,9 @@ def figures(outcomes: list[Outcome]) -> dict[str, Any]:
         "all": block(outcomes),
         "by_style": {s: block([o for o in outcomes if o.style == s]) for s in styles},
         "by_region": {r: block([o for o in outcomes if o.region == r]) for r in regions},
-        "by_style_region": {f"{s}/{r}": block([o for o in outcomes if o.style == s and o.region == r])
-                            for s in styles for r in regions},
+        "by_style_region": {
+            f"{s}/{r}": block([o for o in outcomes if o.style == s and o.region == r]) for s in styles for r in regions
+        },
     }
 
 
@@ -220,8 +232,10 @@ def table(figs: dict[str, Any]) -> str:
     lines = [head, "-" * len(head)]
 
     def row(name: str, b: dict[str, Any]) -> str:
-        return (f"{name:22} {b['runs']:>5} {b['completion_rate'] * 100:>8.0f}% {b['correct_rate'] * 100:>7.0f}% "
-                f"{b['median_messages']:>7} {b['max_messages']:>4} {b['refusals']:>9} {b['not_understood']:>13}")
+        return (
+            f"{name:22} {b['runs']:>5} {b['completion_rate'] * 100:>8.0f}% {b['correct_rate'] * 100:>7.0f}% "
+            f"{b['median_messages']:>7} {b['max_messages']:>4} {b['refusals']:>9} {b['not_understood']:>13}"
+        )
 
     for name, b in figs["by_style"].items():
         lines.append(row(name, b))
@@ -265,7 +279,9 @@ def shortcomings(outcome: Outcome, persona: Persona) -> list[str]:
         elif m.startswith("services"):
             hit = _sent_after(outcome, "要办哪些事")
             chosen = re.search(r"您选了：([^。\n]+)", hit[1]) if hit else None
-            why.append(f"“{hit[0] if hit else '?'}” at 要办哪些事 is read as “{chosen.group(1) if chosen else _first_line(hit[1]) if hit else '?'}”")
+            why.append(
+                f"“{hit[0] if hit else '?'}” at 要办哪些事 is read as “{chosen.group(1) if chosen else _first_line(hit[1]) if hit else '?'}”"
+            )
         elif m.startswith(("applicant.name", "consent.by")) and any(x.startswith("agent:") for x in outcome.mismatches):
             continue  # follows from being taken as 本人申请
         elif m == "no application was submitted":
