@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import json
 import math
@@ -123,7 +124,7 @@ class Spawned:
         self.name = name
         self.log_path = log_path
         self.var_dir = var_dir
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115 (kept open for the child's whole life, closed in stop())
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             argv,
@@ -163,18 +164,14 @@ class Spawned:
         redis_procs = self.embedded_redis()
         t0 = time.perf_counter()
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 self.killed = True
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.proc.wait(STOP_GRACE_S)
         self.stop_s = time.perf_counter() - t0
         # Workers of a multi-process bot are in the same group; kill any that survived by pid.
@@ -701,7 +698,7 @@ def bot_target(
     redis = redis_url or "embedded Redis"
     t = Target(
         name,
-        f"python -m bot serve{' --workers %d' % workers if workers > 1 else ''} (safe mode, {redis})",
+        f"python -m bot serve{f' --workers {workers}' if workers > 1 else ''} (safe mode, {redis})",
         argv,
         env,
         port,

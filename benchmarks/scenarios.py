@@ -69,7 +69,7 @@ _WEIGHTS = [pow(2, 17 - i, 11) for i in range(17)]
 
 def id_check_digit(first17: str) -> str:
     """GB 11643-1999: ISO 7064 MOD 11-2 over the first 17 digits."""
-    return "10X98765432"[sum(int(d) * w for d, w in zip(first17, _WEIGHTS)) % 11]
+    return "10X98765432"[sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True)) % 11]
 
 
 def citizen_id(n: int) -> str:
@@ -203,7 +203,7 @@ async def follow_all(citizens: list[Citizen], scripts: list[list[Step]], concurr
             except OffScript as exc:
                 problems.append(f"{citizen.openid}: {exc}")
 
-    await asyncio.gather(*(one(c, s) for c, s in zip(citizens, scripts)))
+    await asyncio.gather(*(one(c, s) for c, s in zip(citizens, scripts, strict=True)))
     return problems
 
 
@@ -282,7 +282,7 @@ async def snapshot(redis) -> Snapshot:
                 pipe.memory_usage(k, samples=0)
                 pipe.ttl(k)
             answers = await pipe.execute()
-        for k, size, ttl in zip(batch, answers[0::2], answers[1::2]):
+        for k, size, ttl in zip(batch, answers[0::2], answers[1::2], strict=True):
             if size is None:  # expired in between
                 continue
             f = families[key_family(k.decode())]

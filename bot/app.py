@@ -8,6 +8,7 @@ events, pushed messages) works on a laptop with no configuration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -181,10 +182,8 @@ async def _every(seconds: float, stop: asyncio.Event, services: Services, what: 
                 services.health.failed(what, exc)
             else:
                 log.exception("sending %s failed; trying again in %.0f s", what, seconds)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
-        except TimeoutError:
-            pass
 
 
 # -- handlers ----------------------------------------------------------------------------------

@@ -183,7 +183,7 @@ async def _checked_sealer(settings: Settings, handle: RedisHandle) -> Sealer:
             raise DataKeyMismatch(
                 f"{path} is missing, and Redis holds data sealed with it (key id {LOCAL_KID!r}): "
                 f"put the file back, or delete {settings.var_dir}/ to start afresh (development data only)"
-            )
+            ) from None
     await check_data_key(handle.client, sealer, where=where)
     return sealer
 

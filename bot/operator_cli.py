@@ -179,7 +179,7 @@ def clock_at(value: str) -> Clock:
     except ValueError:
         from bot.settings import ConfigError
 
-        raise ConfigError(f"--now must be an ISO 8601 time like 2026-12-08T09:00, not {value[:30]!r}")
+        raise ConfigError(f"--now must be an ISO 8601 time like 2026-12-08T09:00, not {value[:30]!r}") from None
     return Clock.at(when if when.tzinfo else when.replace(tzinfo=CHINA))
 
 

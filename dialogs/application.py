@@ -72,7 +72,9 @@ DETOURS = [
     {"trigger": "next", "source": "declaration", "dest": "summary", "conditions": "wants_to_revise"},
 ]
 
-TRANSITIONS = DETOURS + [{"trigger": "next", "source": here.name, "dest": there.name} for here, there in zip(STEPS, STEPS[1:])]
+TRANSITIONS = DETOURS + [
+    {"trigger": "next", "source": here.name, "dest": there.name} for here, there in zip(STEPS, STEPS[1:], strict=False)
+]
 
 INITIAL = "who"
 FINAL = "submitted"

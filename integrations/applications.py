@@ -350,7 +350,7 @@ class ApplicationRegistry:
             for app_id in ids:
                 pipe.pttl(_app(app_id, "meta"))
             ttls = await pipe.execute()
-        gone = [app_id for app_id, ttl in zip(ids, ttls) if ttl == -2]
+        gone = [app_id for app_id, ttl in zip(ids, ttls, strict=True) if ttl == -2]
         if gone:
             await self.redis.srem(key, *gone)
         live = [ttl for ttl in ttls if ttl != -2]

@@ -41,7 +41,7 @@ class RedisAssessmentBook:
             for key in session_keys:
                 pipe.hlen(_booked_key(key))
             counts = await pipe.execute()
-        return {key: max(capacity - int(n), 0) for key, n in zip(session_keys, counts)}
+        return {key: max(capacity - int(n), 0) for key, n in zip(session_keys, counts, strict=True)}
 
     async def reserve(self, session_key: str, holder: str, capacity: int) -> bool:
         ok = await self._reserve(keys=[_booked_key(session_key)], args=[holder, capacity, int(self.clock())])

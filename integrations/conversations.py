@@ -13,6 +13,7 @@ its lock can never overwrite a newer one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -284,7 +285,6 @@ def _escape_glob(text: str) -> str:
 
 
 async def _quietly(awaitable) -> None:
-    try:
+    # The lock expires on its own; a cleanup failure must not mask the turn's result.
+    with contextlib.suppress(Exception):
         await awaitable
-    except Exception:  # the lock expires on its own; a cleanup failure must not mask the turn's result
-        pass

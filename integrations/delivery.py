@@ -36,7 +36,7 @@ import os
 import random
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,9 +229,11 @@ class OutboxLedger:
                     pipe.hgetall(self._k.state(application_id))
                 states = await pipe.execute()
             rows += [
-                row for row in (_public(i, raw) for i, raw in zip(ids, states) if raw) if state is None or row["state"] == state
+                row
+                for row in (_public(i, raw) for i, raw in zip(ids, states, strict=True) if raw)
+                if state is None or row["state"] == state
             ]
-            expired = [i for i, raw in zip(ids, states) if not raw]  # past the pack's retention
+            expired = [i for i, raw in zip(ids, states, strict=True) if not raw]  # past the pack's retention
             if expired:
                 await self.redis.zrem(self._k.index, *expired)
             start += page - len(expired)
@@ -557,7 +559,7 @@ async def running(*workers: DeliveryWorker) -> AsyncIterator[list[asyncio.Task]]
         stop.set()
         # Waiting for new entries: stop now. Attempts in flight get a moment to finish; one cut
         # short keeps its lock and is due again when the lock expires, so nothing is lost.
-        for worker, task in zip(workers, tasks):
+        for worker, task in zip(workers, tasks, strict=True):
             if worker.waiting:
                 task.cancel()
         _, pending = await asyncio.wait(tasks, timeout=2.0)
@@ -601,10 +603,8 @@ def _unseen(application_id: str) -> dict[str, Any]:
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
 
 
 async def _notify(callback, application_id: str, value) -> None:

@@ -20,7 +20,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar, Union
+from typing import Any, TypeAlias, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -59,7 +59,7 @@ return 0
 """
 
 T = TypeVar("T")
-Lazy = Union[T, Callable[[], T]]
+Lazy: TypeAlias = T | Callable[[], T]
 
 REDIS_KEY = web.AppKey("sandbox_redis", object)
 SEALER_KEY = web.AppKey("sandbox_sealer", object)
@@ -216,7 +216,7 @@ async def list_applications(request: web.Request) -> web.Response:
             pipe.hgetall(_app_key(application_id))
         rows = await pipe.execute()
     applications = []
-    for application_id, row in zip(ids, rows):
+    for application_id, row in zip(ids, rows, strict=True):
         h = {k.decode(): v.decode() for k, v in row.items()}
         applications.append(
             {

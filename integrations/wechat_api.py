@@ -16,6 +16,7 @@ Never logged: the token, the secret, full openids, message texts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -377,7 +378,6 @@ class WeChatApi:
 
 
 async def _quietly(awaitable) -> None:
-    try:
+    # Cleanup after a failure must not mask that failure.
+    with contextlib.suppress(Exception):
         await awaitable
-    except Exception:  # cleanup after a failure must not mask that failure
-        pass

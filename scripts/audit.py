@@ -58,7 +58,7 @@ def main() -> int:
         found += [(dep["name"], dep["version"], v["id"], v.get("fix_versions", [])) for v in dep["vulns"]]
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda d: _try(latest_release_vulns, d["name"]), skipped))
-    for dep, answer in zip(skipped, answers):
+    for dep, answer in zip(skipped, answers, strict=True):
         name, version = dep["name"], _version(dep)
         if isinstance(answer, Exception) or answer[0] != version:
             latest = "unreachable" if isinstance(answer, Exception) else f"latest {answer[0]}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import inspect
 import os
 import signal
@@ -36,10 +37,8 @@ def _kill_leftovers() -> None:
     for proc in list(_live):
         if proc.poll() is None:
             proc.kill()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 atexit.register(_kill_leftovers)
@@ -217,9 +216,11 @@ class BotServe:
 
     async def healthy(self) -> bool:
         try:
-            async with aiohttp.ClientSession() as http:
-                async with http.get(self.url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)) as r:
-                    return r.status == 200
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(self.url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)) as r,
+            ):
+                return r.status == 200
         except (TimeoutError, aiohttp.ClientError):
             return False
 

@@ -202,7 +202,7 @@ def test_sign_and_verify():
 async def test_http_intake_maps_every_answer(fake, http):
     intake = HttpIntake(http, base_url=fake.url + "/", secret=SECRET, timeout_s=CLIENT_TIMEOUT_S, clock=time.time)
     docs = [make_document(n) for n in range(6)]
-    for doc, behaviour in zip(docs, ["ok", "409", "500", "timeout", "400", "lost_reply"]):
+    for doc, behaviour in zip(docs, ["ok", "409", "500", "timeout", "400", "lost_reply"], strict=True):
         fake.then(doc["id"], behaviour)
     outcomes = [await intake.deliver(doc) for doc in docs]
     assert [o.kind for o in outcomes] == [DELIVERED, DELIVERED, RETRY, RETRY, REJECTED, RETRY]

@@ -276,7 +276,7 @@ class WeChat:
                 xml = self.xml(script.openid, say)
                 twin = twin_for(i) if twin_for else None
                 if twin is None:
-                    reply = await self.deliver(lambda attempt: url_for(i + attempt), xml)
+                    reply = await self.deliver(lambda attempt, i=i: url_for(i + attempt), xml)
                 else:
                     reply, copy = await asyncio.gather(self.post(url_for(i), xml), self.post(twin, xml))
                     assert reply == copy, f"{script.openid} step {n}: the retry got another reply:\n{reply}\n----\n{copy}"
@@ -483,7 +483,7 @@ async def run_kills(tmp_path, redis_url, redis_client, intake, http, *, conversa
 
     async def killer() -> None:
         for point in points:
-            await wait_until(lambda: figures.posted >= point, 120, interval=0.005, what=f"message {point}")
+            await wait_until(lambda point=point: figures.posted >= point, 120, interval=0.005, what=f"message {point}")
             await asyncio.sleep(rng.uniform(0, 0.03))
             caught["messages"] += figures.in_flight
             caught["deliveries"] += sum(intake.in_flight.values())
@@ -520,7 +520,7 @@ async def run_kills(tmp_path, redis_url, redis_client, intake, http, *, conversa
     reposted = 0
     for reference in references:
         sends = intake.for_id(reference)
-        for before, after in zip(sends, sends[1:]):
+        for before, after in zip(sends, sends[1:], strict=False):
             senders = (before.instance, after.instance)
             assert before.instance != after.instance and _pid(before.instance) in killed_pids, (
                 f"{reference}: POST again by {senders[1]} after {senders[0]} (killed: {sorted(killed_pids)})"

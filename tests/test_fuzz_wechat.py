@@ -352,7 +352,7 @@ async def test_random_text_at_every_step_of_the_dialog_is_answered_and_loses_not
         said = {"msg_type": "voice", "recognition": text} if voice else {"msg_type": "text", "content": text}
         xml = walk.user.xml(msg_id=next(_ids), **said).encode()
 
-        async def send():
+        async def send(xml=xml):
             answer = await send_as(walk, protocol, xml, mode)
             assert answer, f"no reply to a message: {answer!r}"
             return answer
@@ -375,7 +375,7 @@ async def test_a_photo_then_0_at_the_checklist_carries_on(walks, protocol):
     """Found by the property above: after a photo, the "0" the checklist asks for was refused."""
     for walk in walks:
         k = next(i for i, session in enumerate(walk.before) if session and session["state"] == "checklist")
-        await garbage_then_carry_on(walk, k, lambda: walk.user.image())
+        await garbage_then_carry_on(walk, k, lambda walk=walk: walk.user.image())
 
 
 async def test_a_yes_at_the_consent_submits_with_every_answer(walks, protocol):
@@ -383,5 +383,5 @@ async def test_a_yes_at_the_consent_submits_with_every_answer(walks, protocol):
     in the application, not in the (minimised) session."""
     for walk in walks:
         k = next(i for i, session in enumerate(walk.before) if session and session["state"] == "consent_sensitive")
-        await garbage_then_carry_on(walk, k, lambda: walk.user.say("同意"))
+        await garbage_then_carry_on(walk, k, lambda walk=walk: walk.user.say("同意"))
         assert (await walk.session())["state"] == FINAL

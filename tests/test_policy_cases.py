@@ -53,7 +53,7 @@ def _pack(region: str):
 
 def id_number(region: str, born: date, serial: str = "003") -> str:
     body = f"{REGION_CODE[region]}{born:%Y%m%d}{serial}"
-    check = "10X98765432"[sum(int(d) * w for d, w in zip(body, _WEIGHTS)) % 11]
+    check = "10X98765432"[sum(int(d) * w for d, w in zip(body, _WEIGHTS, strict=True)) % 11]
     return body + check
 
 

@@ -93,7 +93,7 @@ async def test_concurrent_messages_of_one_user_run_one_at_a_time_in_order(bot_cl
             await asyncio.sleep(0.01)
         assert await store.redis.zcard(f"u:{{{user.openid}}}:queue") == len(xmls)
     replies = list(reversed(await asyncio.gather(*tasks)))
-    for answer, reply, wanted in zip(answers, replies, expected):
+    for answer, reply, wanted in zip(answers, replies, expected, strict=True):
         assert wanted in reply, (answer, reply)
 
 
