@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.citizens.answerer import MAX_MESSAGES, Citizen
-from tests.citizens.facts import SUBSIDIES, Persona
+from tests.citizens.facts import SERVICE_WORDS, SUBSIDIES, Persona
 
 WECHAT_TEXT_LIMIT = 2048  # bytes, UTF-8: what WeChat takes in one text message, either way
 
@@ -317,6 +317,21 @@ def shortcomings(outcome: Outcome, persona: Persona) -> list[str]:
             )
         elif m.startswith(("applicant.name", "consent.by")) and any(x.startswith("agent:") for x in outcome.mismatches):
             continue  # follows from being taken as 本人申请
+        elif m.startswith("hardship.statuses"):
+            hit = _sent_after(outcome, "家里属于哪种情况")
+            got = (outcome.document or {}).get("hardship", {}).get("statuses")
+            why.append(f"“{hit[0] if hit else '?'}” at 家里属于哪种情况 is recorded as {got}, the family is {persona.hardships}")
+        elif m.startswith("hardship.status:") and any(x.startswith("hardship.statuses") for x in outcome.mismatches):
+            continue  # the first of the statuses
+        elif m.startswith("hardship.subsidy_reasons"):
+            hit = _sent_after(outcome, "申请补贴的理由")
+            if len(persona.subsidy_reasons) > 1:
+                why.append(
+                    f"one 申请理由 is asked for {'、'.join(SERVICE_WORDS[c] for c in persona.subsidy_reasons)}: "
+                    f"“{hit[0][:30] if hit else '?'}…” is recorded as the reason of each"
+                )
+            else:
+                why.append(m)
         elif m == "no application was submitted":
             last = outcome.transcript[-1] if outcome.transcript else ("", "", "")
             why.append(f"not submitted: after “{last[1][:30]}” the bot still says “{_first_line(last[2])[:40]}”")
