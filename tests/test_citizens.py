@@ -37,30 +37,39 @@ KNOWN: dict[tuple[str, str], str] = {
     (
         "p00",
         "words",
-    ): "“生活补贴、护理补贴和养老保险补助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日' refused: “请回复选项前面的数字。”",
+    ): "“生活补贴、护理补贴和养老保险补助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日' refused: “请回复选项前面的数字。”",
     (
         "p00",
         "voice",
-    ): "“生活补贴、护理补贴和养老保险补助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日。' refused: “请回复选项前面的数字。”",
+    ): "“生活补贴、护理补贴和养老保险补助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日。' refused: “请回复选项前面的数字。”",
     (
         "p00",
         "all_in_one",
-    ): "“生活补贴、护理补贴和养老保险补助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日' refused: “请回复选项前面的数字。”",
+    ): "“生活补贴、护理补贴和养老保险补助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日' refused: “请回复选项前面的数字。”",
     (
         "p00",
         "changes_mind",
-    ): "applicant.phone: application has '13887842615', the citizen said '13887842651'; applicant.household_address: application has '电话写错了,应该是13887842651', the citizen said '青阳县庙前镇庙前村上屋组2号'; “生活补贴、护理补贴和养老保险补助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日' refused: “请回复选项前面的数字。”",
-    ("p01", "numbers"): "a guardian applying for all five needs 24 messages > 20 (numbers)",
-    ("p01", "words"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "applicant.phone: application has '13887842615', the citizen said '13887842651'; applicant.household_address: application has '电话写错了,应该是13887842651', the citizen said '青阳县庙前镇庙前村上屋组2号'; “生活补贴、护理补贴和养老保险补助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日' refused: “请回复选项前面的数字。”",
+    (
+        "p01",
+        "numbers",
+    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; a guardian applying for all five needs 32 messages > 20 (numbers)",
+    (
+        "p01",
+        "words",
+    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; a guardian applying for all five needs 26 messages > 25 (words); '寄到家里' refused: “请回复选项前面的数字。”",
     (
         "p01",
         "voice",
-    ): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请; '一及。' refused: “请回复选项前面的数字。”; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请; “家里是农村低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; '一及。' refused: “请回复选项前面的数字。”; '寄到家里。' refused: “请回复选项前面的数字。”",
     (
         "p01",
         "all_in_one",
-    ): "one long first message (“你好，我是曹国庆，帮我女儿巴特尔申请，我是她爸爸…”) is read as the answer to 请问是谁申请: 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    ("p01", "changes_mind"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是曹国庆，帮我女儿巴特尔申请，我是她爸爸…”) is read as the answer to 请问是谁申请: 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
+    (
+        "p01",
+        "changes_mind",
+    ): "not submitted: after “15078320180720066421” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '15078320180720066421' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
     ("p02", "words"): "“帮我父亲申请” at 请问是谁申请 is read as 本人申请; '12月11日' refused: “请回复选项前面的数字。”",
     ("p02", "voice"): "“帮我父亲申请。” at 请问是谁申请 is read as 本人申请; '12月11日。' refused: “请回复选项前面的数字。”",
     (
@@ -101,7 +110,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "all_in_one",
     ): "one long first message (“你好，我是朱国庆，帮我爷爷阿拉坦申请，我是他侄子…”) is read as the answer to 请问是谁申请: 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
     ("p05", "changes_mind"): "“帮我爷爷申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    ("p06", "numbers"): "a guardian applying for all five needs 22 messages > 20 (numbers)",
+    ("p06", "numbers"): "a guardian applying for all five needs 24 messages > 20 (numbers)",
     ("p06", "words"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请; '12月11日' refused: “请回复选项前面的数字。”",
     ("p06", "voice"): "“帮我村民申请。” at 请问是谁申请 is read as 本人申请; '12月11日。' refused: “请回复选项前面的数字。”",
     (
@@ -116,29 +125,39 @@ KNOWN: dict[tuple[str, str], str] = {
     (
         "p08",
         "words",
-    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日' refused: “请回复选项前面的数字。”",
+    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户，也是脱贫户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban', 'tuopin'], the family is ['dibao_urban', 'tuopin']; '12月11日' refused: “请回复选项前面的数字。”",
     (
         "p08",
         "voice",
-    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日。' refused: “请回复选项前面的数字。”",
+    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户，也是脱贫户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban', 'tuopin'], the family is ['dibao_urban', 'tuopin']; '12月11日。' refused: “请回复选项前面的数字。”",
     (
         "p08",
         "all_in_one",
-    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日' refused: “请回复选项前面的数字。”",
+    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户，也是脱贫户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban', 'tuopin'], the family is ['dibao_urban', 'tuopin']; '12月11日' refused: “请回复选项前面的数字。”",
     (
         "p08",
         "changes_mind",
-    ): "applicant.phone: application has '18618632513', the citizen said '18618632531'; applicant.household_address: application has '电话写错了,应该是18618632531', the citizen said '青阳县陵阳镇陵阳村桥头组5号'; “残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日' refused: “请回复选项前面的数字。”",
-    ("p09", "words"): "“帮我儿子申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "applicant.phone: application has '18618632513', the citizen said '18618632531'; applicant.household_address: application has '电话写错了,应该是18618632531', the citizen said '青阳县陵阳镇陵阳村桥头组5号'; “残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户，也是脱贫户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban', 'tuopin'], the family is ['dibao_urban', 'tuopin']; '12月11日' refused: “请回复选项前面的数字。”",
+    (
+        "p09",
+        "numbers",
+    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：离不开人，家里要有…” is recorded as the reason of each",
+    (
+        "p09",
+        "words",
+    ): "“帮我儿子申请” at 请问是谁申请 is read as 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：离不开人，家里要有…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
     (
         "p09",
         "voice",
-    ): "“帮我儿子申请。” at 请问是谁申请 is read as 本人申请; “我想办残疾证、生活不贴、护理补贴和医疗救助。” at 要办哪些事 is read as “残疾人证、护理补贴、医疗救助”; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "“帮我儿子申请。” at 请问是谁申请 is read as 本人申请; “我想办残疾证、生活不贴、护理补贴和医疗救助。” at 要办哪些事 is read as “残疾人证、护理补贴、医疗救助”; “家里是农村低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：离不开人，家里要有…” is recorded as the reason of each; '寄到家里。' refused: “请回复选项前面的数字。”",
     (
         "p09",
         "all_in_one",
-    ): "one long first message (“你好，我是周晓东，帮我儿子林建国申请，我是他爸爸…”) is read as the answer to 请问是谁申请: 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    ("p09", "changes_mind"): "“帮我儿子申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是周晓东，帮我儿子林建国申请，我是他爸爸…”) is read as the answer to 请问是谁申请: 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：离不开人，家里要有…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
+    (
+        "p09",
+        "changes_mind",
+    ): "“帮我儿子申请” at 请问是谁申请 is read as 本人申请; “不对，刚才说错了，是言语残疾” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：离不开人，家里要有…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
     ("p10", "words"): "“帮我爸爸申请” at 请问是谁申请 is read as 本人申请",
     ("p10", "voice"): "“帮我爸爸申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -149,14 +168,26 @@ KNOWN: dict[tuple[str, str], str] = {
         "p10",
         "changes_mind",
     ): "not submitted: after “34172319520920037541” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '34172319520920037541' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
-    ("p11", "numbers"): "a guardian applying for all five needs 24 messages > 20 (numbers)",
-    ("p11", "words"): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请",
-    ("p11", "voice"): "“帮我老伴申请。” at 请问是谁申请 is read as 本人申请",
+    (
+        "p11",
+        "numbers",
+    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each; a guardian applying for all five needs 28 messages > 20 (numbers)",
+    (
+        "p11",
+        "words",
+    ): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
+    (
+        "p11",
+        "voice",
+    ): "“帮我老伴申请。” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
     (
         "p11",
         "all_in_one",
-    ): "one long first message (“你好，我是萨仁，帮我老伴周长林申请，我是她老伴，…”) is read as the answer to 请问是谁申请: 本人申请",
-    ("p11", "changes_mind"): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请",
+    ): "one long first message (“你好，我是萨仁，帮我老伴周长林申请，我是她老伴，…”) is read as the answer to 请问是谁申请: 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
+    (
+        "p11",
+        "changes_mind",
+    ): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
     (
         "p12",
         "words",
@@ -173,15 +204,22 @@ KNOWN: dict[tuple[str, str], str] = {
         "p12",
         "changes_mind",
     ): "“帮我弟弟申请” at 请问是谁申请 is read as 本人申请; “生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”",
-    ("p13", "words"): "“帮我姑姑申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    (
+        "p13",
+        "numbers",
+    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each",
+    (
+        "p13",
+        "words",
+    ): "“帮我姑姑申请” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
     (
         "p13",
         "voice",
-    ): "“帮我姑姑申请。” at 请问是谁申请 is read as 本人申请; '两级。' refused: “请回复选项前面的数字。”; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "“帮我姑姑申请。” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; '两级。' refused: “请回复选项前面的数字。”; '寄到家里。' refused: “请回复选项前面的数字。”",
     (
         "p13",
         "all_in_one",
-    ): "one long first message (“你好，我是邓金凤，帮我姑姑赵大山申请，我是她孙子…”) is read as the answer to 请问是谁申请: 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是邓金凤，帮我姑姑赵大山申请，我是她孙子…”) is read as the answer to 请问是谁申请: 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
     (
         "p13",
         "changes_mind",
@@ -207,21 +245,42 @@ KNOWN: dict[tuple[str, str], str] = {
         "p15",
         "changes_mind",
     ): "applicant.phone: application has '13933161892', the citizen said '13933161829'; applicant.household_address: application has '电话写错了,应该是13933161829', the citizen said '内蒙古呼伦贝尔市满洲里市东山街道二道街15号'",
-    ("p16", "words"): "'12月11日' refused: “请回复选项前面的数字。”",
-    ("p16", "voice"): "'12月11日。' refused: “请回复选项前面的数字。”",
-    ("p16", "all_in_one"): "'12月11日' refused: “请回复选项前面的数字。”",
-    ("p16", "changes_mind"): "'12月11日' refused: “请回复选项前面的数字。”",
-    ("p17", "words"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    ("p17", "voice"): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请; '寄到家里。' refused: “请回复选项前面的数字。”",
+    (
+        "p16",
+        "words",
+    ): "“家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日' refused: “请回复选项前面的数字。”",
+    (
+        "p16",
+        "voice",
+    ): "“家里是城镇低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日。' refused: “请回复选项前面的数字。”",
+    (
+        "p16",
+        "all_in_one",
+    ): "“家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日' refused: “请回复选项前面的数字。”",
+    (
+        "p16",
+        "changes_mind",
+    ): "not submitted: after “34172319790705347134” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '34172319790705347134' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
+    (
+        "p17",
+        "words",
+    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里' refused: “请回复选项前面的数字。”",
+    (
+        "p17",
+        "voice",
+    ): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请; “家里是农村低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里。' refused: “请回复选项前面的数字。”",
     (
         "p17",
         "all_in_one",
-    ): "one long first message (“你好，我是罗晓东，帮我女儿邓小军申请，我是她妈妈…”) is read as the answer to 请问是谁申请: 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    ("p17", "changes_mind"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是罗晓东，帮我女儿邓小军申请，我是她妈妈…”) is read as the answer to 请问是谁申请: 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里' refused: “请回复选项前面的数字。”",
+    (
+        "p17",
+        "changes_mind",
+    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; “不对，刚才说错了，是肢体残疾” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里' refused: “请回复选项前面的数字。”",
     (
         "p18",
         "words",
-    ): "“帮我妈妈申请” at 请问是谁申请 is read as 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
+    ): "“帮我妈妈申请” at 请问是谁申请 is read as 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日' refused: “请回复选项前面的数字。”",
     (
         "p18",
         "voice",
@@ -244,27 +303,39 @@ KNOWN: dict[tuple[str, str], str] = {
     (
         "p20",
         "words",
-    ): "“帮我妹妹申请” at 请问是谁申请 is read as 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
+    ): "“帮我妹妹申请” at 请问是谁申请 is read as 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '家里是返贫户' refused: “请回复选项前面的数字。”; '1月11日' refused: “请回复选项前面的数字。”",
     (
         "p20",
         "voice",
-    ): "“帮我妹妹申请。” at 请问是谁申请 is read as 本人申请; “残疾证、生活不贴和护理补贴都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日。' refused: “请回复选项前面的数字。”",
+    ): "“帮我妹妹申请。” at 请问是谁申请 is read as 本人申请; “残疾证、生活不贴和护理补贴都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '家里是返贫户。' refused: “请回复选项前面的数字。”; '1月11日。' refused: “请回复选项前面的数字。”",
     (
         "p20",
         "all_in_one",
-    ): "one long first message (“你好，我是罗桂兰，帮我妹妹孙宏伟申请，我是她妹妹…”) is read as the answer to 请问是谁申请: 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是罗桂兰，帮我妹妹孙宏伟申请，我是她妹妹…”) is read as the answer to 请问是谁申请: 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '家里是返贫户' refused: “请回复选项前面的数字。”; '1月11日' refused: “请回复选项前面的数字。”",
     (
         "p20",
         "changes_mind",
-    ): "“帮我妹妹申请” at 请问是谁申请 is read as 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
-    ("p21", "numbers"): "a guardian applying for all five needs 25 messages > 20 (numbers)",
-    ("p21", "words"): "“帮我奶奶申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    ("p21", "voice"): "“帮我奶奶申请。” at 请问是谁申请 is read as 本人申请; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "“帮我妹妹申请” at 请问是谁申请 is read as 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '家里是返贫户' refused: “请回复选项前面的数字。”; '1月11日' refused: “请回复选项前面的数字。”",
+    (
+        "p21",
+        "numbers",
+    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; a guardian applying for all five needs 30 messages > 20 (numbers)",
+    (
+        "p21",
+        "words",
+    ): "“帮我奶奶申请” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; a guardian applying for all five needs 26 messages > 25 (words); '寄到家里' refused: “请回复选项前面的数字。”",
+    (
+        "p21",
+        "voice",
+    ): "“帮我奶奶申请。” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; '寄到家里。' refused: “请回复选项前面的数字。”",
     (
         "p21",
         "all_in_one",
-    ): "one long first message (“你好，我是李大山，帮我奶奶赵晓东申请，我是她孙子…”) is read as the answer to 请问是谁申请: 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    ("p21", "changes_mind"): "“帮我奶奶申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是李大山，帮我奶奶赵晓东申请，我是她孙子…”) is read as the answer to 请问是谁申请: 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
+    (
+        "p21",
+        "changes_mind",
+    ): "“帮我奶奶申请” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
     (
         "p22",
         "words",
@@ -280,26 +351,40 @@ KNOWN: dict[tuple[str, str], str] = {
     (
         "p22",
         "changes_mind",
-    ): "“帮我村民申请” at 请问是谁申请 is read as 本人申请; “护理补贴、医疗救助和养老保险补助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
+    ): "not submitted: after “34172319720210107422” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '34172319720210107422' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
+    (
+        "p24",
+        "words",
+    ): "“残疾证和生活补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日' refused: “请回复选项前面的数字。”",
     (
         "p24",
         "voice",
-    ): "'想办生活不贴。' refused: “请回复事项前的数字，可以多选，如“1 3”。”; '三及。' refused: “请回复选项前面的数字。”",
+    ): "“残疾证和生活不贴都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '三及。' refused: “请回复选项前面的数字。”; '1月11日。' refused: “请回复选项前面的数字。”",
+    (
+        "p24",
+        "all_in_one",
+    ): "“残疾证和生活补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日' refused: “请回复选项前面的数字。”",
     (
         "p24",
         "changes_mind",
-    ): "applicant.phone: application has '13943594092', the citizen said '13943594029'; applicant.household_address: application has '电话写错了,应该是13943594029', the citizen said '青阳县陵阳镇陵阳村桥头组5号'",
-    ("p25", "words"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    ("p25", "voice"): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "applicant.phone: application has '13943594092', the citizen said '13943594029'; applicant.household_address: application has '电话写错了,应该是13943594029', the citizen said '青阳县陵阳镇陵阳村桥头组5号'; “残疾证和生活补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日' refused: “请回复选项前面的数字。”",
+    (
+        "p25",
+        "words",
+    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里' refused: “请回复选项前面的数字。”",
+    (
+        "p25",
+        "voice",
+    ): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请; “家里是农村低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里。' refused: “请回复选项前面的数字。”",
     (
         "p25",
         "all_in_one",
-    ): "one long first message (“你好，我是黄国庆，帮我女儿吴小军申请，我是她爸爸…”) is read as the answer to 请问是谁申请: 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是黄国庆，帮我女儿吴小军申请，我是她爸爸…”) is read as the answer to 请问是谁申请: 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里' refused: “请回复选项前面的数字。”",
     (
         "p25",
         "changes_mind",
     ): "not submitted: after “15078320140318154053” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '15078320140318154053' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
-    ("p26", "numbers"): "a guardian applying for all five needs 21 messages > 20 (numbers)",
+    ("p26", "numbers"): "a guardian applying for all five needs 22 messages > 20 (numbers)",
     ("p26", "words"): "“帮我母亲申请” at 请问是谁申请 is read as 本人申请",
     ("p26", "voice"): "“帮我母亲申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -356,49 +441,78 @@ KNOWN: dict[tuple[str, str], str] = {
         "p30",
         "changes_mind",
     ): "“帮我村民申请” at 请问是谁申请 is read as 本人申请; “生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
-    ("p31", "voice"): "'一及。' refused: “请回复选项前面的数字。”",
+    (
+        "p31",
+        "numbers",
+    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
+    (
+        "p31",
+        "words",
+    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
+    (
+        "p31",
+        "voice",
+    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each; '一及。' refused: “请回复选项前面的数字。”",
+    (
+        "p31",
+        "all_in_one",
+    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
+    (
+        "p31",
+        "changes_mind",
+    ): "not submitted: after “15078119761011655541” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '15078119761011655541' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
     (
         "p32",
         "words",
-    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
+    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日' refused: “请回复选项前面的数字。”",
     (
         "p32",
         "voice",
-    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日。' refused: “请回复选项前面的数字。”",
+    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日。' refused: “请回复选项前面的数字。”",
     (
         "p32",
         "all_in_one",
-    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
+    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日' refused: “请回复选项前面的数字。”",
     (
         "p32",
         "changes_mind",
-    ): "applicant.phone: application has '15044901786', the citizen said '15044901768'; applicant.household_address: application has '电话写错了,应该是15044901768', the citizen said '青阳县庙前镇庙前村上屋组2号'; “残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
-    ("p33", "words"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "applicant.phone: application has '15044901786', the citizen said '15044901768'; applicant.household_address: application has '电话写错了,应该是15044901768', the citizen said '青阳县庙前镇庙前村上屋组2号'; “残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日' refused: “请回复选项前面的数字。”",
+    (
+        "p33",
+        "numbers",
+    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each",
+    (
+        "p33",
+        "words",
+    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; “家里是农村低保户，也是低保边缘户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_edge', 'dibao_rural'], the family is ['dibao_rural', 'dibao_edge']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
     (
         "p33",
         "voice",
-    ): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请; '二及。' refused: “请回复选项前面的数字。”; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请; “家里是农村低保户，也是低保边缘户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_edge', 'dibao_rural'], the family is ['dibao_rural', 'dibao_edge']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; '二及。' refused: “请回复选项前面的数字。”; '寄到家里。' refused: “请回复选项前面的数字。”",
     (
         "p33",
         "all_in_one",
-    ): "one long first message (“你好，我是乌云，帮我女儿许金凤申请，我是她妈妈，…”) is read as the answer to 请问是谁申请: 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    ("p33", "changes_mind"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是乌云，帮我女儿许金凤申请，我是她妈妈，…”) is read as the answer to 请问是谁申请: 本人申请; “家里是农村低保户，也是低保边缘户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_edge', 'dibao_rural'], the family is ['dibao_rural', 'dibao_edge']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
+    (
+        "p33",
+        "changes_mind",
+    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; “家里是农村低保户，也是低保边缘户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_edge', 'dibao_rural'], the family is ['dibao_rural', 'dibao_edge']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
     (
         "p34",
         "words",
-    ): "“帮我母亲申请” at 请问是谁申请 is read as 本人申请; “生活补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p34",
-        "voice",
-    ): "“帮我母亲申请。” at 请问是谁申请 is read as 本人申请; “生活补贴和医疗救助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '三及。' refused: “请回复选项前面的数字。”; '1月11日。' refused: “请回复选项前面的数字。”",
-    (
-        "p34",
-        "all_in_one",
-    ): "one long first message (“你好，我是许小军，帮我母亲林晓东申请，我是她儿子…”) is read as the answer to 请问是谁申请: 本人申请; “生活补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p34",
-        "changes_mind",
     ): "“帮我母亲申请” at 请问是谁申请 is read as 本人申请; “生活补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '2月11日' refused: “请回复选项前面的数字。”",
+    (
+        "p34",
+        "voice",
+    ): "“帮我母亲申请。” at 请问是谁申请 is read as 本人申请; “生活补贴和医疗救助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '三及。' refused: “请回复选项前面的数字。”; '2月11日。' refused: “请回复选项前面的数字。”",
+    (
+        "p34",
+        "all_in_one",
+    ): "one long first message (“你好，我是许小军，帮我母亲林晓东申请，我是她儿子…”) is read as the answer to 请问是谁申请: 本人申请; “生活补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '2月11日' refused: “请回复选项前面的数字。”",
+    (
+        "p34",
+        "changes_mind",
+    ): "not submitted: after “34172319461010262X73” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '34172319461010262X73' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
     ("p35", "words"): "“帮我爱人申请” at 请问是谁申请 is read as 本人申请",
     ("p35", "voice"): "“帮我爱人申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -406,7 +520,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "all_in_one",
     ): "one long first message (“你好，我是梁小军，帮我爱人李玉梅申请，我是他爱人…”) is read as the answer to 请问是谁申请: 本人申请",
     ("p35", "changes_mind"): "“帮我爱人申请” at 请问是谁申请 is read as 本人申请",
-    ("p36", "numbers"): "a guardian applying for all five needs 22 messages > 20 (numbers)",
+    ("p36", "numbers"): "a guardian applying for all five needs 24 messages > 20 (numbers)",
     ("p36", "words"): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请; '2月11日' refused: “请回复选项前面的数字。”",
     (
         "p36",
@@ -423,7 +537,10 @@ KNOWN: dict[tuple[str, str], str] = {
         "p37",
         "all_in_one",
     ): "one long first message (“你好，我是额尔敦，帮我舅舅李桂兰申请，我是他侄子…”) is read as the answer to 请问是谁申请: 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    ("p37", "changes_mind"): "“帮我舅舅申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    (
+        "p37",
+        "changes_mind",
+    ): "not submitted: after “15070219650328261134” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '15070219650328261134' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
     (
         "p38",
         "words",
@@ -504,6 +621,10 @@ def test_personas_cover_the_facts():
     }
     assert cov["region"] == {"qingyang", "hulunbuir"} and cov["hukou"] == {True, False}
     assert {"minor", "elderly"} <= cov["tags"]
+    assert "returned_to_poverty" in cov["hardship"]
+    assert cov["in_school"] == {True, False} and cov["employee_pension"] == {True, False}
+    assert cov["certificate_trouble"] >= {None, "lost", "damaged", "reassess"}
+    assert cov["legal_guardian"] == {True, False}
     assert any(len(p.hardships) > 1 for p in PERSONAS)
     assert any(p.agent is not None and len(p.services) == 5 for p in PERSONAS)
     for p in PERSONAS:
@@ -511,6 +632,11 @@ def test_personas_cover_the_facts():
         assert p.applicant.id_number[:6] in (("341723",) if p.region == "qingyang" else ("150702", "150781", "150783", "150721"))
         if p.age < 18:
             assert p.agent is not None, f"{p.key}: a minor applies through a guardian"
+        if p.in_school:
+            assert 16 <= p.age <= 24, f"{p.key}: a student of {p.age}"
+        if p.certificate_trouble:
+            assert p.holds_certificate and "disability_certificate" in p.services
+        assert set(p.subsidy_reasons) == {s for s in p.services if s in ("living_subsidy", "nursing_subsidy")}
         if p.certificate_no:
             assert p.certificate_no == f"{p.applicant.id_number}{p.category}{p.level}" and len(p.certificate_no) == 20
 

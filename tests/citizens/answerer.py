@@ -13,7 +13,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from tests.citizens.facts import CATEGORIES, HARDSHIPS, LEVEL_WORDS, SERVICE_WORDS, SERVICES, Persona
+from tests.citizens.facts import CATEGORIES, CERTIFICATE_TROUBLE, HARDSHIPS, LEVEL_WORDS, SERVICE_WORDS, SERVICES, Persona
 
 MAX_MESSAGES = 60
 
@@ -64,6 +64,7 @@ HARDSHIP_SAY = {
     "monitored": "防返贫监测户",
     "illness_poverty": "因病致贫",
     "none": "都不是",
+    "returned_to_poverty": "返贫户",
 }
 CATEGORY_SAY = {
     1: "眼睛看不见，视力残疾",
@@ -153,6 +154,8 @@ class Citizen:
             return "declaration"
         if "同意吗" in q or "同意并提交" in q:
             return "consent"
+        if "法定监护人" in q and "吗" in q:
+            return "guardian"
         if "谁申请" in q:
             return "who"
         if "什么人" in q or "关系" in q:
@@ -167,6 +170,10 @@ class Citizen:
             return "reason"
         if "邮寄地址" in q:
             return "mail_address"
+        if "居住" in q and ("地址" in q or "住在" in q):
+            return "agent_residence"
+        if "乡镇" in q and "村" in q and ("告诉我" in q or "没看出" in q):
+            return "household_place"
         if "怎么领" in q:
             return "delivery"
         if "地址" in q:
@@ -191,6 +198,10 @@ class Citizen:
             return "category"
         if "几级" in q or "等级" in q:
             return "level"
+        if "在校" in q or "学生" in q or "上学" in q:
+            return "in_school"
+        if "职工" in q and "养老" in q:
+            return "employee_pension"
         if "养老保险" in q and "参加" in q:
             return "pension_enrolled"
         if "医疗保险" in q and "参加" in q:
@@ -213,14 +224,23 @@ class Citizen:
         if p.agent is None:
             return (
                 f"你好，我叫{a.name}，身份证{a.id_number}，电话{a.phone}，住{p.address}，"
-                f"{CATEGORIES[p.category]}残疾{self.level_words()}，家里是{HARDSHIP_SAY[p.hardships[0]]}，{wants}"
+                f"{CATEGORIES[p.category]}残疾{self.level_words()}，{self.hardship_words()}，{wants}"
             )
         he = "他" if a.male else "她"
         return (
             f"你好，我是{p.agent.name}，帮我{p.applicant_title}{a.name}申请，我是{he}{p.agent_title}，"
             f"{he}身份证{a.id_number}，我的电话{p.agent.phone}，{he}{CATEGORIES[p.category]}残疾{self.level_words()}，"
-            f"家里是{HARDSHIP_SAY[p.hardships[0]]}，{wants}"
+            f"{self.hardship_words()}，{wants}"
         )
+
+    def hardship_words(self) -> str:
+        """Every hardship category the family is in, as people say it."""
+        h = self.persona.hardships
+        if h == ["none"]:
+            return "家里不是低保也不是特困"
+        if len(h) == 1:
+            return "家里是" + HARDSHIP_SAY[h[0]]
+        return "家里是" + HARDSHIP_SAY[h[0]] + "，也是" + "、".join(HARDSHIP_SAY[x] for x in h[1:])
 
     def level_words(self) -> str:
         return LEVEL_WORDS[self.persona.level] if self.persona.level else "，还没评定等级"
@@ -279,7 +299,11 @@ class Citizen:
         self._last_topic = topic
         if self.style == "voice":
             # homophone slips only where the bot could tell (not in names and addresses it must take as said)
-            text = self.slip(text, free_text=topic in ("address", "mail_address", "applicant_name", "agent_name", "reason"))
+            text = self.slip(
+                text,
+                free_text=topic
+                in ("address", "mail_address", "applicant_name", "agent_name", "reason", "agent_residence", "household_place"),
+            )
         self._last_text = text
         return Turn("voice" if self.style == "voice" else "say", text, topic or "?")
 
@@ -345,12 +369,31 @@ class Citizen:
             return "还是要申请", pick(reply, ("仍然", "申请"))
         if topic == "hukou":
             if p.local_hukou:
-                return f"户口在{p.county}", pick(reply, ("是",))
+                return f"户口就在{p.home_county}", pick(reply, ("是",))
             return "不在，户口在外地", pick(reply, ("不是",))
         if topic == "has_certificate":
+            if p.holds_certificate and p.certificate_trouble:
+                trouble = CERTIFICATE_TROUBLE[p.certificate_trouble]
+                words = f"有证，但是{trouble}" + ("" if p.certificate_trouble == "reassess" else "，要补办")
+                return words, pick(reply, ("丢了", "坏了", "重新评定", "补办"))
             if p.holds_certificate:
                 return "有残疾证", pick(reply, ("有",))
             return "还没有办", pick(reply, ("没有",))
+        if topic == "guardian":
+            if p.legal_guardian:
+                return f"是，我是{he}的监护人", pick(reply, ("是",))
+            return "不是，只是帮忙办", pick(reply, ("不是",))
+        if topic == "in_school":
+            return ("是，在上学", pick(reply, ("是",))) if p.in_school else ("不是学生", pick(reply, ("不是",)))
+        if topic == "employee_pension":
+            if p.employee_pension:
+                return "参加了，单位给交的", pick(reply, ("参加了",))
+            return "没有参加", pick(reply, ("没参加",))
+        if topic == "agent_residence":
+            return (p.agent_residence or p.address), None
+        if topic == "household_place":
+            township, village = p.place
+            return township + village, None
         if topic == "category":
             cat = p.category
             if mind:
@@ -371,11 +414,9 @@ class Citizen:
             return LEVEL_WORDS[level], pick(reply, (LEVEL_WORDS[level],))
         if topic == "hardship":
             first = p.hardships[0]
-            if len(p.hardships) > 1:
-                words = "是" + HARDSHIP_SAY[first] + "，也是" + HARDSHIP_SAY[p.hardships[1]]
-            else:
-                words = "家里是" + HARDSHIP_SAY[first] if first != "none" else "都不是"
-            return words, pick(reply, HARDSHIP_LABEL[first])
+            words = self.hardship_words() if first != "none" else "都不是"
+            nums = [pick(reply, HARDSHIP_LABEL[h]) for h in p.hardships]
+            return words, " ".join(n for n in nums if n) if all(nums) else None
         if topic == "pension_enrolled":
             return ("参加了", pick(reply, ("参加了",))) if p.pension_enrolled else ("没参加", pick(reply, ("没参加",)))
         if topic == "medical_insured":
@@ -385,7 +426,12 @@ class Citizen:
         if topic == "certificate_no":
             return p.certificate_no or "还没有证", None
         if topic == "reason":
-            return p.subsidy_reason, None
+            reasons = p.subsidy_reasons
+            if len(reasons) == 1:
+                return next(iter(reasons.values())), None
+            if reasons:
+                return "；".join(f"{SERVICE_WORDS[code]}：{why}" for code, why in reasons.items()), None
+            return "家庭困难", None
         if topic == "delivery":
             return ("寄到家里", pick(reply, ("邮寄",))) if p.delivery == "mail" else ("我自己去拿", pick(reply, ("自取",)))
         if topic == "mail_address":

@@ -54,7 +54,33 @@ HARDSHIPS = {
     "monitored": "防止返贫监测对象",
     "illness_poverty": "因病致贫重病患者",
     "none": "都不是",
+    "returned_to_poverty": "返贫致贫人口",
 }
+# The generator's cycle of first hardships (returned_to_poverty is given to a few personas afterwards,
+# so that adding it did not change the others).
+HARDSHIP_CYCLE = ["dibao_urban", "dibao_rural", "tekun", "dibao_edge", "tuopin", "monitored", "illness_poverty", "none"]
+
+# The 乡镇（街道） and 村（社区） of each address, as the people living there name them.
+PLACES = {
+    "青阳县蓉城镇五溪村12号": ("蓉城镇", "五溪村"),
+    "青阳县木镇镇木镇村3组8号": ("木镇镇", "木镇村"),
+    "青阳县新河镇新河社区建设路21号": ("新河镇", "新河社区"),
+    "青阳县陵阳镇陵阳村桥头组5号": ("陵阳镇", "陵阳村"),
+    "青阳县丁桥镇丁桥村中街16号": ("丁桥镇", "丁桥村"),
+    "青阳县庙前镇庙前村上屋组2号": ("庙前镇", "庙前村"),
+    "安徽省池州市贵池区秋浦街道长江路8号": ("秋浦街道", "长江社区"),
+    "安徽省铜陵市义安区五松镇团结村4号": ("五松镇", "团结村"),
+    "内蒙古呼伦贝尔市海拉尔区胜利街道10号": ("胜利街道", "西大街社区"),
+    "内蒙古呼伦贝尔市满洲里市东山街道二道街15号": ("东山街道", "二道街社区"),
+    "内蒙古呼伦贝尔市扎兰屯市兴华街道光明路7号": ("兴华街道", "光明社区"),
+    "内蒙古呼伦贝尔市阿荣旗那吉镇建设街3号": ("那吉镇", "建设社区"),
+    "内蒙古兴安盟乌兰浩特市和平街道5号": ("和平街道", "和平社区"),
+    "黑龙江省齐齐哈尔市龙沙区五龙街道9号": ("五龙街道", "五龙社区"),
+}
+
+# What a holder says when the certificate needs 补办/换领/重新评定.
+CERTIFICATE_TROUBLE = {"lost": "丢了", "damaged": "坏了", "reassess": "要重新评定"}
+SUBSIDIES = ("living_subsidy", "nursing_subsidy")
 
 SERVICES = ("disability_certificate", "living_subsidy", "nursing_subsidy", "medical_assistance", "pension_subsidy")
 SERVICE_WORDS = {
@@ -169,9 +195,15 @@ class Persona:
     agent: Person | None = None
     agent_title: str = ""  # how the agent names themself: 妈妈, 儿子, 村干部 ...
     applicant_title: str = ""  # how the agent calls the applicant: 儿子, 父亲 ...
-    pension_enrolled: bool = True
+    pension_enrolled: bool = True  # 城乡居民基本养老保险
     medical_insured: bool = True
-    subsidy_reason: str = "家庭困难，长期需要人照顾"
+    # the reason for each chosen subsidy (living_subsidy, nursing_subsidy), in their words
+    subsidy_reasons: dict[str, str] = field(default_factory=dict)
+    in_school: bool = False  # 在校学生 (only some of 16-24)
+    employee_pension: bool = False  # 职工基本养老保险 (单位交的), rarely
+    certificate_trouble: str | None = None  # a holder's certificate: lost | damaged | reassess (补办/换领/重新评定)
+    legal_guardian: bool = False  # the agent is the 法定监护人 (of a minor, or of an adult with 智力/精神残疾)
+    agent_residence: str | None = None  # where the agent lives (asked where the region asks it)
     delivery: str = "pickup"  # pickup | mail (asked where the region asks)
     mail_address: str | None = None  # None = same as the household address
     tags: list[str] = field(default_factory=list)
@@ -183,6 +215,11 @@ class Persona:
         return f"{self.applicant.id_number}{self.category}{self.level}"
 
     @property
+    def place(self) -> tuple[str, str]:
+        """The 乡镇（街道） and 村（社区） of the household address."""
+        return PLACES[self.address]
+
+    @property
     def age(self) -> int:
         return age_on(self.applicant.birth)
 
@@ -190,10 +227,27 @@ class Persona:
     def county(self) -> str:
         return REGIONS[self.region][0]
 
+    @property
+    def home_county(self) -> str:
+        """The 县 / 旗县（市、区） of the household address, as people name it (呼伦贝尔: 海拉尔区, 阿荣旗 ...)."""
+        rest = self.address.split("呼伦贝尔市", 1)[-1] if self.region == "hulunbuir" else self.address
+        for i, c in enumerate(rest):
+            if c in "县区旗" or (c == "市" and i > 1):
+                return rest[: i + 1]
+        return self.county
+
     def describe(self) -> str:
         who = "本人" if self.agent is None else f"{self.agent_title}({self.relation})"
         level = LEVEL_WORDS.get(self.level or 0, "未评定")
         cert = "持证" if self.holds_certificate else "无证"
+        if self.certificate_trouble:
+            cert += f"({CERTIFICATE_TROUBLE[self.certificate_trouble]})"
+        if self.agent is not None:
+            who += " 法定监护人" if self.legal_guardian else " 代办"
+        if self.in_school:
+            cert += " 在校学生"
+        if self.employee_pension:
+            cert += " 职工养老保险"
         return (
             f"{self.key} {self.region} {who} {self.age}岁 {CATEGORIES[self.category]}{level} {cert} "
             f"{'+'.join(HARDSHIPS[h] for h in self.hardships)} {'户籍本地' if self.local_hukou else '户籍外地'} "
@@ -219,7 +273,7 @@ def generate(count: int = 40, seed: int = 20261123) -> list[Persona]:
     assert count >= 40
     rng = random.Random(seed)
     used: set[str] = set()
-    hardship_codes = list(HARDSHIPS)
+    hardship_codes = list(HARDSHIP_CYCLE)
     who_cycle = [None, "parent", "child", "spouse", "sibling", "relative", "other", None]
     levels = [1, 2, 3, 4, None]
     personas: list[Persona] = []
@@ -322,13 +376,53 @@ def generate(count: int = 40, seed: int = 20261123) -> list[Persona]:
                 applicant_title=applicant_title,
                 pension_enrolled=rng.random() < 0.8,
                 medical_insured=rng.random() < 0.9,
-                subsidy_reason=rng.choice(["家庭困难，长期需要人照顾", "生活不能自理，家里没有收入", "看病花销大，家庭困难"]),
+                subsidy_reasons=_unused(
+                    rng.choice(["家庭困难，长期需要人照顾", "生活不能自理，家里没有收入", "看病花销大，家庭困难"])
+                ),
                 delivery=delivery,
                 mail_address=None if n % 8 != 5 else rng.choice(homes),
                 tags=tags,
             )
         )
+    for n, p in enumerate(personas):
+        _new_policy_facts(p, n, random.Random(f"{seed}:{p.key}"))
     return personas
+
+
+def _unused(_drawn: str) -> dict[str, str]:
+    """The older single reason: still drawn, so that the facts drawn after it stay the same."""
+    return {}
+
+
+def _new_policy_facts(p: Persona, n: int, rng: random.Random) -> None:
+    """The facts the 2026 policy questions need, from a random of their own (the older facts stay as they were)."""
+    if p.key == "p33":
+        # a 17-year-old at school, for the 在校学生 question of the pension (内蒙古 年满16周岁，不含在校学生)
+        birth = birth_for_age(rng, 17)
+        p.applicant.id_number = make_id(rng, p.applicant.id_number[:6], birth, p.applicant.male)
+        p.services = [s for s in SERVICES if s in {*p.services, "pension_subsidy"}]
+    # lost / damaged / to be reassessed: they want the certificate again (补办、换领、重新评定)
+    trouble = {"p07": "lost", "p24": "damaged", "p37": "reassess"}.get(p.key)
+    if trouble and p.holds_certificate:
+        p.certificate_trouble = trouble
+        p.services = [s for s in SERVICES if s in {*p.services, "disability_certificate"}]
+    if p.key == "p20":
+        p.hardships = ["returned_to_poverty"]  # 脱贫后又返贫
+    age = p.age
+    p.in_school = 16 <= age <= 24 and (p.key == "p33" or rng.random() < 0.5)
+    p.employee_pension = p.agent is None and 25 <= age <= 59 and n % 4 == 3
+    if p.agent is not None:
+        minor = age < 18
+        p.legal_guardian = (minor and p.relation == "parent") or (
+            not minor and p.category in (5, 6) and p.relation in ("parent", "spouse", "child")
+        )
+        lives_together = p.relation in ("parent", "spouse") and p.local_hukou
+        p.agent_residence = p.address if lives_together else rng.choice(REGIONS[p.region][2])
+    reasons = {
+        "living_subsidy": rng.choice(["家里没有收入，生活困难", "看病花销大，家庭困难", "家庭困难，收入很低"]),
+        "nursing_subsidy": rng.choice(["生活不能自理，长期需要人照顾", "瘫痪在床，需要人护理", "离不开人，家里要有人照护"]),
+    }
+    p.subsidy_reasons = {s: reasons[s] for s in SUBSIDIES if s in p.services}
 
 
 def coverage(personas: list[Persona]) -> dict[str, set]:
@@ -342,4 +436,8 @@ def coverage(personas: list[Persona]) -> dict[str, set]:
         "region": {p.region for p in personas},
         "hukou": {p.local_hukou for p in personas},
         "tags": {t for p in personas for t in p.tags},
+        "in_school": {p.in_school for p in personas},
+        "employee_pension": {p.employee_pension for p in personas},
+        "certificate_trouble": {p.certificate_trouble for p in personas},
+        "legal_guardian": {p.legal_guardian for p in personas if p.agent is not None},
     }

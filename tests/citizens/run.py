@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from tests.citizens.answerer import MAX_MESSAGES, Citizen
-from tests.citizens.facts import Persona
+from tests.citizens.facts import SERVICE_WORDS, SUBSIDIES, Persona
 
 WECHAT_TEXT_LIMIT = 2048  # bytes, UTF-8: what WeChat takes in one text message, either way
 
@@ -116,6 +117,11 @@ def compare(p: Persona, doc: dict[str, Any], asked: set[str]) -> list[str]:
         check("agent.id_number", agent.get("id_number"), p.agent.id_number)
         check("agent.phone", agent.get("phone"), p.agent.phone)
         check("agent.relation", agent.get("relation"), p.relation)
+        check("agent.gender", agent.get("gender"), "male" if p.agent.male else "female")
+        if agent.get("residence") is not None or "agent_residence" in asked:
+            check("agent.residence", agent.get("residence"), p.agent_residence)
+        # only a 法定监护人 is a guardian; a neighbour, 村干部 or a relative helping an adult is an agent
+        check("agent.legal_guardian", agent.get("legal_guardian"), p.legal_guardian)
     check("services", sorted(doc.get("services") or []), sorted(p.services))
     disability = doc.get("disability")
     if disability is None:
@@ -126,19 +132,46 @@ def compare(p: Persona, doc: dict[str, Any], asked: set[str]) -> list[str]:
         check("disability.level", disability.get("level"), p.level)
         if disability.get("certificate_no") is not None or "certificate_no" in asked:
             check("disability.certificate_no", disability.get("certificate_no"), p.certificate_no)
+        if disability.get("holds_certificate") is not None or "has_certificate" in asked:
+            check("disability.holds_certificate", disability.get("holds_certificate"), p.holds_certificate)
+        if "disability_certificate" in (doc.get("services") or []):
+            request = "renewal" if p.holds_certificate and p.certificate_trouble else "new"
+            check("disability.certificate_request", disability.get("certificate_request"), request)
     hardship = doc.get("hardship") or {}
     status = hardship.get("status")
-    if (status is not None or "hardship" in asked) and status not in p.hardships:
-        wrong.append(f"hardship.status: application has {status!r}, the citizen said {p.hardships!r}")
+    statuses = hardship.get("statuses") or []
+    if statuses or status is not None or "hardship" in asked:
+        # every category that applies, no more and no less (and the older `status` one of them)
+        check("hardship.statuses", sorted(statuses), sorted(p.hardships))
+        if status not in p.hardships:
+            wrong.append(f"hardship.status: application has {status!r}, the citizen said {p.hardships!r}")
     if hardship.get("local_hukou") is not None or "hukou" in asked:
         check("hardship.local_hukou", hardship.get("local_hukou"), p.local_hukou)
     if hardship.get("pension_enrolled") is not None or "pension_enrolled" in asked:
         check("hardship.pension_enrolled", hardship.get("pension_enrolled"), p.pension_enrolled)
     if hardship.get("medical_insured") is not None or "medical_insured" in asked:
         check("hardship.medical_insured", hardship.get("medical_insured"), p.medical_insured)
+    reasons = hardship.get("subsidy_reasons") or {}
+    if reasons or "reason" in asked:
+        for code in SUBSIDIES:
+            if code in (doc.get("services") or []):
+                got = reasons.get(code)
+                check(f"hardship.subsidy_reasons.{code}", _said(got), _said(p.subsidy_reasons.get(code)))
+    if "household_place" in asked:
+        routing = doc.get("routing") or {}
+        township, village = p.place
+        check("routing.township", routing.get("township"), township)
+        check("routing.village", routing.get("village"), village)
     consent = doc.get("consent") or {}
-    check("consent.by", consent.get("by"), "guardian" if p.agent is not None else "applicant")
+    check("consent.by", consent.get("by"), "applicant" if p.agent is None else "guardian" if p.legal_guardian else "agent")
     return wrong
+
+
+def _said(text: str | None) -> str | None:
+    """Free text as said: width-normalised, without the full stop speech recognition adds."""
+    if text is None:
+        return None
+    return unicodedata.normalize("NFKC", text).strip().rstrip("。.")
 
 
 def settings_for(redis_url: str, var_dir, region: str):
@@ -284,6 +317,21 @@ def shortcomings(outcome: Outcome, persona: Persona) -> list[str]:
             )
         elif m.startswith(("applicant.name", "consent.by")) and any(x.startswith("agent:") for x in outcome.mismatches):
             continue  # follows from being taken as 本人申请
+        elif m.startswith("hardship.statuses"):
+            hit = _sent_after(outcome, "家里属于哪种情况")
+            got = (outcome.document or {}).get("hardship", {}).get("statuses")
+            why.append(f"“{hit[0] if hit else '?'}” at 家里属于哪种情况 is recorded as {got}, the family is {persona.hardships}")
+        elif m.startswith("hardship.status:") and any(x.startswith("hardship.statuses") for x in outcome.mismatches):
+            continue  # the first of the statuses
+        elif m.startswith("hardship.subsidy_reasons"):
+            hit = _sent_after(outcome, "申请补贴的理由")
+            if len(persona.subsidy_reasons) > 1:
+                why.append(
+                    f"one 申请理由 is asked for {'、'.join(SERVICE_WORDS[c] for c in persona.subsidy_reasons)}: "
+                    f"“{hit[0][:30] if hit else '?'}…” is recorded as the reason of each"
+                )
+            else:
+                why.append(m)
         elif m == "no application was submitted":
             last = outcome.transcript[-1] if outcome.transcript else ("", "", "")
             why.append(f"not submitted: after “{last[1][:30]}” the bot still says “{_first_line(last[2])[:40]}”")
