@@ -484,3 +484,21 @@ async def test_bind_codes_are_six_random_digits_used_once(bot, protocol, redis_c
     # Kept as keyed digests: whoever reads Redis cannot use a live code.
     keys = [k.decode() async for k in redis_client.scan_iter(match="bindcode:*")]
     assert len(keys) == 5 and not any(c in k for c in codes for k in keys)
+
+
+# -- hardening round two (issue 13): a DTD anywhere, against the real endpoint ----------------------------
+async def test_a_dtd_hidden_behind_a_comment_is_refused_and_resets_nothing(bot, protocol):
+    """`<!--<xml--><!DOCTYPE …>` with a valid signature: expat would expand `&e;` (1,000 characters, 200
+    times; a 1.5 KB body once took 61 s) and `&e;` alone would say 重新开始. Refused before expat sees it."""
+    citizen = WeChatUser(bot, "oDtdTarget", protocol)
+    await citizen.say("你好")
+    assert "要办哪些事" in await citizen.say("1")
+    for expands_to, times in (("重新开始", 1), ("重新开始" * 250, 200)):
+        evil = (f'<!--<xml--><!DOCTYPE xml [<!ENTITY e "{expands_to}">]><xml><ToUserName>gh</ToUserName>'
+                f"<FromUserName>oDtdTarget</FromUserName><CreateTime>{int(time.time())}</CreateTime>"
+                f"<MsgType>text</MsgType><MsgId>{time.time_ns()}</MsgId><Content>{'&e;' * times}</Content></xml>")
+        for encrypted in (True, False):
+            query, body = protocol.build_request(evil, encrypted=encrypted)
+            resp = await bot.post("/wechat", params=query, data=body)
+            assert resp.status == 400, await resp.text()
+    assert "户口在青阳县" in await citizen.say("1 3")  # the conversation was where it was

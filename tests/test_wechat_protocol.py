@@ -407,6 +407,15 @@ DTD_PAYLOADS = {
     "after_pi_and_ws": '<?xml version="1.0"?>\n<?pi x?>\n  <!DOCTYPE xml SYSTEM "http://evil/x"><xml/>',
     "bom": '\ufeff<!DOCTYPE xml [<!ENTITY a "b">]><xml/>',
     "entity_only": '<!ENTITY a "b"><xml/>',
+    # The bypass a red team found: "<xml" inside a comment before the DTD, and a message with every field,
+    # whose Content expands to 200 × 1,000 characters (and "&e;" alone would say 重新开始).
+    "comment_holding_root_then_dtd": '<!--<xml--><!DOCTYPE xml [<!ENTITY e "' + "重新开始" * 250 + '">]><xml>'
+    "<ToUserName>gh</ToUserName><FromUserName>u</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType>"
+    "<MsgId>1</MsgId><Content>" + "&e;" * 200 + "</Content></xml>",
+    # A CDATA opener inside a comment must not hide what follows from the check.
+    "cdata_opener_in_comment": '<!-- <![CDATA[ --><!DOCTYPE xml [<!ENTITY a "b">]><!-- ]]> --><xml>'
+    "<ToUserName>gh</ToUserName><FromUserName>u</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType>"
+    "<MsgId>1</MsgId><Content>&a;</Content></xml>",
 }
 
 
@@ -623,3 +632,11 @@ def test_fuzz_parse_only_raises_protocol_error(safe):
             safe.render_text(msg, msg.content or "", True)
             outcomes["ok"] += 1
     assert outcomes["ok"] > 20 and outcomes["error"] > 500
+
+
+def test_a_decoded_field_is_capped_whatever_the_body_limit():
+    roomy = WeChatProtocol("devtoken", clock=lambda: NOW, max_body_bytes=1 << 20)
+    query, body = roomy.build_request(text_xml(content="x" * 70_000), encrypted=False)
+    assert status_of(roomy.parse, query, body) == 413
+    query, body = roomy.build_request(text_xml(content="x" * 40_000), encrypted=False)
+    assert roomy.parse(query, body)[0].content == "x" * 40_000
