@@ -69,6 +69,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         settings.wechat_encoding_aes_key,
         max_skew_s=settings.max_clock_skew_s,
         max_body_bytes=settings.max_body_bytes,
+        compatible_mode=settings.wechat_compatible_mode,
     )
     app[METRICS] = Metrics.create()
     app.cleanup_ctx.append(_services)
@@ -204,6 +205,12 @@ async def wechat_message(request: web.Request) -> web.Response:
         return _refuse(request, ProtocolError(413, "body too large"))
     except ProtocolError as e:
         return _refuse(request, e)
+    try:
+        fresh = await request.app[SERVICES].replay.first_use(request.query, f"{message.from_user}:{message.dedup_id}")
+    except Exception:  # Redis away: the turn itself will answer "busy"
+        fresh = True
+    if not fresh:
+        return _refuse(request, ProtocolError(403, "signature already used for another message"))
     reply = await request.app[CONVERSATIONS].reply_to(message)
     if not reply:
         return web.Response(text="success")

@@ -42,6 +42,7 @@ from integrations.push import PushQueue
 from integrations.redis_connection import RedisHandle, connect
 from integrations.redis_health import RedisHealth
 from integrations.reminders import Reminders
+from integrations.replay_guard import ReplayGuard
 from integrations.sealing import LOCAL_KID, MissingKey, Sealer, local_key_path
 from integrations.wechat_api import WeChatApi
 
@@ -78,6 +79,7 @@ class Services:
     notifier: Notifier
     dialog: ApplicationDialog
     health: RedisHealth
+    replay: ReplayGuard
 
     async def outbox_depth(self) -> dict[str, dict[str, int]]:
         client = self.redis.client
@@ -124,7 +126,9 @@ async def open_services(
             eraser=PersonalDataEraser(registry, reminders, push, feedback),
         )
         dialog = ApplicationDialog(pack, ports, calendar, registry=registry)
-        store = ConversationStore(client, sealer, session_ttl_s=pack.conversation_days * 86400, pipeline=handle.pipeline)
+        store = ConversationStore(
+            client, sealer, session_ttl_s=pack.conversation_days * 86400, clock=now, pipeline=handle.pipeline
+        )
         yield Services(
             settings,
             clock,
@@ -142,6 +146,7 @@ async def open_services(
             notifier,
             dialog,
             RedisHealth(),
+            ReplayGuard(client, window_s=settings.max_clock_skew_s),
         )
     finally:
         await handle.close()

@@ -31,6 +31,8 @@ class Settings:
     wechat_appid: str = ""
     wechat_appsecret: str = ""
     wechat_encoding_aes_key: str = ""
+    # 兼容模式: plaintext messages accepted besides encrypted ones (only with an EncodingAESKey).
+    wechat_compatible_mode: bool = False
     wechat_api_base: str = ""
     wechat_template_id: str = ""
     redis_url: str = ""
@@ -66,6 +68,7 @@ class Settings:
             wechat_appid=env.get("WECHAT_APPID", ""),
             wechat_appsecret=env.get("WECHAT_APPSECRET", ""),
             wechat_encoding_aes_key=env.get("WECHAT_ENCODING_AES_KEY", ""),
+            wechat_compatible_mode=bool(_flag(env.get("WECHAT_COMPATIBLE_MODE"))),
             wechat_api_base=env.get("WECHAT_API_BASE", ""),
             wechat_template_id=env.get("WECHAT_TEMPLATE_ID", ""),
             redis_url=env.get("REDIS_URL", ""),

@@ -19,10 +19,10 @@ import re
 import secrets
 import struct
 import xml.etree.ElementTree as ET
-from xml.parsers import expat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, overload
+from xml.parsers import expat
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -207,7 +207,11 @@ class WeChatProtocol:
         max_skew_s: int = 300,
         max_body_bytes: int = 65536,
         clock: Callable[[], float] = protocol_time,
+        compatible_mode: bool = False,
     ):
+        # With an EncodingAESKey, WeChat sends safe mode (Encrypt only) or, when the account is set to
+        # 兼容模式, both; a plaintext message then is accepted only when that mode is configured.
+        self.compatible_mode = compatible_mode
         if not token:
             raise ValueError("WeChat token must not be empty")
         self.token = token
@@ -315,11 +319,17 @@ class WeChatProtocol:
             self._check_fresh(timestamp)
             fields = _parse_xml(self._decrypt(encrypt))
         else:
+            if self._cipher is not None and not self.compatible_mode:
+                raise ProtocolError(403, "plaintext message to an account in safe mode")
             # Plain mode signs only the query, never the body: that is WeChat's design.
             self._check_signature(_get(query, "signature"), "bad signature", timestamp, nonce)
             self._check_fresh(timestamp)
             fields = _parse_xml(body)
-        return _incoming(fields), encrypted
+        message = _incoming(fields)
+        # WeChat puts the sender in the query too: a body naming someone else is not from WeChat.
+        if "openid" in query and query["openid"] != message.from_user:
+            raise ProtocolError(403, "openid in the query is not the message's sender")
+        return message, encrypted
 
     def render_text(
         self,

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -39,8 +39,11 @@ REPLY_TTL_S = 660
 # about 15 s, long before a citizen has sent more than this); the ids of the latest IDS_KEPT messages
 # stay in the (sealed) session, so an older one coming again gets nothing and is never a second turn.
 REPLIES_KEPT = 4
-IDS_KEPT = 16
-ANSWERED = "_answered"  # the session's field for those ids, kept out of the dialog's sight
+# Every message answered within REPLY_TTL_S stays known by its id (time-bounded, not count-bounded: a
+# byte-identical replay of an older message inside the replay window must never be a second turn);
+# IDS_CAP bounds the list for a sender of hundreds of messages in those minutes.
+IDS_CAP = 256
+ANSWERED = "_answered"  # the session's field for [id, answered at] pairs, kept out of the dialog's sight
 
 # Queue, then take the lock when first in line. On success it also returns what the turn needs
 # (the cached reply of this message, if any, and the session), saving two round trips.
@@ -145,7 +148,7 @@ class Turn:
     dedup_id: str
     cached_reply: str | None
     session: dict | None
-    answered: list[str] = field(default_factory=list)  # ids of the latest messages, oldest first
+    answered: list[list] = field(default_factory=list)  # [id, answered at] of recent messages, oldest first
     released: bool = False
 
 
@@ -154,10 +157,19 @@ def _k(openid: str, part: str) -> str:
 
 
 class ConversationStore:
-    def __init__(self, client: RedisClient, sealer: Sealer, *, session_ttl_s: int, pipeline: PipelinedRedis | None = None):
+    def __init__(
+        self,
+        client: RedisClient,
+        sealer: Sealer,
+        *,
+        session_ttl_s: int,
+        clock: Callable[[], float],
+        pipeline: PipelinedRedis | None = None,
+    ):
         self.redis = client
         self.sealer = sealer
         self.session_ttl_s = session_ttl_s
+        self.clock = clock
         script = (lambda body: pipeline.script(body)) if pipeline is not None else client.register_script
         self._acquire = script(_ACQUIRE)
         self._leave = script(_LEAVE)
@@ -193,7 +205,8 @@ class ConversationStore:
         session = json.loads(self._open_or_none(got[2], conv_key) or "null")
         answered = session.pop(ANSWERED, []) if session else []
         cached_reply = self._open_or_none(got[1], _reply_context(openid, dedup_id))
-        if cached_reply is None and dedup_id in answered:
+        answered = _as_pairs(answered)
+        if cached_reply is None and any(dedup_id == known for known, _ in answered):
             cached_reply = ""  # answered before (its reply no longer kept): nothing more to say
         turn = Turn(openid, token, dedup_id, cached_reply=cached_reply, session=session, answered=answered)
         try:
@@ -219,7 +232,7 @@ class ConversationStore:
     async def save(self, turn: Turn, session: dict, reply: str) -> None:
         """Store the new session and this message's reply, and end the turn."""
         conv_key = _k(turn.openid, "conversation")
-        answered, dropped = _after_answering(turn.answered, turn.dedup_id)
+        answered, dropped = _after_answering(turn.answered, turn.dedup_id, self.clock())
         stored = {**session, ANSWERED: answered}
         sealed_session = self.sealer.seal(json.dumps(stored, ensure_ascii=False, separators=(",", ":")).encode(), conv_key)
         ok = await self._save(
@@ -267,12 +280,21 @@ class ConversationStore:
         turn.released = True
 
 
-def _after_answering(answered: list[str], dedup_id: str) -> tuple[list[str], str]:
-    """The latest ids with this one added, and the id whose reply is no longer kept ('' if none)."""
-    if not dedup_id or dedup_id in answered:
-        return answered, ""
-    answered = (answered + [dedup_id])[-IDS_KEPT:]
-    return answered, answered[-REPLIES_KEPT - 1] if len(answered) > REPLIES_KEPT else ""
+def _as_pairs(answered: list) -> list[list]:
+    """[id, answered at] pairs (a session saved before they carried the time: ids only, kept as new)."""
+    return [entry if isinstance(entry, list) else [entry, float("inf")] for entry in answered]
+
+
+def _after_answering(answered: list[list], dedup_id: str, now: float) -> tuple[list[list], str]:
+    """The ids answered within REPLY_TTL_S with this one added, and the id whose reply is no longer
+    kept ('' if none): replies are kept for the latest REPLIES_KEPT messages only."""
+    recent = [[known, at] for known, at in answered if now - min(at, now) < REPLY_TTL_S]
+    if not dedup_id or any(dedup_id == known for known, _ in recent):
+        return recent, ""
+    ids_before = [known for known, _ in answered]
+    recent = (recent + [[dedup_id, now]])[-IDS_CAP:]
+    dropped = ids_before[-REPLIES_KEPT] if len(ids_before) >= REPLIES_KEPT else ""
+    return recent, dropped
 
 
 def _reply_context(openid: str, dedup_id: str) -> str:

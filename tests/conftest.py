@@ -69,6 +69,9 @@ def settings(redis_url, redis_client, tmp_path) -> Settings:
         var_dir=tmp_path / "var",
         simulator=False,
         data_keys=TEST_DATA_KEY,
+        # 兼容模式, so the suite exercises both forms WeChat sends; safe mode alone refuses plaintext
+        # (tests/test_wechat_endpoint.py, tests/test_security.py), and that is the production default.
+        wechat_compatible_mode=True,
     )
 
 

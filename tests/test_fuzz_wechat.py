@@ -11,6 +11,7 @@ XML inside is a valid message from message_xml, then mutated. Properties:
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 import time
 from dataclasses import dataclass
@@ -39,11 +40,14 @@ MODES = st.sampled_from(["plain", "aes"])
 
 
 # -- requests as WeChat sends them ------------------------------------------------------------------
+_nonces = itertools.count(1_000_000_000)
 
 
-def signed(protocol, plain: bytes, mode: str, *, timestamp: int | None = None, nonce: str = "1357924680") -> tuple[dict, bytes]:
-    """Query and body for `plain` (any bytes): signed query (plain mode) or encrypted by wechatpy."""
+def signed(protocol, plain: bytes, mode: str, *, timestamp: int | None = None, nonce: str | None = None) -> tuple[dict, bytes]:
+    """Query and body for `plain` (any bytes): signed query (plain mode) or encrypted by wechatpy.
+    A fresh nonce each time, as WeChat sends: a signed query is good for one message only."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = nonce or str(next(_nonces))
     query = {"signature": protocol.sign(ts, nonce), "timestamp": ts, "nonce": nonce}
     if mode == "plain":
         return query, plain

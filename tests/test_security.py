@@ -23,7 +23,7 @@ from bot.app import SANDBOX_INTAKE_SECRET, SERVICES, intake_secret
 from bot.settings import Settings
 from integrations.conversations import REPLY_TTL_S
 from integrations.intake import encode_body, sign, signed_headers
-from tests.conftest import SAMPLE_APPID, TEST_DATA_KEY, WeChatUser, start_client
+from tests.conftest import SAMPLE_APPID, TEST_DATA_KEY, WeChatUser, _ids, start_client
 from tests.test_after_submission import MOTHER_CHILD, apply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -494,11 +494,53 @@ async def test_a_dtd_hidden_behind_a_comment_is_refused_and_resets_nothing(bot, 
     await citizen.say("你好")
     assert "要办哪些事" in await citizen.say("1")
     for expands_to, times in (("重新开始", 1), ("重新开始" * 250, 200)):
-        evil = (f'<!--<xml--><!DOCTYPE xml [<!ENTITY e "{expands_to}">]><xml><ToUserName>gh</ToUserName>'
-                f"<FromUserName>oDtdTarget</FromUserName><CreateTime>{int(time.time())}</CreateTime>"
-                f"<MsgType>text</MsgType><MsgId>{time.time_ns()}</MsgId><Content>{'&e;' * times}</Content></xml>")
+        evil = (
+            f'<!--<xml--><!DOCTYPE xml [<!ENTITY e "{expands_to}">]><xml><ToUserName>gh</ToUserName>'
+            f"<FromUserName>oDtdTarget</FromUserName><CreateTime>{int(time.time())}</CreateTime>"
+            f"<MsgType>text</MsgType><MsgId>{time.time_ns()}</MsgId><Content>{'&e;' * times}</Content></xml>"
+        )
         for encrypted in (True, False):
             query, body = protocol.build_request(evil, encrypted=encrypted)
             resp = await bot.post("/wechat", params=query, data=body)
             assert resp.status == 400, await resp.text()
     assert "户口在青阳县" in await citizen.say("1 3")  # the conversation was where it was
+
+
+async def test_one_captured_query_string_signs_one_message_only(bot, protocol):
+    """Plain mode signs the query, not the body: a (timestamp, nonce, signature) seen once was accepted for
+    50 other openids and bodies. Now it is good for the message it first came with (and WeChat's retries
+    of it), and nothing else."""
+    victim = WeChatUser(bot, "oCapturedVictim", protocol, encrypted=False)
+    xml = victim.xml(msg_type="text", content="你好", msg_id=next(_ids))
+    query, body = protocol.build_request(xml, encrypted=False, nonce="424242")
+    first = await bot.post("/wechat", params=query, data=body)
+    assert first.status == 200
+    again = await bot.post("/wechat", params=query, data=body)  # WeChat's retry: the same reply
+    assert again.status == 200 and await again.read() == await first.read()
+    for n in range(3):
+        forged = WeChatUser(bot, f"oForged{n}", protocol, encrypted=False).xml(
+            msg_type="text", content="重新开始", msg_id=next(_ids)
+        )
+        resp = await bot.post("/wechat", params=query, data=forged.encode())
+        assert resp.status == 403
+    other = victim.xml(msg_type="text", content="重新开始", msg_id=next(_ids))
+    assert (await bot.post("/wechat", params=query, data=other.encode())).status == 403
+
+
+async def test_a_message_replayed_inside_the_window_is_never_a_second_turn(bot, protocol):
+    """Only the last 16 ids used to be kept: a byte-identical encrypted 重新开始 replayed after 17 more
+    messages (inside 300 s) ran again and wiped the form. Ids are now kept for the whole window."""
+    user = WeChatUser(bot, "oReplayLate", protocol)
+    await user.say("你好")
+    query, body = protocol.build_request(user.xml(msg_type="text", content="重新开始", msg_id=next(_ids)), encrypted=True)
+    assert (await bot.post("/wechat", params=query, data=body)).status == 200
+    await user.say("2")  # 替家人申请
+    for _ in range(17):
+        await user.say("为什么")  # a question: the step stays where it is
+    store = bot.server.app[SERVICES].store
+    before = await store.load("oReplayLate")
+    replayed = await bot.post("/wechat", params=query, data=body)
+    assert replayed.status == 200
+    assert "请问是谁申请" not in protocol.decode_reply(await replayed.read(), encrypted=True).get("Content", "")
+    after = await store.load("oReplayLate")
+    assert after["state"] == before["state"] and after["data"] == before["data"]

@@ -7,7 +7,7 @@ import time
 
 from bot.app import SERVICES
 from bot.wechat_protocol import message_xml
-from tests.conftest import SAMPLE_TOKEN, WeChatUser, _ids
+from tests.conftest import SAMPLE_TOKEN, WeChatUser, _ids, start_client
 
 
 async def test_url_verification_answers_echostr(bot_client, protocol):
@@ -20,11 +20,23 @@ async def test_url_verification_answers_echostr(bot_client, protocol):
     assert bad.status == 403
 
 
-async def test_safe_mode_round_trip_and_plain_compatible_mode(make_user):
+async def test_safe_mode_round_trip_and_plain_compatible_mode(make_user, bot_client, settings, clock, protocol):
     safe = make_user()
     assert "请问是谁申请" in await safe.say("你好")
-    plain = make_user(encrypted=False)
-    assert "请问是谁申请" in await plain.say("你好")
+    # An account with an EncodingAESKey in safe mode gets no plaintext from WeChat: one is refused.
+    safe_only = await start_client(settings.with_(wechat_compatible_mode=False), clock)
+    try:
+        query, body = protocol.build_request(make_user().xml(msg_type="text", content="你好", msg_id=next(_ids)), encrypted=False)
+        refused = await safe_only.post("/wechat", params=query, data=body)
+        assert refused.status == 403 and "safe mode" in await refused.text()
+    finally:
+        await safe_only.close()
+    compatible = await start_client(settings.with_(wechat_compatible_mode=True), clock)
+    try:
+        plain = WeChatUser(compatible, "oCompatible", protocol, encrypted=False)
+        assert "请问是谁申请" in await plain.say("你好")
+    finally:
+        await compatible.close()
 
 
 async def test_retries_of_one_msgid_get_the_same_reply_and_advance_once(bot_client, make_user):

@@ -58,7 +58,8 @@ def plain() -> WeChatProtocol:
 
 @pytest.fixture
 def safe() -> WeChatProtocol:
-    return WeChatProtocol("devtoken", APPID, AES_KEY, clock=lambda: NOW)
+    """An account with an EncodingAESKey in 兼容模式 (both forms arrive); safe mode alone: below."""
+    return WeChatProtocol("devtoken", APPID, AES_KEY, clock=lambda: NOW, compatible_mode=True)
 
 
 def status_of(fn, *args, **kwargs) -> int:
@@ -640,3 +641,14 @@ def test_a_decoded_field_is_capped_whatever_the_body_limit():
     assert status_of(roomy.parse, query, body) == 413
     query, body = roomy.build_request(text_xml(content="x" * 40_000), encrypted=False)
     assert roomy.parse(query, body)[0].content == "x" * 40_000
+
+
+def test_safe_mode_refuses_plaintext_and_a_query_naming_another_sender():
+    """A captured plain-mode query string must not act as anyone: with an EncodingAESKey and no 兼容模式
+    only encrypted messages are taken, and the query's openid must be the message's sender."""
+    safe_only = WeChatProtocol("devtoken", APPID, AES_KEY, clock=lambda: NOW)
+    query, body = safe_only.build_request(text_xml(), encrypted=False)
+    assert status_of(safe_only.parse, query, body) == 403
+    query, body = safe_only.build_request(text_xml(from_user="oVictim"), encrypted=True)
+    assert safe_only.parse({**query, "openid": "oVictim"}, body)[0].from_user == "oVictim"
+    assert status_of(safe_only.parse, {**query, "openid": "oAttacker"}, body) == 403
