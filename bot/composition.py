@@ -204,27 +204,22 @@ async def open_senders(services: Services, http: aiohttp.ClientSession) -> Async
     consumer = default_consumer()
     intake = HttpIntake(http, base_url=base, secret=intake_secret(settings), clock=protocol_time, instance=consumer)
     window = float(s.pack.raw.get("retention", {}).get("delivery_retry_hours", 72)) * 3600
-    delivery = DeliveryWorker(
-        s.redis.client,
-        s.outbox,
-        intake,
-        consumer=consumer,
-        retry_window_s=window,
-        health=s.health,
-        clock=s.clock.time,
-        on_delivered=s.notifier.on_delivered,
-        on_rejected=s.notifier.on_rejected,
-    )
-    events = DeliveryWorker(
-        s.redis.client,
-        s.outbox,
-        intake,
-        consumer=consumer,
-        retry_window_s=window,
-        health=s.health,
-        clock=s.clock.time,
-        kind="event",
-    )
+
+    def worker(kind: str, **callbacks) -> DeliveryWorker:
+        return DeliveryWorker(
+            s.redis.client,
+            s.outbox,
+            intake,
+            consumer=consumer,
+            retry_window_s=window,
+            health=s.health,
+            clock=s.clock.time,
+            kind=kind,
+            **callbacks,
+        )
+
+    delivery = worker("application", on_delivered=s.notifier.on_delivered, on_rejected=s.notifier.on_rejected)
+    events = worker("event")
     try:
         yield Senders(wechat, intake, delivery, events)
     finally:

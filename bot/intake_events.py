@@ -15,23 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from integrations.applications import ApplicationRegistry
-from integrations.intake import STALE_TIMESTAMP, check_request
+from integrations.intake import EVENT_STATUSES, STALE_TIMESTAMP, check_request
 
 log = logging.getLogger(__name__)
 
-STATUSES = {
-    "accepted",
-    "forwarded",
-    "publicity_started",
-    "publicity_ended",
-    "approved",
-    "rejected",
-    "materials_missing",
-    "ready_for_pickup",
-    "mailed",
-    "first_payment",
-    "withdrawn",
-}
+STATUSES = set(EVENT_STATUSES)
 MAX_EVENT_BYTES = 16 * 1024
 MAX_SKEW_S = 300  # a captured event cannot be replayed later than this
 

@@ -14,7 +14,7 @@ from dialogs.assessment import format_day
 from dialogs.pack import Pack
 from dialogs.understanding import Understanding, compact
 from dialogs.validators import ValidationError, parse_id_number
-from integrations.applications import PROCESSING_STARTED, ApplicationRegistry, ApplicationView
+from integrations.applications import FINISHED, PROCESSING_STARTED, ApplicationRegistry, ApplicationView
 
 _BIND_CODE = re.compile(r"^绑定(\d{6})$")
 _BIND_ID = re.compile(r"^绑定([A-Z]{2}\d{8}[0-9A-Z]{6}|[0-9A-Za-z-]{4,40}?)(\d{17}[\dxX])$")
@@ -71,14 +71,7 @@ class Aftercare:
 
     def _expected(self, record: dict[str, Any], today: date) -> str:
         expected = record.get("expected")
-        if not expected or record["status"] in (
-            "approved",
-            "rejected",
-            "ready_for_pickup",
-            "mailed",
-            "first_payment",
-            "withdrawn",
-        ):
+        if not expected or record["status"] in FINISHED:
             return ""
         if date.fromisoformat(expected) < today:
             return self.words["overdue"]
