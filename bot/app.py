@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -199,8 +200,12 @@ async def wechat_verify(request: web.Request) -> web.Response:
 async def wechat_message(request: web.Request) -> web.Response:
     protocol = request.app[PROTOCOL]
     try:
-        body = await request.read()
+        # WeChat sends the whole body at once and waits 5 s: a client dribbling it is not WeChat.
+        async with asyncio.timeout(request.app[SETTINGS].body_read_timeout_s):
+            body = await request.read()
         message, encrypted = protocol.parse(request.query, body)
+    except TimeoutError:
+        return _refuse(request, ProtocolError(408, "body not received in time"))
     except web.HTTPRequestEntityTooLarge:
         return _refuse(request, ProtocolError(413, "body too large"))
     except ProtocolError as e:
@@ -220,8 +225,27 @@ async def wechat_message(request: web.Request) -> web.Response:
 
 def _refuse(request: web.Request, error: ProtocolError) -> web.Response:
     request.app[METRICS].rejected.labels(str(error.status)).inc()
+    if error.skew_s is not None:
+        _clock_skew(request.app, error.skew_s)
+        return web.Response(status=error.status, text=error.reason)
     log.info("refused %s %s: %s", request.method, request.path, error.reason)
     return web.Response(status=error.status, text=error.reason)
+
+
+def _clock_skew(app: web.Application, skew_s: float) -> None:
+    """Every message is refused while our clock is more than the window from WeChat's: say it loudly
+    (once a minute, not once a message) and show it in /metrics."""
+    metrics = app[METRICS]
+    metrics.clock_skew.set(skew_s)
+    now = time.monotonic()
+    if now - metrics.skew_logged_at >= 60:
+        metrics.skew_logged_at = now
+        log.error(
+            "WeChat's clock is %+.0f s from ours (the window is %d s): every message is refused until "
+            "this machine's clock is set right (NTP)",
+            skew_s,
+            app[SETTINGS].max_clock_skew_s,
+        )
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -29,6 +29,8 @@ class Metrics:
     errors: Counter
     dedup_hits: Counter
     rejected: Counter
+    clock_skew: Gauge
+    skew_logged_at: float = -60.0  # the last time a clock far from WeChat's was logged (monotonic)
 
     @classmethod
     def create(cls) -> Metrics:
@@ -46,6 +48,12 @@ class Metrics:
             dedup_hits=Counter("bot_dedup_hits", "WeChat retries answered from the reply cache", registry=r),
             rejected=Counter(
                 "bot_rejected_requests", "Requests refused by the protocol layer, by status", ["status"], registry=r
+            ),
+            clock_skew=Gauge(
+                "bot_clock_skew_seconds",
+                "WeChat's timestamp minus our clock, on the last correctly signed message refused as out of the window",
+                registry=r,
+                multiprocess_mode="mostrecent",
             ),
         )
 

@@ -52,6 +52,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     # WeChat gives up after 5 s; we answer "please retry" well before that.
     turn_deadline_s: float = 4.0
+    # WeChat sends a body at once: one that takes longer than this to arrive is dropped (408).
+    body_read_timeout_s: float = 10.0
     # BOT_TODAY: act as on this day (a simulation, or the suite on another date); empty = today.
     today: str = ""
     log_format: str = "text"

@@ -42,6 +42,7 @@ class ProtocolError(Exception):
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
+        self.skew_s: float | None = None  # a correctly signed message whose timestamp is out of the window
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +160,16 @@ def _field(fields: Mapping[str, str | None], name: str, required: bool = False) 
     return value
 
 
+_OPENID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def _incoming(fields: Mapping[str, str | None]) -> Incoming:
     to_user, from_user, create_time, msg_type = (_field(fields, n, required=True).strip() for n in _REQUIRED)
     if not (to_user and from_user and msg_type):
         raise ProtocolError(400, "empty ToUserName/FromUserName/MsgType")
+    # An openid is 28 characters of [A-Za-z0-9_-]; it names keys in Redis, so nothing else is taken.
+    if not _OPENID.fullmatch(from_user):
+        raise ProtocolError(400, "FromUserName is not an openid")
     if not _is_uint(create_time):
         raise ProtocolError(400, "bad CreateTime")
 
@@ -251,8 +258,11 @@ class WeChatProtocol:
         return timestamp, nonce
 
     def _check_fresh(self, timestamp: str) -> None:
-        if abs(int(timestamp) - self._clock()) > self.max_skew_s:
-            raise ProtocolError(403, "stale timestamp")
+        skew = int(timestamp) - self._clock()
+        if abs(skew) > self.max_skew_s:
+            error = ProtocolError(403, "stale timestamp")
+            error.skew_s = skew  # signed correctly, so this is WeChat's clock against ours
+            raise error
 
     # -- AES (safe mode) ----------------------------------------------------------
 

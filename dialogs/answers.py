@@ -226,7 +226,7 @@ async def read_checklist(turn: Turn, step: Step, inp: UserInput, path: str) -> O
     q = turn.pack.questions["checklist"]
     items = checklist(turn.case)
     if inp.kind == "image":
-        turn.data["pending_photo"] = {"media_id": inp.media_id, "pic_url": inp.pic_url}
+        turn.data["pending_photo"] = {"media_id": (inp.media_id or "")[:128]}
         return Outcome.stay(q["photo_received"].format(materials=_numbered(items)))
     pending = turn.data.get("pending_photo")
     n = turn.lang.number(inp.text)

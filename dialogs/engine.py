@@ -39,6 +39,10 @@ FREE_TEXT_STEPS = {
     "applicant_name",
 }
 EDITABLE_AT = {"summary", "declaration", "consent_sensitive"}
+# What a session keeps of photos sent before the checklist: the media id only (WeChat's PicUrl is a
+# temporary link nobody reads later), for at most this many photos.
+MAX_UNASSIGNED_PHOTOS = 20
+MAX_MEDIA_ID_CHARS = 128
 
 
 class FlowModel:
@@ -147,7 +151,10 @@ class ApplicationDialog:
         if command:
             return await self._command(command, session, turn)
         if inp.kind == "image" and state != "checklist":
-            session["data"].setdefault("unassigned_photos", []).append({"media_id": inp.media_id, "pic_url": inp.pic_url})
+            kept = session["data"].setdefault("unassigned_photos", [])
+            if len(kept) >= MAX_UNASSIGNED_PHOTOS:  # a stranger's 300 photos once made a 17 MiB session
+                return await self._join(self.pack.text("images_enough"), await prompt(turn, state))
+            kept.append({"media_id": (inp.media_id or "")[:MAX_MEDIA_ID_CHARS]})
             return await self._join(self.pack.text("image_kept"), await prompt(turn, state))
         if text and state in EDITABLE_AT:
             target = self.lang.edit_target(text)

@@ -6,7 +6,7 @@ Per application (all keys share the hash tag {app:<id>}):
   intake's 受理编号, and an HMAC of the applicant's ID number for binding by ID;
 - `status`: service -> JSON {status, note, at, expected};
 - `events`: ids of intake events already applied (an event delivered twice is applied once).
-Per viewer: `viewer:{<openid>}:apps`, the applications that openid may see. Nothing tells a
+Per viewer: `viewer:{<keyed digest of the openid>}:apps`, the applications that openid may see. Nothing tells a
 stranger whether an application exists.
 
 Retention: while any service is still open, nothing of an application expires (the intake's events,
@@ -18,6 +18,7 @@ retention.application_days; a viewer's index expires with the last application i
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -59,10 +60,6 @@ FINISHED = {"approved", "rejected", "ready_for_pickup", "mailed", "first_payment
 
 def _app(app_id: str, part: str) -> str:
     return f"app:{{{app_id}}}:{part}"
-
-
-def _viewer(openid: str) -> str:
-    return f"viewer:{{{openid}}}:apps"
 
 
 @dataclass
@@ -149,6 +146,27 @@ class ApplicationRegistry:
             self._pepper = self.sealer.open(await self.redis.get(key), key)
         return hmac.new(self._pepper, text.encode(), hashlib.sha256).hexdigest()
 
+    async def viewer_key(self, openid: str) -> str:
+        """Which applications an openid may see: keyed by a digest, so a reader of Redis cannot tell
+        which person applied for what (the application ids lead to the services)."""
+        return f"viewer:{{{await self._keyed_digest('viewer:' + openid)}}}:apps"
+
+    def _sealed_note(self, app_id: str, service: str, note: str) -> str:
+        """An intake note may name the person or their condition: kept sealed inside the status record."""
+        if not note:
+            return ""
+        return base64.b64encode(self.sealer.seal(note.encode(), _app(app_id, f"status:{service}"))).decode()
+
+    def _open_note(self, app_id: str, service: str, record: dict[str, Any]) -> dict[str, Any]:
+        sealed = record.pop("note_sealed", "")
+        if sealed:
+            try:
+                record["note"] = self.sealer.open(base64.b64decode(sealed), _app(app_id, f"status:{service}")).decode()
+            except SealError:
+                record["note"] = ""
+        record.setdefault("note", "")
+        return record
+
     async def bind_code_key(self, code: str) -> str:
         # Keyed by a digest: whoever reads Redis cannot use the live codes.
         return f"bindcode:{{{await self._keyed_digest('bind-code:' + code)}}}"
@@ -174,13 +192,11 @@ class ApplicationRegistry:
         await self.redis.hset(
             _app(app_id, "status"),
             mapping={
-                service: json.dumps(
-                    {"status": "submitted", "note": "", "at": now, "expected": expected.get(service)}, ensure_ascii=False
-                )
+                service: json.dumps({"status": "submitted", "at": now, "expected": expected.get(service)}, ensure_ascii=False)
                 for service in document["services"]
             },
         )
-        await self.redis.sadd(_viewer(openid), app_id)
+        await self.redis.sadd(await self.viewer_key(openid), app_id)
         await self._refresh_follower_index(openid)
 
     def _seal_meta(self, app_id: str, meta: dict[str, Any]) -> bytes:
@@ -209,10 +225,10 @@ class ApplicationRegistry:
 
     async def status(self, app_id: str) -> dict[str, dict[str, Any]]:
         raw = await self.redis.hgetall(_app(app_id, "status"))
-        return {k.decode(): json.loads(v) for k, v in raw.items()}
+        return {k.decode(): self._open_note(app_id, k.decode(), json.loads(v)) for k, v in raw.items()}
 
     async def visible_to(self, openid: str) -> list[ApplicationView]:
-        ids = sorted(m.decode() for m in await self.redis.smembers(_viewer(openid)))
+        ids = sorted(m.decode() for m in await self.redis.smembers(await self.viewer_key(openid)))
         views, gone = [], []
         for app_id in ids:
             meta = await self._readable_meta(app_id)
@@ -223,7 +239,7 @@ class ApplicationRegistry:
             elif openid in meta["viewers"]:
                 views.append(ApplicationView(app_id, meta, await self.status(app_id)))
         if gone:
-            await self.redis.srem(_viewer(openid), *gone)
+            await self.redis.srem(await self.viewer_key(openid), *gone)
         return views
 
     async def find_by_number(self, application_no: str) -> str | None:
@@ -241,7 +257,12 @@ class ApplicationRegistry:
         """Apply one status event, atomically; False when this event id was applied before, or when
         `only_from` is given and the service has moved on (our own "delivered" must never overwrite
         an intake event that arrived first)."""
-        record = {"status": event["status"], "note": event.get("note", ""), "at": event.get("at"), "expected": expected}
+        record = {
+            "status": event["status"],
+            "note_sealed": self._sealed_note(app_id, event["service"], event.get("note", "")),
+            "at": event.get("at"),
+            "expected": expected,
+        }
         applied = await self._apply(
             keys=[_app(app_id, "events"), _app(app_id, "status")],
             args=[event["event_id"], event["service"], json.dumps(record, ensure_ascii=False), only_from or ""],
@@ -281,7 +302,7 @@ class ApplicationRegistry:
             return
         if openid not in meta["viewers"]:
             await self.update_meta(app_id, viewers=[*meta["viewers"], openid])
-        await self.redis.sadd(_viewer(openid), app_id)
+        await self.redis.sadd(await self.viewer_key(openid), app_id)
         await self._refresh_follower_index(openid)
 
     async def take_bind_attempt(self, openid: str, now: float) -> int:
@@ -298,7 +319,7 @@ class ApplicationRegistry:
         """This openid stops following the applications it bound to as a family member; the ones it
         applied for (the first viewer: applicant or guardian) stay. Returns (kept, unbound)."""
         kept, unbound, gone = 0, 0, []
-        for app_id in sorted(m.decode() for m in await self.redis.smembers(_viewer(openid))):
+        for app_id in sorted(m.decode() for m in await self.redis.smembers(await self.viewer_key(openid))):
             meta = await self._readable_meta(app_id)
             if meta is False:
                 continue
@@ -311,7 +332,7 @@ class ApplicationRegistry:
                 gone.append(app_id)
                 unbound += 1
         if gone:
-            await self.redis.srem(_viewer(openid), *gone)
+            await self.redis.srem(await self.viewer_key(openid), *gone)
         return kept, unbound
 
     # -- retention ----------------------------------------------------------------------------------
@@ -344,7 +365,7 @@ class ApplicationRegistry:
 
     async def _refresh_follower_index(self, openid: str) -> None:
         """A viewer's index lives as long as the longest-kept application in it (for ever while one is open)."""
-        key = _viewer(openid)
+        key = await self.viewer_key(openid)
         ids = [m.decode() for m in await self.redis.smembers(key)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for app_id in ids:

@@ -128,8 +128,10 @@ async def test_delete_my_data_keeps_only_the_submitted_application(bot, settings
     # Afterwards: a scan of everything in Redis.
     contents = await redis_contents(redis_client)
     mine = _keys_naming(contents, "oMotherErase")
-    # Besides the list of submitted applications: the reply to "1", kept a few minutes for WeChat's retries.
-    assert sorted(mine) == ["u:{oMotherErase}:replies", "viewer:{oMotherErase}:apps"]
+    # The reply to "1", kept a few minutes for WeChat's retries; and, under a keyed digest of her openid
+    # (no key names her), the list of her submitted applications.
+    assert sorted(mine) == ["u:{oMotherErase}:replies"]
+    assert await redis_client.smembers(await services.registry.viewer_key("oMotherErase")) == {ref.encode()}
     theirs = _keys_naming(contents, "oFatherErase")
     # (the count of wrong binding attempts stays its hour: deleting it would reset the limit on guessing)
     assert sorted(theirs) == ["bindtries:{oFatherErase}", "u:{oFatherErase}:replies"]
@@ -227,7 +229,9 @@ async def test_the_eraser_drops_prompts_about_deleted_things_but_not_news_of_kep
 
     assert await eraser.erase("oF") == Erasure(kept=0, unbound=1)
     assert sorted(k.decode() for k in await queued()) == ["ev-1:oA", "ev-9:oB"]
-    assert not await redis_client.exists(message_key("ev-1:oF"), message_key("ev-0:oF"), sent_key("ev-0:oF"), "viewer:{oF}:apps")
+    assert not await redis_client.exists(
+        message_key("ev-1:oF"), message_key("ev-0:oF"), sent_key("ev-0:oF"), await registry.viewer_key("oF")
+    )
     assert (await registry.meta(app))["viewers"] == ["oA"]
     assert await eraser.erase("oF") == Erasure(kept=0, unbound=0)  # again: nothing left to do
 
@@ -246,7 +250,8 @@ async def test_unsubscribing_unbinds_a_family_member_and_keeps_the_applicants_ap
     second, day = await _unsubmitted(services, "oMotherUnsub")
     assert second in await services.book.holders(day)
     assert await mother.event("unsubscribe") == ""
-    assert [k.decode() async for k in redis_client.scan_iter(match="*oMotherUnsub*")] == ["viewer:{oMotherUnsub}:apps"]
+    assert [k.decode() async for k in redis_client.scan_iter(match="*oMotherUnsub*")] == []
+    assert await redis_client.exists(await services.registry.viewer_key("oMotherUnsub"))  # her applications, kept
     assert f"unfinished:{second}" not in [r for r, _ in await services.reminders.scheduled()]
     assert second not in await services.book.holders(day)
     assert await services.registry.meta(ref) is not None and await services.outbox.get(ref) is not None
@@ -271,7 +276,8 @@ async def test_an_application_is_kept_while_open_and_expires_180_days_after_its_
     mother = WeChatUser(bot, "oMotherKeep", protocol)
     ref = await _submit_and_deliver(bot, mother)
     await _bind(bot, protocol, mother, "oFatherKeep")
-    number = (await services.registry.meta(ref))["application_no"]
+    registry = services.registry
+    number = (await registry.meta(ref))["application_no"]
     records = [
         f"app:{{{ref}}}:meta",
         f"app:{{{ref}}}:status",
@@ -279,8 +285,8 @@ async def test_an_application_is_kept_while_open_and_expires_180_days_after_its_
         f"appno:{{{number}}}",
         document_key(ref),
         KINDS["application"].state(ref),
-        "viewer:{oMotherKeep}:apps",
-        "viewer:{oFatherKeep}:apps",
+        await registry.viewer_key("oMotherKeep"),
+        await registry.viewer_key("oFatherKeep"),
     ]
 
     await _event(bot, settings, ref, "living_subsidy", "accepted")
@@ -295,12 +301,13 @@ async def test_an_application_is_kept_while_open_and_expires_180_days_after_its_
     # A family member binding later does not make it live for ever (the meta keeps its expiry).
     await _bind(bot, protocol, mother, "oAuntKeep")
     assert 0 < await redis_client.ttl(f"app:{{{ref}}}:meta") <= 180 * 86400
-    assert 0 < await redis_client.ttl("viewer:{oAuntKeep}:apps") <= 180 * 86400
+    assert 0 < await redis_client.ttl(await registry.viewer_key("oAuntKeep")) <= 180 * 86400
 
     # When the records have expired, what pointed at them goes too, as soon as it is read.
-    await redis_client.delete(*[k for k in records if not k.startswith("viewer:")])
+    viewers = {await registry.viewer_key("oMotherKeep"), await registry.viewer_key("oFatherKeep")}
+    await redis_client.delete(*[k for k in records if k not in viewers])
     assert "生活补贴：" not in await mother.say("进度")  # (her conversation still knows the number)
-    assert not await redis_client.exists("viewer:{oMotherKeep}:apps")
+    assert not await redis_client.exists(await registry.viewer_key("oMotherKeep"))
     assert ref not in [row["application_id"] for row in await bot.server.app[SENDERS].delivery.list()]
     assert await redis_client.zscore("outbox:{applications}:index", ref) is None
 
