@@ -609,11 +609,17 @@ async def test_who_applied_for_what_is_not_readable_in_redis(bot, settings, prot
     mother = WeChatUser(bot, "oLinkage", protocol)
     ref = await apply(mother, MOTHER_CHILD)
     note = "王小宝需补交病历，联系13912345678"
-    event = {"event_id": "ev-note", "application_id": ref, "service": "nursing_subsidy", "status": "materials_missing",
-             "note": note}
+    event = {
+        "event_id": "ev-note",
+        "application_id": ref,
+        "service": "nursing_subsidy",
+        "status": "materials_missing",
+        "note": note,
+    }
     body = encode_body(event)
-    resp = await bot.post("/intake/events", data=body,
-                          headers=signed_headers(intake_secret(settings), body, "ev-note", time.time()))
+    resp = await bot.post(
+        "/intake/events", data=body, headers=signed_headers(intake_secret(settings), body, "ev-note", time.time())
+    )
     assert resp.status == 200
     assert "需补交病历" in await mother.say("进度")  # the citizen still reads it
     naming = [k.decode() async for k in redis_client.scan_iter(match="*oLinkage*")]
@@ -622,6 +628,11 @@ async def test_who_applied_for_what_is_not_readable_in_redis(bot, settings, prot
     # name the application and service: the next round of issue 13, item 5.)
     for key in [k async for k in redis_client.scan_iter(match=f"app:{{{ref}}}:*")]:
         kind = await redis_client.type(key)
-        raw = (b"".join(await redis_client.hvals(key)) if kind == b"hash" else
-               b"".join(await redis_client.smembers(key)) if kind == b"set" else await redis_client.get(key) or b"")
+        raw = (
+            b"".join(await redis_client.hvals(key))
+            if kind == b"hash"
+            else b"".join(await redis_client.smembers(key))
+            if kind == b"set"
+            else await redis_client.get(key) or b""
+        )
         assert note.encode() not in raw and "需补交病历".encode() not in raw, key
