@@ -65,6 +65,8 @@ import psutil
 from yarl import URL
 
 ROOT = Path(__file__).resolve().parent.parent
+# Fixed, so every run (and its leftovers in a scratch Redis database) agrees with the data-key canary.
+BENCH_DATA_KEY = "bench:" + "YmVuY2htYXJrLWRhdGEta2V5LW5vdC1hLXNlY3JldCE="
 sys.path.insert(0, str(ROOT))
 
 from bot.wechat_protocol import WeChatProtocol, message_xml  # noqa: E402
@@ -692,7 +694,9 @@ def bot_target(
         }
     )
     if redis_url:
+        # A shared Redis needs the data key every process seals with (the bot refuses to start without).
         env["REDIS_URL"] = redis_url
+        env["BOT_DATA_KEY"] = BENCH_DATA_KEY
     env.update(extra_env or {})
     argv = [PYTHON, "-m", "bot", "serve"] + (["--workers", str(workers)] if workers > 1 else [])
     redis = redis_url or "embedded Redis"

@@ -126,9 +126,7 @@ async def open_services(
             eraser=PersonalDataEraser(registry, reminders, push, feedback),
         )
         dialog = ApplicationDialog(pack, ports, calendar, registry=registry)
-        store = ConversationStore(
-            client, sealer, session_ttl_s=pack.conversation_days * 86400, clock=now, pipeline=handle.pipeline
-        )
+        store = ConversationStore(client, sealer, session_ttl_s=pack.conversation_days * 86400, pipeline=handle.pipeline)
         yield Services(
             settings,
             clock,

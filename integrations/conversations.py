@@ -18,9 +18,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from integrations.redis_connection import RedisClient
 from integrations.redis_pipeline import PipelinedRedis
@@ -39,11 +39,11 @@ REPLY_TTL_S = 660
 # about 15 s, long before a citizen has sent more than this); the ids of the latest IDS_KEPT messages
 # stay in the (sealed) session, so an older one coming again gets nothing and is never a second turn.
 REPLIES_KEPT = 4
-# Every message answered within REPLY_TTL_S stays known by its id (time-bounded, not count-bounded: a
-# byte-identical replay of an older message inside the replay window must never be a second turn);
-# IDS_CAP bounds the list for a sender of hundreds of messages in those minutes.
-IDS_CAP = 256
-ANSWERED = "_answered"  # the session's field for [id, answered at] pairs, kept out of the dialog's sight
+# Every message answered within REPLY_TTL_S stays known by its id, in a sorted set by Redis time beside
+# the session (`u:{openid}:answered`): time-bounded, not count-bounded, so a byte-identical replay of an
+# older message inside the replay window is never a second turn, and constant work a turn (the ids once
+# lived in the session, which then grew with every message a sender sent in those minutes).
+LEGACY_ANSWERED = "_answered"  # where sessions saved by earlier versions kept the latest ids
 
 # Queue, then take the lock when first in line. On success it also returns what the turn needs
 # (the cached reply of this message, if any, and the session), saving two round trips.
@@ -52,7 +52,8 @@ local lock, queue, seen = KEYS[1], KEYS[2], KEYS[3]
 local member, token, ttl, stale = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 -- Nobody waiting and nobody holding the user (nearly always): take the turn without queueing.
 if redis.call('EXISTS', queue) == 0 and redis.call('SET', lock, token, 'NX', 'PX', ttl) then
-  return {1, redis.call('HGET', KEYS[4], ARGV[6]) or '', redis.call('GET', KEYS[5]) or ''}
+  return {1, redis.call('HGET', KEYS[4], ARGV[6]) or '', redis.call('GET', KEYS[5]) or '',
+          redis.call('ZSCORE', KEYS[6], ARGV[6]) and 1 or 0}
 end
 -- Waiting is measured by Redis's clock, the one every worker on every host shares.
 local t = redis.call('TIME')
@@ -75,7 +76,8 @@ while true do
     if redis.call('SET', lock, token, 'NX', 'PX', ttl) then
       redis.call('ZREM', queue, member)
       redis.call('HDEL', seen, member)
-      return {1, redis.call('HGET', KEYS[4], ARGV[6]) or '', redis.call('GET', KEYS[5]) or ''}
+      return {1, redis.call('HGET', KEYS[4], ARGV[6]) or '', redis.call('GET', KEYS[5]) or '',
+              redis.call('ZSCORE', KEYS[6], ARGV[6]) and 1 or 0}
     end
     return {0}
   end
@@ -93,12 +95,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# Keep this message's reply for retries, and forget the one that has just left the latest few
-# (KEYS: replies; ARGV: id, sealed reply, id no longer kept or '', ttl). Used by both scripts below.
+# Keep this message's reply for retries and its id for the reply window, forget what is older than
+# the window, and the reply of the message that has just left the latest `kept`. Used by both scripts below.
 _REMEMBER = """
-local function remember(replies, id, reply, dropped, ttl)
+local function remember(replies, answered, id, reply, ttl, kept)
   if id == '' then return end
-  if dropped ~= '' then redis.call('HDEL', replies, dropped) end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  redis.call('ZADD', answered, now, id)
+  redis.call('ZREMRANGEBYSCORE', answered, '-inf', now - tonumber(ttl))
+  redis.call('EXPIRE', answered, ttl)
+  local dropped = redis.call('ZREVRANGE', answered, kept, kept)[1]
+  if dropped then redis.call('HDEL', replies, dropped) end
   redis.call('HSET', replies, id, reply)
   redis.call('EXPIRE', replies, ttl)
 end
@@ -111,7 +119,7 @@ _SAVE = (
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-remember(KEYS[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+remember(KEYS[3], KEYS[4], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]))
 redis.call('DEL', KEYS[1])
 return 1
 """
@@ -124,7 +132,7 @@ _FORGET = (
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3])
-remember(KEYS[3], ARGV[2], ARGV[3], '', ARGV[5])
+remember(KEYS[3], KEYS[4], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]))
 redis.call('DEL', KEYS[1])
 return 1
 """
@@ -148,7 +156,7 @@ class Turn:
     dedup_id: str
     cached_reply: str | None
     session: dict | None
-    answered: list[list] = field(default_factory=list)  # [id, answered at] of recent messages, oldest first
+    answered: bool = False  # this message was answered before (inside the reply window)
     released: bool = False
 
 
@@ -163,13 +171,11 @@ class ConversationStore:
         sealer: Sealer,
         *,
         session_ttl_s: int,
-        clock: Callable[[], float],
         pipeline: PipelinedRedis | None = None,
     ):
         self.redis = client
         self.sealer = sealer
         self.session_ttl_s = session_ttl_s
-        self.clock = clock
         script = (lambda body: pipeline.script(body)) if pipeline is not None else client.register_script
         self._acquire = script(_ACQUIRE)
         self._leave = script(_LEAVE)
@@ -187,7 +193,14 @@ class ConversationStore:
         # it waited finds its place in the queue instead of waiting behind it until it goes stale.
         member = f"{order[1]:020d}:{dedup_id or token}"
         conv_key = _k(openid, "conversation")
-        keys = [_k(openid, "lock"), _k(openid, "queue"), _k(openid, "queued_at"), _k(openid, "replies"), conv_key]
+        keys = [
+            _k(openid, "lock"),
+            _k(openid, "queue"),
+            _k(openid, "queued_at"),
+            _k(openid, "replies"),
+            conv_key,
+            _k(openid, "answered"),
+        ]
         deadline = time.monotonic() + wait_s
         pause = 0.001
         try:
@@ -203,10 +216,10 @@ class ConversationStore:
             await _quietly(self._leave(keys=keys[1:3], args=[member]))
             raise
         session = json.loads(self._open_or_none(got[2], conv_key) or "null")
-        answered = session.pop(ANSWERED, []) if session else []
+        legacy = session.pop(LEGACY_ANSWERED, []) if session else []
+        answered = bool(dedup_id) and (got[3] == 1 or dedup_id in legacy)
         cached_reply = self._open_or_none(got[1], _reply_context(openid, dedup_id))
-        answered = _as_pairs(answered)
-        if cached_reply is None and any(dedup_id == known for known, _ in answered):
+        if cached_reply is None and answered:
             cached_reply = ""  # answered before (its reply no longer kept): nothing more to say
         turn = Turn(openid, token, dedup_id, cached_reply=cached_reply, session=session, answered=answered)
         try:
@@ -232,12 +245,10 @@ class ConversationStore:
     async def save(self, turn: Turn, session: dict, reply: str) -> None:
         """Store the new session and this message's reply, and end the turn."""
         conv_key = _k(turn.openid, "conversation")
-        answered, dropped = _after_answering(turn.answered, turn.dedup_id, self.clock())
-        stored = {**session, ANSWERED: answered}
-        sealed_session = self.sealer.seal(json.dumps(stored, ensure_ascii=False, separators=(",", ":")).encode(), conv_key)
+        sealed_session = self.sealer.seal(json.dumps(session, ensure_ascii=False, separators=(",", ":")).encode(), conv_key)
         ok = await self._save(
             keys=self._turn_keys(turn),
-            args=[turn.token, sealed_session, self.session_ttl_s, *self._remembered(turn, reply, dropped)],
+            args=[turn.token, sealed_session, self.session_ttl_s, *self._remembered(turn, reply)],
         )
         if ok != 1:
             raise LostLock(turn.openid)
@@ -245,12 +256,12 @@ class ConversationStore:
 
     @staticmethod
     def _turn_keys(turn: Turn) -> list[str]:
-        return [_k(turn.openid, part) for part in ("lock", "conversation", "replies")]
+        return [_k(turn.openid, part) for part in ("lock", "conversation", "replies", "answered")]
 
-    def _remembered(self, turn: Turn, reply: str, dropped: str) -> list:
-        """The arguments of the scripts' `remember`: id, sealed reply, id no longer kept, ttl."""
+    def _remembered(self, turn: Turn, reply: str) -> list:
+        """The arguments of the scripts' `remember`: id, sealed reply, ttl, how many replies are kept."""
         sealed = self.sealer.seal(reply.encode(), _reply_context(turn.openid, turn.dedup_id)) if turn.dedup_id else b""
-        return [turn.dedup_id, sealed, dropped, REPLY_TTL_S]
+        return [turn.dedup_id, sealed, REPLY_TTL_S, REPLIES_KEPT]
 
     # -- outside a turn -------------------------------------------------------------------------
     async def load(self, openid: str) -> dict | None:
@@ -258,7 +269,7 @@ class ConversationStore:
         if blob is None:
             return None
         session = json.loads(self.sealer.open(blob, _k(openid, "conversation")))
-        session.pop(ANSWERED, None)
+        session.pop(LEGACY_ANSWERED, None)
         return session
 
     async def forget_user(self, openid: str) -> int:
@@ -275,26 +286,9 @@ class ConversationStore:
         async for key in self.redis.scan_iter(match=f"u:{{{_escape_glob(turn.openid)}}}:*", count=200):
             if key.decode() != keys[0]:  # (a queued turn puts itself back in the queue)
                 await self.redis.delete(key)
-        if await self._forget(keys=keys, args=[turn.token, *self._remembered(turn, reply, "")]) != 1:
+        if await self._forget(keys=keys, args=[turn.token, *self._remembered(turn, reply)]) != 1:
             raise LostLock(turn.openid)
         turn.released = True
-
-
-def _as_pairs(answered: list) -> list[list]:
-    """[id, answered at] pairs (a session saved before they carried the time: ids only, kept as new)."""
-    return [entry if isinstance(entry, list) else [entry, float("inf")] for entry in answered]
-
-
-def _after_answering(answered: list[list], dedup_id: str, now: float) -> tuple[list[list], str]:
-    """The ids answered within REPLY_TTL_S with this one added, and the id whose reply is no longer
-    kept ('' if none): replies are kept for the latest REPLIES_KEPT messages only."""
-    recent = [[known, at] for known, at in answered if now - min(at, now) < REPLY_TTL_S]
-    if not dedup_id or any(dedup_id == known for known, _ in recent):
-        return recent, ""
-    ids_before = [known for known, _ in answered]
-    recent = (recent + [[dedup_id, now]])[-IDS_CAP:]
-    dropped = ids_before[-REPLIES_KEPT] if len(ids_before) >= REPLIES_KEPT else ""
-    return recent, dropped
 
 
 def _reply_context(openid: str, dedup_id: str) -> str:

@@ -128,13 +128,14 @@ async def test_delete_my_data_keeps_only_the_submitted_application(bot, settings
     # Afterwards: a scan of everything in Redis.
     contents = await redis_contents(redis_client)
     mine = _keys_naming(contents, "oMotherErase")
-    # The reply to "1", kept a few minutes for WeChat's retries; and, under a keyed digest of her openid
-    # (no key names her), the list of her submitted applications.
-    assert sorted(mine) == ["u:{oMotherErase}:replies"]
+    # The reply to "1" and its message id, kept a few minutes for WeChat's retries; and, under a keyed
+    # digest of her openid (no key names her), the list of her submitted applications.
+    assert sorted(mine) == ["u:{oMotherErase}:answered", "u:{oMotherErase}:replies"]
+    assert await redis_client.zcard("u:{oMotherErase}:answered") == 1
     assert await redis_client.smembers(await services.registry.viewer_key("oMotherErase")) == {ref.encode()}
     theirs = _keys_naming(contents, "oFatherErase")
     # (the count of wrong binding attempts stays its hour: deleting it would reset the limit on guessing)
-    assert sorted(theirs) == ["bindtries:{oFatherErase}", "u:{oFatherErase}:replies"]
+    assert sorted(theirs) == ["bindtries:{oFatherErase}", "u:{oFatherErase}:answered", "u:{oFatherErase}:replies"]
     for key in [k for k in mine + theirs if not k.startswith("viewer:")]:
         assert 0 < await redis_client.ttl(key) <= 3600, key
     assert await services.store.load("oMotherErase") is None
