@@ -67,7 +67,13 @@ async def run(turns: int, redis_url: str) -> None:
     protocol = WeChatProtocol(TOKEN, APPID, AES_KEY)
     async with open_services(settings, clock=clock) as services:
         conversation = ConversationService(
-            services.store, services.dialog, services.pack, Metrics.create(), deadline_s=4.0, clock=clock
+            services.store,
+            services.dialog,
+            services.pack,
+            Metrics.create(),
+            deadline_s=4.0,
+            clock=clock,
+            effects=services.effects,
         )
         store, dialog = services.store, services.dialog
         run_id = time.time_ns()
@@ -91,9 +97,13 @@ async def run(turns: int, redis_url: str) -> None:
                 cm = store.turn(message.from_user, message.order, message.dedup_id, wait_s=3.5)
                 turn = await cm.__aenter__()
             with stages.timed("3 dialog"):
-                session, reply = await dialog.handle(turn.session, conversation._input(message), message.from_user, clock.now())
+                user_input = conversation.channel.input(message, conversation.menu)
+                assert user_input is not None
+                result = await dialog.handle(turn.session, user_input, message.from_user, clock.now())
+                session, reply = result.session, result.reply
             with stages.timed("4 store: save + unlock (Redis)"):
-                await store.save(turn, session, reply)
+                assert session is not None
+                await store.save(turn, session, reply, result.effects)
                 await cm.__aexit__(None, None, None)
             with stages.timed("5 render: XML, AES, signature"):
                 protocol.render_text(message, reply, encrypted)

@@ -55,6 +55,7 @@ __all__ = ["create_app", "intake_secret", "SANDBOX_INTAKE_SECRET", "SANDBOX_WECH
 
 PUSH_EVERY_S = 1.0
 REMINDERS_EVERY_S = 30.0
+EFFECTS_EVERY_S = 10.0
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
@@ -134,6 +135,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             app[METRICS],
             deadline_s=settings.turn_deadline_s,
             clock=services.clock,
+            effects=services.effects,
             health=services.health,
         )
         for line in calendar_check(services.calendar, services.clock.today()):
@@ -149,7 +151,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _background_work(app: web.Application) -> AsyncIterator[None]:
-    """Delivery to the intake, pushed messages and reminders: tracked tasks, stopped on shutdown."""
+    """Delivery to the intake, pushed messages, reminders and effects left by an interrupted turn:
+    tracked tasks, stopped on shutdown."""
     services = app[SERVICES]
     async with open_senders(services, app[HTTP]) as senders:
         app[SENDERS] = senders
@@ -159,6 +162,7 @@ async def _background_work(app: web.Application) -> AsyncIterator[None]:
             asyncio.create_task(
                 _every(REMINDERS_EVERY_S, stop, services, "reminders", lambda: send_due_reminders(services)), name="reminders"
             ),
+            asyncio.create_task(_every(EFFECTS_EVERY_S, stop, services, "effects", services.effects.sweep), name="effects"),
         ]
         async with running(senders.delivery, senders.events):
             yield

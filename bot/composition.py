@@ -23,7 +23,8 @@ import aiohttp
 from redis.exceptions import RedisError
 
 from bot.clock import Clock, protocol_time
-from bot.notifications import Notifier, SubmissionFollowup
+from bot.effects import EffectRunner
+from bot.notifications import Notifier
 from bot.privacy import PersonalDataEraser
 from bot.settings import ConfigError, Settings
 from dialogs.engine import ApplicationDialog
@@ -78,6 +79,7 @@ class Services:
     push: PushQueue
     notifier: Notifier
     dialog: ApplicationDialog
+    effects: EffectRunner
     health: RedisHealth
     replay: ReplayGuard
 
@@ -117,16 +119,15 @@ async def open_services(
         feedback = FeedbackStore(client, sealer, clock=now)
         push = PushQueue(client, sealer, None, clock=now)
         notifier = Notifier(pack, registry, push, reminders, feedback, calendar, outbox, clock=clock)
-        followup = SubmissionFollowup(registry, notifier)
         ports = Ports(
             book=book,
             outbox=outbox,
-            followup=followup,
             feedback=feedback,
             eraser=PersonalDataEraser(registry, reminders, push, feedback),
         )
         dialog = ApplicationDialog(pack, ports, calendar, registry=registry)
         store = ConversationStore(client, sealer, session_ttl_s=pack.conversation_days * 86400, pipeline=handle.pipeline)
+        effects = EffectRunner(outbox, registry, book, notifier, store, clock=now)
         yield Services(
             settings,
             clock,
@@ -143,6 +144,7 @@ async def open_services(
             push,
             notifier,
             dialog,
+            effects,
             RedisHealth(),
             ReplayGuard(client, window_s=settings.max_clock_skew_s),
         )
@@ -216,7 +218,12 @@ async def open_senders(services: Services, http: aiohttp.ClientSession) -> Async
             **callbacks,
         )
 
-    delivery = worker("application", on_delivered=s.notifier.on_delivered, on_rejected=s.notifier.on_rejected)
+    delivery = worker(
+        "application",
+        before_send=s.effects.complete_registration,
+        on_delivered=s.notifier.on_delivered,
+        on_rejected=s.notifier.on_rejected,
+    )
     events = worker("event")
     try:
         yield Senders(wechat, intake, delivery, events)

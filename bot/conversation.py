@@ -1,8 +1,9 @@
-"""One WeChat message in, one reply out: de-duplication, per-user ordering, load, dialog, save.
+"""One WeChat message in, one reply out: de-duplication, per-user ordering, load, dialog, save, effects.
 
-The order matters: the per-user lock is taken before the session is read, and the reply is
-cached together with the new session (in one fenced write), so WeChat's retries of a message
-get the same reply and the dialog advances exactly once.
+The order matters: the per-user lock is taken before the session is read; the reply is cached
+together with the new session and the turn's effects (in one fenced write), so WeChat's retries of
+a message get the same reply and the dialog advances exactly once; the effects are carried out
+only after that write (bot/effects.py), and a crash in between leaves them for the sweeper.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from datetime import datetime
 from redis.exceptions import RedisError
 
 from bot.clock import ClockLike
+from bot.effects import EffectRunner
 from bot.metrics import Metrics
+from bot.wechat_channel import WECHAT, WeChatChannel
 from bot.wechat_protocol import Incoming
 from dialogs.engine import ApplicationDialog
 from dialogs.pack import Pack
-from dialogs.turn import UserInput
 from integrations.conversations import ConversationStore, LockTimeout, LostLock
 from integrations.redis_health import RedisHealth
 from integrations.sealing import SealError
@@ -37,9 +39,13 @@ class ConversationService:
         *,
         deadline_s: float,
         clock: ClockLike,
+        effects: EffectRunner,
         health: RedisHealth | None = None,
+        channel: WeChatChannel = WECHAT,
     ):
         self.health = health or RedisHealth()
+        self.effects = effects
+        self.channel = channel
         self.store = store
         self.dialog = dialog
         self.pack = pack
@@ -49,6 +55,9 @@ class ConversationService:
         self.menu = {item["key"]: item["says"] for item in pack.menu}
 
     async def reply_to(self, message: Incoming, now: datetime | None = None) -> str:
+        return self.channel.fit(await self._reply_safely(message, now))
+
+    async def _reply_safely(self, message: Incoming, now: datetime | None) -> str:
         """The text to answer with ('' for nothing). Never raises for a citizen's message."""
         started = time.perf_counter()
         self.metrics.messages.labels(message.msg_type).inc()
@@ -80,7 +89,7 @@ class ConversationService:
         if message.msg_type == "event" and message.event == "unsubscribe":
             await self._forget(openid, message)
             return ""
-        user_input = self._input(message)
+        user_input = self.channel.input(message, self.menu)
         if user_input is None:
             # Events we do not use get no reply; a video or location gets a kind word.
             return "" if message.msg_type == "event" else self.pack.text("unsupported_message")
@@ -89,12 +98,17 @@ class ConversationService:
                 # WeChat's retry of a message we already answered: the same answer, no second step.
                 self.metrics.dedup_hits.inc()
                 return turn.cached_reply
-            session, reply = await self.dialog.handle(turn.session, user_input, openid, now or self.clock.now())
-            if session is None:  # "删除我的信息", confirmed
-                await self.store.forget(turn, reply)
+            result = await self.dialog.handle(turn.session, user_input, openid, now or self.clock.now())
+            if result.session is None:  # "删除我的信息", confirmed
+                await self.store.forget(turn, result.reply)
             else:
-                await self.store.save(turn, session, reply)
-        return reply
+                await self.store.save(turn, result.session, result.reply, result.effects, at=self.clock.time())
+        if result.effects and result.session is not None:
+            try:
+                await self.effects.run(openid)
+            except Exception as exc:  # saved with the session: the sweeper carries them out
+                log.warning("effects of a turn of %s left for the sweeper: %s", _short(openid), type(exc).__name__)
+        return result.reply
 
     async def _forget(self, openid: str, message: Incoming) -> None:
         """Unsubscribed: delete everything of this user that no submitted application needs, as for
@@ -102,21 +116,6 @@ class ConversationService:
         async with self.store.turn(openid, message.order, message.dedup_id, wait_s=self.deadline_s - 0.5) as turn:
             await self.dialog.erase(turn.session, openid)
         await self.store.forget_user(openid)
-
-    def _input(self, m: Incoming) -> UserInput | None:
-        """What the citizen said, or None for events we politely ignore."""
-        if m.msg_type == "text":
-            return UserInput("text", m.content or "")
-        if m.msg_type == "voice":
-            text = (m.recognition or "").strip()
-            return UserInput("voice", text, media_id=m.media_id, recognized=bool(text))
-        if m.msg_type == "image":
-            return UserInput("image", "", media_id=m.media_id, pic_url=m.pic_url)
-        if m.msg_type == "event" and m.event == "subscribe":
-            return UserInput("subscribe")
-        if m.msg_type == "event" and m.event == "click" and m.event_key in self.menu:
-            return UserInput("click", self.menu[m.event_key])
-        return None
 
 
 def _short(openid: str) -> str:

@@ -208,22 +208,3 @@ class Notifier:
         ]
         await self.cancel_assessment_reminders(app_id)
         await self.schedule_assessment_reminders(app_id, appointment, materials)
-
-
-class SubmissionFollowup:
-    """The dialog's Followup port: reminders for unfinished applications, registration on submit."""
-
-    def __init__(self, registry: ApplicationRegistry, notifier: Notifier):
-        self.registry = registry
-        self.notifier = notifier
-
-    async def started(self, openid: str, reference: str, now: datetime) -> None:
-        await self.notifier.schedule_unfinished(openid, reference, now)
-
-    async def submitted(self, document: dict[str, Any], openid: str, expected: dict[str, str | None]) -> None:
-        await self.registry.register(document, openid, expected=expected)
-        await self.notifier.reminders.cancel(f"unfinished:{document['id']}")
-        appointment = document.get("appointment")
-        if appointment and appointment.get("session_date"):
-            materials = [m["name"] for m in document["materials"] if "disability_certificate" in m["service"]]
-            await self.notifier.schedule_assessment_reminders(document["id"], appointment, materials)

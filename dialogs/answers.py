@@ -16,6 +16,7 @@ from dialogs.application import Step
 from dialogs.conditions import consent_by, on_mental_waitlist
 from dialogs.deadlines import expected_date
 from dialogs.document import build_document, new_reference
+from dialogs.effects import ReleasePlace, Submit
 from dialogs.eligibility import excluded_services, suggested_services
 from dialogs.materials import checklist
 from dialogs.pack import SERVICE_ORDER
@@ -262,7 +263,7 @@ async def read_booking(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
     if not await turn.ports.book.reserve(chosen.key, holder, capacity):
         return Outcome.stay(turn.pack.q("booking", "full", slots=await slot_lines(turn)))
     if current:
-        await turn.ports.book.release(current["session_date"], holder)
+        turn.do(ReleasePlace(current["session_date"], holder))
     turn.data["booking"] = {
         "session_date": chosen.key,
         "scheduled_date": chosen.scheduled.isoformat(),
@@ -325,19 +326,17 @@ async def read_consent(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
 
 
 async def submit(turn: Turn) -> None:
-    """Hand the application to the outbox. Safe to repeat: the outbox keys on the reference."""
+    """Ask for the application to be registered and queued: an effect, carried out after the session
+    is saved, and safe to repeat (the outbox keys on the reference)."""
     turn.data["submitted_at"] = turn.now.isoformat(timespec="seconds")
     document = build_document(turn.case, turn.openid, turn.now)
-    if on_mental_waitlist(turn.case):
-        await turn.ports.book.join_waitlist("mental", turn.data["reference"])
-    await turn.ports.outbox.submit(document)
-    if turn.ports.followup:
-        expected = {}
-        for code, result in document["eligibility"].items():
-            # A result that waits for the assessment has no date of its own yet.
-            day = None if result["result"] == "pending" else expected_date(turn, code)
-            expected[code] = day.isoformat() if day else None
-        await turn.ports.followup.submitted(document, turn.openid, expected)
+    expected: dict[str, str | None] = {}
+    for code, result in document["eligibility"].items():
+        # A result that waits for the assessment has no date of its own yet.
+        day = None if result["result"] == "pending" else expected_date(turn, code)
+        expected[code] = day.isoformat() if day else None
+    waitlist = "mental" if on_mental_waitlist(turn.case) else None
+    turn.do(Submit(document, turn.openid, expected, waitlist))
 
 
 async def read_after_submit(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
@@ -347,7 +346,7 @@ async def read_after_submit(turn: Turn, step: Step, inp: UserInput, path: str) -
 async def _release_booking_unless(turn: Turn, keep: bool) -> None:
     booking = turn.data.get("booking")
     if booking and not keep:
-        await turn.ports.book.release(booking["session_date"], turn.data["reference"])
+        turn.do(ReleasePlace(booking["session_date"], turn.data["reference"]))
         turn.data.pop("booking")
 
 

@@ -1,8 +1,10 @@
 """The application flow: from "who is applying" to a submitted application. Routing only.
 
 Each step is one question. `answer` says how the reply is read (dialogs/answers.py), `ask_if`
-names a condition (dialogs/conditions.py): a step whose condition is false is skipped, so the
-citizen is asked only what the chosen services need and the application does not already say.
+names a condition (dialogs/conditions.py). A step is skipped when its condition is false, or when
+the application already holds its answer (said earlier, or several facts in one message), so the
+citizen is asked only what the chosen services need and what is still missing. Both are
+transitions of the machine (trigger `skip`), so the diagram shows every skip.
 Wording is in content/common/questions.yaml under the step's name.
 """
 
@@ -16,16 +18,22 @@ class Step:
     name: str
     answer: str
     ask_if: str | None = None
+    # Asked again even when answered: a confirmation is given for what the application says now.
+    always_ask: bool = False
+    # The citizen types free text here: a message that looks like a question is more likely an answer.
+    free_text: bool = False
+    # From here "改电话" (and the like) goes back to that answer.
+    edits_from: bool = False
 
 
 STEPS: tuple[Step, ...] = (
     # 1. who is applying (and the guardian or agent's own details)
     Step("who", "choice:who"),
     Step("agent_relation", "choice:agent.relation", ask_if="applying_for_someone"),
-    Step("agent_name", "name:agent.name", ask_if="applying_for_someone"),
+    Step("agent_name", "name:agent.name", free_text=True, ask_if="applying_for_someone"),
     Step("agent_id", "id_number:agent.id_number", ask_if="applying_for_someone"),
     Step("agent_phone", "phone:agent.phone", ask_if="applying_for_someone"),
-    Step("agent_residence", "address:agent.residence", ask_if="asks_agent_residence"),
+    Step("agent_residence", "address:agent.residence", ask_if="asks_agent_residence", free_text=True),
     # 2. which services
     Step("choose_services", "services"),
     # 3. the eligibility screen: only the facts the chosen services' rules read
@@ -41,40 +49,50 @@ STEPS: tuple[Step, ...] = (
     Step("suggest_services", "suggestion", ask_if="guided"),
     Step("eligibility_notice", "exclusions", ask_if="some_service_excluded"),
     # 4. the form
-    Step("applicant_name", "name:applicant.name"),
+    Step("applicant_name", "name:applicant.name", free_text=True),
     Step("applicant_id", "id_number:applicant.id_number"),
     # the age read from the ID number may exclude a service (内蒙古 年满16周岁): said before going on
     Step("eligibility_recheck", "exclusions", ask_if="some_service_excluded"),
     # only a 法定监护人 consents as guardian; a neighbour or 村干部 is an agent
     Step("agent_is_guardian", "choice:agent.legal_guardian", ask_if="may_be_legal_guardian"),
     Step("applicant_phone", "applicant_phone"),
-    Step("household_address", "address:applicant.household_address"),
-    Step("household_place", "household_place", ask_if="household_place_unread"),
+    Step("household_address", "address:applicant.household_address", free_text=True),
+    Step("household_place", "household_place", ask_if="household_place_unread", free_text=True),
     Step("certificate_no", "certificate_no", ask_if="needs_certificate_no"),
-    Step("subsidy_reason", "text:subsidy_reason", ask_if="asks_subsidy_reason"),
+    Step("subsidy_reason", "text:subsidy_reason", ask_if="asks_subsidy_reason", free_text=True),
     Step("result_delivery", "choice:delivery", ask_if="offers_result_delivery"),
-    Step("mailing_address", "mailing_address", ask_if="wants_mail"),
+    Step("mailing_address", "mailing_address", ask_if="wants_mail", free_text=True),
     # 5. materials, 6. the assessment session
     Step("checklist", "checklist"),
     Step("booking", "booking", ask_if="needs_session_booking"),
     # 7. summary and consent, 8. submit
-    Step("summary", "summary"),
-    Step("declaration", "choice:declaration"),
-    Step("consent_sensitive", "consent"),
-    Step("submitted", "after_submit"),
+    Step("summary", "summary", always_ask=True, edits_from=True),
+    Step("declaration", "choice:declaration", always_ask=True, edits_from=True),
+    Step("consent_sensitive", "consent", always_ask=True, edits_from=True),
+    Step("submitted", "after_submit", always_ask=True),
 )
 
 # Detours, tried before the straight path.
 DETOURS = [
-    {"trigger": "next", "source": "suggest_services", "dest": "choose_services", "conditions": "wants_to_rechoose"},
-    {"trigger": "next", "source": "eligibility_notice", "dest": "choose_services", "conditions": "nothing_left_to_apply_for"},
-    {"trigger": "next", "source": "eligibility_recheck", "dest": "choose_services", "conditions": "nothing_left_to_apply_for"},
-    {"trigger": "next", "source": "declaration", "dest": "summary", "conditions": "wants_to_revise"},
+    {"trigger": "next", "source": "suggest_services", "dest": "choose_services", "conditions": ["wants_to_rechoose"]},
+    {"trigger": "next", "source": "eligibility_notice", "dest": "choose_services", "conditions": ["nothing_left_to_apply_for"]},
+    {"trigger": "next", "source": "eligibility_recheck", "dest": "choose_services", "conditions": ["nothing_left_to_apply_for"]},
+    {"trigger": "next", "source": "declaration", "dest": "summary", "conditions": ["wants_to_revise"]},
 ]
 
-TRANSITIONS = DETOURS + [
-    {"trigger": "next", "source": here.name, "dest": there.name} for here, there in zip(STEPS, STEPS[1:], strict=False)
+STRAIGHT = [{"trigger": "next", "source": here.name, "dest": there.name} for here, there in zip(STEPS, STEPS[1:], strict=False)]
+
+# Entering a step that need not be asked moves straight on: `skip` is fired until it does not apply.
+SKIPS = [
+    transition
+    for here, there in zip(STEPS, STEPS[1:], strict=False)
+    for transition in (
+        *([{"trigger": "skip", "source": here.name, "dest": there.name, "unless": [here.ask_if]}] if here.ask_if else []),
+        *([] if here.always_ask else [{"trigger": "skip", "source": here.name, "dest": there.name, "conditions": ["answered"]}]),
+    )
 ]
+
+TRANSITIONS = DETOURS + STRAIGHT + SKIPS
 
 INITIAL = "who"
 FINAL = "submitted"

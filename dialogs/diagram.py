@@ -12,6 +12,7 @@ from typing import Any
 from transitions.extensions import GraphMachine
 
 from dialogs.application import INITIAL, STEPS, TRANSITIONS
+from dialogs.interceptors import table
 
 DIAGRAM_FILE = Path(__file__).resolve().parent.parent / "docs" / "application-flow.md"
 
@@ -31,18 +32,28 @@ def mermaid() -> str:
         show_conditions=True,
         title="Application flow",
     )
-    source = model.get_graph().draw(None).rstrip()
-    notes = [f"  note right of {s.name} : asked only if {s.ask_if}" for s in STEPS if s.ask_if]
-    return source + "\n" + "\n".join(notes) + "\n"
+    return model.get_graph().draw(None).rstrip() + "\n"
+
+
+def interceptor_table() -> str:
+    rows = "".join(f"| {n} | `{name}` | {doc} |\n" for n, (name, doc) in enumerate(table(), 1))
+    return "| # | interceptor | takes |\n|---|---|---|\n" + rows
 
 
 def document() -> str:
     return (
         "# The application flow\n\n"
-        "Generated from `dialogs/application.py` by `python -m dialogs.diagram`; do not edit by hand.\n"
-        "Every step fires `next`; a step whose `asked only if` condition is false is skipped.\n"
-        "Global commands (帮助, 返回, 重新开始, 人工, 进度, 为什么) and edits at the summary\n"
-        '("改电话") jump outside these arrows and come back.\n\n'
+        "Generated from `dialogs/application.py` and `dialogs/interceptors.py` by `python -m dialogs.diagram`;\n"
+        "do not edit by hand.\n\n"
+        "## Before a message is an answer\n\n"
+        "Each message is offered to these interceptors in order; the first that takes it answers, and the\n"
+        "current step stays where it is (except for the commands that move it: 返回, 重新开始, a correction).\n"
+        "A message none of them takes is the answer to the current step.\n\n" + interceptor_table() + "\n"
+        "## The steps\n\n"
+        "An answer fires `next`. Then `skip` is fired for as long as it applies: a step is skipped when its\n"
+        "condition is false (`[!condition]`) or when the application already holds its answer (`[answered]`:\n"
+        "said earlier, or in a message with several facts). The summary, the declaration and the consent are\n"
+        "always asked.\n\n"
         "```mermaid\n" + mermaid() + "```\n"
     )
 

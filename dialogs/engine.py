@@ -1,12 +1,18 @@
-"""Runs one message through the application flow: global commands first, then the current step.
+"""One message through the application flow: a turn is (session, input) -> (session, reply, effects).
 
-The transitions Machine is built once at start-up (model=None); each turn adds a light model
-holding the citizen's answers, fires `next`, and removes it again.
+The interceptors (dialogs/interceptors.py) are tried first, in their table's order; a message none
+of them takes is the answer to the current step, read by its reader (dialogs/answers.py), and the
+machine (dialogs/application.py) says which step comes next. Nothing outside the conversation is
+changed while the turn runs: what must happen (submit, give back a place, remind later) is
+returned as effects, carried out by the conversation layer once the session is saved.
+
+The transitions Machine is built once at start-up (model=None) with one shared model; routing is
+synchronous, so turns of different users on one event loop can share it.
 """
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,48 +23,48 @@ from dialogs.answers import read_answer
 from dialogs.application import FINAL, INITIAL, STEPS, TRANSITIONS, Step
 from dialogs.conditions import CONDITIONS, Case
 from dialogs.document import new_reference
-from dialogs.explain import answer_topic, why
+from dialogs.effects import Effect, ReleasePlace, Started
+from dialogs.explain import why
+from dialogs.interceptors import INTERCEPTORS, Message
 from dialogs.pack import Pack
 from dialogs.prompts import prompt, submitted_message
 from dialogs.turn import Outcome, Ports, Turn, UserInput
 from dialogs.understanding import Understanding, compact
 from dialogs.workdays import WorkCalendar
 
-log = logging.getLogger(__name__)
-
-WECHAT_TEXT_LIMIT = 2048  # bytes, UTF-8
 FAILS_BEFORE_OFFERING_HUMAN = 3
-# Steps where the citizen types free text: a "question" there is more likely an answer.
-FREE_TEXT_STEPS = {
-    "household_address",
-    "household_place",
-    "agent_residence",
-    "subsidy_reason",
-    "mailing_address",
-    "agent_name",
-    "applicant_name",
-}
-EDITABLE_AT = {"summary", "declaration", "consent_sensitive"}
-# What a session keeps of photos sent before the checklist: the media id only (WeChat's PicUrl is a
-# temporary link nobody reads later), for at most this many photos.
-MAX_UNASSIGNED_PHOTOS = 20
-MAX_MEDIA_ID_CHARS = 128
+
+
+@dataclass
+class TurnResult:
+    session: dict[str, Any] | None  # None: erased, the caller deletes it and every cached reply
+    reply: str
+    effects: list[Effect] = field(default_factory=list)
 
 
 class FlowModel:
     """The model the shared Machine routes; conditions are looked up by name on the case it holds."""
 
-    def __init__(self) -> None:
+    def __init__(self, steps: dict[str, Step]) -> None:
         self.case: Case | None = None
+        self.steps = steps
+
+    def answered(self, *args: Any) -> bool:
+        """The application already holds the current step's answer (so `skip` may pass it)."""
+        return answered(self.steps[self.state], self._case())
+
+    def _case(self) -> Case:
+        if self.case is None:
+            raise RuntimeError("the flow model is routed without a case")
+        return self.case
 
     def __getattr__(self, name: str):
         condition = CONDITIONS.get(name)
         if condition is None:
             raise AttributeError(name)
-        case = self.case
-        if case is None:
-            raise RuntimeError("the flow model is routed without a case")
-        return lambda *args, **kwargs: condition(case)
+        return lambda *args, **kwargs: condition(self._case())
+
+    state: str  # set by the Machine
 
 
 def build_machine() -> Machine:
@@ -73,6 +79,8 @@ def build_machine() -> Machine:
 
 
 class ApplicationDialog:
+    final = FINAL
+
     def __init__(
         self, pack: Pack, ports: Ports, calendar: WorkCalendar, *, resume_after: timedelta = timedelta(hours=1), registry=None
     ):
@@ -82,13 +90,13 @@ class ApplicationDialog:
         self.lang = Understanding(pack)
         self.aftercare = Aftercare(pack, self.lang, registry, ports.outbox) if registry is not None else None
         self.machine = build_machine()
-        # One model, registered once: add_model costs ~0.7 ms (it wires every state onto the model).
-        # Routing is synchronous (no await between setting the case and reading the state), so
-        # turns of different users on this event loop can share it.
-        self._router = FlowModel()
-        self.machine.add_model(self._router, initial=INITIAL)
         self.steps: dict[str, Step] = {s.name: s for s in STEPS}
+        # One model, registered once: add_model costs ~0.7 ms (it wires every state onto the model).
+        self._router = FlowModel(self.steps)
+        self.machine.add_model(self._router, initial=INITIAL)
         self.resume_after = resume_after
+        self.interceptors = INTERCEPTORS
+        self._skippable = {t["source"] for t in TRANSITIONS if t["trigger"] == "skip"}
 
     # -- sessions -------------------------------------------------------------------------------
     def new_session(self, now: datetime) -> dict[str, Any]:
@@ -108,10 +116,7 @@ class ApplicationDialog:
         return Turn(Case(session["data"], self.pack, now.date()), self.lang, self.ports, self.calendar, now, openid)
 
     # -- one message ----------------------------------------------------------------------------
-    async def handle(
-        self, session: dict[str, Any] | None, inp: UserInput, openid: str, now: datetime
-    ) -> tuple[dict[str, Any] | None, str]:
-        """The new session (None: erased, the caller deletes it) and the reply."""
+    async def handle(self, session: dict[str, Any] | None, inp: UserInput, openid: str, now: datetime) -> TurnResult:
         fresh = session is None
         if session is None:
             session = self.new_session(now)
@@ -119,54 +124,16 @@ class ApplicationDialog:
         session["updated_at"] = now.isoformat(timespec="seconds")
         turn = self._turn(session, openid, now)
         reply = await self._respond(session, turn, inp, resuming=not fresh and idle > self.resume_after)
-        if session.get("erased"):
-            return None, _fit(reply)  # the caller deletes the session and every cached reply
-        return session, _fit(reply)
+        return TurnResult(None if session.get("erased") else session, reply, turn.effects)
 
     async def _respond(self, session: dict[str, Any], turn: Turn, inp: UserInput, *, resuming: bool) -> str:
-        state = session["state"]
-        if inp.kind == "subscribe":
-            return await self._join(self.pack.text("welcome"), self._recap(session, turn), await prompt(turn, state))
-        if inp.kind == "voice" and not inp.recognized:
-            return self.pack.text("voice_unrecognized")
         text = inp.text.strip()
-        if session.pop("confirm_erase", False) and not resuming:  # an old question is not answered by "1"
-            confirmed = self._erase_answer(text)
-            if confirmed is not None:
-                return await self._erase_or_not(confirmed, session, turn)
-            # Anything else: nothing is deleted, and the message is answered as usual.
-        if text and self.aftercare:
-            after = self.aftercare.command(text)
-            if after:
-                return await self.aftercare.handle(after, text, turn.openid, turn.now)
-        command = self._command_in(text) if text else None
-        if resuming and state not in (INITIAL, FINAL) and command in (None, "greet"):
-            return await self._join(self._recap(session, turn), await prompt(turn, state))
-        if command and command != "greet":
-            return await self._command(command, session, turn)
-        if text and self.ports.feedback and (state == FINAL or not session["history"]):
-            rated = await self._rating(text, turn)
-            if rated:
-                return rated
-        if command:
-            return await self._command(command, session, turn)
-        if inp.kind == "image" and state != "checklist":
-            kept = session["data"].setdefault("unassigned_photos", [])
-            if len(kept) >= MAX_UNASSIGNED_PHOTOS:  # a stranger's 300 photos once made a 17 MiB session
-                return await self._join(self.pack.text("images_enough"), await prompt(turn, state))
-            kept.append({"media_id": (inp.media_id or "")[:MAX_MEDIA_ID_CHARS]})
-            return await self._join(self.pack.text("image_kept"), await prompt(turn, state))
-        if text and state in EDITABLE_AT:
-            target = self.lang.edit_target(text)
-            if target:
-                session["editing"] = True
-                session["state"] = target
-                return await prompt(turn, target)
-        if text and state not in FREE_TEXT_STEPS:
-            topic = self.lang.topic(text)
-            if topic:
-                answer = answer_topic(turn, *topic)
-                return answer + self.pack.text("question_answer_footer", prompt=await prompt(turn, state))
+        message = Message(session, turn, inp, text, resuming, self.command_in(text) if text else None)
+        for interceptor in self.interceptors:
+            reply = await interceptor(self, message)
+            if reply is not None:
+                return reply
+        state = session["state"]
         outcome = await read_answer(turn, self.steps[state], inp)
         return await self._after(session, turn, state, outcome)
 
@@ -174,44 +141,38 @@ class ApplicationDialog:
         if outcome.hint:
             fails = session["fails"][state] = session["fails"].get(state, 0) + 1
             extra = self.pack.text("too_many_tries") if fails >= FAILS_BEFORE_OFFERING_HUMAN else ""
-            return await self._join(outcome.hint, extra, await prompt(turn, state))
+            return self.join(outcome.hint, extra, await prompt(turn, state))
         if not outcome.advance:
-            return await self._join(*outcome.say, await prompt(turn, state) if outcome.reprompt else "")
+            return self.join(*outcome.say, await prompt(turn, state) if outcome.reprompt else "")
         session["fails"].pop(state, None)
-        if not session["history"] and self.ports.followup:
-            await self.ports.followup.started(turn.openid, session["data"]["reference"], turn.now)
-        if state == "checklist":
+        if not session["history"]:
+            turn.do(Started(turn.openid, session["data"]["reference"], turn.now.isoformat(timespec="seconds")))
+        if self.steps[state].answer == "checklist":
             session["data"]["checklist_seen"] = True
         session["history"].append(state)
         new_state = self.advance(session, turn.case, state)
         session["state"] = new_state
         if new_state == FINAL:
-            reply = await self._join(*outcome.say, submitted_message(turn))
+            reply = self.join(*outcome.say, submitted_message(turn))
             _keep_only_what_a_submitted_session_needs(session)
             return reply
-        return await self._join(*outcome.say, await prompt(turn, new_state))
+        return self.join(*outcome.say, await prompt(turn, new_state))
 
     def advance(self, session: dict[str, Any], case: Case, state: str) -> str:
-        """Fire `next` until a step that must be asked; while editing, skip what is answered."""
+        """Fire `next`, then `skip` for as long as the step reached need not be asked."""
         router = self._router
         router.case = case
-        for _ in range(len(STEPS) + 5):
-            self.machine.set_state(state, model=router)
-            router.trigger("next")
-            state = router.state
-            step = self.steps[state]
-            if step.ask_if and not CONDITIONS[step.ask_if](case):
-                continue
-            if session.get("editing"):
-                if state == "summary":
-                    session["editing"] = False
-                elif answered(step, case):
-                    continue
-            return state
+        self.machine.set_state(state, model=router)
+        router.trigger("next")
+        for _ in range(len(STEPS)):
+            if router.state == "summary" and session.get("editing"):
+                session["editing"] = False
+            if router.state not in self._skippable or not router.trigger("skip"):
+                return router.state
         raise RuntimeError(f"flow does not settle after {state}")
 
     # -- global commands ------------------------------------------------------------------------
-    def _command_in(self, text: str) -> str | None:
+    def command_in(self, text: str) -> str | None:
         command = self.lang.command(text)
         if command == "erase" and self.lang.services_in(text):
             return None  # "残疾证怎么注销" asks about cancelling a certificate, not about our data
@@ -228,13 +189,13 @@ class ApplicationDialog:
             and not self.lang.services_in(text)
         )
 
-    async def _command(self, command: str, session: dict[str, Any], turn: Turn) -> str:
+    async def run_command(self, command: str, session: dict[str, Any], turn: Turn) -> str:
         state = session["state"]
         if command == "erase":
             session["confirm_erase"] = True  # deleting cannot be undone: asked first
             return self.pack.text("erase_confirm")
         if command == "help":
-            return await self._join(self.pack.text("help"), await prompt(turn, state))
+            return self.join(self.pack.text("help"), await prompt(turn, state))
         if command == "human":
             session["data"]["wants_human"] = turn.now.isoformat(timespec="seconds")
             return self.pack.text("human")
@@ -247,27 +208,26 @@ class ApplicationDialog:
                     return self.pack.status["none"]
             return self._status(session)
         if command == "why":
-            return await self._join(why(turn, state), await prompt(turn, state))
+            return self.join(why(turn, state), await prompt(turn, state))
         if command == "restart":
-            await self.release_holds(session)
+            for effect in self.holds(session):
+                turn.do(effect)
             fresh = self.new_session(turn.now)
             session.clear()
             session.update(fresh)
-            return await self._join(
-                self.pack.text("restarted"), await prompt(self._turn(session, turn.openid, turn.now), INITIAL)
-            )
+            return self.join(self.pack.text("restarted"), await prompt(self._turn(session, turn.openid, turn.now), INITIAL))
         if command == "back":
             if state == FINAL:
                 return await prompt(turn, state)
             if not session["history"]:
-                return await self._join(self.pack.text("back_at_start"), await prompt(turn, state))
+                return self.join(self.pack.text("back_at_start"), await prompt(turn, state))
             session["editing"] = False
             session["state"] = session["history"].pop()
-            return await self._join(self.pack.text("back"), await prompt(turn, session["state"]))
+            return self.join(self.pack.text("back"), await prompt(turn, session["state"]))
         # greet: carry on where we are
         return await prompt(turn, state)
 
-    async def _rating(self, text: str, turn: Turn) -> str | None:
+    async def rating(self, text: str, turn: Turn) -> str | None:
         """A 1-5 score (and then an optional comment) for a finished service, when one was asked."""
         feedback = self.ports.feedback
         if feedback is None:
@@ -296,7 +256,7 @@ class ApplicationDialog:
         return self.pack.text("status_none")
 
     # -- "删除我的信息" and unsubscribing ---------------------------------------------------------------
-    def _erase_answer(self, text: str) -> bool | None:
+    def erase_answer(self, text: str) -> bool | None:
         """True only for a clear yes to "回复1确认删除，回复2取消"; False for a no; None for anything else."""
         number = self.lang.number(text)
         if number in (1, 2):
@@ -306,34 +266,34 @@ class ApplicationDialog:
             return False  # before "confirm": "不要删除" contains "删除"
         return True if text_c in words["confirm"] else None
 
-    async def _erase_or_not(self, confirmed: bool, session: dict[str, Any], turn: Turn) -> str:
+    async def erase_or_not(self, confirmed: bool, session: dict[str, Any], turn: Turn) -> str:
         if not confirmed:
-            return await self._join(self.pack.text("erase_cancelled"), await prompt(turn, session["state"]))
+            return self.join(self.pack.text("erase_cancelled"), await prompt(turn, session["state"]))
         erasure = await self.erase(session, turn.openid)
         session["erased"] = True
         kept = getattr(erasure, "kept", 0)
         if kept:
-            return await self._join(
+            return self.join(
                 self.pack.text("erase_done"), self.pack.text("erase_kept", count=kept, days=self.pack.application_days)
             )
-        return await self._join(self.pack.text("erase_done"), self.pack.text("erase_kept_none"))
+        return self.join(self.pack.text("erase_done"), self.pack.text("erase_kept_none"))
 
     async def erase(self, session: dict[str, Any] | None, openid: str) -> Any:
         """Delete what this citizen left that no submitted application needs, except the session and
         cached replies (the conversation store's, deleted by the caller). Returns the eraser's account."""
-        if session:
-            await self.release_holds(session)
+        # Erasure is done at once, not as an effect: nothing of this citizen may wait for a later save.
+        for hold in self.holds(session) if session else ():
+            await self.ports.book.release(hold.session_date, hold.holder)
         return await self.ports.eraser.erase(openid) if self.ports.eraser else None
 
-    async def release_holds(self, session: dict[str, Any]) -> None:
-        """Give back the assessment place of an application that was never submitted."""
+    def holds(self, session: dict[str, Any]) -> list[ReleasePlace]:
+        """The assessment place of an application that was never submitted, to be given back."""
         if session["state"] == FINAL:
-            return  # a submitted application keeps its appointment
+            return []  # a submitted application keeps its appointment
         booking = session["data"].get("booking")
-        if booking:
-            await self.ports.book.release(booking["session_date"], session["data"]["reference"])
+        return [ReleasePlace(booking["session_date"], session["data"]["reference"])] if booking else []
 
-    def _recap(self, session: dict[str, Any], turn: Turn) -> str:
+    def recap(self, session: dict[str, Any]) -> str:
         services = session["data"].get("services")
         if not session["history"]:
             return ""
@@ -343,7 +303,7 @@ class ApplicationDialog:
         return self.pack.text("resume", recap=recap)
 
     @staticmethod
-    async def _join(*parts: str) -> str:
+    def join(*parts: str) -> str:
         return "\n".join(p for p in parts if p)
 
 
@@ -379,12 +339,3 @@ def _keep_only_what_a_submitted_session_needs(session: dict[str, Any]) -> None:
     session["data"] = {key: data[key] for key in KEPT_AFTER_SUBMISSION if key in data}
     session["history"] = []
     session["fails"] = {}
-
-
-def _fit(reply: str) -> str:
-    """Keep a passive reply inside WeChat's 2048-byte text limit."""
-    raw = reply.encode()
-    if len(raw) <= WECHAT_TEXT_LIMIT:
-        return reply
-    log.warning("reply of %d bytes shortened to fit WeChat's limit", len(raw))
-    return raw[: WECHAT_TEXT_LIMIT - 3].decode(errors="ignore") + "…"

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from dialogs.conditions import Case
+from dialogs.effects import Effect
 from dialogs.pack import Pack
 from dialogs.understanding import Understanding
 from dialogs.workdays import WorkCalendar
@@ -22,17 +23,10 @@ class AssessmentBook(Protocol):
     async def leave_waitlist(self, kind: str, holder: str) -> None: ...
 
 
-class Outbox(Protocol):
-    """Where a submitted application goes (integrations/outbox.py); idempotent by document id."""
+class EventOutbox(Protocol):
+    """Where the bot's own events for the intake go (integrations/outbox.py), e.g. a withdrawal."""
 
-    async def submit(self, document: dict[str, Any]) -> bool: ...  # False: submitted before (a retry)
-
-
-class Followup(Protocol):
-    """What happens around an application outside the conversation (bot/notifications.py)."""
-
-    async def started(self, openid: str, reference: str, now: datetime) -> None: ...
-    async def submitted(self, document: dict[str, Any], openid: str, expected: dict[str, str | None]) -> None: ...
+    async def submit_event(self, event: dict[str, Any]) -> bool: ...
 
 
 class Feedback(Protocol):
@@ -49,9 +43,12 @@ class Eraser(Protocol):
 
 @dataclass
 class Ports:
+    """What a turn may ask while it runs. Whatever changes the world beyond this conversation and can
+    wait until the session is saved is an Effect instead (dialogs/effects.py). A place at a session
+    is claimed here because the reply depends on whether it was free."""
+
     book: AssessmentBook
-    outbox: Outbox
-    followup: Followup | None = None
+    outbox: EventOutbox
     feedback: Feedback | None = None
     eraser: Eraser | None = None
 
@@ -73,6 +70,11 @@ class Turn:
     calendar: WorkCalendar
     now: datetime
     openid: str
+    effects: list[Effect] = field(default_factory=list)
+
+    def do(self, effect: Effect) -> None:
+        """Ask for an effect, carried out once the session is saved."""
+        self.effects.append(effect)
 
     @property
     def pack(self) -> Pack:

@@ -185,17 +185,13 @@ class ApplicationRegistry:
             "applicant_id_digest": await self.id_digest(document["applicant"]["id_number"]),
             "application_no": None,
         }
-        created = await self.redis.set(_app(app_id, "meta"), self._seal_meta(app_id, meta), nx=True)
-        if not created:
-            return
+        # Each write on its own is idempotent, so a registration cut short by a crash is completed by
+        # running it again (bot/effects.py, the delivery worker) without undoing what happened since.
+        await self.redis.set(_app(app_id, "meta"), self._seal_meta(app_id, meta), nx=True)
         now = document["submitted_at"]
-        await self.redis.hset(
-            _app(app_id, "status"),
-            mapping={
-                service: json.dumps({"status": "submitted", "at": now, "expected": expected.get(service)}, ensure_ascii=False)
-                for service in document["services"]
-            },
-        )
+        for service in document["services"]:
+            record = {"status": "submitted", "at": now, "expected": expected.get(service)}
+            await self.redis.hsetnx(_app(app_id, "status"), service, json.dumps(record, ensure_ascii=False))
         await self.redis.sadd(await self.viewer_key(openid), app_id)
         await self._refresh_follower_index(openid)
 

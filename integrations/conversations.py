@@ -18,10 +18,12 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from dialogs.effects import Effect
+from dialogs.effects import from_dict as effect_from_dict
 from integrations.redis_connection import RedisClient
 from integrations.redis_pipeline import PipelinedRedis
 from integrations.sealing import Sealer, SealError
@@ -112,18 +114,31 @@ local function remember(replies, answered, id, reply, ttl, kept)
 end
 """
 
-# Save the session, remember the reply for WeChat's retries and release the lock: only while
-# the lock is still ours.
+# Save the session, remember the reply for WeChat's retries, keep the turn's effects (ARGV[8..],
+# sealed) until they are carried out, and release the lock: only while the lock is still ours.
 _SAVE = (
     _REMEMBER
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 remember(KEYS[3], KEYS[4], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]))
+if #ARGV > 7 then
+  for i = 8, #ARGV do redis.call('RPUSH', KEYS[5], ARGV[i]) end
+  redis.call('EXPIRE', KEYS[5], ARGV[3])
+end
 redis.call('DEL', KEYS[1])
 return 1
 """
 )
+
+# Citizens whose turn left effects to carry out, by when (the runner's clock). Before a save the
+# citizen is listed here; once the effects are done the entry goes, unless a later turn listed it again.
+PENDING_EFFECTS = "effects:{pending}"
+_UNLIST = """
+local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if at and tonumber(at) <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 1
+"""
 
 
 # "删除我的信息" confirmed: end the turn without a session, keeping only this message's reply.
@@ -182,6 +197,7 @@ class ConversationStore:
         self._release = script(_RELEASE)
         self._save = script(_SAVE)
         self._forget = client.register_script(_FORGET)
+        self._unlist = client.register_script(_UNLIST)
 
     # -- the turn ---------------------------------------------------------------------------------
     @asynccontextmanager
@@ -242,13 +258,17 @@ class ConversationStore:
             )
             return None
 
-    async def save(self, turn: Turn, session: dict, reply: str) -> None:
-        """Store the new session and this message's reply, and end the turn."""
+    async def save(self, turn: Turn, session: dict, reply: str, effects: Sequence[Effect] = (), *, at: float = 0.0) -> None:
+        """Store the new session, this message's reply and the turn's effects, and end the turn.
+        `at`: the time the effects are listed as pending at (the runner's clock)."""
         conv_key = _k(turn.openid, "conversation")
         sealed_session = self.sealer.seal(json.dumps(session, ensure_ascii=False, separators=(",", ":")).encode(), conv_key)
+        sealed_effects = [self._seal_effect(turn.openid, e) for e in effects]
+        if sealed_effects:
+            await self.redis.zadd(PENDING_EFFECTS, {turn.openid: at})
         ok = await self._save(
             keys=self._turn_keys(turn),
-            args=[turn.token, sealed_session, self.session_ttl_s, *self._remembered(turn, reply)],
+            args=[turn.token, sealed_session, self.session_ttl_s, *self._remembered(turn, reply), *sealed_effects],
         )
         if ok != 1:
             raise LostLock(turn.openid)
@@ -256,7 +276,26 @@ class ConversationStore:
 
     @staticmethod
     def _turn_keys(turn: Turn) -> list[str]:
-        return [_k(turn.openid, part) for part in ("lock", "conversation", "replies", "answered")]
+        return [_k(turn.openid, part) for part in ("lock", "conversation", "replies", "answered", "effects")]
+
+    # -- effects of saved turns ----------------------------------------------------------------
+    def _seal_effect(self, openid: str, effect: Effect) -> bytes:
+        return self.sealer.seal(json.dumps(effect.to_dict(), ensure_ascii=False).encode(), _k(openid, "effects"))
+
+    async def pending_effects(self, openid: str) -> list[Effect]:
+        """Effects saved by this citizen's turns and not yet carried out, oldest first."""
+        key = _k(openid, "effects")
+        return [effect_from_dict(json.loads(self.sealer.open(blob, key))) for blob in await self.redis.lrange(key, 0, -1)]
+
+    async def effects_done(self, openid: str, count: int, since: float) -> None:
+        """The oldest `count` effects are carried out; unlist the citizen unless listed again after `since`."""
+        if count:
+            await self.redis.ltrim(_k(openid, "effects"), count, -1)
+        await self._unlist(keys=[PENDING_EFFECTS], args=[openid, repr(since)])
+
+    async def pending_effects_of(self, listed_before: float, *, limit: int) -> list[str]:
+        """Citizens whose effects were listed before `listed_before` and are not done (left by a crash)."""
+        return [m.decode() for m in await self.redis.zrangebyscore(PENDING_EFFECTS, "-inf", listed_before, start=0, num=limit)]
 
     def _remembered(self, turn: Turn, reply: str) -> list:
         """The arguments of the scripts' `remember`: id, sealed reply, ttl, how many replies are kept."""

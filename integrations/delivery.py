@@ -295,6 +295,7 @@ class DeliveryWorker(OutboxLedger):
         retry_window_s: float = 72 * 3600,
         claim_idle_ms: int = 30000,
         clock: Callable[[], float],
+        before_send: Callable[[str, dict], Awaitable[None]] | None = None,
         on_delivered: Notify | None = None,
         on_rejected: NotifyRejected | None = None,
         backoff_base_s: float = 5.0,
@@ -313,6 +314,7 @@ class DeliveryWorker(OutboxLedger):
         self.consumer = consumer
         self.retry_window_s = retry_window_s
         self.claim_idle_ms = claim_idle_ms
+        self.before_send = before_send
         self.on_delivered = on_delivered
         self.on_rejected = on_rejected
         self.backoff_base_s = backoff_base_s
@@ -482,6 +484,8 @@ class DeliveryWorker(OutboxLedger):
 
     async def _call_intake(self, application_id: str, document: dict) -> DeliveryOutcome:
         try:
+            if self.before_send is not None:  # e.g. the registry records the application first
+                await self.before_send(application_id, document)
             return await asyncio.wait_for(self._send(document), self._attempt_limit_s)
         except TimeoutError:
             return DeliveryOutcome(RETRY, detail="timeout")

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from wechatpy.crypto import PrpCrypto
 
 from bot.app import PACK, SERVICES
+from bot.wechat_channel import WECHAT_TEXT_LIMIT
 from bot.wechat_protocol import WeChatProtocol, message_xml
 from dialogs.application import FINAL, STEPS
-from dialogs.engine import WECHAT_TEXT_LIMIT
 from tests.conftest import SAMPLE_AES_KEY, SAMPLE_APPID, SAMPLE_TOKEN, WeChatUser, _ids, conversations
 from tests.fuzz_support import NASTY, characters, count, fuzz, leaves, nasty_text, traceback_free
 from tests.test_transcripts import _as_list

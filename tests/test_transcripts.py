@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from bot.app import SERVICES
-from dialogs.engine import WECHAT_TEXT_LIMIT
+from bot.wechat_channel import WECHAT_TEXT_LIMIT
 from tests.conftest import start_client
 from tests.intake_schema import assert_valid_application
 
