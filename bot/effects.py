@@ -78,7 +78,7 @@ class EffectRunner:
         await self.notifier.reminders.cancel(f"unfinished:{app_id}")
         appointment = document.get("appointment")
         if appointment and appointment.get("session_date"):
-            materials = [m["name"] for m in document["materials"] if "disability_certificate" in m["service"]]
+            materials = self.notifier.assessment_materials(document)
             await self.notifier.schedule_assessment_reminders(app_id, appointment, materials)
         if registration.get("waitlist"):
             await self.book.join_waitlist(registration["waitlist"], app_id)

@@ -15,6 +15,7 @@ from bot.clock import ClockLike
 from dialogs.assessment import format_day
 from dialogs.deadlines import expected_after_acceptance, expected_from_session
 from dialogs.pack import Pack
+from dialogs.service_roles import CERTIFICATE
 from dialogs.workdays import WorkCalendar
 from integrations.applications import FINISHED, ApplicationRegistry
 from integrations.feedback import FeedbackStore
@@ -143,6 +144,11 @@ class Notifier:
                 {"kind": "assessment", "app_id": app_id, "appointment": appointment, "materials": materials},
             )
 
+    def assessment_materials(self, document: dict[str, Any] | None) -> list[str]:
+        """What to bring to the assessment: the materials of the service that issues the certificate."""
+        certificate = set(self.pack.with_role(CERTIFICATE))
+        return [m["name"] for m in (document or {}).get("materials", []) if certificate & set(m["service"] or ())]
+
     async def cancel_assessment_reminders(self, app_id: str) -> None:
         for rule in self.pack.raw.get("reminders", {}).get("before_assessment", []):
             await self.reminders.cancel(f"assess:{app_id}:{rule['days']}d")
@@ -203,8 +209,6 @@ class Notifier:
         for openid in meta["viewers"]:
             await self.push.enqueue(openid, text, key=f"{app_id}:{kind}:{appointment['session_date']}:{openid}")
         document = await self.outbox.get(app_id)
-        materials = [
-            m["name"] for m in (document or {}).get("materials", []) if m["service"] and "disability_certificate" in m["service"]
-        ]
+        materials = self.assessment_materials(document)
         await self.cancel_assessment_reminders(app_id)
         await self.schedule_assessment_reminders(app_id, appointment, materials)

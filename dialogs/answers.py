@@ -19,8 +19,8 @@ from dialogs.document import build_document, new_reference
 from dialogs.effects import ReleasePlace, Submit
 from dialogs.eligibility import excluded_services, suggested_services
 from dialogs.materials import checklist
-from dialogs.pack import SERVICE_ORDER
 from dialogs.routing import read_place
+from dialogs.service_roles import CERTIFICATE, service_menu
 from dialogs.turn import Outcome, Turn, UserInput
 from dialogs.understanding import NO_MATCH
 from dialogs.validators import (
@@ -165,20 +165,21 @@ async def read_text(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcom
 async def read_services(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
     q = turn.pack.questions[step.name]
     lang = turn.lang
-    numbers = [n for n in lang.numbers(inp.text) if 1 <= n <= 7] if _only_numbers(inp.text) else []
-    if 7 in numbers or (not numbers and lang.matches_any(inp.text, q["unsure_words"])):
+    order, all_n, unsure_n = service_menu(turn.pack)
+    numbers = [n for n in lang.numbers(inp.text) if 1 <= n <= unsure_n] if _only_numbers(inp.text) else []
+    if unsure_n in numbers or (not numbers and lang.matches_any(inp.text, q["unsure_words"])):
         turn.data["guided"] = True
         turn.data["services"] = []
         return Outcome.ok()
-    if 6 in numbers or (not numbers and lang.matches_any(inp.text, q["all_words"])):
-        chosen = list(SERVICE_ORDER)
+    if all_n in numbers or (not numbers and lang.matches_any(inp.text, q["all_words"])):
+        chosen = list(order)
     elif numbers:
-        chosen = [SERVICE_ORDER[n - 1] for n in sorted(set(numbers)) if n <= len(SERVICE_ORDER)]
+        chosen = [order[n - 1] for n in sorted(set(numbers)) if n <= len(order)]
     else:
         chosen = lang.services_in(inp.text)
     if not chosen:
         return Outcome.invalid(turn.pack.text("services_hint"))
-    await _release_booking_unless(turn, "disability_certificate" in chosen)
+    await _release_booking_unless(turn, any(c in chosen for c in turn.pack.with_role(CERTIFICATE)))
     turn.data["services"] = chosen
     turn.data["guided"] = False
     turn.data.pop("insisted", None)
@@ -215,7 +216,7 @@ async def read_exclusions(turn: Turn, step: Step, inp: UserInput, path: str) -> 
     names = "、".join(turn.pack.services[c].short for c in excluded)
     if value == "drop":
         turn.data["services"] = [s for s in turn.data["services"] if s not in excluded]
-        await _release_booking_unless(turn, "disability_certificate" in turn.data["services"])
+        await _release_booking_unless(turn, turn.case.chose_role(CERTIFICATE))
         if not turn.data["services"]:
             return Outcome.ok(turn.pack.q("eligibility_notice", "nothing_left"))
         return Outcome.ok(turn.pack.q("eligibility_notice", "dropped", services=names))

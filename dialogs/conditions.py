@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from dialogs.pack import SUBSIDIES, Pack, Rule
+from dialogs.pack import Pack, Rule
+from dialogs.service_roles import CERTIFICATE, DISABILITY_SUBSIDY, READS_CERTIFICATE_NO
 from dialogs.validators import ValidationError, parse_id_number
 
 MENTAL = 6
@@ -40,6 +41,10 @@ class Case:
 
     def chose(self, *codes: str) -> bool:
         return any(c in self.services for c in codes)
+
+    def chose_role(self, role: str) -> bool:
+        """Whether a chosen service plays this role (dialogs/service_roles.py)."""
+        return self.chose(*self.pack.with_role(role))
 
     @property
     def applicant_age(self) -> int | None:
@@ -77,7 +82,7 @@ def hardship_statuses(case: Case) -> set[str] | None:
 
 def certificate_on_the_way(case: Case) -> bool:
     """No certificate yet, but one is being applied for (chosen, or the guided path will suggest it)."""
-    return not holds_certificate(case) and (case.chose("disability_certificate") or guided(case))
+    return not holds_certificate(case) and (case.chose_role(CERTIFICATE) or guided(case))
 
 
 # -- eligibility checks (True / False / None = not known yet) -------------------------------------
@@ -207,9 +212,7 @@ def guided(case: Case) -> bool:
 
 def services_considered(case: Case) -> list[str]:
     """The services being screened: the chosen ones, or all of them while we help to choose."""
-    from dialogs.pack import SERVICE_ORDER
-
-    return list(SERVICE_ORDER) if guided(case) else case.services
+    return list(case.pack.service_order) if guided(case) else case.services
 
 
 def _fact_needed(case: Case, fact: str) -> bool:
@@ -235,7 +238,7 @@ def needs_disability_category(case: Case) -> bool:
     if "disability_category" in case.facts:
         return False
     considered = services_considered(case)
-    return "disability_certificate" in considered or any(s in considered for s in SUBSIDIES)
+    return any(s in considered for s in (*case.pack.with_role(CERTIFICATE), *case.pack.with_role(DISABILITY_SUBSIDY)))
 
 
 def needs_disability_level(case: Case) -> bool:
@@ -247,7 +250,8 @@ def needs_disability_level(case: Case) -> bool:
 def needs_hardship_status(case: Case) -> bool:
     if "hardship_status" in case.facts:
         return False
-    return _fact_needed(case, "hardship_status") or any(s in services_considered(case) for s in SUBSIDIES)
+    subsidies = case.pack.with_role(DISABILITY_SUBSIDY)
+    return _fact_needed(case, "hardship_status") or any(s in services_considered(case) for s in subsidies)
 
 
 def needs_pension_enrolled(case: Case) -> bool:
@@ -284,9 +288,7 @@ def needs_certificate_no(case: Case) -> bool:
     """A holder's 证号: read by the subsidies and the pension, and by a 换领/补办/重新评定."""
     if not holds_certificate(case):
         return False
-    return case.chose("living_subsidy", "nursing_subsidy", "pension_subsidy") or (
-        renewing_certificate(case) and case.chose("disability_certificate")
-    )
+    return case.chose_role(READS_CERTIFICATE_NO) or (renewing_certificate(case) and case.chose_role(CERTIFICATE))
 
 
 def asks_agent_residence(case: Case) -> bool:
@@ -317,7 +319,7 @@ def consent_by(case: Case) -> str:
 
 
 def asks_subsidy_reason(case: Case) -> bool:
-    return bool(case.pack.form.get("ask_subsidy_reason")) and case.chose(*SUBSIDIES)
+    return bool(case.pack.form.get("ask_subsidy_reason")) and case.chose_role(DISABILITY_SUBSIDY)
 
 
 def offers_result_delivery(case: Case) -> bool:
@@ -329,16 +331,12 @@ def wants_mail(case: Case) -> bool:
 
 
 def needs_session_booking(case: Case) -> bool:
-    return (
-        case.chose("disability_certificate")
-        and case.pack.assessment.get("mode") == "monthly_session"
-        and not on_mental_waitlist(case)
-    )
+    return case.chose_role(CERTIFICATE) and case.pack.assessment.get("mode") == "monthly_session" and not on_mental_waitlist(case)
 
 
 def on_mental_waitlist(case: Case) -> bool:
     """精神残疾 is assessed at its own announced sessions when the pack says so."""
-    return case.chose("disability_certificate") and category_is_mental(case) and bool(case.pack.assessment.get("mental"))
+    return case.chose_role(CERTIFICATE) and category_is_mental(case) and bool(case.pack.assessment.get("mental"))
 
 
 def wants_to_revise(case: Case) -> bool:

@@ -9,8 +9,8 @@ from typing import Any
 from dialogs.conditions import Case, hardship_statuses, on_mental_waitlist, publicity_skipped, renewing_certificate
 from dialogs.eligibility import evaluate_service
 from dialogs.materials import checklist
-from dialogs.pack import SUBSIDIES
 from dialogs.routing import routing
+from dialogs.service_roles import CERTIFICATE, DISABILITY_SUBSIDY
 
 _REFERENCE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud on the phone
 
@@ -66,7 +66,7 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             "level": facts.get("disability_level"),
             "holds_certificate": facts.get("has_certificate") in (True, "renewal") if "has_certificate" in facts else None,
             "certificate_request": None
-            if not case.chose("disability_certificate")
+            if not case.chose_role(CERTIFICATE)
             else ("renewal" if renewing_certificate(case) else "new"),
         },
         "hardship": {
@@ -78,7 +78,9 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             "medical_insured": facts.get("medical_insured"),
             "subsidy_reason": data.get("subsidy_reason"),
             # 审批表: 困难残疾人生活补贴申请理由 / 重度残疾人护理补贴申请理由, one per chosen subsidy
-            "subsidy_reasons": {code: data["subsidy_reason"] for code in SUBSIDIES if code in case.services}
+            "subsidy_reasons": {
+                code: data["subsidy_reason"] for code in case.pack.with_role(DISABILITY_SUBSIDY) if code in case.services
+            }
             if data.get("subsidy_reason")
             else {},
         },
@@ -113,7 +115,7 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
 
 
 def _appointment(case: Case) -> dict[str, Any] | None:
-    if not case.chose("disability_certificate"):
+    if not case.chose_role(CERTIFICATE):
         return None
     if on_mental_waitlist(case):
         return {"session_date": None, "period": None, "place": None, "kind": "mental_waitlist"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dialogs.conditions import FACTS_READ_BY_CHECK
-from dialogs.pack import SERVICE_ORDER
+from dialogs.service_roles import CERTIFICATE
 from dialogs.turn import Turn
 
 MAX_SERVICES_PER_ANSWER = 3
@@ -14,7 +14,7 @@ def why(turn: Turn, state: str) -> str:
     bases: list[str] = []
     if state.startswith("fact_"):
         fact = state.removeprefix("fact_")
-        for code in turn.case.services or SERVICE_ORDER:
+        for code in turn.case.services or pack.service_order:
             for rule in pack.services[code].rules:
                 if FACTS_READ_BY_CHECK[rule.check] == fact:
                     note = pack.text("why_assumption") if "assumption" in rule.params else ""
@@ -47,14 +47,14 @@ def why(turn: Turn, state: str) -> str:
 
 def answer_topic(turn: Turn, topic: str, services: list[str]) -> str:
     pack = turn.pack
-    codes = services or turn.case.services or list(SERVICE_ORDER)
+    codes = services or turn.case.services or list(pack.service_order)
     codes = codes[:MAX_SERVICES_PER_ANSWER]
     lines: list[str] = []
     if topic == "amount":
         lines.append(f"{pack.raw['amounts']['text']}（依据：{pack.raw['amounts']['basis']}）")
     elif topic == "place":
         a = pack.assessment
-        if "disability_certificate" in codes and a.get("place"):
+        if any(code in codes for code in pack.with_role(CERTIFICATE)) and a.get("place"):
             lines.append(f"残疾评定：{a['time_text']}，地点{a['place']}。（依据：{_doc(a['basis'])}）")
         lines.append(f"申请窗口：{pack.window}。（依据：{pack.raw['window_basis']}）")
     else:

@@ -14,20 +14,12 @@ from typing import Any
 
 import yaml
 
+from dialogs.service_roles import ROLES
+
 # libyaml's C loader when present (10x faster start-up), else the pure-Python safe loader.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 CONTENT_DIR = Path(__file__).resolve().parent.parent / "content"
-
-SERVICE_ORDER = (
-    "disability_certificate",
-    "living_subsidy",
-    "nursing_subsidy",
-    "medical_assistance",
-    "pension_subsidy",
-)
-SUBSIDIES = ("living_subsidy", "nursing_subsidy")
-
 
 DATED_KEYS = ("workdays", "months")
 
@@ -74,6 +66,7 @@ class Service:
     result_basis: str
     materials: tuple[str, ...]
     raw: dict[str, Any]
+    roles: tuple[str, ...] = ()
 
     def deadline_on(self, day: date) -> dict[str, Any]:
         """The deadline in force on `day`: dated values (`workdays: {2023-02-15: 10}`) resolved."""
@@ -110,6 +103,15 @@ class Pack:
     validation: dict[str, str]
     status: dict[str, Any]
     menu: list[dict[str, str]] = field(default_factory=list)
+
+    @cached_property
+    def service_order(self) -> tuple[str, ...]:
+        """The services' codes in the order the pack offers them (the menu numbers 1, 2, …)."""
+        return tuple(self.services)
+
+    def with_role(self, role: str) -> tuple[str, ...]:
+        """The services that play this role (dialogs/service_roles.py), in the pack's order."""
+        return tuple(code for code, service in self.services.items() if role in service.roles)
 
     @property
     def window(self) -> str:
@@ -179,8 +181,10 @@ def load_pack(region: str, content_dir: Path = CONTENT_DIR) -> Pack:
     menu = (_read(region_dir / "menu.yaml") or _read(common / "menu.yaml")).get("menu", [])
 
     services = {}
-    for code in SERVICE_ORDER:
-        s = raw["services"][code]
+    for code, s in raw["services"].items():  # in the order the pack offers them
+        unknown = set(s.get("roles", [])) - set(ROLES)
+        if unknown:
+            raise ValueError(f"{region}: service {code} has unknown roles {sorted(unknown)} (known: {', '.join(ROLES)})")
         rules = tuple(
             Rule(
                 id=r["id"],
@@ -204,6 +208,7 @@ def load_pack(region: str, content_dir: Path = CONTENT_DIR) -> Pack:
             result=s.get("result", ""),
             result_basis=s.get("result_basis", ""),
             materials=tuple(s.get("materials", [])),
+            roles=tuple(s.get("roles", [])),
             raw=s,
         )
     materials = {

@@ -18,6 +18,7 @@ from dialogs.conditions import (
 from dialogs.deadlines import expected_date
 from dialogs.eligibility import MAY_NOT_QUALIFY, PENDING, evaluate_service, excluded_services, failed_rules, suggested_services
 from dialogs.materials import checklist
+from dialogs.service_roles import CERTIFICATE, service_menu
 from dialogs.turn import Turn
 from dialogs.validators import mask_id
 from dialogs.workdays import is_certain
@@ -140,7 +141,7 @@ async def summary(turn: Turn) -> str:
         for note in service.raw.get("notes", []):
             lines.append(q["note"].format(note=note["text"]))
     booking_ = data.get("booking")
-    if booking_ and turn.case.chose("disability_certificate"):
+    if booking_ and turn.case.chose_role(CERTIFICATE):
         day = date.fromisoformat(booking_["session_date"])
         lines.append(
             q["appointment"].format(date=assessment.format_day(day), period=booking_["period"], place=booking_["place"])
@@ -182,13 +183,18 @@ async def submitted(turn: Turn) -> str:
 
 
 async def choose_services(turn: Turn) -> str:
-    return turn.pack.q("choose_services")
+    q = turn.pack.questions["choose_services"]
+    order, all_n, unsure_n = service_menu(turn.pack)
+    lines = [f"{n} {q['labels'].get(code, turn.pack.services[code].short)}" for n, code in enumerate(order, 1)]
+    lines += [f"{all_n} {q['all_line']}", f"{unsure_n} {q['unsure_line']}"]
+    return turn.pack.q("choose_services", menu="\n".join(lines))
 
 
 PROMPTS: dict[str, Callable[[Turn], Awaitable[str]]] = {
     "applicant_name": applicant_name,
     "applicant_phone": applicant_phone,
     "suggest_services": suggest_services,
+    "choose_services": choose_services,
     "eligibility_notice": eligibility_notice,
     "eligibility_recheck": eligibility_recheck,
     "checklist": checklist_prompt,
@@ -208,7 +214,7 @@ async def prompt(turn: Turn, state: str) -> str:
 def submitted_message(turn: Turn) -> str:
     appointment = ""
     booking_ = turn.data.get("booking")
-    if booking_ and turn.case.chose("disability_certificate"):
+    if booking_ and turn.case.chose_role(CERTIFICATE):
         day = date.fromisoformat(booking_["session_date"])
         appointment = turn.pack.q(
             "submitted", "appointment", date=assessment.format_day(day), period=booking_["period"], place=booking_["place"]

@@ -19,7 +19,8 @@ from typing import Any
 
 import jieba
 
-from dialogs.pack import SERVICE_ORDER, SUBSIDIES, Pack
+from dialogs.pack import Pack
+from dialogs.service_roles import GROUP_WORDS
 
 NO_MATCH = object()
 
@@ -97,6 +98,13 @@ class Understanding:
         lex = pack.lexicon
         # Matching is on lower-cased text, so the vocabulary is lower-cased once, here.
         self.services = _lowered(lex["services"])
+        self.service_order = pack.service_order
+        # A group word ("两项补贴") stands for every service of its role; a word for a service this
+        # pack does not offer stands for nothing.
+        self._stands_for = {
+            code: pack.with_role(GROUP_WORDS[code]) if code in GROUP_WORDS else (code,) if code in pack.services else ()
+            for code in self.services
+        }
         self.commands = _lowered(lex["commands"])
         self._command_named: dict[str, str] = {}
         for name, synonyms in self.commands.items():
@@ -219,8 +227,8 @@ class Understanding:
         chosen: set[str] = set()
         for code, synonyms in self.services.items():
             if self._hits(text, words, synonyms):
-                chosen.update(SUBSIDIES if code == "both_subsidies" else (code,))
-        return [c for c in SERVICE_ORDER if c in chosen]
+                chosen.update(self._stands_for[code])
+        return [c for c in self.service_order if c in chosen]
 
     def command(self, text: str) -> str | None:
         """A global command, when the message is that command and little else."""
