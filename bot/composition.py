@@ -146,7 +146,7 @@ async def open_services(
             dialog,
             effects,
             RedisHealth(),
-            ReplayGuard(client, window_s=settings.max_clock_skew_s),
+            ReplayGuard(client, window_s=settings.max_clock_skew_s, pipeline=handle.pipeline),
         )
     finally:
         await handle.close()

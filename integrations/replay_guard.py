@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from integrations.redis_connection import RedisClient
+from integrations.redis_pipeline import PipelinedRedis
 
 _CLAIM = """
 local claimed = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
@@ -26,10 +27,11 @@ def _key(timestamp: str, nonce: str, signature: str) -> str:
 
 
 class ReplayGuard:
-    def __init__(self, redis: RedisClient, *, window_s: int):
+    def __init__(self, redis: RedisClient, *, window_s: int, pipeline: PipelinedRedis | None = None):
         self.redis = redis
         self.ttl_s = 2 * window_s + 60  # a timestamp is accepted up to window_s either side of now
-        self._claim = redis.register_script(_CLAIM)
+        # Once a message, like the turn's own scripts: on the auto-pipelined connection when there is one.
+        self._claim = pipeline.script(_CLAIM) if pipeline is not None else redis.register_script(_CLAIM)
 
     async def first_use(self, query, message_id: str) -> bool:
         """True when this signed query is new, or was first used for this very message."""
