@@ -20,6 +20,7 @@ from dialogs.document import new_reference
 from dialogs.explain import answer_topic, why
 from dialogs.pack import Pack
 from dialogs.prompts import prompt, submitted_message
+from dialogs.slots import read as read_slots  # hook: slots
 from dialogs.turn import Outcome, Ports, Turn, UserInput
 from dialogs.understanding import Understanding, compact
 from dialogs.workdays import WorkCalendar
@@ -167,7 +168,9 @@ class ApplicationDialog:
             if topic:
                 answer = answer_topic(turn, *topic)
                 return answer + self.pack.text("question_answer_footer", prompt=await prompt(turn, state))
-        outcome = await read_answer(turn, self.steps[state], inp)
+        outcome = await read_slots(turn, self.steps[state], inp, session) or await read_answer(
+            turn, self.steps[state], inp
+        )  # hook: slots
         return await self._after(session, turn, state, outcome)
 
     async def _after(self, session: dict[str, Any], turn: Turn, state: str, outcome: Outcome) -> str:
@@ -207,6 +210,8 @@ class ApplicationDialog:
                     session["editing"] = False
                 elif answered(step, case):
                     continue
+            elif answered(step, case):  # hook: slots: what was said at once is not asked again
+                continue
             return state
         raise RuntimeError(f"flow does not settle after {state}")
 
@@ -348,7 +353,7 @@ class ApplicationDialog:
 
 
 def answered(step: Step, case: Case) -> bool:
-    """Whether the application already holds this step's answer (used when editing)."""
+    """Whether the application already holds this step's answer (such a step is not asked)."""
     data = case.data
     kind, _, path = step.answer.partition(":")
     if kind == "fact":
