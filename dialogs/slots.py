@@ -334,28 +334,29 @@ async def fill(turn: Turn, slots: Slots) -> list[str]:
         outcome = await READERS[kind](turn, step, UserInput("text", value), path)
         return outcome.advance
 
-    who = slots.who
-    if who and not data.get("who"):
+    who = slots.who if slots.who and not data.get("who") else None
+    if who:
         data["who"] = who.who
         if who.who == "self":
             data.pop("agent", None)
-            said.append(q["self"])
         else:
             agent = data.setdefault("agent", {})
             if who.relation:
                 agent["relation"] = who.relation
             if who.title:
                 agent["applicant_title"] = who.title
-            said.append(q["for_title"].format(title=who.title) if who.title else q["for_someone"])
     agent = data.get("who") == "agent"
     if agent and slots.agent_name and await take("agent_name", slots.agent_name):
-        said.insert(0, q["you_are"].format(name=slots.agent_name))
-    if slots.applicant_name and await take("applicant_name", slots.applicant_name):
-        said.append(
-            q["applicant"].format(who=applicant_called(turn), name=slots.applicant_name)
-            if agent
-            else q["you_are"].format(name=slots.applicant_name)
-        )
+        said.append(q["you_are"].format(name=slots.agent_name))
+    name = None
+    if slots.applicant_name and data.get("who") and await take("applicant_name", slots.applicant_name):
+        name = slots.applicant_name
+    if who and who.who == "self":
+        said.append(q["you_are"].format(name=name) if name else q["self"])
+    elif who:
+        said.append(q["for_someone"].format(who=who.title or ("" if name else q["someone"]), name=name or ""))
+    elif name:
+        said.append(q["applicant"].format(who=applicant_called(turn), name=name) if agent else q["you_are"].format(name=name))
     for owner, number in slots.ids.items():
         if owner == "agent" and not agent:
             continue
@@ -369,12 +370,15 @@ async def fill(turn: Turn, slots: Slots) -> list[str]:
     if slots.household_address and await take("household_address", slots.household_address):
         said.append(q["address"].format(address=data["applicant"]["household_address"]))
     facts = turn.case.facts
+    disability = ""
     if slots.category is not None and "disability_category" not in facts:
         facts["disability_category"] = slots.category
-        said.append(next(k for k, val in vocabulary(turn.pack).categories.items() if val == slots.category))
+        disability = next(k for k, val in vocabulary(turn.pack).categories.items() if val == slots.category)
     if slots.level is not None and "disability_level" not in facts:
         facts["disability_level"] = slots.level
-        said.append(q["level"].format(level="一二三四"[slots.level - 1]))
+        disability += q["level"].format(level="一二三四"[slots.level - 1])
+    if disability:
+        said.append(disability)
     if slots.hardship and "hardship_status" not in facts and await take("fact_hardship_status", slots.hardship):
         said.append(_hardship_label(turn, facts["hardship_status"]))
     if slots.local_hukou is not None and "local_hukou" not in facts:
