@@ -314,6 +314,14 @@ async def read(turn: Turn, step: Step, inp: UserInput, session: dict[str, Any]) 
     line = turn.pack.q("slots", "noted", items="，".join(said))
     if answered(step, turn.case):
         return Outcome.ok(line)
+    # "王大山，身份证…" at the name, "是的，她肢体残疾二级" at a yes/no: the first words answer the question
+    first = next((c.strip() for c in _CLAUSE.split(_norm(text)) if c.strip()), "")
+    if first and first != text.strip():
+        from dialogs.answers import read_answer
+
+        outcome = await read_answer(turn, step, UserInput("text", first))
+        if outcome.advance:
+            return Outcome.ok(line, *outcome.say)
     return Outcome.stay(line, reprompt=True)
 
 

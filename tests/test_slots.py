@@ -194,6 +194,18 @@ async def test_a_wrong_id_in_a_long_message_is_not_kept_and_is_asked_alone(make_
     assert "id_number" not in data.get("applicant", {})
 
 
+async def test_an_answer_with_more_facts_answers_the_question_and_keeps_the_rest(make_user):
+    user = make_user()
+    for answer in ("你好", "1", "3", "1", "1", "4", "1", "9"):
+        reply = await user.say(answer)
+    assert "请发您的姓名" in reply
+    reply = await user.say(f"王大山，身份证{WANG_ID}")
+    assert reply.startswith("记下了：") and "3417**********0014" in reply
+    assert "联系电话" in reply  # name and ID taken: the next question is the phone
+    data = await _data(user)
+    assert data["applicant"]["name"] == "王大山" and data["applicant"]["id_number"] == WANG_ID
+
+
 # -- corrections at any step ---------------------------------------------------------------------------------
 async def _to_household_address(user) -> str:
     reply = ""
@@ -211,6 +223,25 @@ async def test_a_phone_corrected_at_the_address_step_is_the_phone_not_the_addres
     data = await _data(user)
     assert data["applicant"]["phone"] == "13887842651"
     assert "household_address" not in data["applicant"]
+
+
+async def test_the_agents_phone_corrected_at_the_next_question_is_the_agents(make_user):
+    user = make_user()
+    for answer in ("你好", "帮我父亲申请", "梁宏伟", FATHER_ID):
+        await user.say(answer)
+    reply = await user.say("13912345678")
+    assert "要办哪些事" in reply
+    reply = await user.say("电话写错了，应该是13912345687")
+    assert "已改过来了" in reply and "要办哪些事" in reply
+    data = await _data(user)
+    assert data["agent"]["phone"] == "13912345687" and "phone" not in data.get("applicant", {})
+
+
+async def test_a_name_corrected_with_its_new_value(make_user):
+    user = make_user()
+    await _to_household_address(user)
+    await user.say("名字写错了，应该是王大善")
+    assert (await _data(user))["applicant"]["name"] == "王大善"
 
 
 async def test_a_level_corrected_at_the_next_question(make_user):
@@ -257,6 +288,8 @@ async def test_the_summary_confirmed_again_after_going_back_asks_the_declaration
         else:
             reply = await user.say("0" if "回复 0" in reply else "1")
     assert "请核对" in reply, reply
+    reply = await user.say("电话不对，应该是13887842651")  # at the summary, with the new value
+    assert "已改过来了" in reply and "电话：13887842651" in reply
     assert "申请声明" in await user.say("1")
     assert "请核对" in await user.say("不对")  # the declaration's own 返回修改, not a correction
     assert "申请声明" in await user.say("1")  # declared again, not skipped to consent
