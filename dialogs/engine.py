@@ -168,9 +168,8 @@ class ApplicationDialog:
             if topic:
                 answer = answer_topic(turn, *topic)
                 return answer + self.pack.text("question_answer_footer", prompt=await prompt(turn, state))
-        outcome = await read_slots(turn, self.steps[state], inp, session) or await read_answer(
-            turn, self.steps[state], inp
-        )  # hook: slots
+        step = self.steps[state]  # hook: slots
+        outcome = await read_slots(turn, step, inp, session) or await read_answer(turn, step, inp)  # hook: slots
         return await self._after(session, turn, state, outcome)
 
     async def _after(self, session: dict[str, Any], turn: Turn, state: str, outcome: Outcome) -> str:
@@ -353,7 +352,7 @@ class ApplicationDialog:
 
 
 def answered(step: Step, case: Case) -> bool:
-    """Whether the application already holds this step's answer (such a step is not asked)."""
+    """Whether the application already holds this step's answer (used when editing)."""
     data = case.data
     kind, _, path = step.answer.partition(":")
     if kind == "fact":
