@@ -25,6 +25,7 @@ from dialogs.validators import ValidationError, mask_id, mask_phone, parse_name
 # A person answering a question does not write hundreds of characters: longer texts are not read for
 # slots or for who is applying (a pasted article holds 自己 and 父亲 somewhere), and are never cut.
 MAX_CHARS = 300
+MIN_CHARS = 6  # shorter than "王大山1391…": never two slots
 STEP = {s.name: s for s in STEPS}
 # Steps whose answer is the citizen's own words: only an explicit correction is taken there.
 FREE_TEXT = {"household_address", "household_place", "agent_residence", "subsidy_reason", "mailing_address"}
@@ -302,6 +303,9 @@ async def read(turn: Turn, step: Step, inp: UserInput, session: dict[str, Any]) 
         return fixed
     if step.name in FREE_TEXT or step.name in AFTER_FORM:
         return None
+    t = compact(text)
+    if len(t) < MIN_CHARS or t.rstrip("x").isdigit():
+        return None  # "1 3", "张三", one number alone: one answer, for the step's reader
     slots = extract(turn, text)
     from dialogs.engine import answered
 
