@@ -20,7 +20,7 @@ from dialogs.application import STEPS, Step
 from dialogs.pack import Pack
 from dialogs.turn import Outcome, Turn, UserInput
 from dialogs.understanding import compact
-from dialogs.validators import ValidationError, mask_id, mask_phone, parse_name
+from dialogs.validators import ValidationError, mask_id, mask_phone, parse_name, spoken_digits
 
 # A person answering a question does not write hundreds of characters: longer texts are not read for
 # slots or for who is applying (a pasted article holds 自己 and 父亲 somewhere), and are never cut.
@@ -40,6 +40,7 @@ _CERT = re.compile(r"(?<![0-9])([0-9]{20})(?![0-9])")
 _MOBILE = re.compile(r"(?<![0-9])(1[3-9][0-9]{9})(?![0-9])")
 _LANDLINE = re.compile(r"(?<![0-9])(0[0-9]{2,3}-?[2-9][0-9]{6,7})(?![0-9])")
 _SPACED_MOBILE = re.compile(r"(?<![0-9])(1[3-9][0-9])[\s-]([0-9]{4})[\s-]([0-9]{4})(?![0-9])")  # 139 1234 5678
+_SPOKEN_NUMBER = re.compile(r"[0-9零〇一二三四五六七八九幺两]{7,}叉?")  # voice: "幺三九…"
 _CLAUSE = re.compile(r"[，,。.；;！!？?\n]")
 _LEVEL = re.compile(r"(?:残疾|等级|评定为?|是)?([一二三四1234两])级")
 _PRONOUN = re.compile(r"[他她]")
@@ -170,7 +171,7 @@ def who_from(text: str, pack: Pack) -> Who | None:
 def extract(turn: Turn, text: str) -> Slots:
     """The slots `text` states unambiguously (nothing validated yet: `read` validates each as asked alone)."""
     slots = Slots()
-    t = _SPACED_MOBILE.sub(r"\1\2\3", _norm(text))
+    t = _SPACED_MOBILE.sub(r"\1\2\3", _SPOKEN_NUMBER.sub(lambda m: spoken_digits(m.group()).replace("叉", "X"), _norm(text)))
     if len(t) > MAX_CHARS:
         return slots
     v = vocabulary(turn.pack)

@@ -105,6 +105,12 @@ def test_the_person_a_sentence_is_about_owns_its_numbers():
     assert slots.services == ["nursing_subsidy"]
 
 
+def test_numbers_said_digit_by_digit_are_numbers():
+    spoken = "三四一七二三一九五五零三一五零零一四"
+    slots = extract(_turn(), f"我爸叫王大山，身份证{spoken}，电话幺三九一二三四五六七八，想办护理补贴")
+    assert slots.ids == {"applicant": WANG_ID} and slots.phones == {"applicant": "13912345678"}
+
+
 def test_someone_describing_themself_applies_for_themself():
     text = f"你好，我叫王大山，身份证{WANG_ID}，电话13912345678，住青阳县庙前镇庙前村上屋组2号，视力残疾一级，家里不是低保也不是特困，五项都要办"
     slots = extract(_turn(), text)
