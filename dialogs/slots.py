@@ -414,9 +414,13 @@ def _hardship_label(turn: Turn, value: Any) -> str:
 
 
 def applicant_called(turn: Turn) -> str:
-    """How the questions name the applicant: "您父亲" when the agent said so, else "申请人"."""
-    title = turn.data.get("agent", {}).get("applicant_title") if turn.data.get("who") == "agent" else None
-    return f"您{title}" if title else turn.pack.questions["slots"]["applicant_word"]
+    """How the questions name the applicant: "您父亲", "这位村民" when the agent said so, else "申请人"."""
+    agent = turn.data.get("agent", {}) if turn.data.get("who") == "agent" else {}
+    q = turn.pack.questions["slots"]
+    title = agent.get("applicant_title")
+    if not title:
+        return q["applicant_word"]
+    return q["called_other" if agent.get("relation") == "other" else "called"].format(title=title)
 
 
 def _whose(turn: Turn, owner: str) -> str:

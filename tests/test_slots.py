@@ -167,6 +167,9 @@ async def test_a_village_official_is_an_agent_never_the_applicant(make_user):
     assert "代办人）的姓名" in reply
     agent = (await _data(user))["agent"]
     assert agent["relation"] == "other"
+    for answer in ("赵秀英", FATHER_ID, "13912345678", "3"):
+        reply = await user.say(answer)
+    assert "这位村民的户口在青阳县吗" in reply
 
 
 async def test_everything_at_once_is_noted_in_one_masked_line_and_only_the_rest_is_asked(make_user):
