@@ -21,6 +21,7 @@ from dialogs.eligibility import excluded_services, suggested_services
 from dialogs.materials import checklist
 from dialogs.routing import read_place
 from dialogs.service_roles import CERTIFICATE, service_menu
+from dialogs.slots import read_who
 from dialogs.turn import Outcome, Turn, UserInput
 from dialogs.understanding import NO_MATCH
 from dialogs.validators import (
@@ -51,12 +52,12 @@ def _invalid(turn: Turn, error: ValidationError) -> Outcome:
 
 
 async def read_choice(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    if path == "who":
+        return read_who(turn, step, inp)  # never "我" alone: who is read from what was said
     value = turn.lang.choose(inp.text, turn.pack.questions[step.name]["options"])
     if value is NO_MATCH:
         return Outcome.invalid(turn.pack.text("choose_hint"))
     _put(turn.data, path, value)
-    if path == "who" and value == "self":
-        turn.data.pop("agent", None)
     return Outcome.ok()
 
 
@@ -305,6 +306,7 @@ async def slot_lines(turn: Turn) -> str:
 
 async def read_summary(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
     if turn.lang.number(inp.text) == 1 or turn.lang.is_yes(inp.text):
+        turn.data.pop("declaration", None)  # a summary confirmed again is declared again
         return Outcome.ok()
     return Outcome.invalid(turn.pack.text("summary_hint"))
 

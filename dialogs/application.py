@@ -29,7 +29,7 @@ class Step:
 STEPS: tuple[Step, ...] = (
     # 1. who is applying (and the guardian or agent's own details)
     Step("who", "choice:who"),
-    Step("agent_relation", "choice:agent.relation", ask_if="applying_for_someone"),
+    Step("agent_relation", "choice:agent.relation", ask_if="relation_not_said"),
     Step("agent_name", "name:agent.name", free_text=True, ask_if="applying_for_someone"),
     Step("agent_id", "id_number:agent.id_number", ask_if="applying_for_someone"),
     Step("agent_phone", "phone:agent.phone", ask_if="applying_for_someone"),

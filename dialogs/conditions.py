@@ -206,6 +206,11 @@ def applying_for_someone(case: Case) -> bool:
     return case.data.get("who") == "agent"
 
 
+def relation_not_said(case: Case) -> bool:
+    """Asked for someone, and "帮我父亲申请" did not already say how the citizen is related."""
+    return applying_for_someone(case) and not case.data.get("agent", {}).get("relation")
+
+
 def guided(case: Case) -> bool:
     return bool(case.data.get("guided"))
 
@@ -358,6 +363,7 @@ CONDITIONS: dict[str, Callable[[Case], Any]] = {
         hardship_is_illness_poverty,
         needs_guardian_consent,
         applying_for_someone,
+        relation_not_said,
         guided,
         needs_local_hukou,
         needs_has_certificate,

@@ -28,6 +28,7 @@ from dialogs.explain import why
 from dialogs.interceptors import INTERCEPTORS, Message
 from dialogs.pack import Pack
 from dialogs.prompts import prompt, submitted_message
+from dialogs.slots import read as read_slots
 from dialogs.turn import Outcome, Ports, Turn, UserInput
 from dialogs.understanding import Understanding, compact
 from dialogs.workdays import WorkCalendar
@@ -134,7 +135,9 @@ class ApplicationDialog:
             if reply is not None:
                 return reply
         state = session["state"]
-        outcome = await read_answer(turn, self.steps[state], inp)
+        step = self.steps[state]
+        # Several facts in one message fill every slot they name; otherwise the step's own reader.
+        outcome = await read_slots(turn, step, inp, session) or await read_answer(turn, step, inp)
         return await self._after(session, turn, state, outcome)
 
     async def _after(self, session: dict[str, Any], turn: Turn, state: str, outcome: Outcome) -> str:

@@ -19,6 +19,7 @@ from dialogs.deadlines import expected_date
 from dialogs.eligibility import MAY_NOT_QUALIFY, PENDING, evaluate_service, excluded_services, failed_rules, suggested_services
 from dialogs.materials import checklist
 from dialogs.service_roles import CERTIFICATE, service_menu
+from dialogs.slots import applicant_called
 from dialogs.turn import Turn
 from dialogs.validators import mask_id
 from dialogs.workdays import is_certain
@@ -27,11 +28,13 @@ GENDER = {"male": "男", "female": "女"}
 
 
 async def applicant_name(turn: Turn) -> str:
-    return turn.pack.q("applicant_name", "prompt_self" if turn.data.get("who") == "self" else "prompt")
+    key = "prompt_self" if turn.data.get("who") == "self" else "prompt"
+    return turn.pack.q("applicant_name", key, applicant=applicant_called(turn))
 
 
 async def applicant_phone(turn: Turn) -> str:
-    return turn.pack.q("applicant_phone", "prompt_agent" if turn.data.get("who") == "agent" else "prompt")
+    key = "prompt_agent" if turn.data.get("who") == "agent" else "prompt"
+    return turn.pack.q("applicant_phone", key, applicant=applicant_called(turn))
 
 
 async def suggest_services(turn: Turn) -> str:
@@ -208,7 +211,7 @@ PROMPTS: dict[str, Callable[[Turn], Awaitable[str]]] = {
 
 async def prompt(turn: Turn, state: str) -> str:
     special = PROMPTS.get(state)
-    return await special(turn) if special else turn.pack.q(state)
+    return await special(turn) if special else turn.pack.q(state, applicant=applicant_called(turn))
 
 
 def submitted_message(turn: Turn) -> str:
