@@ -78,7 +78,7 @@ async def test_a_push_queued_for_an_old_now_is_not_given_up_at_once(redis_client
     from integrations.wechat_api import SendResult
 
     class BusyWeChat:
-        async def send(self, openid, text, *, idempotency_key):
+        async def send(self, openid, text, *, idempotency_key, **channel):
             return SendResult("retry", 45009, "busy")
 
     sealer = Sealer(parse_data_keys(KEY_A))

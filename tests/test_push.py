@@ -29,6 +29,10 @@ class Clock:
 
 @pytest.fixture
 def sandbox(wechat_sandbox):
+    """The citizens of these tests wrote to the account just now (WeChat's 48-hour window is open)."""
+    state = wechat_sandbox.app[SANDBOX]
+    for openid in (OPENID, "oAnotherCitizenOpenid42", *(f"oUser{i:03d}" for i in range(40))):
+        state.saw(openid)
     return wechat_sandbox
 
 
@@ -156,6 +160,7 @@ async def test_unsubscribed_is_failed_and_listed_for_operators(queue, sandbox, h
         {
             "key": "QY9:approved",
             "openid": "oQx7Zp…",
+            "kind": "text",
             "errcode": 43004,
             "detail": "require subscribe",
             "attempts": 1,
