@@ -34,7 +34,7 @@ from typing import Any
 
 from integrations.redis_connection import RedisClient
 from integrations.sealing import Sealer, SealError
-from integrations.wechat_api import SendResult, WeChatApi, mask_openid, sent_key, split_text
+from integrations.wechat_api import OUT_OF_WINDOW, SendResult, WeChatApi, mask_openid, sent_key, split_text
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,12 @@ end
 return due
 """
 
-# Sent (or found sent already): forget the text, keep a marker. Not fenced: it was delivered.
+# Sent (or found sent already, or expired): forget the text, keep a marker. Not fenced: it was delivered.
 _DONE = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], 'blob')
-redis.call('HSET', KEYS[3], 'state', 'sent')
+redis.call('HSET', KEYS[3], 'state', ARGV[3] or 'sent')
 redis.call('HINCRBY', KEYS[3], 'attempts', 1)
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 return 1
@@ -129,6 +129,11 @@ redis.call('PERSIST', KEYS[3])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
+
+
+def failed_id(key: str) -> str:
+    """How operators name a failed message: its key holds the openid, which the listing does not show."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def backoff_s(attempt: int) -> float:
@@ -197,20 +202,28 @@ class PushQueue:
 
     # -- operators ------------------------------------------------------------------------------------
     async def resend(self, key: str) -> bool:
-        """Queue a failed message again (the serving process sends it); False: not a failed message."""
+        """Queue a failed message again (the serving process sends it); False: not a failed message.
+        `key`: the message's key, or its id in `failed()` (whose keys show the openid masked)."""
+        if not await self.redis.zscore(FAILED, key):
+            for raw in await self.redis.zrange(FAILED, 0, -1):
+                if failed_id(raw.decode()) == key:
+                    key = raw.decode()
+                    break
         # Forget that the sender tried it first, else its at-most-once marker would call it a duplicate.
         await self.redis.delete(sent_key(key))
-        return await self._resend(keys=[FAILED, DUE, message_key(key)], args=[key, self.clock()]) == 1
+        # Due at once, whatever the serving process's clock says (a simulation's clock may lag this one).
+        return await self._resend(keys=[FAILED, DUE, message_key(key)], args=[key, 0]) == 1
 
     async def resend_all(self) -> list[str]:
-        return [item["key"] for item in await self.failed() if await self.resend(item["key"])]
+        return [item["id"] for item in await self.failed() if await self.resend(item["id"])]
 
     async def send_due(self, *, now: float | None = None, limit: int = 100) -> dict[str, int]:
-        """Send up to `limit` due messages; counts by result ('sent', 'retry', 'failed', 'duplicate')."""
+        """Send up to `limit` due messages; counts by result ('sent', 'retry', 'failed', 'duplicate', 'expired':
+        a message with no notice form once the citizen's 48-hour window has closed)."""
         if self.api is None:
             raise RuntimeError("this push queue only queues: the serving process sends")
         now = self.clock() if now is None else now
-        counts = {"sent": 0, "retry": 0, "failed": 0, "duplicate": 0}
+        counts = {"sent": 0, "retry": 0, "failed": 0, "duplicate": 0, "expired": 0}
         remaining = limit
         while remaining > 0 and not _stopping():
             deadline_ms, keys = await self._claim_due(now=now, limit=min(BATCH, remaining))
@@ -232,12 +245,14 @@ class PushQueue:
             if not fields:
                 continue
             try:
-                openid = mask_openid(json.loads(self.sealer.open(fields["blob"], message_key(key)))["openid"])
+                to = json.loads(self.sealer.open(fields["blob"], message_key(key)))["openid"]
             except (KeyError, SealError):
-                openid = "?"
+                to = ""
+            openid = mask_openid(to) if to else "?"
             out.append(
                 {
-                    "key": key,
+                    "id": failed_id(key),
+                    "key": key.replace(to, openid) if to else key,
                     "openid": openid,
                     "kind": fields.get("kind", b"text").decode(),
                     "errcode": int(fields.get("errcode", b"0")),
@@ -312,6 +327,12 @@ class PushQueue:
             if result.status in ("sent", "duplicate"):
                 await self._done(keys=[INFLIGHT, DUE, mkey], args=[key, SENT_TTL_S])
                 return result.status
+            if result.status == "failed" and result.errcode == OUT_OF_WINDOW and not notice:
+                # A chat message only (a rating request, an unfinished-application nudge) after the window
+                # closed: WeChat has no other way to carry it, and an operator could not resend it either.
+                log.info("push %s expired: outside the 48-hour window, no notice form", key)
+                await self._done(keys=[INFLIGHT, DUE, mkey], args=[key, SENT_TTL_S, "expired"])
+                return "expired"
             if result.status == "retry":
                 give_up_at = float(first_tried or now) + GIVE_UP_S
                 if now < give_up_at:
