@@ -327,3 +327,22 @@ def test_every_kind_has_a_template_layout_with_nothing_in_first_or_remark(kind):
     assert not {key for key, _, _ in layout.fields} & {"first", "remark"}
     assert all(len(p) <= 5 for p in pack.notices["phrases"].values())
     assert timedelta(hours=float(pack.raw["reminders"]["unfinished_after_hours"])) < timedelta(hours=48)
+
+
+async def test_more_than_5_pushes_after_one_message_go_on_as_templates(bot, settings, clock, protocol):
+    """WeChat allows 5 customer-service messages per message from the citizen: the bot counts what it sent."""
+    services = bot.server.app[SERVICES]
+    holder = WeChatUser(bot, "oHolderBusy", protocol)
+    from tests.test_after_submission import HOLDER_ALL_FIVE
+
+    ref = await apply(holder, HOLDER_ALL_FIVE)
+    await holder.say("进度")  # her last message: a fresh window of 5
+    services_list = list((await services.registry.status(ref)).keys())
+    assert len(services_list) == 4  # a certificate holder: all but the certificate
+    for i, service in enumerate(services_list):
+        for status in ("accepted", "forwarded"):
+            event = {"event_id": f"ev-{i}-{status}", "application_id": ref, "service": service, "status": status}
+            assert (await post_event(bot, settings, event)).status == 200
+    assert await push_now(bot) == counts(sent=8)
+    kinds = [m["kind"] for m in await inbox_messages(bot, holder.openid) if m["kind"] != "custom" or ref in m["text"]]
+    assert kinds.count("custom") == 5 and kinds.count("template") == 3, kinds
