@@ -133,6 +133,8 @@ class Notices:
         return {"touser": openid, "template_id": template_id, "data": data}
 
     def subscribe_payload(self, openid: str, notice: dict[str, Any]) -> dict[str, Any] | None:
+        """bizsend's body: {touser, template_id, page?, miniprogram?, data: {key: {value}}} (as silenceper/wechat's
+        officialaccount/message Subscribe sends it); no page: the notice is read in the chat, nothing to open."""
         kind = notice.get("kind", "")
         template_id = self.subscribe_ids.get(kind)
         layout = self.layout(kind, "subscribe") if template_id else None

@@ -346,3 +346,27 @@ async def test_more_than_5_pushes_after_one_message_go_on_as_templates(bot, sett
     assert await push_now(bot) == counts(sent=8)
     kinds = [m["kind"] for m in await inbox_messages(bot, holder.openid) if m["kind"] != "custom" or ref in m["text"]]
     assert kinds.count("custom") == 5 and kinds.count("template") == 3, kinds
+
+
+async def test_a_session_moved_days_later_arrives_as_a_change_notice_with_both_dates(bot, clock, protocol):
+    from bot import operator_cli as op
+
+    mother = WeChatUser(bot, "oMotherMoved", protocol)
+    await apply(mother, MOTHER_CHILD[:17] + ["1", "1", "1", "1"])  # booked for 12月11日
+    clock.advance(days=4)
+    assert "moved 1 bookings" in await op.move_session(bot.server.app[SERVICES], "2026-12-11", "2026-12-14")
+    assert (await push_now(bot))["sent"] == 1
+    [card] = [m for m in await inbox_messages(bot, mother.openid) if m.get("title") == "预约变更通知"]
+    fields = dict(card["fields"])
+    assert fields["原定时间"] == "2026年12月11日" and fields["变更时间"] == "2026年12月14日上午"
+    assert fields["预约事项"] == "残疾评定" and fields["地点"]
+
+
+async def test_erasure_forgets_the_window_too(bot, protocol):
+    services = bot.server.app[SERVICES]
+    user = WeChatUser(bot, "oForgetMe00001", protocol)
+    await user.say("你好")
+    assert await services.push.window_open(user.openid)
+    await services.push.forget(user.openid, keep=lambda key: False)
+    assert not await services.push.window_open(user.openid)
+    assert [k async for k in services.redis.client.scan_iter(match=seen_key("*"))] == []
