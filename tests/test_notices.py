@@ -42,6 +42,10 @@ def counts(**nonzero) -> dict[str, int]:
     return {**COUNTS, **nonzero}
 
 
+def ended(**states: int) -> dict[str, int]:
+    return states
+
+
 # -- WeChat's counting rules -----------------------------------------------------------------------
 def test_a_template_keyword_is_one_line_of_at_most_20_units_cut_with_an_ellipsis():
     assert template_units("申请编号QY20261123AB12") == 5  # a run of letters and digits is one unit
@@ -67,8 +71,20 @@ def approved(ref: str, event_id: str, status: str = "approved") -> dict:
 
 
 async def push_now(bot) -> dict[str, int]:
+    """Send what is due, and wait for the bot's own push loop if it took some: how the messages ended,
+    counted by state (sent, expired, failed) over every message the queue holds."""
+    from integrations.push import message_key
+
     services = bot.server.app[SERVICES]
-    return await services.push.send_due(now=services.clock.time() + 1)
+    await services.push.send_due(now=services.clock.time() + 1)
+    deadline = time.monotonic() + 10
+    while await services.push.pending() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    ended: dict[str, int] = {}
+    async for name in services.redis.client.scan_iter(match=message_key("*")):
+        state = (await services.redis.client.hget(name, "state") or b"?").decode()
+        ended[state] = ended.get(state, 0) + 1
+    return ended
 
 
 async def test_a_result_3_days_after_the_last_message_arrives_as_a_template_with_the_status_in_a_keyword(
@@ -79,7 +95,7 @@ async def test_a_result_3_days_after_the_last_message_arrives_as_a_template_with
     clock.advance(days=3)
     assert (await post_event(bot, settings, approved(ref, "ev-late"))).status == 200
     # The result as a template; the rating request is a chat message only, which WeChat cannot carry now.
-    assert await push_now(bot) == counts(sent=1, expired=1)
+    assert await push_now(bot) == ended(sent=1, expired=1)
     [card] = [m for m in await inbox_messages(bot, mother.openid) if "审核通过" in m["text"]]
     assert card["kind"] == "template" and card["title"] == "审核结果通知"
     fields = dict(card["fields"])
@@ -107,7 +123,7 @@ async def test_inside_48_hours_the_result_is_a_customer_service_message(bot, set
     ref = await apply(mother, MOTHER_CHILD)
     clock.advance(hours=47)
     assert (await post_event(bot, settings, approved(ref, "ev-near"))).status == 200
-    assert await push_now(bot) == counts(sent=2)  # the result and the rating request
+    assert await push_now(bot) == ended(sent=2)  # the result and the rating request
     [pushed] = [m for m in await inbox_messages(bot, mother.openid) if "审核通过" in m["text"]]
     assert pushed["kind"] == "custom" and "护理补贴：审核通过" in pushed["text"] and ref in pushed["text"]
 
@@ -129,7 +145,7 @@ async def test_after_unsubscribe_nothing_is_sent_the_push_is_failed_once_and_cou
     await mother.event("unsubscribe")
     before = len(await inbox_messages(bot, mother.openid))
     assert (await post_event(bot, settings, approved(ref, "ev-gone"))).status == 200
-    assert await push_now(bot) == counts(failed=2)  # the result and the rating request
+    assert await push_now(bot) == ended(failed=2)  # the result and the rating request
     for hours in (1, 24, 100):  # not retried: 43004 is final
         assert await services.push.send_due(now=clock.time() + hours * 3600) == counts()
     assert len(await inbox_messages(bot, mother.openid)) == before
@@ -146,7 +162,7 @@ async def test_over_long_fields_are_cut_by_the_rule_and_nothing_goes_in_first_or
     note = "请补充监护人身份证复印件、\n户口簿首页及本人页、近期二寸免冠照片两张"
     event = {"event_id": "ev-miss", "application_id": ref, "service": "disability_certificate", "status": "materials_missing"}
     assert (await post_event(bot, settings, {**event, "note": note})).status == 200
-    assert await push_now(bot) == counts(sent=1)
+    assert await push_now(bot) == ended(sent=1)
     [card] = [m for m in await inbox_messages(bot, mother.openid) if m.get("title") == "补充材料通知"]
     missing = dict(card["fields"])["所缺材料"]
     assert missing == fit_template(note) and missing.endswith("…") and template_units(missing) == 20
@@ -257,7 +273,7 @@ async def test_failed_pushes_are_listed_and_resent_from_the_shell(bot, settings,
     ref = await apply(mother, MOTHER_CHILD)
     await mother.event("unsubscribe")
     assert (await post_event(bot, settings, approved(ref, "ev-back", "accepted"))).status == 200
-    assert await push_now(bot) == counts(failed=1)
+    assert await push_now(bot) == ended(failed=1)
     env = {k: v for k, v in os.environ.items() if k not in ("BOT_PORT", "BOT_TODAY")}
     env.update(
         {
@@ -282,13 +298,14 @@ async def test_failed_pushes_are_listed_and_resent_from_the_shell(bot, settings,
     assert wrong.returncode == 1 and "not a failed push" in wrong.stdout and "Traceback" not in wrong.stderr
     one = await asyncio.to_thread(run, "push", "resend", row["id"])
     assert one.returncode == 0 and f"queued again: {row['id']}" in one.stdout, one.stderr
-    assert await services.push.failed() == []
-    assert await push_now(bot) == counts(failed=1)  # still unfollowed: failed again, listed again
+    assert await push_now(bot) == ended(failed=1)  # still unfollowed: tried again, failed again, listed again
+    [again] = await services.push.failed()
+    assert again["id"] == row["id"] and again["attempts"] == 1  # counted afresh from the resend
     await mother.event("subscribe")  # she follows again, and an operator resends
     resent = await asyncio.to_thread(run, "push", "resend", "--all")
     assert resent.returncode == 0 and "queued again: 1 messages" in resent.stdout, resent.stderr
+    assert await push_now(bot) == ended(sent=1)  # the serving process sends it: outside the window, a template
     assert await services.push.failed() == []
-    assert await push_now(bot) == counts(sent=1)  # the serving process sends it: outside the window, a template
     cards = [m for m in await inbox_messages(bot, mother.openid) if m.get("title") == "业务受理通知"]
     assert len(cards) == 1 and dict(cards[0]["fields"])["办理状态"] == "已受理"
     usage = await asyncio.to_thread(run, "push", "resend")
@@ -343,7 +360,7 @@ async def test_more_than_5_pushes_after_one_message_go_on_as_templates(bot, sett
         for status in ("accepted", "forwarded"):
             event = {"event_id": f"ev-{i}-{status}", "application_id": ref, "service": service, "status": status}
             assert (await post_event(bot, settings, event)).status == 200
-    assert await push_now(bot) == counts(sent=8)
+    assert await push_now(bot) == ended(sent=8)
     kinds = [m["kind"] for m in await inbox_messages(bot, holder.openid) if m["kind"] != "custom" or ref in m["text"]]
     assert kinds.count("custom") == 5 and kinds.count("template") == 3, kinds
 
@@ -370,3 +387,26 @@ async def test_erasure_forgets_the_window_too(bot, protocol):
     await services.push.forget(user.openid, keep=lambda key: False)
     assert not await services.push.window_open(user.openid)
     assert [k async for k in services.redis.client.scan_iter(match=seen_key("*"))] == []
+
+
+def test_template_ids_per_kind_come_from_the_environment():
+    from bot.composition import notices
+    from bot.settings import Settings
+
+    env = {
+        "WECHAT_APPID": "wx1",
+        "WECHAT_APPSECRET": "s",
+        "WECHAT_TEMPLATE_RESULT": " tpl-result ",
+        "WECHAT_TEMPLATE_PICKUP": "tpl-pickup",
+        "WECHAT_SUBSCRIBE_ACCEPTED": "sub-accepted",
+        "WECHAT_TEMPLATE_LOTTERY": "ignored",
+    }
+    settings = Settings.from_env(env)
+    assert settings.wechat_templates == {"result": "tpl-result", "pickup": "tpl-pickup"}
+    assert settings.wechat_subscribe_templates == {"accepted": "sub-accepted"}
+    from dialogs.pack import load_pack
+
+    n = notices(settings, load_pack("qingyang").notices)
+    assert n.unconfigured() == ["materials_missing", "assessment_reminder", "session_moved"]
+    assert n.template_payload("o1", {"kind": "result", "values": {}})["template_id"] == "tpl-result"
+    assert n.subscribe_payload("o1", {"kind": "accepted", "values": {"reference": "QY1"}})["template_id"] == "sub-accepted"
