@@ -94,7 +94,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         from integrations.wechat_sandbox import create_wechat_sandbox
 
         app.add_subapp(
-            "/sandbox/wechat", create_wechat_sandbox(appid=SANDBOX_WECHAT_APPID, secret=SANDBOX_WECHAT_SECRET, clock=clock.time)
+            "/sandbox/wechat",
+            create_wechat_sandbox(
+                appid=SANDBOX_WECHAT_APPID, secret=SANDBOX_WECHAT_SECRET, clock=clock.time, notices=pack.notices
+            ),
         )
     if not settings.intake_url:
         from integrations.intake_sandbox import create_intake_sandbox
@@ -154,6 +157,8 @@ async def _background_work(app: web.Application) -> AsyncIterator[None]:
     """Delivery to the intake, pushed messages, reminders and effects left by an interrupted turn:
     tracked tasks, stopped on shutdown."""
     services = app[SERVICES]
+    failed = app[METRICS].push_failed
+    services.push.on_failed = lambda kind, errcode: failed.labels(kind, str(errcode)).inc()
     async with open_senders(services, app[HTTP]) as senders:
         app[SENDERS] = senders
         stop = asyncio.Event()
@@ -220,6 +225,10 @@ async def wechat_message(request: web.Request) -> web.Response:
         fresh = True
     if not fresh:
         return _refuse(request, ProtocolError(403, "signature already used for another message"))
+    if message.msg_type != "event":
+        # The citizen wrote: customer-service messages may be sent for 48 hours (integrations/push.py).
+        with contextlib.suppress(Exception):  # Redis away: the turn itself will answer "busy"
+            await request.app[SERVICES].push.seen(message.from_user)
     reply = await request.app[CONVERSATIONS].reply_to(message)
     if not reply:
         return web.Response(text="success")

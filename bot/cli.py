@@ -113,6 +113,11 @@ def _operator_commands(sub) -> None:
     reminders = sub.add_parser("reminders", help="reminders and pushed messages").add_subparsers(dest="action", required=True)
     due = reminders.add_parser("send-due", help="queue the reminders due now; the serving process sends them")
     due.add_argument("--now", help="ISO-8601 time to act as now (China time when no offset): a simulation")
+    push = sub.add_parser("push", help="messages pushed to citizens through WeChat").add_subparsers(dest="action", required=True)
+    push.add_parser("failed", help="the messages given up on (one JSON object a line; openids masked, no texts)")
+    resend = push.add_parser("resend", help="queue failed messages again; the serving process sends them")
+    resend.add_argument("key", nargs="?", help="a key from `bot push failed`")
+    resend.add_argument("--all", action="store_true", help="every failed message")
     satisfaction = sub.add_parser("satisfaction", help="好差评 ratings").add_subparsers(dest="action", required=True)
     satisfaction.add_parser("report")
     calendar = sub.add_parser("calendar", help="the working-day calendar").add_subparsers(dest="action", required=True)
@@ -152,6 +157,13 @@ async def _operate(settings: Settings, args) -> int:
                 return 0 if ok else 1
         elif args.command == "reminders":
             op.write(await op.send_due(s))
+        elif args.command == "push":
+            if args.action == "failed":
+                op.write(await op.push_failed(s))
+            else:
+                out, ok = await op.push_resend(s, args.key, every=args.all)
+                op.write(out)
+                return 0 if ok else 1
         elif args.command == "satisfaction":
             op.write(await op.satisfaction_report(s))
         elif args.command == "menu":

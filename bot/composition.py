@@ -46,6 +46,8 @@ from integrations.reminders import Reminders
 from integrations.replay_guard import ReplayGuard
 from integrations.sealing import LOCAL_KID, MissingKey, Sealer, local_key_path
 from integrations.wechat_api import WeChatApi
+from integrations.wechat_notice import GENERIC, Notices, sandbox_ids, shared_notices_content
+from integrations.wechat_sandbox import SANDBOX_SUBSCRIBE_PREFIX, SANDBOX_TEMPLATE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +199,8 @@ async def _checked_sealer(settings: Settings, handle: RedisHandle) -> Sealer:
 async def open_senders(services: Services, http: aiohttp.ClientSession) -> AsyncIterator[Senders]:
     """The WeChat API client (the push queue's sender), the intake adapter and the delivery workers."""
     settings, s = services.settings, services
-    wechat = wechat_api(settings, http, s.redis.client, clock=s.clock.time)
+    wechat = wechat_api(settings, http, s.redis.client, clock=s.clock.time, content=s.pack.notices)
+    warn_unconfigured_notices(settings, s.pack.notices)
     s.push.api = wechat
     base = settings.intake_url or f"{settings.self_url}/sandbox/intake"
     # The intake checks our signature's timestamp against its own clock: protocol time, not the bot's day.
@@ -242,7 +245,32 @@ def intake_secret(settings: Settings) -> str:
     return SANDBOX_INTAKE_SECRET
 
 
-def wechat_api(settings: Settings, http: aiohttp.ClientSession, client, *, clock) -> WeChatApi:
+def notices(settings: Settings, content: dict) -> Notices:
+    """The notice layouts of the pack, with the template ids of this account (the sandbox has one of each)."""
+    if not settings.has_wechat_credentials:
+        return Notices(content, sandbox_ids(SANDBOX_TEMPLATE_PREFIX), sandbox_ids(SANDBOX_SUBSCRIBE_PREFIX))
+    ids = dict(settings.wechat_templates)
+    if settings.wechat_template_id:
+        ids[GENERIC] = settings.wechat_template_id
+    return Notices(content, ids, dict(settings.wechat_subscribe_templates))
+
+
+def warn_unconfigured_notices(settings: Settings, content: dict) -> list[str]:
+    """One line at start: the kinds that would fail outside the 48-hour window for want of a template."""
+    n = notices(settings, content)
+    missing = n.unconfigured()
+    if missing:
+        log.warning(
+            "no WeChat template for %s: these pushes fail once a citizen has not written for 48 hours "
+            "(set %s, or WECHAT_SUBSCRIBE_<KIND> for a subscription notice)",
+            "、".join(f"{n.name(k)}({k})" for k in missing),
+            ", ".join(f"WECHAT_TEMPLATE_{k.upper()}" for k in missing),
+        )
+    return missing
+
+
+def wechat_api(settings: Settings, http: aiohttp.ClientSession, client, *, clock, content: dict | None = None) -> WeChatApi:
+    layouts = notices(settings, shared_notices_content() if content is None else content)
     if settings.has_wechat_credentials:
         return WeChatApi(
             http,
@@ -250,7 +278,7 @@ def wechat_api(settings: Settings, http: aiohttp.ClientSession, client, *, clock
             base_url=settings.api_base,
             appid=settings.wechat_appid,
             secret=settings.wechat_appsecret,
-            template_id=settings.wechat_template_id,
+            notices=layouts,
             clock=clock,
         )
     return WeChatApi(
@@ -259,6 +287,6 @@ def wechat_api(settings: Settings, http: aiohttp.ClientSession, client, *, clock
         base_url=f"{settings.self_url}/sandbox/wechat",
         appid=SANDBOX_WECHAT_APPID,
         secret=SANDBOX_WECHAT_SECRET,
-        template_id="sandbox-template",
+        notices=layouts,
         clock=clock,
     )

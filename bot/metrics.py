@@ -30,6 +30,7 @@ class Metrics:
     dedup_hits: Counter
     rejected: Counter
     clock_skew: Gauge
+    push_failed: Counter
     skew_logged_at: float = -60.0  # the last time a clock far from WeChat's was logged (monotonic)
 
     @classmethod
@@ -54,6 +55,12 @@ class Metrics:
                 "WeChat's timestamp minus our clock, on the last correctly signed message refused as out of the window",
                 registry=r,
                 multiprocess_mode="mostrecent",
+            ),
+            push_failed=Counter(
+                "bot_push_failed",
+                "Pushed messages given up on (listed by `bot push failed`), by kind of notice and WeChat errcode",
+                ["kind", "errcode"],
+                registry=r,
             ),
         )
 

@@ -2,6 +2,8 @@
 
 Everything goes through the durable push queue under an idempotency key, so each message is
 queued once however often an event or a reminder is processed. Wording: content/common/status.yaml.
+Each message that matters after the 48-hour window also carries its notice (kind and values), the form
+WeChat lets us send then: content/common/notices.yaml says which template keyword each value fills.
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ from dialogs.workdays import WorkCalendar
 from integrations.applications import FINISHED, ApplicationRegistry
 from integrations.feedback import FeedbackStore
 from integrations.reminders import Push, Reminders
+from integrations.wechat_notice import Notices
 
 log = logging.getLogger(__name__)
 CHINA = ZoneInfo("Asia/Shanghai")
 # These statuses finish a service: the citizen is asked to rate it (not for a withdrawal).
 RATE_AFTER = FINISHED - {"withdrawn"}
 PUBLICITY = {"publicity_started", "publicity_ended"}
+
+
+def full_day(day: date) -> str:
+    return f"{day.year}年{day.month}月{day.day}日"
 
 
 def _at(day: date, hhmm: str) -> float:
@@ -55,6 +62,24 @@ class Notifier:
         self.calendar = calendar
         self.outbox = outbox
         self.words = pack.status
+        self.notices = Notices(pack.notices)
+
+    # -- notices ------------------------------------------------------------------------------------
+    def notice(self, kind: str, **values: str) -> dict[str, Any]:
+        """A message's notice form: its kind (content/common/notices.yaml) and the values that fill it."""
+        return {"kind": kind, "values": {k: str(v) for k, v in values.items() if v is not None}}
+
+    def status_notice(self, app_id: str, service: str, status: str, *, note: str = "", at: str | None = None) -> dict[str, Any]:
+        when = datetime.fromisoformat(at).astimezone(CHINA) if at else self.clock.now().astimezone(CHINA)
+        return self.notice(
+            self.notices.kind_of_status(status),
+            reference=app_id,
+            service=self.pack.services[service].short if service in self.pack.services else service,
+            label=self.words["labels"].get(status, status),
+            phrase=self.notices.phrase(status),
+            note=note,
+            time=f"{full_day(when.date())} {when:%H:%M}",
+        )
 
     # -- intake outcomes ------------------------------------------------------------------------
     async def on_delivered(self, app_id: str, application_no: str | None) -> None:
@@ -90,8 +115,10 @@ class Notifier:
                 },
             )
         text = self.words["push_rejected_delivery"].format(reference=app_id)
+        notice = self.status_notice(app_id, meta["services"][0] if meta["services"] else "", "delivery_failed")
+        notice["values"]["service"] = "、".join(self.pack.services[c].short for c in meta["services"] if c in self.pack.services)
         for openid in meta["viewers"]:
-            await self.push.enqueue(openid, text, key=f"{app_id}:delivery_failed:{openid}")
+            await self.push.enqueue(openid, text, key=f"{app_id}:delivery_failed:{openid}", notice=notice)
 
     async def on_status_event(self, app_id: str, event: dict[str, Any]) -> bool:
         """Apply an intake event and tell everyone allowed to see the application. False: seen before."""
@@ -112,8 +139,9 @@ class Notifier:
             label=label,
             note=self.words["note"].format(note=event["note"]) if event.get("note") else "",
         )
+        notice = self.status_notice(app_id, service, event["status"], note=event.get("note") or "", at=event.get("at"))
         for openid in meta["viewers"]:
-            await self.push.enqueue(openid, text, key=f"{event['event_id']}:{openid}")
+            await self.push.enqueue(openid, text, key=f"{event['event_id']}:{openid}", notice=notice)
         if event["status"] in RATE_AFTER and meta["viewers"]:
             applicant_side = meta["viewers"][0]
             if await self.feedback.ask(applicant_side, app_id, service):
@@ -154,14 +182,16 @@ class Notifier:
             await self.reminders.cancel(f"assess:{app_id}:{rule['days']}d")
 
     async def schedule_unfinished(self, openid: str, reference: str, now: datetime) -> None:
-        days = int(self.pack.raw.get("reminders", {}).get("unfinished_after_days", 3))
+        rules = self.pack.raw.get("reminders", {})
+        hours = float(rules.get("unfinished_after_hours", 44))
         await self.reminders.schedule(
             f"unfinished:{reference}",
-            (now + timedelta(days=days)).timestamp(),
+            (now + timedelta(hours=hours)).timestamp(),
             {"kind": "unfinished", "openid": openid, "reference": reference},
         )
 
-    async def render_reminder(self, reminder_id: str, payload: dict[str, Any], *, conversations=None) -> list[tuple[str, str]]:
+    async def render_reminder(self, reminder_id: str, payload: dict[str, Any], *, conversations=None) -> list[tuple]:
+        """(openid, text) or (openid, text, notice) for each message the reminder makes now; [] when it no longer applies."""
         if payload["kind"] == "assessment":
             meta = await self.registry.meta(payload["app_id"])
             if meta is None or (meta.get("appointment") or {}).get("session_date") != payload["appointment"]["session_date"]:
@@ -174,7 +204,16 @@ class Notifier:
                 reference=payload["app_id"],
                 materials="、".join(payload["materials"]),
             )
-            return [(openid, text) for openid in meta["viewers"]]
+            day = date.fromisoformat(a["session_date"])
+            notice = self.notice(
+                "assessment_reminder",
+                date=full_day(day),
+                period=a["period"],
+                place=a["place"],
+                reference=payload["app_id"],
+                materials="、".join(payload["materials"]),
+            )
+            return [(openid, text, notice) for openid in meta["viewers"]]
         if payload["kind"] == "unfinished" and conversations is not None:
             session = await conversations.load(payload["openid"])
             if not session or session["state"] == "submitted" or session["data"].get("reference") != payload["reference"]:
@@ -202,12 +241,28 @@ class Notifier:
                 place=appointment["place"],
                 reference=app_id,
             )
+            notice = self.notice(
+                "session_moved",
+                old=full_day(date.fromisoformat(old)),
+                new=full_day(day),
+                date=full_day(day),
+                period=appointment["period"],
+                place=appointment["place"],
+                reference=app_id,
+            )
         else:
             text = self.words["mental_announced"].format(
                 date=format_day(day), period=appointment["period"], place=appointment["place"], reference=app_id
             )
+            notice = self.notice(
+                "assessment_reminder",
+                date=full_day(day),
+                period=appointment["period"],
+                place=appointment["place"],
+                reference=app_id,
+            )
         for openid in meta["viewers"]:
-            await self.push.enqueue(openid, text, key=f"{app_id}:{kind}:{appointment['session_date']}:{openid}")
+            await self.push.enqueue(openid, text, key=f"{app_id}:{kind}:{appointment['session_date']}:{openid}", notice=notice)
         document = await self.outbox.get(app_id)
         materials = self.assessment_materials(document)
         await self.cancel_assessment_reminders(app_id)

@@ -124,6 +124,27 @@ async def send_due(s: Services) -> str:
     return json.dumps({"reminders_queued": queued, "push_pending": await s.push.pending()}, ensure_ascii=False) + "\n"
 
 
+async def push_failed(s: Services) -> str:
+    """`bot push failed`: what was given up on, oldest first, one JSON object a line."""
+    rows = await s.push.failed()
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows) or "no failed pushes\n"
+
+
+async def push_resend(s: Services, key: str | None, *, every: bool = False) -> tuple[str, bool]:
+    """`bot push resend KEY|--all`: only queues; the serving process sends (at most once, as always)."""
+    from bot.settings import ConfigError
+
+    if every == bool(key):
+        raise ConfigError("bot push resend needs a key from `bot push failed`, or --all (not both)")
+    if every:
+        keys = await s.push.resend_all()
+        return f"queued again: {len(keys)} messages\n", True
+    assert key is not None
+    if await s.push.resend(key):
+        return f"queued again: {key}\n", True
+    return f"not a failed push: {key}\n", False
+
+
 async def satisfaction_report(s: Services) -> str:
     lines = ["service,1,2,3,4,5,count,average"]
     for code, counts in sorted((await s.feedback.report()).items()):

@@ -25,6 +25,12 @@ def _flag(value: str | None) -> bool | None:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _per_kind(env: dict[str, str], prefix: str) -> dict[str, str]:
+    from integrations.wechat_notice import KINDS
+
+    return {kind: value.strip() for kind in KINDS if (value := env.get(prefix + kind.upper(), "").strip())}
+
+
 @dataclass(frozen=True)
 class Settings:
     wechat_token: str = DEFAULT_DEV_TOKEN
@@ -35,6 +41,9 @@ class Settings:
     wechat_compatible_mode: bool = False
     wechat_api_base: str = ""
     wechat_template_id: str = ""
+    # Per kind of notice (integrations/wechat_notice.py KINDS): WECHAT_TEMPLATE_<KIND>, WECHAT_SUBSCRIBE_<KIND>.
+    wechat_templates: dict[str, str] = field(default_factory=dict)
+    wechat_subscribe_templates: dict[str, str] = field(default_factory=dict)
     redis_url: str = ""
     intake_url: str = ""
     intake_secret: str = ""
@@ -73,6 +82,8 @@ class Settings:
             wechat_compatible_mode=bool(_flag(env.get("WECHAT_COMPATIBLE_MODE"))),
             wechat_api_base=env.get("WECHAT_API_BASE", ""),
             wechat_template_id=env.get("WECHAT_TEMPLATE_ID", ""),
+            wechat_templates=_per_kind(env, "WECHAT_TEMPLATE_"),
+            wechat_subscribe_templates=_per_kind(env, "WECHAT_SUBSCRIBE_"),
             redis_url=env.get("REDIS_URL", ""),
             intake_url=env.get("INTAKE_URL", ""),
             intake_secret=env.get("INTAKE_SECRET", ""),

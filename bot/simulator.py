@@ -43,6 +43,8 @@ def setup_simulator(
         "to_user": TO_USER,
         # Where pushed messages of the WeChat API sandbox can be read (None: no sandbox).
         "inbox": inbox,
+        # Where the page tells that sandbox what the citizen did, as WeChat knows it (the 48-hour window).
+        "sandbox_message": inbox.replace("/inbox/", "/sandbox/message") if inbox else None,
     }
 
     async def page(request: web.Request) -> web.StreamResponse:

@@ -103,6 +103,7 @@ class Pack:
     validation: dict[str, str]
     status: dict[str, Any]
     menu: list[dict[str, str]] = field(default_factory=list)
+    notices: dict[str, Any] = field(default_factory=dict)  # content/common/notices.yaml
 
     @cached_property
     def service_order(self) -> tuple[str, ...]:
@@ -178,6 +179,7 @@ def load_pack(region: str, content_dir: Path = CONTENT_DIR) -> Pack:
     lexicon = _read(common / "lexicon.yaml") | _read(region_dir / "lexicon.yaml")
     validation = _read(common / "validation.yaml") | _read(region_dir / "validation.yaml")
     status = _read(common / "status.yaml") | _read(region_dir / "status.yaml")
+    notices = _read(common / "notices.yaml") | _read(region_dir / "notices.yaml")
     menu = (_read(region_dir / "menu.yaml") or _read(common / "menu.yaml")).get("menu", [])
 
     services = {}
@@ -234,4 +236,5 @@ def load_pack(region: str, content_dir: Path = CONTENT_DIR) -> Pack:
         validation=validation,
         status=status,
         menu=menu,
+        notices=notices,
     )

@@ -7,6 +7,12 @@ claim not acknowledged by its deadline (the worker died) is put back in the queu
 through WeChatApi.send with the message's key, which is at most once, so a message that was
 re-queued after its send began is not sent again.
 
+Which channel: WeChat lets the account answer a citizen with customer-service messages only for 48
+hours after their last message, 5 of them ("用户发送消息：下发额度 5条，额度有效期 48小时", rules since
+2023-06-12; content/common/notices.yaml). The bot records when each citizen last wrote
+(`seen()`: keyed by a keyed digest of the openid, never the openid) and how many it has sent since;
+outside that window a message with a notice form goes as its template (or subscription notice).
+
 Failures are retried with capped exponential backoff and jitter (30 s doubling to 1 h, or later
 when WeChat says so) for 72 hours from the first attempt, by the sending process's clock, then kept
 for operators in the failed list. Queueing (any process, an operator command too) needs no WeChat
@@ -17,14 +23,18 @@ the {queue} hash tag, so the scripts run on a Redis Cluster.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
+import os
 import random
 from collections.abc import Callable
+from typing import Any
 
 from integrations.redis_connection import RedisClient
 from integrations.sealing import Sealer, SealError
-from integrations.wechat_api import SendResult, WeChatApi, mask_openid, sent_key
+from integrations.wechat_api import OUT_OF_WINDOW, SendResult, WeChatApi, mask_openid, sent_key, split_text
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +49,14 @@ GIVE_UP_S = 72 * 3600.0
 SENT_TTL_S = 7 * 86400  # remember a sent key this long, so enqueueing it again is refused
 FAILED_TTL_S = 30 * 86400
 BATCH = 10  # claimed and sent together: a claim must not wait behind a long batch
+WINDOW_S = 48 * 3600.0  # customer-service messages only this long after the citizen's last message
+WINDOW_MARGIN_S = 600.0  # our clock and WeChat's differ a little: close the window early, not late
+WINDOW_QUOTA = 5  # customer-service messages per message from the citizen
+PEPPER = "secret:{pepper}:push-seen"
 
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'blob', ARGV[1], 'state', 'queued', 'attempts', 0, 'due_at', ARGV[3])
+redis.call('HSET', KEYS[1], 'blob', ARGV[1], 'state', 'queued', 'attempts', 0, 'due_at', ARGV[3], 'kind', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 return 1
 """
@@ -64,12 +78,12 @@ end
 return due
 """
 
-# Sent (or found sent already): forget the text, keep a marker. Not fenced: it was delivered.
+# Sent (or found sent already, or expired): forget the text, keep a marker. Not fenced: it was delivered.
 _DONE = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], 'blob')
-redis.call('HSET', KEYS[3], 'state', 'sent')
+redis.call('HSET', KEYS[3], 'state', ARGV[3] or 'sent')
 redis.call('HINCRBY', KEYS[3], 'attempts', 1)
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 return 1
@@ -100,6 +114,28 @@ def message_key(key: str) -> str:
     return f"push:{{queue}}:msg:{key}"
 
 
+def seen_key(digest: str) -> str:
+    """When a citizen last wrote, and how many customer-service messages went since (a hash)."""
+    return f"push:{{queue}}:seen:{digest}"
+
+
+# An operator's resend: only a failed message, back in the queue as new (its attempts and 72 h start again).
+_RESEND = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[3], 'blob') == 0 then return 0 end
+redis.call('HDEL', KEYS[3], 'errcode', 'detail', 'failed_at', 'first_tried_at')
+redis.call('HSET', KEYS[3], 'state', 'queued', 'attempts', 0, 'due_at', ARGV[2])
+redis.call('PERSIST', KEYS[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+
+def failed_id(key: str) -> str:
+    """How operators name a failed message: its key holds the openid, which the listing does not show."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def backoff_s(attempt: int) -> float:
     """Delay before attempt `attempt + 1`: doubling from 30 s to 1 h, with jitter on its upper half."""
     delay = min(BACKOFF_BASE_S * 2 ** max(attempt - 1, 0), BACKOFF_CAP_S)
@@ -117,20 +153,77 @@ class PushQueue:
         self._done = redis.register_script(_DONE)
         self._retry = redis.register_script(_RETRY)
         self._fail = redis.register_script(_FAIL)
+        self._resend = redis.register_script(_RESEND)
+        self._pepper: bytes | None = None
+        # Called with (kind, errcode) when a message is given up on (the serving process counts them).
+        self.on_failed: Callable[[str, int], None] | None = None
 
-    async def enqueue(self, openid: str, text: str, *, key: str, not_before: float | None = None) -> bool:
-        """Queue a message once per key; False when that key is already queued, sent or failed."""
+    async def enqueue(
+        self, openid: str, text: str, *, key: str, not_before: float | None = None, notice: dict[str, Any] | None = None
+    ) -> bool:
+        """Queue a message once per key; False when that key is already queued, sent or failed.
+        `notice` ({"kind", "values"}): its form outside the 48-hour window (integrations/wechat_notice.py)."""
         mkey = message_key(key)
         due_at = max(self.clock(), not_before or 0.0)
-        sealed = self.sealer.seal(json.dumps({"openid": openid, "text": text}, ensure_ascii=False).encode(), mkey)
-        return await self._enqueue(keys=[mkey, DUE], args=[sealed, key, due_at]) == 1
+        message: dict[str, Any] = {"openid": openid, "text": text}
+        if notice:
+            message["notice"] = notice
+        sealed = self.sealer.seal(json.dumps(message, ensure_ascii=False).encode(), mkey)
+        kind = (notice or {}).get("kind", "text")
+        return await self._enqueue(keys=[mkey, DUE], args=[sealed, key, due_at, kind]) == 1
+
+    # -- the 48-hour window ---------------------------------------------------------------------------
+    async def seen(self, openid: str, *, at: float | None = None) -> None:
+        """The citizen wrote to the account: a new window of WINDOW_S and WINDOW_QUOTA messages."""
+        name = seen_key(await self._digest(openid))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(name, mapping={"at": repr(self.clock() if at is None else at), "sent": 0})
+            pipe.expire(name, int(WINDOW_S) + 3600)
+            await pipe.execute()
+
+    async def window_open(self, openid: str, *, now: float | None = None) -> bool:
+        at, sent = await self.redis.hmget(seen_key(await self._digest(openid)), "at", "sent")
+        if at is None:
+            return False
+        now = self.clock() if now is None else now
+        return now < float(at) + WINDOW_S - WINDOW_MARGIN_S and int(sent or 0) < WINDOW_QUOTA
+
+    async def _used_window(self, openid: str, parts: int) -> None:
+        name = seen_key(await self._digest(openid))
+        if await self.redis.exists(name):
+            await self.redis.hincrby(name, "sent", parts)
+
+    async def _digest(self, openid: str) -> str:
+        if self._pepper is None:
+            # Made once, kept sealed in Redis, shared by workers, so the key names an openid no reader can tell.
+            await self.redis.set(PEPPER, self.sealer.seal(os.urandom(32), PEPPER), nx=True)
+            self._pepper = self.sealer.open(await self.redis.get(PEPPER), PEPPER)
+        return hmac.new(self._pepper, openid.encode(), hashlib.sha256).hexdigest()[:32]
+
+    # -- operators ------------------------------------------------------------------------------------
+    async def resend(self, key: str) -> bool:
+        """Queue a failed message again (the serving process sends it); False: not a failed message.
+        `key`: the message's key, or its id in `failed()` (whose keys show the openid masked)."""
+        if not await self.redis.zscore(FAILED, key):
+            for raw in await self.redis.zrange(FAILED, 0, -1):
+                if failed_id(raw.decode()) == key:
+                    key = raw.decode()
+                    break
+        # Forget that the sender tried it first, else its at-most-once marker would call it a duplicate.
+        await self.redis.delete(sent_key(key))
+        # Due at once, whatever the serving process's clock says (a simulation's clock may lag this one).
+        return await self._resend(keys=[FAILED, DUE, message_key(key)], args=[key, 0]) == 1
+
+    async def resend_all(self) -> list[str]:
+        return [item["id"] for item in await self.failed() if await self.resend(item["id"])]
 
     async def send_due(self, *, now: float | None = None, limit: int = 100) -> dict[str, int]:
-        """Send up to `limit` due messages; counts by result ('sent', 'retry', 'failed', 'duplicate')."""
+        """Send up to `limit` due messages; counts by result ('sent', 'retry', 'failed', 'duplicate', 'expired':
+        a message with no notice form once the citizen's 48-hour window has closed)."""
         if self.api is None:
             raise RuntimeError("this push queue only queues: the serving process sends")
         now = self.clock() if now is None else now
-        counts = {"sent": 0, "retry": 0, "failed": 0, "duplicate": 0}
+        counts = {"sent": 0, "retry": 0, "failed": 0, "duplicate": 0, "expired": 0}
         remaining = limit
         while remaining > 0 and not _stopping():
             deadline_ms, keys = await self._claim_due(now=now, limit=min(BATCH, remaining))
@@ -152,13 +245,16 @@ class PushQueue:
             if not fields:
                 continue
             try:
-                openid = mask_openid(json.loads(self.sealer.open(fields["blob"], message_key(key)))["openid"])
+                to = json.loads(self.sealer.open(fields["blob"], message_key(key)))["openid"]
             except (KeyError, SealError):
-                openid = "?"
+                to = ""
+            openid = mask_openid(to) if to else "?"
             out.append(
                 {
-                    "key": key,
+                    "id": failed_id(key),
+                    "key": key.replace(to, openid) if to else key,
                     "openid": openid,
+                    "kind": fields.get("kind", b"text").decode(),
                     "errcode": int(fields.get("errcode", b"0")),
                     "detail": fields.get("detail", b"").decode(),
                     "attempts": int(fields.get("attempts", b"0")),
@@ -187,6 +283,7 @@ class PushQueue:
             if await self.redis.hget(name, "state") in (b"sent", b"failed"):
                 await self.redis.zrem(FAILED, key)
                 dropped += await self.redis.delete(name, sent_key(key))
+        await self.redis.delete(seen_key(await self._digest(openid)))
         return dropped
 
     async def pending(self) -> int:
@@ -222,10 +319,20 @@ class PushQueue:
             if first_tried is None:
                 await self.redis.hsetnx(mkey, "first_tried_at", repr(now))
             assert self.api is not None
-            result = await self.api.send(message["openid"], message["text"], idempotency_key=key)
+            openid, notice = message["openid"], message.get("notice")
+            window_open = await self.window_open(openid, now=now)
+            result = await self.api.send(openid, message["text"], idempotency_key=key, notice=notice, window_open=window_open)
+            if result.status == "sent" and result.channel == "custom":
+                await self._used_window(openid, len(split_text(message["text"])))
             if result.status in ("sent", "duplicate"):
                 await self._done(keys=[INFLIGHT, DUE, mkey], args=[key, SENT_TTL_S])
                 return result.status
+            if result.status == "failed" and result.errcode == OUT_OF_WINDOW and not notice:
+                # A chat message only (a rating request, an unfinished-application nudge) after the window
+                # closed: WeChat has no other way to carry it, and an operator could not resend it either.
+                log.info("push %s expired: outside the 48-hour window, no notice form", key)
+                await self._done(keys=[INFLIGHT, DUE, mkey], args=[key, SENT_TTL_S, "expired"])
+                return "expired"
             if result.status == "retry":
                 give_up_at = float(first_tried or now) + GIVE_UP_S
                 if now < give_up_at:
@@ -234,19 +341,21 @@ class PushQueue:
                     await self._retry(keys=[INFLIGHT, DUE, mkey], args=[key, deadline_ms, next_at, result.errcode, result.detail])
                     return "retry"
                 result = SendResult("failed", result.errcode, f"gave up after 72 h: {result.detail}")
-            await self._give_up(key, deadline_ms, now, result)
+            await self._give_up(key, deadline_ms, now, result, kind=(notice or {}).get("kind", "text"))
             return "failed"
         except Exception as e:
             # Left in flight: it is put back in the queue when its claim lapses.
             log.warning("push %s: %s; will try again after %d s", key, type(e).__name__, CLAIM_S)
             return None
 
-    async def _give_up(self, key: str, deadline_ms: int, now: float, result: SendResult) -> None:
+    async def _give_up(self, key: str, deadline_ms: int, now: float, result: SendResult, *, kind: str = "text") -> None:
         log.warning("push %s failed for good: errcode %s", key, result.errcode)
-        await self._fail(
+        failed = await self._fail(
             keys=[INFLIGHT, FAILED, message_key(key)],
             args=[key, deadline_ms, now, result.errcode, result.detail, FAILED_TTL_S],
         )
+        if failed == 1 and self.on_failed is not None:
+            self.on_failed(kind, result.errcode)
 
 
 async def push_forever(queue: PushQueue, *, interval_s: float = 1.0, limit: int = 100) -> None:

@@ -25,11 +25,13 @@ def _payload_key(reminder_id: str) -> str:
 
 
 class Push(Protocol):
-    async def enqueue(self, openid: str, text: str, *, key: str, not_before: float | None = None) -> bool: ...
+    async def enqueue(
+        self, openid: str, text: str, *, key: str, not_before: float | None = None, notice: dict[str, Any] | None = None
+    ) -> bool: ...
 
 
-# Turns a due reminder into (openid, text) messages, or [] when it no longer applies.
-Renderer = Callable[[str, dict[str, Any]], Awaitable[list[tuple[str, str]]]]
+# Turns a due reminder into (openid, text) or (openid, text, notice) messages, or [] when it no longer applies.
+Renderer = Callable[[str, dict[str, Any]], Awaitable[list[tuple]]]
 
 
 class Reminders:
@@ -89,8 +91,10 @@ class Reminders:
             reminder_id = raw.decode()
             payload = await self.payload(reminder_id)
             if payload is not None:
-                for openid, text in await render(reminder_id, payload):
-                    queued += await push.enqueue(openid, text, key=f"{reminder_id}:{openid}")
+                for openid, text, *notice in await render(reminder_id, payload):
+                    queued += await push.enqueue(
+                        openid, text, key=f"{reminder_id}:{openid}", notice=notice[0] if notice else None
+                    )
             # Only the worker whose ZREM succeeds deletes the payload; the others already queued harmlessly.
             if await self.redis.zrem(DUE, reminder_id):
                 await self.redis.delete(_payload_key(reminder_id))

@@ -1,11 +1,15 @@
-"""A small asyncio client for the three WeChat API endpoints the bot uses to push messages.
+"""A small asyncio client for the WeChat API endpoints the bot uses to push messages.
 
 Decision: we do not wrap wechatpy's synchronous WeChatClient in a thread pool. Its token URL is
 hard-coded to api.weixin.qq.com (it ignores API_BASE_URL, so WECHAT_API_BASE and a loopback test
 server would not work), every call would block a thread and each worker would multiply threads,
-and its token cache is per process. Three endpoints (token, customer-service message, template
-message) are less code as a small aiohttp client, and it is tested against a real loopback server
-(integrations/wechat_sandbox.py).
+and its token cache is per process. Four endpoints (token, customer-service message, template
+message, subscription notice) are less code as a small aiohttp client, and it is tested against a real
+loopback server (integrations/wechat_sandbox.py).
+
+Which channel: the customer-service message while the citizen's 48-hour window is open (the push queue
+knows when they last wrote), else the notice form of the message (integrations/wechat_notice.py): the
+template of its kind, or the subscription notice (subscribe/bizsend) where only that is configured.
 
 The access token is shared by all workers through Redis: one worker fetches it under a lock while
 the others wait for it to appear, because every fetch invalidates the previous token after a few
@@ -23,12 +27,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from typing import Any
 
 import aiohttp
 
 from integrations.redis_connection import RedisClient
+from integrations.wechat_notice import GENERIC, Notices, shared_notices_content
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,9 @@ OUT_OF_WINDOW = 45015  # the citizen has not written to us in 48 hours
 TOO_MANY_CUSTOM = 45047  # too many customer-service messages since the citizen last wrote
 DAILY_QUOTA = 45009
 BUSY = -1
-GIVE_UP = frozenset({43004, 40003})  # unsubscribed, invalid openid
+UNSUBSCRIBED = 43004
+SUBSCRIPTION_REFUSED = 43101  # the citizen refused (or cancelled) this subscription notice
+GIVE_UP = frozenset({UNSUBSCRIBED, 40003, SUBSCRIPTION_REFUSED})  # unsubscribed, invalid openid, refused
 TRANSIENT = frozenset({BUSY, 45011})  # busy, per-minute frequency limit
 
 
@@ -79,6 +86,7 @@ class SendResult:
     errcode: int = 0
     detail: str = ""
     retry_after_s: float = 0.0
+    channel: str = ""  # 'custom' | 'template' | 'subscribe': how it was (or was last tried to be) sent
 
 
 class TokenUnavailable(Exception):
@@ -151,6 +159,7 @@ class WeChatApi:
         appid: str,
         secret: str,
         template_id: str = "",
+        notices: Notices | None = None,
         # Pushes are sent in the background, never inside a reply, so a slow WeChat is waited for:
         # a shorter limit turned slow token fetches into repeated ones (each counts against the
         # daily quota and may invalidate the last) and slow sends into "unknown" ones.
@@ -162,7 +171,9 @@ class WeChatApi:
         self.base_url = base_url.rstrip("/")
         self.appid = appid
         self._secret = secret
-        self.template_id = template_id
+        self.notices = notices or Notices(shared_notices_content())
+        if template_id:
+            self.notices.template_ids.setdefault(GENERIC, template_id)
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.clock = clock
         # Waiters give the fetching worker its whole request timeout, and a little more.
@@ -220,8 +231,17 @@ class WeChatApi:
         return token
 
     # -- sending -------------------------------------------------------------------------------------
-    async def send(self, openid: str, text: str, *, idempotency_key: str) -> SendResult:
-        """Send at most once per key; the bot calls this one."""
+    async def send(
+        self,
+        openid: str,
+        text: str,
+        *,
+        idempotency_key: str,
+        notice: dict[str, Any] | None = None,
+        window_open: bool = True,
+    ) -> SendResult:
+        """Send at most once per key; the bot calls this one. `window_open`: as far as we know the citizen
+        wrote within 48 hours; when not, a message that has a notice form goes as that notice at once."""
         key = sent_key(idempotency_key)
         claimed, value = await self._claim(keys=[key], args=[SENT_TTL_S])
         if claimed != 1:
@@ -230,7 +250,7 @@ class WeChatApi:
             return SendResult("duplicate", detail=f"already {value.decode()}")
         progress = _Progress(int(value))
         try:
-            result = await self._deliver(openid, text, progress)
+            result = await self._deliver(openid, text, progress, notice, window_open)
         except BaseException:
             # Cancelled or Redis failed. If nothing went out, free the key for a later attempt;
             # else keep 'sending' (at most once).
@@ -248,31 +268,33 @@ class WeChatApi:
             await self.redis.delete(key)
         return result
 
-    async def send_text(self, openid: str, text: str) -> SendResult:
-        """A customer-service message (within 48 hours of the citizen's last message)."""
-        return await self._deliver(openid, text, _Progress(0))
+    async def send_text(self, openid: str, text: str, *, notice: dict[str, Any] | None = None) -> SendResult:
+        """A customer-service message (within 48 hours of the citizen's last message), else its notice."""
+        return await self._deliver(openid, text, _Progress(0), notice, True)
 
-    async def send_template(self, openid: str, text: str, *, title: str = "办理进度通知") -> SendResult:
-        """A template message: title, then the first line, the time, and the rest as the remark."""
-        return await self._post_template(openid, text, _Progress(0), title)
+    async def send_notice(self, openid: str, notice: dict[str, Any]) -> SendResult:
+        """The notice form alone: the kind's template, else its subscription notice."""
+        return await self._post_notice(openid, notice, _Progress(0))
 
-    async def _post_template(self, openid: str, text: str, progress: _Progress, title: str = "办理进度通知") -> SendResult:
-        if not self.template_id:
-            return SendResult("failed", detail="no template configured")
-        first, _, rest = text.strip().partition("\n")
-        data = {
-            "first": {"value": title},
-            "keyword1": {"value": first},
-            "keyword2": {"value": datetime.fromtimestamp(self.clock(), CHINA).strftime("%Y-%m-%d %H:%M")},
-            "remark": {"value": rest.strip() or "回复“进度”可随时查看办理进度。"},
-        }
-        payload = {"touser": openid, "template_id": self.template_id, "data": data}
-        return await self._post("/cgi-bin/message/template/send", payload, openid, progress)
+    async def _post_notice(self, openid: str, notice: dict[str, Any] | None, progress: _Progress) -> SendResult:
+        kind = (notice or {}).get("kind", "")
+        if notice and (payload := self.notices.template_payload(openid, notice)):
+            result = await self._post("/cgi-bin/message/template/send", payload, openid, progress)
+            return _on(result, "template")
+        if notice and (payload := self.notices.subscribe_payload(openid, notice)):
+            result = await self._post("/cgi-bin/message/subscribe/bizsend", payload, openid, progress)
+            return _on(result, "subscribe")
+        what = f"no template for {kind}" if kind else "no notice form for this message"
+        return SendResult("failed", OUT_OF_WINDOW, f"outside the 48-hour window; {what} configured", channel="template")
 
-    async def _deliver(self, openid: str, text: str, progress: _Progress) -> SendResult:
+    async def _deliver(
+        self, openid: str, text: str, progress: _Progress, notice: dict[str, Any] | None, window_open: bool
+    ) -> SendResult:
         """Send the parts not yet delivered, counting them in `progress`."""
         if not text.strip():
             return SendResult("failed", detail="empty text")
+        if notice and not window_open and progress.delivered == 0:
+            return await self._post_notice(openid, notice, progress)
         parts = split_text(text)
         while progress.delivered < len(parts):
             i = progress.delivered
@@ -281,18 +303,21 @@ class WeChatApi:
             if result.status == "sent":
                 progress.delivered += 1
                 continue
-            if result.errcode in (OUT_OF_WINDOW, TOO_MANY_CUSTOM) and self.template_id:
-                fallback = await self._post_template(openid, "\n".join(parts[i:]), progress)
+            if result.errcode in (OUT_OF_WINDOW, TOO_MANY_CUSTOM) and notice:
+                fallback = await self._post_notice(openid, notice, progress)
                 if fallback.status == "sent":
                     progress.delivered = len(parts)
-                return fallback
+                    return fallback
+                unconfigured = fallback.status == "failed" and fallback.errcode == OUT_OF_WINDOW
+                if not unconfigured or result.errcode == OUT_OF_WINDOW:
+                    return fallback
             if result.errcode == OUT_OF_WINDOW:
-                return SendResult("failed", OUT_OF_WINDOW, "outside the 48-hour window; no template configured")
+                return SendResult("failed", OUT_OF_WINDOW, "outside the 48-hour window; no template configured", channel="custom")
             if result.errcode == TOO_MANY_CUSTOM:
-                # No template: the cap lifts when the citizen next writes to us, so try again later.
-                return SendResult("retry", TOO_MANY_CUSTOM, result.detail, 3600.0)
-            return result
-        return SendResult("sent")
+                # No notice form: the cap lifts when the citizen next writes to us, so try again later.
+                return SendResult("retry", TOO_MANY_CUSTOM, result.detail, 3600.0, channel="custom")
+            return _on(result, "custom")
+        return SendResult("sent", channel="custom")
 
     async def create_menu(self, payload: dict[str, Any]) -> tuple[int, str]:
         """createCustomMenu: (errcode, errmsg); 0 is done. Raises TokenUnavailable without a token."""
@@ -343,7 +368,7 @@ class WeChatApi:
         if errcode in GIVE_UP:
             return SendResult("failed", errcode, errmsg)
         # Unknown (a bad template id, an unauthorised API...): retrying will not help either.
-        # 45015 and 45047 from the customer-service API get the template fallback in _deliver.
+        # 45015 and 45047 from the customer-service API get the notice fallback in _deliver.
         log.warning("unexpected errcode %s from WeChat: %s", errcode, errmsg)
         return SendResult("failed", errcode, errmsg)
 
@@ -375,6 +400,10 @@ class WeChatApi:
         if not isinstance(body, dict):
             raise _Transient("not a JSON object")
         return body
+
+
+def _on(result: SendResult, channel: str) -> SendResult:
+    return SendResult(result.status, result.errcode, result.detail, result.retry_after_s, channel)
 
 
 async def _quietly(awaitable) -> None:

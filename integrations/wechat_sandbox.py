@@ -1,4 +1,12 @@
-"""WeChat's API, imitated on loopback: the token, customer-service and template endpoints.
+"""WeChat's API, imitated on loopback: the token, customer-service, template and subscription endpoints.
+
+With WeChat's rules (content/common/notices.yaml quotes them): a customer-service message only within 48
+hours of the citizen's last message and 5 per message (45015 outside, 45047 over), 3 within a minute of
+a follow or a menu click; 43004 once the citizen has unfollowed; a template shows its title and its
+keywords (first and remark are dropped, line breaks removed, each keyword cut at 20 units with "…"); a
+subscription notice field that breaks its type's limit is refused (47003). The sandbox learns what the
+citizen did as WeChat would, from the messages themselves: whoever plays WeChat in front of the bot (the
+simulator, the tests' WeChatUser) posts each one to POST /sandbox/message {"openid", "event"} too.
 
 Two uses. In development the bot mounts it at /sandbox/wechat when no real WeChat credentials are
 set, so pushed messages land in an inbox the simulator polls (GET /inbox/{openid}, `?consume=1`
@@ -25,10 +33,13 @@ from typing import Any
 
 from aiohttp import web
 
+from integrations.wechat_notice import Layout, Notices, fit_template, shared_notices_content, subscribe_value_ok
+
 TOKEN_LIFETIME_S = 7200
 MAX_TEXT_BYTES = 2048
 INBOX_LIMIT = 200  # per openid: the development inbox must not grow without bound
-ENDPOINTS = ("token", "custom", "template", "menu")
+ENDPOINTS = ("token", "custom", "template", "subscribe", "menu")
+WINDOWS = {None: (48 * 3600.0, 5), "subscribe": (60.0, 3), "click": (60.0, 3), "scan": (60.0, 3)}
 
 _ERRMSG = {
     0: "ok",
@@ -54,6 +65,7 @@ _ERRMSG = {
     45015: "response out of time limit or subscription is canceled",
     45047: "out of response count limit",
     47001: "data format error",
+    47003: "argument invalid!",
 }
 
 
@@ -68,8 +80,27 @@ class SandboxState:
     errcodes: dict[str, deque] = field(default_factory=lambda: {e: deque() for e in ENDPOINTS})
     http_status: dict[str, deque] = field(default_factory=lambda: {e: deque() for e in ENDPOINTS})
     delay_s: dict[str, float] = field(default_factory=lambda: {e: 0.0 for e in ENDPOINTS})
-    sent: dict[str, int] = field(default_factory=lambda: {"custom": 0, "template": 0})
+    sent: dict[str, int] = field(default_factory=lambda: {"custom": 0, "template": 0, "subscribe": 0})
     menu: dict[str, Any] | None = None
+    templates: dict[str, Layout] = field(default_factory=dict)
+    subscribe_templates: dict[str, Layout] = field(default_factory=dict)
+    windows: dict[str, list[float]] = field(default_factory=dict)  # openid -> [until, messages left]
+    unsubscribed: set[str] = field(default_factory=set)
+
+    def saw(self, openid: str, event: str | None = None) -> None:
+        """What the citizen did in WeChat: a message (event None), or an event (subscribe, unsubscribe, click, scan)."""
+        event = event.lower() if event else None
+        if event == "unsubscribe":
+            self.unsubscribed.add(openid)
+            self.windows.pop(openid, None)
+            return
+        if event == "subscribe":
+            self.unsubscribed.discard(openid)
+        length, quota = WINDOWS.get(event, WINDOWS["click"])
+        until = self.clock() + length
+        current = self.windows.get(openid)
+        if current is None or current[0] < until:
+            self.windows[openid] = [until, float(quota)]
 
     def messages(self, openid: str) -> list[dict[str, Any]]:
         return list(self.inbox.get(openid, ()))
@@ -78,15 +109,31 @@ class SandboxState:
 SANDBOX = web.AppKey("wechat_sandbox", SandboxState)
 
 
+SANDBOX_TEMPLATE_PREFIX = "sandbox-"
+SANDBOX_SUBSCRIBE_PREFIX = "sandbox-sub-"
+
+
 def create_wechat_sandbox(
-    *, clock: Callable[[], float], appid: str = "sandbox-appid", secret: str = "sandbox-secret", allow_faults: bool = False
+    *,
+    clock: Callable[[], float],
+    appid: str = "sandbox-appid",
+    secret: str = "sandbox-secret",
+    allow_faults: bool = False,
+    notices: dict[str, Any] | None = None,
 ) -> web.Application:
-    """`clock` is WeChat's: the bot's own clock in development (so a simulated day is WeChat's too)."""
+    """`clock` is WeChat's: the bot's own clock in development (so a simulated day is WeChat's too).
+    The account's templates: one per kind of content/common/notices.yaml (or `notices`), id `sandbox-<kind>`,
+    and its subscription notices `sandbox-sub-<kind>`."""
     app = web.Application()
-    app[SANDBOX] = SandboxState(appid, secret, allow_faults, clock)
+    state = app[SANDBOX] = SandboxState(appid, secret, allow_faults, clock)
+    layouts = Notices(notices if notices is not None else shared_notices_content())
+    state.templates = layouts.sandbox_templates("template", SANDBOX_TEMPLATE_PREFIX)
+    state.subscribe_templates = layouts.sandbox_templates("subscribe", SANDBOX_SUBSCRIBE_PREFIX)
     app.router.add_get("/cgi-bin/token", _token)
     app.router.add_post("/cgi-bin/message/custom/send", _custom_send)
     app.router.add_post("/cgi-bin/message/template/send", _template_send)
+    app.router.add_post("/cgi-bin/message/subscribe/bizsend", _subscribe_send)
+    app.router.add_post("/sandbox/message", _citizen_did)
     app.router.add_post("/cgi-bin/menu/create", _menu_create)
     app.router.add_get("/menu", _menu)
     app.router.add_get("/inbox/{openid}", _inbox)
@@ -136,7 +183,16 @@ async def _custom_send(request: web.Request) -> web.Response:
         return _error(44004)
     if len(content.encode()) > MAX_TEXT_BYTES:
         return _error(45002)
-    _record(request.app[SANDBOX], openid, content, "custom")
+    state = request.app[SANDBOX]
+    if openid in state.unsubscribed:
+        return _error(43004)
+    window = state.windows.get(openid)
+    if window is None or window[0] < state.clock():
+        return _error(45015)
+    if window[1] < 1:
+        return _error(45047)
+    window[1] -= 1
+    _record(state, openid, content, "custom")
     return _error(0)
 
 
@@ -146,16 +202,52 @@ async def _template_send(request: web.Request) -> web.Response:
     if isinstance(got, web.Response):
         return got
     body, openid = got
-    if not body.get("template_id"):
+    layout = state.templates.get(body.get("template_id") or "")
+    if layout is None:
         return _error(40037)
     data = body.get("data") or {}
     if not isinstance(data, dict):
         return _error(47001)
-    # Render as a phone shows it: first, the keywords in order, the remark.
-    keywords = sorted((k for k in data if k.startswith("keyword")), key=lambda k: int(k[7:] or 0))
-    lines = [str((data.get(k) or {}).get("value", "")) for k in ["first", *keywords, "remark"] if k in data]
-    _record(state, openid, "\n".join(line for line in lines if line), "template")
+    if openid in state.unsubscribed:
+        return _error(43004)
+    # As a phone shows it since 2023-05-04: the title, then each keyword of the template (first and remark
+    # are not among them), one line, at most 20 units; an over-long value is cut, not refused.
+    fields = [[label, fit_template(_value(data, key).replace("\r", "").replace("\n", ""))] for key, label, _ in layout.fields]
+    _record(state, openid, _card(layout.title, fields), "template", title=layout.title, fields=fields)
     return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": int(state.clock() * 1000)})
+
+
+async def _subscribe_send(request: web.Request) -> web.Response:
+    """subscribe/bizsend: a long-term subscription notice; every follower is taken to have accepted it (an
+    assumption of the sandbox) until they unfollow."""
+    state = request.app[SANDBOX]
+    got = await _message(request, "subscribe")
+    if isinstance(got, web.Response):
+        return got
+    body, openid = got
+    layout = state.subscribe_templates.get(body.get("template_id") or "")
+    if layout is None:
+        return _error(40037)
+    data = body.get("data") or {}
+    if not isinstance(data, dict):
+        return _error(47001)
+    if openid in state.unsubscribed:
+        return _error(43101)
+    for key, _, _ in layout.fields:
+        if not subscribe_value_ok(key, _value(data, key)):
+            return web.json_response({"errcode": 47003, "errmsg": f"argument invalid! data.{key}.value invalid"})
+    fields = [[label, _value(data, key)] for key, label, _ in layout.fields]
+    _record(state, openid, _card(layout.title, fields), "subscribe", title=layout.title, fields=fields)
+    return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": int(state.clock() * 1000)})
+
+
+def _value(data: dict, key: str) -> str:
+    item = data.get(key)
+    return str(item.get("value", "")) if isinstance(item, dict) else ""
+
+
+def _card(title: str, fields: list[list[str]]) -> str:
+    return "\n".join([title, *(f"{label}：{value}" for label, value in fields)])
 
 
 async def _menu_create(request: web.Request) -> web.Response:
@@ -185,6 +277,16 @@ async def _inbox(request: web.Request) -> web.Response:
     if request.query.get("consume") == "1":
         state.inbox.pop(openid, None)
     return web.json_response(messages)
+
+
+async def _citizen_did(request: web.Request) -> web.Response:
+    """What WeChat sees before the bot does: a citizen's message or event (the simulator and the tests post it)."""
+    body = await _json(request) or {}
+    openid, event = body.get("openid"), body.get("event")
+    if not isinstance(openid, str) or not openid or not (event is None or isinstance(event, str)):
+        return web.json_response({"error": "needs openid, and event or null"}, status=400)
+    request.app[SANDBOX].saw(openid, event)
+    return web.json_response({"ok": True})
 
 
 async def _fail(request: web.Request) -> web.Response:
@@ -243,9 +345,9 @@ def _sign(state: SandboxState, payload: str) -> str:
     return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _record(state: SandboxState, openid: str, text: str, kind: str) -> None:
+def _record(state: SandboxState, openid: str, text: str, kind: str, **card: Any) -> None:
     inbox = state.inbox.setdefault(openid, deque(maxlen=INBOX_LIMIT))
-    inbox.append({"text": text, "at": state.clock(), "kind": kind})
+    inbox.append({"text": text, "at": state.clock(), "kind": kind, **card})
     state.sent[kind] += 1
 
 

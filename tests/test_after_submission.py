@@ -65,8 +65,18 @@ async def apply(user: WeChatUser, script: list[str]) -> str:
 
 
 async def inbox(client, openid: str) -> list[str]:
+    return [m["text"] for m in await inbox_messages(client, openid)]
+
+
+async def inbox_messages(client, openid: str) -> list[dict]:
+    """What the citizen sees: customer-service texts, and template cards (title and keyword fields)."""
     resp = await client.get(f"/sandbox/wechat/inbox/{openid}")
-    return [m["text"] for m in await resp.json()]
+    return await resp.json()
+
+
+async def assessment_reminders(client, openid: str) -> list[str]:
+    """Days before the assessment the citizen has not written for 48 hours: the reminder comes as a template."""
+    return [m["text"] for m in await inbox_messages(client, openid) if m.get("title") == "预约提醒"]
 
 
 async def post_event(client, settings, event: dict, *, secret: str | None = None, age_s: float = 0):
@@ -214,21 +224,22 @@ async def test_reminders_before_the_assessment_are_sent_when_due_and_once(bot, c
     assert await reminders_due(bot, clock, "2026-12-08T09:05:00") == 1  # 3 days before 12-11
     assert await reminders_due(bot, clock, "2026-12-08T09:06:00") == 0
     await reminders_due(bot, clock, "2026-12-10T09:01:00")  # 1 day before
-    texts = [t for t in await inbox(bot, "oDec") if "评定提醒" in t]
+    texts = await assessment_reminders(bot, "oDec")
     assert len(texts) == 2 and "12月11日上午" in texts[0] and "青阳县医院门诊大厅一楼" in texts[0] and "居民身份证" in texts[0]
-    assert [t for t in await inbox(bot, "oJan") if "评定提醒" in t] == []
+    assert await assessment_reminders(bot, "oJan") == []
     await reminders_due(bot, clock, "2027-01-10T09:01:00")
-    assert len([t for t in await inbox(bot, "oJan") if "评定提醒" in t]) == 2
+    assert len(await assessment_reminders(bot, "oJan")) == 2
 
 
 async def test_an_unfinished_application_gets_one_gentle_reminder(bot, clock, protocol):
     user = WeChatUser(bot, "oHalfway", protocol)
     for text in ["你好", "1", "残疾证", "1", "2", "4"]:
         await user.say(text)
-    three_days = clock.now() + timedelta(days=3)
-    assert await reminders_due(bot, clock, (three_days - timedelta(seconds=60)).isoformat()) == 0
-    assert await reminders_due(bot, clock, (three_days + timedelta(seconds=60)).isoformat()) == 1
-    assert await reminders_due(bot, clock, (three_days + timedelta(hours=1)).isoformat()) == 0
+    # 44 hours: while WeChat still lets the account write to someone who wrote last (48 hours).
+    later = clock.now() + timedelta(hours=44)
+    assert await reminders_due(bot, clock, (later - timedelta(seconds=60)).isoformat()) == 0
+    assert await reminders_due(bot, clock, (later + timedelta(seconds=60)).isoformat()) == 1
+    assert await reminders_due(bot, clock, (later + timedelta(hours=1)).isoformat()) == 0
     assert len([t for t in await inbox(bot, "oHalfway") if "还差几步" in t]) == 1
 
 
@@ -301,7 +312,7 @@ async def test_the_operator_commands_run_from_the_shell(bot, settings, clock, pr
     assert await cron("2026-12-08T09:02:00") == 0
 
     async def reminded() -> bool:
-        return len([t for t in await inbox(bot, "oCron") if "评定提醒" in t]) == 1
+        return len(await assessment_reminders(bot, "oCron")) == 1
 
     assert await until(reminded), "the serving process did not send what the command queued"
     roster = await asyncio.to_thread(run, "sessions", "roster", "2026-12-11")

@@ -78,14 +78,14 @@ async def test_a_push_queued_for_an_old_now_is_not_given_up_at_once(redis_client
     from integrations.wechat_api import SendResult
 
     class BusyWeChat:
-        async def send(self, openid, text, *, idempotency_key):
+        async def send(self, openid, text, *, idempotency_key, **channel):
             return SendResult("retry", 45009, "busy")
 
     sealer = Sealer(parse_data_keys(KEY_A))
     cron = PushQueue(redis_client, sealer, None, clock=Clock.at("2026-01-05T09:00:00").time)
     assert await cron.enqueue("oOld", "评定提醒", key="assess:X:3d:oOld")
     sender = PushQueue(redis_client, sealer, BusyWeChat(), clock=Clock().time)
-    assert await sender.send_due() == {"sent": 0, "retry": 1, "failed": 0, "duplicate": 0}
+    assert await sender.send_due() == {"sent": 0, "retry": 1, "failed": 0, "duplicate": 0, "expired": 0}
     assert await sender.failed() == []
 
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from integrations.push import CLAIM_S, GIVE_UP_S, PushQueue, backoff_s, push_forever
+from integrations.push import CLAIM_S, GIVE_UP_S, PushQueue, backoff_s, failed_id, push_forever
 from integrations.sealing import Sealer
 from integrations.wechat_api import WeChatApi
 from integrations.wechat_sandbox import SANDBOX
@@ -29,6 +29,10 @@ class Clock:
 
 @pytest.fixture
 def sandbox(wechat_sandbox):
+    """The citizens of these tests wrote to the account just now (WeChat's 48-hour window is open)."""
+    state = wechat_sandbox.app[SANDBOX]
+    for openid in (OPENID, "oAnotherCitizenOpenid42", *(f"oUser{i:03d}" for i in range(40))):
+        state.saw(openid)
     return wechat_sandbox
 
 
@@ -71,7 +75,7 @@ def inbox(sandbox, openid: str = OPENID) -> list[str]:
 
 
 def counts(**nonzero) -> dict[str, int]:
-    return {"sent": 0, "retry": 0, "failed": 0, "duplicate": 0, **nonzero}
+    return {"sent": 0, "retry": 0, "failed": 0, "duplicate": 0, "expired": 0, **nonzero}
 
 
 async def test_enqueued_twice_under_one_key_is_sent_once(queue, sandbox):
@@ -154,8 +158,10 @@ async def test_unsubscribed_is_failed_and_listed_for_operators(queue, sandbox, h
     assert await queue.send_due(now=T0) == counts(failed=1)
     assert await queue.failed() == [
         {
+            "id": failed_id("QY9:approved"),
             "key": "QY9:approved",
             "openid": "oQx7Zp…",
+            "kind": "text",
             "errcode": 43004,
             "detail": "require subscribe",
             "attempts": 1,

@@ -269,3 +269,55 @@ async def test_a_newcomer_sees_a_status_update_arrive_in_the_simulator(live_bot,
     _require_browser()
     shots = tmp_path_factory.mktemp("simulator-screenshots")
     await asyncio.to_thread(_in_browser, live_bot, shots, "simulator-status-failure", _status_update_scenario)
+
+
+def _template_scenario(clock):
+    """Three days after the citizen last wrote, the result comes as a template: the page shows it as WeChat
+    does, a card with the title and one row per keyword (the status among them), no first line, no remark."""
+    import json
+    import urllib.request
+
+    def scenario(driver, page: Page) -> None:
+        page.open()
+        driver.find_element(page.By.ID, "new-user").click()
+        reply = ""
+        for text in APPLY_FOR_CERTIFICATE:
+            reply = page.say(text)
+        reference = reply.split("申请编号 ")[1].split("。")[0]
+        clock.advance(days=3)
+
+        def emit() -> int:
+            body = json.dumps({"application_id": reference, "status": "accepted"}).encode()
+            request = urllib.request.Request(
+                page.base + "/sandbox/intake/emit", data=body, headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=5) as resp:
+                    return resp.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        deadline = time.monotonic() + WAIT_S
+        while emit() != 200:
+            assert time.monotonic() < deadline, "the application never reached the intake sandbox"
+            time.sleep(0.2)
+        page.wait.until(
+            lambda d: d.find_elements(page.By.CSS_SELECTOR, ".bubble.bot.notice"),
+            message=f"no template card; bubbles: {page.bot_texts()[-3:]}",
+        )
+        card = driver.find_elements(page.By.CSS_SELECTOR, ".bubble.bot.notice")[-1]
+        assert card.find_element(page.By.CSS_SELECTOR, ".notice-title").text == "业务受理通知"
+        rows = [
+            [r.find_element(page.By.CSS_SELECTOR, c).text for c in (".notice-label", ".notice-value")]
+            for r in card.find_elements(page.By.CSS_SELECTOR, ".notice-row")
+        ]
+        assert ["申请编号", reference] in rows and ["办理状态", "已受理"] in rows, rows
+        assert page.browser_errors() == []
+
+    return scenario
+
+
+async def test_a_template_notice_shows_as_wechat_renders_it(live_bot, clock, tmp_path_factory):
+    _require_browser()
+    shots = tmp_path_factory.mktemp("simulator-screenshots")
+    await asyncio.to_thread(_in_browser, live_bot, shots, "simulator-template-failure", _template_scenario(clock))

@@ -21,6 +21,10 @@ OPENID = "oAbCdEf1234567890SecretOpenid"
 
 @pytest.fixture
 def sandbox(wechat_sandbox):
+    """The citizens of these tests wrote to the account just now (WeChat's 48-hour window is open)."""
+    state = wechat_sandbox.app[SANDBOX]
+    for openid in (OPENID, *(f"oUser{i:03d}" for i in range(20))):
+        state.saw(openid)
     return wechat_sandbox
 
 
@@ -89,32 +93,47 @@ async def test_a_refused_token_is_a_retry(sandbox, http, redis_client):
 
 
 # -- errors from the send endpoints ------------------------------------------------------------------
-async def test_outside_the_48_hour_window_falls_back_to_the_template(sandbox, http, redis_client):
-    api = make_api(http, redis_client, sandbox, template_id="tpl-progress")
+RESULT = {
+    "kind": "result",
+    "values": {
+        "reference": "QY20261123AB12",
+        "service": "护理补贴",
+        "label": "审核通过",
+        "phrase": "审核通过",
+        "time": "2026年11月24日 09:00",
+    },
+}
+
+
+async def test_outside_the_48_hour_window_falls_back_to_the_kinds_template(sandbox, http, redis_client):
+    api = make_api(http, redis_client, sandbox, template_id="sandbox-progress")
+    api.notices.template_ids["result"] = "sandbox-result"
     await inject(http, sandbox, "custom", errcodes=[45015])
-    result = await api.send_text(OPENID, "您的护理补贴申请已通过审核。\n请留意发放通知。")
-    assert result.status == "sent"
+    result = await api.send_text(OPENID, "您的护理补贴申请已通过审核。\n请留意发放通知。", notice=RESULT)
+    assert (result.status, result.channel) == ("sent", "template")
     assert [m["kind"] for m in inbox(sandbox)] == ["template"]
-    assert sandbox.app[SANDBOX].sent == {"custom": 0, "template": 1}
-    text = inbox(sandbox)[0]["text"]
-    assert text.startswith("办理进度通知\n您的护理补贴申请已通过审核。") and text.endswith("请留意发放通知。")
+    assert sandbox.app[SANDBOX].sent == {"custom": 0, "template": 1, "subscribe": 0}
+    card = inbox(sandbox)[0]
+    assert card["title"] == "审核结果通知"
+    assert ["审核结果", "审核通过"] in card["fields"] and ["申请编号", "QY20261123AB12"] in card["fields"]
 
 
 async def test_without_a_template_outside_the_window_is_failed(sandbox, http, redis_client):
     api = make_api(http, redis_client, sandbox)
     await inject(http, sandbox, "custom", errcodes=[45015])
-    result = await api.send_text(OPENID, "通知")
+    result = await api.send_text(OPENID, "通知", notice=RESULT)
     assert (result.status, result.errcode) == ("failed", 45015)
-    assert "no template configured" in result.detail
-    assert await api.send_template(OPENID, "通知") == type(result)("failed", detail="no template configured")
+    assert "no template for result" in result.detail
+    assert (await api.send_notice(OPENID, RESULT)).detail == "outside the 48-hour window; no template for result configured"
     assert inbox(sandbox) == []
 
 
 async def test_too_many_service_messages_uses_the_template_when_there_is_one(sandbox, http, redis_client):
-    api = make_api(http, redis_client, sandbox, template_id="tpl-progress")
+    api = make_api(http, redis_client, sandbox, template_id="sandbox-progress")
     await inject(http, sandbox, "custom", errcodes=[45047])
-    assert (await api.send_text(OPENID, "通知")).status == "sent"
+    assert (await api.send_text(OPENID, "通知", notice=RESULT)).status == "sent"
     assert [m["kind"] for m in inbox(sandbox)] == ["template"]
+    assert inbox(sandbox)[0]["title"] == "办理进度通知"  # the older single template, its own layout
 
 
 @pytest.mark.parametrize(
@@ -202,7 +221,8 @@ async def test_a_failed_send_is_not_tried_again_under_its_key(sandbox, http, red
 
 # -- long texts --------------------------------------------------------------------------------------
 def long_text() -> str:
-    return "\n".join(f"第{i:03d}项：请携带身份证、户口簿和近期二寸照片到乡镇残联窗口办理。" for i in range(120))
+    # Five parts at most: WeChat allows 5 customer-service messages per message from the citizen.
+    return "\n".join(f"第{i:03d}项：请携带身份证、户口簿和近期二寸照片到乡镇残联窗口办理。" for i in range(90))
 
 
 def test_split_text_keeps_lines_and_bytes():
@@ -261,6 +281,8 @@ async def test_the_sandbox_mounted_in_the_bot_fills_an_inbox_the_simulator_reads
     await server.start_server()
     try:
         base = base_url(server) + "/sandbox/wechat"
+        async with http.post(f"{base}/sandbox/message", json={"openid": OPENID, "event": None}) as resp:
+            assert resp.status == 200  # the simulator tells WeChat's sandbox the citizen wrote
         api = WeChatApi(http, redis_client, base_url=base, appid="sandbox-appid", secret="sandbox-secret", clock=time.time)
         assert (await api.send(OPENID, "申请已提交", idempotency_key="dev")).status == "sent"
         async with http.get(f"{base}/inbox/{OPENID}", params={"consume": "1"}) as resp:
@@ -278,6 +300,7 @@ async def test_a_token_from_one_workers_sandbox_is_accepted_by_anothers(http, re
     servers = [TestServer(create_wechat_sandbox(clock=time.time), host="127.0.0.1") for _ in range(2)]
     for s in servers:
         await s.start_server()
+        s.app[SANDBOX].saw(OPENID)
     try:
         first = make_api(http, redis_client, servers[0])
         second = make_api(http, redis_client, servers[1])

@@ -180,6 +180,26 @@
         photo.className = "fake-photo";
         photo.textContent = "照片";
         bubble.appendChild(photo);
+      } else if (entry.kind === "pushed" && entry.fields) {
+        /* A template or subscription notice as WeChat renders it: the title, then label and value rows. */
+        bubble.className += " notice";
+        var title = document.createElement("div");
+        title.className = "notice-title";
+        title.textContent = entry.title || "";
+        bubble.appendChild(title);
+        entry.fields.forEach(function (f) {
+          var row = document.createElement("div");
+          row.className = "notice-row";
+          var label = document.createElement("span");
+          label.className = "notice-label";
+          label.textContent = f[0];
+          var value = document.createElement("span");
+          value.className = "notice-value";
+          value.textContent = f[1];
+          row.appendChild(label);
+          row.appendChild(value);
+          bubble.appendChild(row);
+        });
       } else if (entry.kind === "pushed") {
         var tag = document.createElement("span");
         tag.className = "kind";
@@ -284,6 +304,17 @@
     }
   }
 
+  /* WeChat sees each message before the bot does: its sandbox keeps the 48-hour window from it. */
+  function tellSandbox(fields) {
+    if (!config || !config.sandbox_message) return Promise.resolve();
+    var event = fields.msgType === "event" ? fields.event : null;
+    return fetch(config.sandbox_message, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ openid: openid, event: event })
+    }).catch(function () { /* the sandbox is off: nothing to tell */ });
+  }
+
   /* Queue one message: sent strictly in order, one at a time, like a person typing. */
   function send(fields) {
     setBusy(1);
@@ -292,7 +323,7 @@
       fromUser: openid,
       createTime: nowSeconds()
     }, fields));
-    chain = chain.then(function () { return post(xml); }).then(showReply).catch(function (err) {
+    chain = chain.then(function () { return tellSandbox(fields); }).then(function () { return post(xml); }).then(showReply).catch(function (err) {
       system("发送失败：" + (err && err.message ? err.message : err), "error");
     }).finally(function () { setBusy(-1); });
     return chain;
@@ -379,7 +410,9 @@
       if (!resp.ok) throw new Error("HTTP " + resp.status);
       return resp.json();
     }).then(function (messages) {
-      (messages || []).forEach(function (m) { add({ who: "bot", text: m.text, kind: "pushed" }); });
+      (messages || []).forEach(function (m) {
+        add({ who: "bot", text: m.text, kind: "pushed", title: m.title, fields: m.fields });
+      });
     }).catch(function () { /* the sandbox is off (real credentials): nothing to show */ })
       .finally(function () { setTimeout(pollInbox, INBOX_EVERY_MS); });
   }
