@@ -226,12 +226,12 @@ async def open_senders(services: Services, http: aiohttp.ClientSession) -> Async
 
 def intake_secret(settings: Settings) -> str:
     """The intake's HMAC secret. The built-in sandbox's is public (above), fine on a laptop; on a real
-    account (a BOT_INTAKE_SANDBOX=1 trial) it is derived from the AppSecret, the same in every worker,
+    account (a BOT_INTAKE_SANDBOX=1 trial) it is derived from the account's secret (Settings.account_secret), the same in every worker,
     so strangers cannot sign status events for real citizens."""
     if settings.intake_url:
         return settings.intake_secret
-    if settings.has_wechat_credentials:
-        return hmac.new(settings.wechat_appsecret.encode(), b"intake sandbox", hashlib.sha256).hexdigest()
+    if secret := settings.account_secret:
+        return hmac.new(secret.encode(), b"intake sandbox", hashlib.sha256).hexdigest()
     return SANDBOX_INTAKE_SECRET
 
 

@@ -71,6 +71,10 @@ ALLOWED = {
         "bot/settings.py",
         "self.wechat_token == DEFAULT_DEV_TOKEN",
     ): "configuration against the public development token at start-up; no request data",
+    (
+        "bot/settings.py",
+        "self.wechat_token not in DEVELOPMENT_TOKENS",
+    ): "configuration against the public development and sample tokens at start-up; no request data",
     ("integrations/wechat_api.py", "errcode in TOKEN_INVALID"): "WeChat's public error codes (40001, 42001, 40014), not a token",
 }
 
@@ -636,3 +640,99 @@ async def test_who_applied_for_what_is_not_readable_in_redis(bot, settings, prot
             else await redis_client.get(key) or b""
         )
         assert note.encode() not in raw and "需补交病历".encode() not in raw, key
+
+
+# -- issue 13, item 4: exposure by configuration (real `bot serve` processes) ------------------------------
+REAL_AES_KEY = "Rk9vQmFyQmF6UXV4Q29yZ2VHcmF1bHRHYXJwbHlXYWxk"[:43]
+NO_SECRET = {  # AppID and AES key, no AppSecret, a real intake: replies work, pushes cannot
+    "WECHAT_APPID": "wx5f1e0c2b9a7d3e41",
+    "WECHAT_TOKEN": "county-token-4f9a",
+    "WECHAT_ENCODING_AES_KEY": REAL_AES_KEY,
+    "INTAKE_URL": "http://127.0.0.1:9/intake",
+    "INTAKE_SECRET": "county-intake-secret",
+    "BOT_DATA_KEY": TEST_DATA_KEY,
+}
+EXPOSED = ["/metrics", "/sandbox/wechat/inbox/oSomeone", "/sandbox/wechat/cgi-bin/token", "/sandbox/intake/", "/simulator"]
+
+
+async def _statuses(base: str, paths: list[str]) -> dict[str, int]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        out = {}
+        for path in paths:
+            async with http.get(base + path) as r:
+                out[path] = r.status
+        return out
+
+
+def _warnings(serve) -> list[str]:
+    return [line for line in serve.log_tail(20000).splitlines() if " WARNING " in line]
+
+
+async def test_a_real_appid_and_aes_key_without_appsecret_close_metrics_and_every_sandbox(tmp_path, redis_url):
+    """Without an AppSecret the bot used to think itself in development: /metrics was open and the WeChat
+    sandbox served every citizen's status pushes at /sandbox/wechat/inbox/<openid>."""
+    from tests.processes import BotServe
+
+    serve = BotServe(tmp_path / "var", env={**NO_SECRET, "REDIS_URL": redis_url, "BOT_SIMULATOR": ""})
+    await serve.start()
+    try:
+        assert await _statuses(serve.url, EXPOSED) == dict.fromkeys(EXPOSED, 404)
+    finally:
+        serve.stop()
+    assert any("no WECHAT_APPSECRET" in line for line in _warnings(serve)), serve.log_tail()
+
+
+async def test_each_opening_on_a_real_account_is_asked_for_by_name_and_said_at_warning(tmp_path, redis_url):
+    from tests.processes import BotServe
+
+    trial = {
+        **NO_SECRET,
+        "WECHAT_TOKEN": "devtoken",
+        "REDIS_URL": redis_url,
+        "BOT_SIMULATOR": "1",
+        "BOT_WECHAT_SANDBOX": "1",
+        "BOT_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
+    serve = BotServe(tmp_path / "var", env=trial)
+    await serve.start()
+    try:
+        statuses = await _statuses(serve.url, EXPOSED)
+        assert statuses == {**dict.fromkeys(EXPOSED, 200), "/metrics": 401, "/sandbox/intake/": 404}, statuses
+    finally:
+        serve.stop()
+    warned = "\n".join(_warnings(serve))
+    assert "BOT_SIMULATOR=1 on a real account (WECHAT_APPID, WECHAT_ENCODING_AES_KEY, INTAKE_URL)" in warned, warned
+    assert "BOT_WECHAT_SANDBOX=1 on a real account" in warned and "/sandbox/wechat/inbox/" in warned
+
+
+def test_the_simulator_never_hands_out_a_token_that_is_not_a_development_one(tmp_path, redis_url):
+    """BOT_SIMULATOR=1 with real credentials gave the real WECHAT_TOKEN to any browser at /simulator/config."""
+    from tests.test_foundations import bot, refused
+
+    real = {
+        "WECHAT_APPID": "wx5f1e0c2b9a7d3e41",
+        "WECHAT_APPSECRET": "county-app-secret",
+        "WECHAT_TOKEN": "county-token-4f9a",
+        "WECHAT_ENCODING_AES_KEY": REAL_AES_KEY,
+        "INTAKE_URL": "http://127.0.0.1:9/intake",
+        "INTAKE_SECRET": "county-intake-secret",
+        "BOT_DATA_KEY": TEST_DATA_KEY,
+        "REDIS_URL": redis_url,
+        "BOT_VAR_DIR": str(tmp_path / "var"),
+    }
+    for env in (real, {k: v for k, v in real.items() if not k.startswith("WECHAT_APP")}):
+        line = refused(bot(["serve"], {**env, "BOT_SIMULATOR": "1"}), "BOT_SIMULATOR")
+        assert "county-token" not in line
+
+
+async def test_plain_mode_on_a_real_account_is_a_warning_at_every_start(tmp_path, redis_url):
+    from tests.processes import BotServe
+
+    plain = {k: v for k, v in NO_SECRET.items() if k != "WECHAT_ENCODING_AES_KEY"}
+    serve = BotServe(tmp_path / "var", env={**plain, "WECHAT_APPSECRET": "county-app-secret", "REDIS_URL": redis_url})
+    await serve.start()
+    serve.stop()
+    plain_mode = [line for line in _warnings(serve) if "plain mode on a real account" in line]
+    assert len(plain_mode) == 1 and "WECHAT_ENCODING_AES_KEY" in plain_mode[0], serve.log_tail()
