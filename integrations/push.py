@@ -1,7 +1,7 @@
 """A durable queue of messages pushed to citizens through WeChat (status changes, reminders).
 
-Each message is a hash `push:{queue}:msg:<key>` whose openid and text are sealed (bound to that
-key name); a sorted set of due times says when to send it. A worker claims due messages with one
+Each message is a hash `push:{queue}:msg:<stored key>` (keyed digests: `stored_key`) whose openid and
+text are sealed (bound to that key name); a sorted set of due times says when to send it. A worker claims due messages with one
 script that moves them to an in-flight set with a deadline, so each is sent by one worker; a
 claim not acknowledged by its deadline (the worker died) is put back in the queue. Sending goes
 through WeChatApi.send with the message's key, which is at most once, so a message that was
@@ -17,8 +17,11 @@ the {queue} hash tag, so the scripts run on a Redis Cluster.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
+import os
 import random
 from collections.abc import Callable
 
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 DUE = "push:{queue}:due"
 INFLIGHT = "push:{queue}:inflight"
 FAILED = "push:{queue}:failed"
+KEY_PEPPER = "secret:{pepper}:push-keys"
 
 CLAIM_S = 60.0  # a claimed message not acknowledged by then is sent again
 BACKOFF_BASE_S = 30.0
@@ -97,6 +101,7 @@ return 1
 
 
 def message_key(key: str) -> str:
+    """`key` is a stored key (PushQueue.stored_key), never the caller's: those name the openid and the application."""
     return f"push:{{queue}}:msg:{key}"
 
 
@@ -117,13 +122,28 @@ class PushQueue:
         self._done = redis.register_script(_DONE)
         self._retry = redis.register_script(_RETRY)
         self._fail = redis.register_script(_FAIL)
+        self._key_pepper: bytes | None = None
+
+    async def stored_key(self, openid: str, key: str) -> str:
+        """What a message is kept under (its hash's name, its member in the queue, its sent marker): keyed
+        digests of the recipient and of the caller's key, which names the openid, the application and the
+        service or reminder, so Redis does not say who was told what. Recipient first: erasure finds them."""
+        if self._key_pepper is None:
+            # Made once, kept sealed in Redis, shared by workers and operator commands.
+            await self.redis.set(KEY_PEPPER, self.sealer.seal(os.urandom(32), KEY_PEPPER), nx=True)
+            self._key_pepper = self.sealer.open(await self.redis.get(KEY_PEPPER), KEY_PEPPER)
+        to, what = (
+            hmac.new(self._key_pepper, t.encode(), hashlib.sha256).hexdigest()[:32] for t in (f"to:{openid}", f"key:{key}")
+        )
+        return f"{to}.{what}"
 
     async def enqueue(self, openid: str, text: str, *, key: str, not_before: float | None = None) -> bool:
         """Queue a message once per key; False when that key is already queued, sent or failed."""
-        mkey = message_key(key)
+        stored = await self.stored_key(openid, key)
+        mkey = message_key(stored)
         due_at = max(self.clock(), not_before or 0.0)
-        sealed = self.sealer.seal(json.dumps({"openid": openid, "text": text}, ensure_ascii=False).encode(), mkey)
-        return await self._enqueue(keys=[mkey, DUE], args=[sealed, key, due_at]) == 1
+        sealed = self.sealer.seal(json.dumps({"openid": openid, "text": text, "key": key}, ensure_ascii=False).encode(), mkey)
+        return await self._enqueue(keys=[mkey, DUE], args=[sealed, stored, due_at]) == 1
 
     async def send_due(self, *, now: float | None = None, limit: int = 100) -> dict[str, int]:
         """Send up to `limit` due messages; counts by result ('sent', 'retry', 'failed', 'duplicate')."""
@@ -175,14 +195,16 @@ class PushQueue:
             key = raw.decode()
             blob = await self.redis.hget(message_key(key), "blob")
             try:
-                to = json.loads(self.sealer.open(blob, message_key(key)))["openid"] if blob else None
+                message = json.loads(self.sealer.open(blob, message_key(key))) if blob else {}
             except SealError:
                 continue
             # ZREM first: a message a worker has claimed meanwhile is no longer ours to drop.
-            if to == openid and not keep(key) and await self.redis.zrem(DUE, key):
+            if message.get("openid") == openid and not keep(message.get("key", key)) and await self.redis.zrem(DUE, key):
                 dropped += await self.redis.delete(message_key(key))
-        pattern = message_key("*:" + "".join("\\" + c if c in "*?[]\\" else c for c in openid))
-        async for name in self.redis.scan_iter(match=pattern, count=500):
+        to = (await self.stored_key(openid, "")).partition(".")[0]
+        # Messages queued before stored keys were digests were named `<caller's key>:<openid>`.
+        legacy = message_key("*:" + "".join("\\" + c if c in "*?[]\\" else c for c in openid))
+        async for name in _scan_each(self.redis, [message_key(to + ".*"), legacy]):
             key = name.decode().removeprefix(message_key(""))
             if await self.redis.hget(name, "state") in (b"sent", b"failed"):
                 await self.redis.zrem(FAILED, key)
@@ -259,6 +281,12 @@ async def push_forever(queue: PushQueue, *, interval_s: float = 1.0, limit: int 
             counts = {}
         if sum(counts.values()) < limit and not _stopping():  # a full round: more are due, go on at once
             await asyncio.sleep(interval_s)
+
+
+async def _scan_each(redis: RedisClient, patterns: list[str]):
+    for pattern in patterns:
+        async for name in redis.scan_iter(match=pattern, count=500):
+            yield name
 
 
 def _stopping() -> bool:

@@ -628,8 +628,6 @@ async def test_who_applied_for_what_is_not_readable_in_redis(bot, settings, prot
     assert "需补交病历" in await mother.say("进度")  # the citizen still reads it
     naming = [k.decode() async for k in redis_client.scan_iter(match="*oLinkage*")]
     assert not [k for k in naming if k.startswith("viewer:")], naming
-    # (Still named by openid: her sealed conversation, and the push queue's message keys, whose event ids
-    # name the application and service: the next round of issue 13, item 5.)
     for key in [k async for k in redis_client.scan_iter(match=f"app:{{{ref}}}:*")]:
         kind = await redis_client.type(key)
         raw = (
@@ -640,6 +638,32 @@ async def test_who_applied_for_what_is_not_readable_in_redis(bot, settings, prot
             else await redis_client.get(key) or b""
         )
         assert note.encode() not in raw and "需补交病历".encode() not in raw, key
+
+
+async def test_no_key_name_or_clear_value_links_an_openid_to_an_application_or_service(
+    bot, settings, clock, protocol, redis_client
+):
+    """The push queue's keys (`<event id>:<openid>`, `assess:<id>:3d:<openid>`, `<id>:delivery_failed:<openid>`)
+    and the pending rating (`rating:{openid}:pending` = {app_id, service}) said in clear who was told what
+    about which application: now keyed digests and a sealed value."""
+    from bot.app import send_due_reminders
+    from tests.privacy_checks import linkage_in_redis
+
+    mother = WeChatUser(bot, "oLinked", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    services = bot.server.app[SERVICES]
+    for n, status in enumerate(("accepted", "materials_missing", "approved")):
+        event = {"event_id": f"{ref}-{n}", "application_id": ref, "service": "nursing_subsidy", "status": status, "note": ""}
+        body = encode_body(event)
+        headers = signed_headers(intake_secret(settings), body, event["event_id"], time.time())
+        assert (await bot.post("/intake/events", data=body, headers=headers)).status == 200
+    assert await services.feedback.pending("oLinked") is not None  # asked to rate the finished service
+    clock.advance(30 * 86400)  # every reminder (the assessment's) is due
+    assert await send_due_reminders(services) >= 1
+    await services.notifier.on_rejected(ref, "422: refused by the intake")  # a delivery refused: its own push
+    assert await services.push.pending() >= 5
+    about = [ref, "nursing_subsidy", "disability_certificate", "assess:", "rate:", "delivery_failed"]
+    assert await linkage_in_redis(redis_client, "oLinked", about) == []
 
 
 # -- issue 13, item 4: exposure by configuration (real `bot serve` processes) ------------------------------
