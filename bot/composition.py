@@ -126,7 +126,13 @@ async def open_services(
             eraser=PersonalDataEraser(registry, reminders, push, feedback),
         )
         dialog = ApplicationDialog(pack, ports, calendar, registry=registry)
-        store = ConversationStore(client, sealer, session_ttl_s=pack.conversation_days * 86400, pipeline=handle.pipeline)
+        store = ConversationStore(
+            client,
+            sealer,
+            session_ttl_s=pack.conversation_days * 86400,
+            pipeline=handle.pipeline,
+            said_nothing=dialog.said_nothing,
+        )
         yield Services(
             settings,
             clock,

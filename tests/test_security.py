@@ -572,6 +572,27 @@ async def test_a_stranger_cannot_grow_a_session_without_bound(bot, protocol, red
         assert (await bot.post("/wechat", params=query, data=body)).status == 400
 
 
+async def test_a_first_message_costs_a_day_of_storage_until_something_is_answered(bot, protocol, redis_client):
+    """Every new openid's greeting used to be kept for the pack's 30 days, answered or not."""
+    day = 86400
+    full = bot.server.app[SERVICES].pack.conversation_days * 86400
+    ttl = lambda openid: redis_client.ttl(f"u:{{{openid}}}:conversation")  # noqa: E731
+    stranger = WeChatUser(bot, "oStrangerOnce", protocol)
+    for said in ("你好", "低保怎么办", "？？"):  # a greeting, a question, nonsense: nothing answered
+        await stranger.say(said)
+        assert 0 < await ttl("oStrangerOnce") <= day < full
+    await stranger.event("subscribe")
+    assert 0 < await ttl("oStrangerOnce") <= day
+    await stranger.say("2")  # the first answer (someone applies for a family member): kept the full time
+    assert await ttl("oStrangerOnce") > full - 60
+    photos = WeChatUser(bot, "oPhotoFirst", protocol)
+    await photos.say("你好")
+    await photos.post_xml(photos.xml(msg_type="image", media_id="m-early", pic_url="http://x/" + "p" * 8000, msg_id=next(_ids)))
+    session = await bot.server.app[SERVICES].store.load("oPhotoFirst")
+    assert session["data"]["unassigned_photos"] == [{"media_id": "m-early"}]  # kept (PicUrl not at all): theirs
+    assert await ttl("oPhotoFirst") > full - 60
+
+
 async def test_a_body_dribbled_byte_by_byte_is_dropped(settings, clock, protocol):
     client = await start_client(settings.with_(body_read_timeout_s=1.0), clock)
     try:
