@@ -62,6 +62,9 @@ class Settings:
     turn_deadline_s: float = 4.0
     # WeChat sends a body at once: one that takes longer than this to arrive is dropped (408).
     body_read_timeout_s: float = 10.0
+    # A connection with no complete request for this long is closed: headers dribbled byte by byte, or an
+    # idle keep-alive (aiohttp's own default, 75 s, let a slow client hold a connection that long).
+    idle_timeout_s: float = 10.0
     # BOT_TODAY: act as on this day (a simulation, or the suite on another date); empty = today.
     today: str = ""
     log_format: str = "text"

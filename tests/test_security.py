@@ -614,6 +614,36 @@ async def test_a_body_dribbled_byte_by_byte_is_dropped(settings, clock, protocol
         await client.close()
 
 
+async def test_headers_dribbled_byte_by_byte_are_cut_off_by_the_real_server(tmp_path, redis_url):
+    """`bot serve` kept a connection whose headers arrived a byte at a time for aiohttp's 75 s keep-alive."""
+    from tests.processes import BotServe
+
+    limit_s = 10  # Settings.idle_timeout_s
+    serve = BotServe(tmp_path / "var", env={"REDIS_URL": redis_url, "BOT_DATA_KEY": TEST_DATA_KEY})
+    await serve.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", serve.port)
+        writer.write(b"POST /wechat?signature=x&timestamp=1&nonce=1 HTTP/1.1\r\nHost: x\r\n")
+        started, closed_after = time.monotonic(), None
+        while time.monotonic() - started < limit_s + 5:
+            writer.write(b"X-Slow: a\r\n")  # a header line every 0.25 s: never a whole request
+            try:
+                await writer.drain()
+                if await asyncio.wait_for(reader.read(100), 0.25) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+            except TimeoutError:
+                continue
+            except ConnectionError:
+                closed_after = time.monotonic() - started
+                break
+        writer.close()
+        assert closed_after is not None and closed_after <= limit_s + 1, closed_after
+        assert await serve.healthy()
+    finally:
+        serve.stop()
+
+
 async def test_a_clock_far_from_wechats_is_said_loudly_and_shown_in_metrics(bot, protocol, caplog):
     caplog.set_level(logging.ERROR, logger="bot.app")
     user = WeChatUser(bot, "oSkewed", protocol)
