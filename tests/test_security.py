@@ -419,6 +419,12 @@ def test_settings_for_a_real_account():
     assert not Settings.from_env(
         {"WECHAT_TOKEN": "t0ken", "WECHAT_APPID": "wx1", "WECHAT_ENCODING_AES_KEY": "k" * 43}
     ).simulator_enabled
+    # A trial of the intake sandbox on an account without AppSecret: its status events are not signed with the
+    # public sandbox secret (anyone could tell a real citizen their application was refused).
+    trial = Settings.from_env(
+        {"WECHAT_TOKEN": "t0ken", "WECHAT_APPID": "wx1", "WECHAT_ENCODING_AES_KEY": "k" * 43, "BOT_INTAKE_SANDBOX": "1"}
+    )
+    assert trial.intake_sandbox_enabled and intake_secret(trial) != SANDBOX_INTAKE_SECRET
     with pytest.raises(ValueError, match="BOT_ADMIN_TOKEN must be at least"):
         Settings.from_env({**env, "BOT_ADMIN_TOKEN": "short"}).validate()
     with pytest.raises(ValueError, match="development WECHAT_TOKEN"):
