@@ -708,6 +708,8 @@ async def test_no_key_name_or_clear_value_links_an_openid_to_an_application_or_s
 
     mother = WeChatUser(bot, "oLinked", protocol)
     ref = await apply(mother, MOTHER_CHILD)
+    father = WeChatUser(bot, "oLinkedFather", protocol)
+    assert "绑定成功" in await father.say(f"绑定 {await _code(mother)}")  # he follows it: told too
     services = bot.server.app[SERVICES]
     for n, status in enumerate(("accepted", "materials_missing", "approved")):
         event = {"event_id": f"{ref}-{n}", "application_id": ref, "service": "nursing_subsidy", "status": status, "note": ""}
@@ -720,7 +722,8 @@ async def test_no_key_name_or_clear_value_links_an_openid_to_an_application_or_s
     await services.notifier.on_rejected(ref, "422: refused by the intake")  # a delivery refused: its own push
     assert await services.push.pending() >= 5
     about = [ref, "nursing_subsidy", "disability_certificate", "assess:", "rate:", "delivery_failed"]
-    assert await linkage_in_redis(redis_client, "oLinked", about) == []
+    for openid in ("oLinked", "oLinkedFather"):
+        assert await linkage_in_redis(redis_client, openid, about) == []
 
 
 # -- issue 13, item 4: exposure by configuration (real `bot serve` processes) ------------------------------
