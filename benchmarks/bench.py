@@ -6,6 +6,7 @@ then Redis memory per conversation and per application, and replies while the in
                                [--no-load] [--no-memory] [--memory-users 200]
                                [--no-degraded] [--intake-down 503|hang|both] [--degraded-users 32]
                                [--degraded-seconds 30] [--degraded-think 0.5] [--wechat-delay 2.5]
+                               [--pin-generator] [--growth 1k,100k,1m] [--soak-minutes 30] [--soak-users 16]
 
 It starts, one after the other and with the same load generator settings:
 
@@ -32,6 +33,15 @@ After the throughput phases come the two conversation phases of benchmarks/scena
 docstring): `memory` (INFO used_memory per in-progress conversation and per delivered application,
 by key family) and `degraded` (intake down, WeChat's API slow: the share of replies within 5 s).
 They always use an embedded Redis of their own.
+
+--pin-generator pins this load generator to the last CPU (sched_setaffinity, as `taskset -c` would) and
+starts every server under `taskset -c <the other CPUs>`, so the generator never competes with the server
+for a core and a 1-worker and a 2-worker run can be compared. On a 2-core machine the servers then have
+ONE core: the 2-worker figure shows what a second process costs or gains on a shared core (and that the
+generator was not the limit), not how the bot scales; scaling needs at least 3 cores (one for the
+generator). Redis (--redis-url, or the embedded one, which inherits the bot's affinity) shares the
+servers' core. --growth (needs --redis-url of a scratch database: it is FLUSHED) and --soak-minutes:
+benchmarks/longrun.py.
 
 Output: tables on stdout and benchmarks/results/latest.json. Loopback only; every subprocess
 (and the embedded Redis it starts) is killed at the end, also on Ctrl-C or an exception.
@@ -218,6 +228,30 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def pinned(args, argv: list[str]) -> list[str]:
+    """argv under `taskset -c <server CPUs>` when --pin-generator (see main_async)."""
+    cpus = getattr(args, "server_cpus", None)
+    return ["taskset", "-c", ",".join(map(str, cpus)), *argv] if cpus else argv
+
+
+def pin_generator(args, report: dict) -> None:
+    """This process on the last CPU, servers (through pinned()) on the others."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or not shutil.which("taskset"):
+        report["notes"].append(
+            f"--pin-generator ignored: {len(cpus)} CPU(s), taskset {'found' if shutil.which('taskset') else 'missing'}"
+        )
+        return
+    os.sched_setaffinity(0, {cpus[-1]})
+    args.server_cpus = cpus[:-1]
+    report["meta"]["pinning"] = {"generator_cpu": cpus[-1], "server_cpus": cpus[:-1]}
+    if len(cpus) < 3:
+        report["notes"].append(
+            f"pinned: generator on CPU {cpus[-1]}, servers (and their Redis) on CPU {cpus[0]}: one core for the servers, "
+            "so bot-w2 against bot shows the cost of a second worker on a shared core, not scaling"
+        )
 
 
 def bot_supports_workers() -> bool:
@@ -698,7 +732,7 @@ def bot_target(
         env["REDIS_URL"] = redis_url
         env["BOT_DATA_KEY"] = BENCH_DATA_KEY
     env.update(extra_env or {})
-    argv = [PYTHON, "-m", "bot", "serve"] + (["--workers", str(workers)] if workers > 1 else [])
+    argv = pinned(args, [PYTHON, "-m", "bot", "serve"] + (["--workers", str(workers)] if workers > 1 else []))
     redis = redis_url or "embedded Redis"
     t = Target(
         name,
@@ -718,7 +752,7 @@ def bot_target(
 def bare_target(args, tmp: Path, tag: str = "r1") -> Target:
     port = free_port()
     env = dict(os.environ, WECHAT_TOKEN=TOKEN, WECHAT_APPID=APPID, WECHAT_ENCODING_AES_KEY=AES_KEY)
-    argv = [PYTHON, str(Path(__file__).with_name("bare_server.py")), "--host", HOST, "--port", str(port)]
+    argv = pinned(args, [PYTHON, str(Path(__file__).with_name("bare_server.py")), "--host", HOST, "--port", str(port)])
     t = Target("bare", "benchmarks/bare_server.py (fixed reply, no crypto/Redis)", argv, env, port, None, profile=False)
     t.log_path = tmp / f"bare-{tag}.log"
     t.tag = tag
@@ -765,6 +799,10 @@ def print_report(report: dict) -> None:
             scenarios.print_memory(report["memory"])
     if report.get("degraded"):
         scenarios.print_degraded(report["degraded"])
+    if report.get("growth"):
+        longrun.print_growth(report["growth"])
+    if report.get("soak"):
+        longrun.print_soak(report["soak"])
     print()
     for name, verdict in report["verdicts"].items():
         print(f"{name:<54} {verdict}")
@@ -907,6 +945,8 @@ async def main_async(args, sup: Supervisor, tmp: Path) -> dict:
         "ratio": {},
         "notes": [],
     }
+    if args.pin_generator:
+        pin_generator(args, report)
     # Rounds alternate the targets (bare, bot, bare, bot, ...): this machine's speed drifts by a
     # quarter between minutes, so a ratio is taken within each round and the median reported.
     plan = []
@@ -941,6 +981,14 @@ async def main_async(args, sup: Supervisor, tmp: Path) -> dict:
         r["round"] = int(target.tag[1:])
         report["scenarios"].append(r)
     await conversation_phases(report, args, sup, tmp, busy, run_prefix)
+    if args.growth:
+        report["growth"] = await longrun.growth_phase(sup, args, tmp, busy, run_prefix)
+    if args.soak_minutes > 0:
+        try:
+            report["soak"] = await longrun.soak_phase(sup, args, tmp, busy, run_prefix)
+        except Exception as exc:
+            print(f"[soak] FAILED: {type(exc).__name__}: {exc}", flush=True)
+            report["soak"] = {"failure": f"{type(exc).__name__}: {exc}"}
     if args.redis_url and not args.only_bare and not args.no_load:
         try:
             report["meta"]["redis_keys_cleaned"] = await cleanup_redis_keys(args.redis_url, run_prefix)
@@ -955,6 +1003,7 @@ async def main_async(args, sup: Supervisor, tmp: Path) -> dict:
         )
     report["verdicts"] = verdicts(report)
     report["verdicts"].update(scenarios.verdicts(report))
+    report["verdicts"].update(longrun.verdicts(report))
     return report
 
 
@@ -1028,12 +1077,25 @@ def main() -> int:
         default=2.5,
         help="seconds WeChat's API takes per call in the degraded phase (default 2.5; the bot gives up at 3)",
     )
+    parser.add_argument(
+        "--pin-generator", action="store_true", help="generator on the last CPU, servers on the others (see the docstring)"
+    )
+    parser.add_argument(
+        "--growth",
+        type=lambda text: longrun.sizes(text),
+        default=[],
+        help="stored conversations+applications per growth step, e.g. 1k,100k,1m (needs --redis-url: FLUSHED)",
+    )
+    parser.add_argument("--soak-minutes", type=float, default=0.0, help="mixed load with failures for this long (default off)")
+    parser.add_argument("--soak-users", type=int, default=16, help="citizens at once in the soak (default 16)")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
     if args.users < 1 or args.seconds <= 0 or args.warmup < 0:
         parser.error("--users >= 1, --seconds > 0, --warmup >= 0")
     if args.memory_users < 1 or args.degraded_users < 1 or args.degraded_seconds <= 0 or args.degraded_think < 0:
         parser.error("--memory-users >= 1, --degraded-users >= 1, --degraded-seconds > 0, --degraded-think >= 0")
+    if args.growth and not args.redis_url:
+        parser.error("--growth needs --redis-url (a scratch database: it is flushed)")
     if args.redis_url:
         host = URL(args.redis_url).host
         if host not in (None, "", "127.0.0.1", "localhost", "::1"):
@@ -1068,6 +1130,7 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.modules.setdefault("bench", sys.modules[__name__])  # scenarios.py imports this module as `bench`
+    import longrun
     import scenarios
 
     sys.exit(main())

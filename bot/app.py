@@ -60,6 +60,8 @@ EFFECTS_EVERY_S = 10.0
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     check_config(settings)
+    for warning in settings.start_warnings():
+        log.warning("%s", warning)
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     clock = app[CLOCK] = clock or clock_from_setting(settings.today)
@@ -90,7 +92,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
             clock=protocol_time,
         ),
     )
-    if not settings.has_wechat_credentials:
+    if settings.wechat_sandbox_enabled:
         from integrations.wechat_sandbox import create_wechat_sandbox
 
         app.add_subapp(
@@ -99,7 +101,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
                 appid=SANDBOX_WECHAT_APPID, secret=SANDBOX_WECHAT_SECRET, clock=clock.time, notices=pack.notices
             ),
         )
-    if not settings.intake_url:
+    if settings.intake_sandbox_enabled:
         from integrations.intake_sandbox import create_intake_sandbox
 
         app.add_subapp(
@@ -121,7 +123,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
             token=settings.wechat_token,
             menu=pack.menu,
             region_name=pack.name,
-            inbox=None if settings.has_wechat_credentials else "/sandbox/wechat/inbox/",
+            inbox="/sandbox/wechat/inbox/" if settings.wechat_sandbox_enabled else None,
         )
     return app
 

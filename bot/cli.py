@@ -313,7 +313,14 @@ def _run_worker(settings: Settings, started: float, reuse_port: bool) -> None:
 
     app.on_startup.append(announce)
     web.run_app(
-        app, host=settings.host, port=settings.port, reuse_port=reuse_port or None, print=None, access_log=None, loop=_new_loop()
+        app,
+        host=settings.host,
+        port=settings.port,
+        reuse_port=reuse_port or None,
+        print=None,
+        access_log=None,
+        keepalive_timeout=settings.idle_timeout_s,
+        loop=_new_loop(),
     )
 
 

@@ -128,7 +128,13 @@ async def open_services(
             eraser=PersonalDataEraser(registry, reminders, push, feedback),
         )
         dialog = ApplicationDialog(pack, ports, calendar, registry=registry)
-        store = ConversationStore(client, sealer, session_ttl_s=pack.conversation_days * 86400, pipeline=handle.pipeline)
+        store = ConversationStore(
+            client,
+            sealer,
+            session_ttl_s=pack.conversation_days * 86400,
+            pipeline=handle.pipeline,
+            said_nothing=dialog.said_nothing,
+        )
         effects = EffectRunner(outbox, registry, book, notifier, store, clock=now)
         yield Services(
             settings,
@@ -236,12 +242,12 @@ async def open_senders(services: Services, http: aiohttp.ClientSession) -> Async
 
 def intake_secret(settings: Settings) -> str:
     """The intake's HMAC secret. The built-in sandbox's is public (above), fine on a laptop; on a real
-    account (a BOT_INTAKE_SANDBOX=1 trial) it is derived from the AppSecret, the same in every worker,
+    account (a BOT_INTAKE_SANDBOX=1 trial) it is derived from the account's secret (Settings.account_secret), the same in every worker,
     so strangers cannot sign status events for real citizens."""
     if settings.intake_url:
         return settings.intake_secret
-    if settings.has_wechat_credentials:
-        return hmac.new(settings.wechat_appsecret.encode(), b"intake sandbox", hashlib.sha256).hexdigest()
+    if secret := settings.account_secret:
+        return hmac.new(secret.encode(), b"intake sandbox", hashlib.sha256).hexdigest()
     return SANDBOX_INTAKE_SECRET
 
 

@@ -8,6 +8,12 @@ from datetime import date
 from pathlib import Path
 
 DEFAULT_DEV_TOKEN = "devtoken"
+# WeChat's message-encryption sample code (WXBizMsgCrypt) publishes these: a server using them can be
+# signed for and read by anyone, so they say "development", like the token above.
+SAMPLE_TOKEN = "spamtest"
+SAMPLE_APPID = "wx2c2769f8efd9abc2"
+SAMPLE_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+DEVELOPMENT_TOKENS = (DEFAULT_DEV_TOKEN, SAMPLE_TOKEN)
 WECHAT_API_DEFAULT = "https://api.weixin.qq.com"
 MIN_ADMIN_TOKEN_CHARS = 24
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
@@ -53,6 +59,8 @@ class Settings:
     var_dir: Path = field(default_factory=lambda: Path("var"))
     simulator: bool | None = None
     intake_sandbox: bool = False
+    # BOT_WECHAT_SANDBOX: the WeChat API sandbox (pushed messages readable by openid) on a real account.
+    wechat_sandbox: bool = False
     data_keys: str = ""
     # Bearer token for operator endpoints (/metrics; the intake sandbox's listings and /emit).
     admin_token: str = ""
@@ -63,6 +71,9 @@ class Settings:
     turn_deadline_s: float = 4.0
     # WeChat sends a body at once: one that takes longer than this to arrive is dropped (408).
     body_read_timeout_s: float = 10.0
+    # A connection with no complete request for this long is closed: headers dribbled byte by byte, or an
+    # idle keep-alive (aiohttp's own default, 75 s, let a slow client hold a connection that long).
+    idle_timeout_s: float = 10.0
     # BOT_TODAY: act as on this day (a simulation, or the suite on another date); empty = today.
     today: str = ""
     log_format: str = "text"
@@ -93,6 +104,7 @@ class Settings:
             var_dir=Path(env.get("BOT_VAR_DIR") or "var"),
             simulator=_flag(env.get("BOT_SIMULATOR")),
             intake_sandbox=bool(_flag(env.get("BOT_INTAKE_SANDBOX"))),
+            wechat_sandbox=bool(_flag(env.get("BOT_WECHAT_SANDBOX"))),
             data_keys=env.get("BOT_DATA_KEY", ""),
             admin_token=env.get("BOT_ADMIN_TOKEN", ""),
             today=env.get("BOT_TODAY", "").strip(),
@@ -105,20 +117,88 @@ class Settings:
         return bool(self.wechat_appid and self.wechat_appsecret)
 
     @property
+    def real_account_signals(self) -> tuple[str, ...]:
+        """The variables that say this server talks to a real official account or a real intake: any
+        WeChat value that is not a development one, or INTAKE_URL. Any one of them closes the sandboxes,
+        the simulator and /metrics unless each is asked for by name."""
+        signals = {
+            "WECHAT_TOKEN": self.wechat_token not in DEVELOPMENT_TOKENS,
+            "WECHAT_APPID": self.wechat_appid not in ("", SAMPLE_APPID),
+            "WECHAT_ENCODING_AES_KEY": self.wechat_encoding_aes_key not in ("", SAMPLE_AES_KEY),
+            "WECHAT_APPSECRET": bool(self.wechat_appsecret),
+            "INTAKE_URL": bool(self.intake_url),
+        }
+        return tuple(name for name, real in signals.items() if real)
+
+    @property
+    def account_secret(self) -> str:
+        """The first secret of the account that is not public ("" in development): the AppSecret, else
+        the EncodingAESKey, else the token."""
+        for value, public in (
+            (self.wechat_appsecret, ("",)),
+            (self.wechat_encoding_aes_key, ("", SAMPLE_AES_KEY)),
+            (self.wechat_token, DEVELOPMENT_TOKENS),
+        ):
+            if value not in public:
+                return value
+        return ""
+
+    @property
     def simulator_enabled(self) -> bool:
-        """The simulator hands the WeChat token to any browser, so by default it runs only where that
-        token is the public development one and no real credentials are set."""
+        """The simulator hands the WeChat token to any browser, so by default it runs only in development
+        (no real-account signal, the public development token); BOT_SIMULATOR=1 opens it on a real account
+        (a warning at start) but never with a token that is not a development one (validate refuses)."""
         if self.simulator is not None:
             return self.simulator
-        return not self.has_wechat_credentials and self.wechat_token == DEFAULT_DEV_TOKEN
+        return not self.real_account_signals and self.wechat_token == DEFAULT_DEV_TOKEN
+
+    @property
+    def wechat_sandbox_enabled(self) -> bool:
+        """WeChat's API imitated at /sandbox/wechat, where pushed messages (application status) are readable
+        by openid: in development, or with BOT_WECHAT_SANDBOX=1; never with an AppSecret (pushes go to WeChat)."""
+        if self.has_wechat_credentials:
+            return False
+        return self.wechat_sandbox or not self.real_account_signals
+
+    @property
+    def intake_sandbox_enabled(self) -> bool:
+        """The intake imitated at /sandbox/intake: without INTAKE_URL, in development or with BOT_INTAKE_SANDBOX=1."""
+        if self.intake_url:
+            return False
+        return self.intake_sandbox or not self.real_account_signals
 
     @property
     def operator_token(self) -> str | None:
-        """What operator endpoints ask for: a bearer token (BOT_ADMIN_TOKEN); "" = closed (real WeChat
-        credentials and no BOT_ADMIN_TOKEN: they answer 404); None = open (development)."""
+        """What operator endpoints ask for: a bearer token (BOT_ADMIN_TOKEN); "" = closed (a real-account
+        signal and no BOT_ADMIN_TOKEN: they answer 404); None = open (development)."""
         if self.admin_token:
             return self.admin_token
-        return "" if self.has_wechat_credentials else None
+        return "" if self.real_account_signals else None
+
+    def start_warnings(self) -> list[str]:
+        """What is open or weak on a real account because it was asked for: said at WARNING at every start."""
+        signals = self.real_account_signals
+        if not signals:
+            return []
+        why = f"a real account ({', '.join(signals)})"
+        warnings = []
+        if self.simulator_enabled:
+            warnings.append(f"BOT_SIMULATOR=1 on {why}: /simulator signs messages for anyone who can reach this server")
+        if self.wechat_sandbox_enabled:
+            warnings.append(
+                f"BOT_WECHAT_SANDBOX=1 on {why}: pushed messages (application status) are readable by anyone "
+                "at /sandbox/wechat/inbox/<openid>"
+            )
+        if self.intake_sandbox_enabled:
+            warnings.append(f"BOT_INTAKE_SANDBOX=1 on {why}: applications go to the built-in intake sandbox, not to the county")
+        if not self.safe_mode:
+            warnings.append(
+                f"plain mode on {why}: citizens' messages (ID numbers, phones) travel unencrypted between WeChat and "
+                "this server; choose 安全模式 in the WeChat console and set WECHAT_ENCODING_AES_KEY"
+            )
+        if not self.wechat_appsecret:
+            warnings.append(f"no WECHAT_APPSECRET on {why}: status messages and reminders cannot be pushed")
+        return warnings
 
     @property
     def safe_mode(self) -> bool:
@@ -163,15 +243,19 @@ class Settings:
             problems.append("INTAKE_URL is set but INTAKE_SECRET is not: deliveries could not be signed")
         if self.wechat_encoding_aes_key and len(self.wechat_encoding_aes_key) != 43:
             problems.append("WECHAT_ENCODING_AES_KEY must be 43 characters")
-        if self.has_wechat_credentials and not self.intake_url and not self.intake_sandbox:
+        if self.real_account_signals and not self.intake_url and not self.intake_sandbox:
             problems.append(
-                "real WeChat credentials but no INTAKE_URL: applications would only reach the sandbox "
+                f"a real account ({', '.join(self.real_account_signals)}) but no INTAKE_URL: applications would only reach the sandbox "
                 "(set INTAKE_URL, or BOT_INTAKE_SANDBOX=1 for a trial)"
             )
         if bool(self.wechat_appid) != bool(self.wechat_appsecret) and not self.wechat_encoding_aes_key:
             problems.append("set WECHAT_APPID and WECHAT_APPSECRET together")
         if self.has_wechat_credentials and self.wechat_token == DEFAULT_DEV_TOKEN:
             problems.append("real WeChat credentials with the development WECHAT_TOKEN: anyone could sign messages")
+        if self.simulator and self.wechat_token not in DEVELOPMENT_TOKENS:
+            problems.append(
+                "BOT_SIMULATOR=1 with a WECHAT_TOKEN that is not a development one: the simulator would hand it to every browser"
+            )
         if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN_CHARS:
             problems.append(
                 f"BOT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters "

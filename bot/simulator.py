@@ -7,7 +7,8 @@ endpoint: signature and freshness checks, XML parsing, de-duplication, the dialo
 
 SECURITY: /simulator/config hands the WeChat token to the browser. That is intended and safe
 only because the app factory mounts the simulator solely when it is enabled, which by default
-means a development setup without WeChat credentials (see Settings.simulator_enabled). Never
+means development (see Settings.simulator_enabled; on a real account it is a WARNING at start, and
+it is refused with a token that is not a development one). Never
 enable it on a server that WeChat talks to: anyone who can open the page could sign messages.
 """
 

@@ -113,6 +113,16 @@ class ApplicationDialog:
             },
         }
 
+    @staticmethod
+    def said_nothing(session: dict[str, Any]) -> bool:
+        """Still as new_session made it (failed tries aside): the citizen has answered nothing, so the
+        session holds nothing of theirs (the store keeps such a session for a day only)."""
+        return (
+            session.get("state") == INITIAL
+            and not session.get("history")
+            and set(session.get("data", {})) <= {"reference", "created_at"}
+        )
+
     def _turn(self, session: dict[str, Any], openid: str, now: datetime) -> Turn:
         return Turn(Case(session["data"], self.pack, now.date()), self.lang, self.ports, self.calendar, now, openid)
 

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -45,7 +45,10 @@ REPLIES_KEPT = 4
 # the session (`u:{openid}:answered`): time-bounded, not count-bounded, so a byte-identical replay of an
 # older message inside the replay window is never a second turn, and constant work a turn (the ids once
 # lived in the session, which then grew with every message a sender sent in those minutes).
-LEGACY_ANSWERED = "_answered"  # where sessions saved by earlier versions kept the latest ids
+LEGACY_ANSWERED = "_answered"
+# A session in which the citizen has not answered anything yet (a greeting, a question, a stranger's
+# first message) costs a day of storage, not the pack's conversation_days: it holds nothing of theirs.
+FIRST_CONTACT_TTL_S = 24 * 3600  # where sessions saved by earlier versions kept the latest ids
 
 # Queue, then take the lock when first in line. On success it also returns what the turn needs
 # (the cached reply of this message, if any, and the session), saving two round trips.
@@ -187,10 +190,15 @@ class ConversationStore:
         *,
         session_ttl_s: int,
         pipeline: PipelinedRedis | None = None,
+        said_nothing: Callable[[dict], bool] = lambda session: False,
+        first_contact_ttl_s: int = FIRST_CONTACT_TTL_S,
     ):
         self.redis = client
         self.sealer = sealer
         self.session_ttl_s = session_ttl_s
+        # said_nothing(session): nothing in it was answered yet (the dialog knows; ApplicationDialog.said_nothing).
+        self.said_nothing = said_nothing
+        self.first_contact_ttl_s = min(first_contact_ttl_s, session_ttl_s)
         script = (lambda body: pipeline.script(body)) if pipeline is not None else client.register_script
         self._acquire = script(_ACQUIRE)
         self._leave = script(_LEAVE)
@@ -266,9 +274,10 @@ class ConversationStore:
         sealed_effects = [self._seal_effect(turn.openid, e) for e in effects]
         if sealed_effects:
             await self.redis.zadd(PENDING_EFFECTS, {turn.openid: at})
+        ttl_s = self.first_contact_ttl_s if self.said_nothing(session) else self.session_ttl_s
         ok = await self._save(
             keys=self._turn_keys(turn),
-            args=[turn.token, sealed_session, self.session_ttl_s, *self._remembered(turn, reply), *sealed_effects],
+            args=[turn.token, sealed_session, ttl_s, *self._remembered(turn, reply), *sealed_effects],
         )
         if ok != 1:
             raise LostLock(turn.openid)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from integrations.redis_connection import RedisClient
-from integrations.sealing import Sealer
+from integrations.sealing import Sealer, SealError
 
 ASK_TTL_S = 14 * 24 * 3600
 
@@ -31,16 +31,29 @@ class FeedbackStore:
         """Remember that we asked this openid to rate this service (once per application and service)."""
         if not await self.redis.set(asked_key(app_id, service), 1, nx=True, ex=400 * 86400):
             return False
-        await self.redis.set(_pending(openid), json.dumps({"app_id": app_id, "service": service, "stage": "score"}), ex=ASK_TTL_S)
+        await self._set_pending(openid, {"app_id": app_id, "service": service, "stage": "score"})
         return True
 
+    async def _set_pending(self, openid: str, pending: dict[str, Any]) -> None:
+        # Sealed: under a key named by the openid, the application and its service would say who applied for what.
+        key = _pending(openid)
+        await self.redis.set(key, self.sealer.seal(json.dumps(pending).encode(), key), ex=ASK_TTL_S)
+
     async def pending(self, openid: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(_pending(openid))
-        return None if raw is None else json.loads(raw)
+        key = _pending(openid)
+        raw = await self.redis.get(key)
+        if raw is None:
+            return None
+        if raw.startswith(b"{"):  # asked before these were sealed (at most ASK_TTL_S ago)
+            return json.loads(raw)
+        try:
+            return json.loads(self.sealer.open(raw, key))
+        except SealError:
+            return None
 
     async def record_score(self, openid: str, pending: dict[str, Any], score: int) -> None:
         await self.redis.hincrby("rating:{report}:counts", f"{pending['service']}:{score}", 1)
-        await self.redis.set(_pending(openid), json.dumps({**pending, "stage": "comment", "score": score}), ex=ASK_TTL_S)
+        await self._set_pending(openid, {**pending, "stage": "comment", "score": score})
 
     async def record_comment(self, openid: str, pending: dict[str, Any], comment: str) -> None:
         if comment:

@@ -1,7 +1,7 @@
 """A durable queue of messages pushed to citizens through WeChat (status changes, reminders).
 
-Each message is a hash `push:{queue}:msg:<key>` whose openid and text are sealed (bound to that
-key name); a sorted set of due times says when to send it. A worker claims due messages with one
+Each message is a hash `push:{queue}:msg:<stored key>` (keyed digests: `stored_key`) whose openid and
+text are sealed (bound to that key name); a sorted set of due times says when to send it. A worker claims due messages with one
 script that moves them to an in-flight set with a deadline, so each is sent by one worker; a
 claim not acknowledged by its deadline (the worker died) is put back in the queue. Sending goes
 through WeChatApi.send with the message's key, which is at most once, so a message that was
@@ -111,6 +111,7 @@ return 1
 
 
 def message_key(key: str) -> str:
+    """`key` is a stored key (PushQueue.stored_key), never the caller's: those name the openid and the application."""
     return f"push:{{queue}}:msg:{key}"
 
 
@@ -163,14 +164,21 @@ class PushQueue:
     ) -> bool:
         """Queue a message once per key; False when that key is already queued, sent or failed.
         `notice` ({"kind", "values"}): its form outside the 48-hour window (integrations/wechat_notice.py)."""
-        mkey = message_key(key)
+        stored = await self.stored_key(openid, key)
+        mkey = message_key(stored)
         due_at = max(self.clock(), not_before or 0.0)
-        message: dict[str, Any] = {"openid": openid, "text": text}
+        message: dict[str, Any] = {"openid": openid, "text": text, "key": key}
         if notice:
             message["notice"] = notice
         sealed = self.sealer.seal(json.dumps(message, ensure_ascii=False).encode(), mkey)
         kind = (notice or {}).get("kind", "text")
-        return await self._enqueue(keys=[mkey, DUE], args=[sealed, key, due_at, kind]) == 1
+        return await self._enqueue(keys=[mkey, DUE], args=[sealed, stored, due_at, kind]) == 1
+
+    async def stored_key(self, openid: str, key: str) -> str:
+        """What a message is kept under (its hash's name, its member in the queue, its sent marker): keyed
+        digests of the recipient and of the caller's key, which names the openid, the application and the
+        service or reminder, so Redis does not say who was told what. Recipient first: erasure finds them."""
+        return f"{await self._hmac('to:' + openid)}.{await self._hmac('key:' + key)}"
 
     # -- the 48-hour window ---------------------------------------------------------------------------
     async def seen(self, openid: str, *, at: float | None = None) -> None:
@@ -194,11 +202,15 @@ class PushQueue:
             await self.redis.hincrby(name, "sent", parts)
 
     async def _digest(self, openid: str) -> str:
+        return await self._hmac(openid)
+
+    async def _hmac(self, text: str) -> str:
         if self._pepper is None:
-            # Made once, kept sealed in Redis, shared by workers, so the key names an openid no reader can tell.
+            # Made once, kept sealed in Redis, shared by workers and operator commands, so a key name
+            # says nothing a reader of Redis can tell.
             await self.redis.set(PEPPER, self.sealer.seal(os.urandom(32), PEPPER), nx=True)
             self._pepper = self.sealer.open(await self.redis.get(PEPPER), PEPPER)
-        return hmac.new(self._pepper, openid.encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.new(self._pepper, text.encode(), hashlib.sha256).hexdigest()[:32]
 
     # -- operators ------------------------------------------------------------------------------------
     async def resend(self, key: str) -> bool:
@@ -245,14 +257,16 @@ class PushQueue:
             if not fields:
                 continue
             try:
-                to = json.loads(self.sealer.open(fields["blob"], message_key(key)))["openid"]
+                message = json.loads(self.sealer.open(fields["blob"], message_key(key)))
             except (KeyError, SealError):
-                to = ""
+                message = {}
+            to = message.get("openid", "")
             openid = mask_openid(to) if to else "?"
+            said = message.get("key", "")  # what the caller named it (application, service, openid)
             out.append(
                 {
                     "id": failed_id(key),
-                    "key": key.replace(to, openid) if to else key,
+                    "key": said.replace(to, openid) if to and said else "?",
                     "openid": openid,
                     "kind": fields.get("kind", b"text").decode(),
                     "errcode": int(fields.get("errcode", b"0")),
@@ -271,14 +285,16 @@ class PushQueue:
             key = raw.decode()
             blob = await self.redis.hget(message_key(key), "blob")
             try:
-                to = json.loads(self.sealer.open(blob, message_key(key)))["openid"] if blob else None
+                message = json.loads(self.sealer.open(blob, message_key(key))) if blob else {}
             except SealError:
                 continue
             # ZREM first: a message a worker has claimed meanwhile is no longer ours to drop.
-            if to == openid and not keep(key) and await self.redis.zrem(DUE, key):
+            if message.get("openid") == openid and not keep(message.get("key", key)) and await self.redis.zrem(DUE, key):
                 dropped += await self.redis.delete(message_key(key))
-        pattern = message_key("*:" + "".join("\\" + c if c in "*?[]\\" else c for c in openid))
-        async for name in self.redis.scan_iter(match=pattern, count=500):
+        to = (await self.stored_key(openid, "")).partition(".")[0]
+        # Messages queued before stored keys were digests were named `<caller's key>:<openid>`.
+        legacy = message_key("*:" + "".join("\\" + c if c in "*?[]\\" else c for c in openid))
+        async for name in _scan_each(self.redis, [message_key(to + ".*"), legacy]):
             key = name.decode().removeprefix(message_key(""))
             if await self.redis.hget(name, "state") in (b"sent", b"failed"):
                 await self.redis.zrem(FAILED, key)
@@ -368,6 +384,12 @@ async def push_forever(queue: PushQueue, *, interval_s: float = 1.0, limit: int 
             counts = {}
         if sum(counts.values()) < limit and not _stopping():  # a full round: more are due, go on at once
             await asyncio.sleep(interval_s)
+
+
+async def _scan_each(redis: RedisClient, patterns: list[str]):
+    for pattern in patterns:
+        async for name in redis.scan_iter(match=pattern, count=500):
+            yield name
 
 
 def _stopping() -> bool:

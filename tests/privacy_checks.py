@@ -224,3 +224,16 @@ async def opened_contents(client, sealer) -> list[tuple[str, str]]:
                 except (SealError, IndexError):
                     pass
     return out
+
+
+async def linkage_in_redis(client, openid: str, about: list[str]) -> list[str]:
+    """Every key whose name or clear values name the openid together with any of `about` (an application
+    id, a service, a reminder): who applied for what, readable without the data key. Key names count
+    (hash fields and sorted-set members too); sealed values do not contain the text they hide."""
+    found = []
+    for key, value in await redis_contents(client):
+        name = key.decode(errors="replace")
+        text = name + "\n" + value.decode(errors="replace")
+        if openid in text:
+            found += [f"{name}: {openid} with {word}" for word in about if word in text]
+    return found

@@ -226,7 +226,11 @@ class BotServe:
 
     async def metric(self, name: str) -> float:
         """The sum of one Prometheus metric's samples (all labels) on /metrics."""
-        async with aiohttp.ClientSession() as http, http.get(self.url + "/metrics") as r:
+        # On a real account (any real-account signal) /metrics needs BOT_ADMIN_TOKEN.
+        token = self.env.get("BOT_ADMIN_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with aiohttp.ClientSession() as http, http.get(self.url + "/metrics", headers=headers) as r:
+            assert r.status == 200, f"/metrics answered {r.status}"
             text = await r.text()
         total = 0.0
         for line in text.splitlines():

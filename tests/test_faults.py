@@ -316,6 +316,7 @@ def bot_env(redis_url: str, intake: FakeIntake) -> dict[str, str]:
         INTAKE_URL=intake.url,
         INTAKE_SECRET=INTAKE_SECRET,
         BOT_DATA_KEY=DATA_KEY,
+        BOT_ADMIN_TOKEN="fault-operator-" + "t" * 24,  # a real account: /metrics needs it
     )
 
 

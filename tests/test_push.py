@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from integrations.push import CLAIM_S, GIVE_UP_S, PushQueue, backoff_s, failed_id, push_forever
+from integrations.push import CLAIM_S, GIVE_UP_S, PushQueue, backoff_s, failed_id, message_key, push_forever
 from integrations.sealing import Sealer
 from integrations.wechat_api import WeChatApi
 from integrations.wechat_sandbox import SANDBOX
@@ -129,7 +129,7 @@ async def test_two_workers_send_each_message_once(redis_client, redis_url, sandb
 async def test_a_claim_whose_worker_died_is_sent_after_the_deadline(queue, sandbox):
     await queue.enqueue(OPENID, "请补充材料", key="k")
     _, claimed = await queue._claim_due(now=T0, limit=10)  # a worker claims it, then dies
-    assert claimed == ["k"]
+    assert claimed == [await queue.stored_key(OPENID, "k")]
     assert await queue.send_due(now=T0 + CLAIM_S - 1) == counts()
     assert inbox(sandbox) == []
     assert await queue.send_due(now=T0 + CLAIM_S + 1) == counts(sent=1)
@@ -141,10 +141,11 @@ async def test_a_late_worker_cannot_reschedule_a_message_taken_over(queue, sandb
     old_deadline, _ = await queue._claim_due(now=T0, limit=10)
     # The claim lapses and another round sends it; the first worker's late retry changes nothing.
     assert await queue.send_due(now=T0 + CLAIM_S + 1) == counts(sent=1)
+    stored = await queue.stored_key(OPENID, "k")
     assert (
         await queue._retry(
-            keys=["push:{queue}:inflight", "push:{queue}:due", "push:{queue}:msg:k"],
-            args=["k", old_deadline, T0 + 70, -1, "late"],
+            keys=["push:{queue}:inflight", "push:{queue}:due", message_key(stored)],
+            args=[stored, old_deadline, T0 + 70, -1, "late"],
         )
         == 0
     )
@@ -156,9 +157,10 @@ async def test_unsubscribed_is_failed_and_listed_for_operators(queue, sandbox, h
     await queue.enqueue(OPENID, "通知", key="QY9:approved")
     await inject(http, sandbox, "custom", errcodes=[43004])
     assert await queue.send_due(now=T0) == counts(failed=1)
+    stored = await queue.stored_key(OPENID, "QY9:approved")
     assert await queue.failed() == [
         {
-            "id": failed_id("QY9:approved"),
+            "id": failed_id(stored),
             "key": "QY9:approved",
             "openid": "oQx7Zp…",
             "kind": "text",
@@ -194,8 +196,8 @@ async def test_messages_are_sealed_in_redis(queue, redis_client, sandbox, http):
     await inject(http, sandbox, "custom", errcodes=[-1, 43004])
     await queue.send_due(now=T0)  # one retried, one failed: both still stored
     stored = await dump(redis_client)
-    assert b"QY2:approved" in stored  # the scan does see the queue
-    for clear in (OPENID, text, "oAnotherCitizenOpenid42", "李秀英", "户口簿"):
+    assert (await queue.stored_key(OPENID, "QY2:approved")).encode() in stored  # the scan does see the queue
+    for clear in (OPENID, text, "oAnotherCitizenOpenid42", "李秀英", "户口簿", "QY2", "QY3", "approved", "materials"):
         assert clear.encode() not in stored
     assert inbox(sandbox) == []
 

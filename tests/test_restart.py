@@ -24,7 +24,7 @@ async def _say(port: int, openid: str, text: str, msg_id: int) -> str:
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["graceful", "kill-9"])
 async def test_conversation_survives_a_restart_on_the_embedded_redis(tmp_path, how):
-    bot = BotServe(tmp_path / "var", env={"WECHAT_TOKEN": "restarttoken"})  # no REDIS_URL: the embedded Redis
+    bot = BotServe(tmp_path / "var", env={"WECHAT_TOKEN": "restarttoken", "BOT_INTAKE_SANDBOX": "1"})  # the embedded Redis
     await bot.start()
     try:
         assert "请问是谁申请" in await _say(bot.port, "oRestart", "你好", 1)

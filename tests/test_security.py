@@ -71,6 +71,10 @@ ALLOWED = {
         "bot/settings.py",
         "self.wechat_token == DEFAULT_DEV_TOKEN",
     ): "configuration against the public development token at start-up; no request data",
+    (
+        "bot/settings.py",
+        "self.wechat_token not in DEVELOPMENT_TOKENS",
+    ): "configuration against the public development and sample tokens at start-up; no request data",
     ("integrations/wechat_api.py", "errcode in TOKEN_INVALID"): "WeChat's public error codes (40001, 42001, 40014), not a token",
 }
 
@@ -415,6 +419,12 @@ def test_settings_for_a_real_account():
     assert not Settings.from_env(
         {"WECHAT_TOKEN": "t0ken", "WECHAT_APPID": "wx1", "WECHAT_ENCODING_AES_KEY": "k" * 43}
     ).simulator_enabled
+    # A trial of the intake sandbox on an account without AppSecret: its status events are not signed with the
+    # public sandbox secret (anyone could tell a real citizen their application was refused).
+    trial = Settings.from_env(
+        {"WECHAT_TOKEN": "t0ken", "WECHAT_APPID": "wx1", "WECHAT_ENCODING_AES_KEY": "k" * 43, "BOT_INTAKE_SANDBOX": "1"}
+    )
+    assert trial.intake_sandbox_enabled and intake_secret(trial) != SANDBOX_INTAKE_SECRET
     with pytest.raises(ValueError, match="BOT_ADMIN_TOKEN must be at least"):
         Settings.from_env({**env, "BOT_ADMIN_TOKEN": "short"}).validate()
     with pytest.raises(ValueError, match="development WECHAT_TOKEN"):
@@ -568,6 +578,27 @@ async def test_a_stranger_cannot_grow_a_session_without_bound(bot, protocol, red
         assert (await bot.post("/wechat", params=query, data=body)).status == 400
 
 
+async def test_a_first_message_costs_a_day_of_storage_until_something_is_answered(bot, protocol, redis_client):
+    """Every new openid's greeting used to be kept for the pack's 30 days, answered or not."""
+    day = 86400
+    full = bot.server.app[SERVICES].pack.conversation_days * 86400
+    ttl = lambda openid: redis_client.ttl(f"u:{{{openid}}}:conversation")  # noqa: E731
+    stranger = WeChatUser(bot, "oStrangerOnce", protocol)
+    for said in ("你好", "低保怎么办", "？？"):  # a greeting, a question, nonsense: nothing answered
+        await stranger.say(said)
+        assert 0 < await ttl("oStrangerOnce") <= day < full
+    await stranger.event("subscribe")
+    assert 0 < await ttl("oStrangerOnce") <= day
+    await stranger.say("2")  # the first answer (someone applies for a family member): kept the full time
+    assert await ttl("oStrangerOnce") > full - 60
+    photos = WeChatUser(bot, "oPhotoFirst", protocol)
+    await photos.say("你好")
+    await photos.post_xml(photos.xml(msg_type="image", media_id="m-early", pic_url="http://x/" + "p" * 8000, msg_id=next(_ids)))
+    session = await bot.server.app[SERVICES].store.load("oPhotoFirst")
+    assert session["data"]["unassigned_photos"] == [{"media_id": "m-early"}]  # kept (PicUrl not at all): theirs
+    assert await ttl("oPhotoFirst") > full - 60
+
+
 async def test_a_body_dribbled_byte_by_byte_is_dropped(settings, clock, protocol):
     client = await start_client(settings.with_(body_read_timeout_s=1.0), clock)
     try:
@@ -587,6 +618,36 @@ async def test_a_body_dribbled_byte_by_byte_is_dropped(settings, clock, protocol
         assert answer.startswith(b"HTTP/1.1 408"), answer
     finally:
         await client.close()
+
+
+async def test_headers_dribbled_byte_by_byte_are_cut_off_by_the_real_server(tmp_path, redis_url):
+    """`bot serve` kept a connection whose headers arrived a byte at a time for aiohttp's 75 s keep-alive."""
+    from tests.processes import BotServe
+
+    limit_s = 10  # Settings.idle_timeout_s
+    serve = BotServe(tmp_path / "var", env={"REDIS_URL": redis_url, "BOT_DATA_KEY": TEST_DATA_KEY})
+    await serve.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", serve.port)
+        writer.write(b"POST /wechat?signature=x&timestamp=1&nonce=1 HTTP/1.1\r\nHost: x\r\n")
+        started, closed_after = time.monotonic(), None
+        while time.monotonic() - started < limit_s + 5:
+            writer.write(b"X-Slow: a\r\n")  # a header line every 0.25 s: never a whole request
+            try:
+                await writer.drain()
+                if await asyncio.wait_for(reader.read(100), 0.25) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+            except TimeoutError:
+                continue
+            except ConnectionError:
+                closed_after = time.monotonic() - started
+                break
+        writer.close()
+        assert closed_after is not None and closed_after <= limit_s + 1, closed_after
+        assert await serve.healthy()
+    finally:
+        serve.stop()
 
 
 async def test_a_clock_far_from_wechats_is_said_loudly_and_shown_in_metrics(bot, protocol, caplog):
@@ -624,8 +685,6 @@ async def test_who_applied_for_what_is_not_readable_in_redis(bot, settings, prot
     assert "需补交病历" in await mother.say("进度")  # the citizen still reads it
     naming = [k.decode() async for k in redis_client.scan_iter(match="*oLinkage*")]
     assert not [k for k in naming if k.startswith("viewer:")], naming
-    # (Still named by openid: her sealed conversation, and the push queue's message keys, whose event ids
-    # name the application and service: the next round of issue 13, item 5.)
     for key in [k async for k in redis_client.scan_iter(match=f"app:{{{ref}}}:*")]:
         kind = await redis_client.type(key)
         raw = (
@@ -636,3 +695,128 @@ async def test_who_applied_for_what_is_not_readable_in_redis(bot, settings, prot
             else await redis_client.get(key) or b""
         )
         assert note.encode() not in raw and "需补交病历".encode() not in raw, key
+
+
+async def test_no_key_name_or_clear_value_links_an_openid_to_an_application_or_service(
+    bot, settings, clock, protocol, redis_client
+):
+    """The push queue's keys (`<event id>:<openid>`, `assess:<id>:3d:<openid>`, `<id>:delivery_failed:<openid>`)
+    and the pending rating (`rating:{openid}:pending` = {app_id, service}) said in clear who was told what
+    about which application: now keyed digests and a sealed value."""
+    from bot.app import send_due_reminders
+    from tests.privacy_checks import linkage_in_redis
+
+    mother = WeChatUser(bot, "oLinked", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    father = WeChatUser(bot, "oLinkedFather", protocol)
+    assert "绑定成功" in await father.say(f"绑定 {await _code(mother)}")  # he follows it: told too
+    services = bot.server.app[SERVICES]
+    for n, status in enumerate(("accepted", "materials_missing", "approved")):
+        event = {"event_id": f"{ref}-{n}", "application_id": ref, "service": "nursing_subsidy", "status": status, "note": ""}
+        body = encode_body(event)
+        headers = signed_headers(intake_secret(settings), body, event["event_id"], time.time())
+        assert (await bot.post("/intake/events", data=body, headers=headers)).status == 200
+    assert await services.feedback.pending("oLinked") is not None  # asked to rate the finished service
+    clock.advance(30 * 86400)  # every reminder (the assessment's) is due
+    assert await send_due_reminders(services) >= 1
+    await services.notifier.on_rejected(ref, "422: refused by the intake")  # a delivery refused: its own push
+    assert await services.push.pending() >= 5
+    about = [ref, "nursing_subsidy", "disability_certificate", "assess:", "rate:", "delivery_failed"]
+    for openid in ("oLinked", "oLinkedFather"):
+        assert await linkage_in_redis(redis_client, openid, about) == []
+
+
+# -- issue 13, item 4: exposure by configuration (real `bot serve` processes) ------------------------------
+REAL_AES_KEY = "Rk9vQmFyQmF6UXV4Q29yZ2VHcmF1bHRHYXJwbHlXYWxk"[:43]
+NO_SECRET = {  # AppID and AES key, no AppSecret, a real intake: replies work, pushes cannot
+    "WECHAT_APPID": "wx5f1e0c2b9a7d3e41",
+    "WECHAT_TOKEN": "county-token-4f9a",
+    "WECHAT_ENCODING_AES_KEY": REAL_AES_KEY,
+    "INTAKE_URL": "http://127.0.0.1:9/intake",
+    "INTAKE_SECRET": "county-intake-secret",
+    "BOT_DATA_KEY": TEST_DATA_KEY,
+}
+EXPOSED = ["/metrics", "/sandbox/wechat/inbox/oSomeone", "/sandbox/wechat/cgi-bin/token", "/sandbox/intake/", "/simulator"]
+
+
+async def _statuses(base: str, paths: list[str]) -> dict[str, int]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        out = {}
+        for path in paths:
+            async with http.get(base + path) as r:
+                out[path] = r.status
+        return out
+
+
+def _warnings(serve) -> list[str]:
+    return [line for line in serve.log_tail(20000).splitlines() if " WARNING " in line]
+
+
+async def test_a_real_appid_and_aes_key_without_appsecret_close_metrics_and_every_sandbox(tmp_path, redis_url):
+    """Without an AppSecret the bot used to think itself in development: /metrics was open and the WeChat
+    sandbox served every citizen's status pushes at /sandbox/wechat/inbox/<openid>."""
+    from tests.processes import BotServe
+
+    serve = BotServe(tmp_path / "var", env={**NO_SECRET, "REDIS_URL": redis_url, "BOT_SIMULATOR": ""})
+    await serve.start()
+    try:
+        assert await _statuses(serve.url, EXPOSED) == dict.fromkeys(EXPOSED, 404)
+    finally:
+        serve.stop()
+    assert any("no WECHAT_APPSECRET" in line for line in _warnings(serve)), serve.log_tail()
+
+
+async def test_each_opening_on_a_real_account_is_asked_for_by_name_and_said_at_warning(tmp_path, redis_url):
+    from tests.processes import BotServe
+
+    trial = {
+        **NO_SECRET,
+        "WECHAT_TOKEN": "devtoken",
+        "REDIS_URL": redis_url,
+        "BOT_SIMULATOR": "1",
+        "BOT_WECHAT_SANDBOX": "1",
+        "BOT_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
+    serve = BotServe(tmp_path / "var", env=trial)
+    await serve.start()
+    try:
+        statuses = await _statuses(serve.url, EXPOSED)
+        assert statuses == {**dict.fromkeys(EXPOSED, 200), "/metrics": 401, "/sandbox/intake/": 404}, statuses
+    finally:
+        serve.stop()
+    warned = "\n".join(_warnings(serve))
+    assert "BOT_SIMULATOR=1 on a real account (WECHAT_APPID, WECHAT_ENCODING_AES_KEY, INTAKE_URL)" in warned, warned
+    assert "BOT_WECHAT_SANDBOX=1 on a real account" in warned and "/sandbox/wechat/inbox/" in warned
+
+
+def test_the_simulator_never_hands_out_a_token_that_is_not_a_development_one(tmp_path, redis_url):
+    """BOT_SIMULATOR=1 with real credentials gave the real WECHAT_TOKEN to any browser at /simulator/config."""
+    from tests.test_foundations import bot, refused
+
+    real = {
+        "WECHAT_APPID": "wx5f1e0c2b9a7d3e41",
+        "WECHAT_APPSECRET": "county-app-secret",
+        "WECHAT_TOKEN": "county-token-4f9a",
+        "WECHAT_ENCODING_AES_KEY": REAL_AES_KEY,
+        "INTAKE_URL": "http://127.0.0.1:9/intake",
+        "INTAKE_SECRET": "county-intake-secret",
+        "BOT_DATA_KEY": TEST_DATA_KEY,
+        "REDIS_URL": redis_url,
+        "BOT_VAR_DIR": str(tmp_path / "var"),
+    }
+    for env in (real, {k: v for k, v in real.items() if not k.startswith("WECHAT_APP")}):
+        line = refused(bot(["serve"], {**env, "BOT_SIMULATOR": "1"}), "BOT_SIMULATOR")
+        assert "county-token" not in line
+
+
+async def test_plain_mode_on_a_real_account_is_a_warning_at_every_start(tmp_path, redis_url):
+    from tests.processes import BotServe
+
+    plain = {k: v for k, v in NO_SECRET.items() if k != "WECHAT_ENCODING_AES_KEY"}
+    serve = BotServe(tmp_path / "var", env={**plain, "WECHAT_APPSECRET": "county-app-secret", "REDIS_URL": redis_url})
+    await serve.start()
+    serve.stop()
+    plain_mode = [line for line in _warnings(serve) if "plain mode on a real account" in line]
+    assert len(plain_mode) == 1 and "WECHAT_ENCODING_AES_KEY" in plain_mode[0], serve.log_tail()
