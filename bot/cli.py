@@ -100,7 +100,8 @@ def _operator_commands(sub) -> None:
     announce.add_argument("--place")
     move = sessions.add_parser("move", help="move a session to another day and tell everyone booked")
     move.add_argument("date")
-    move.add_argument("new_date")
+    move.add_argument("new_date", nargs="?")
+    move.add_argument("--undo", action="store_true", help="put back the recorded move away from DATE")
     outbox = sub.add_parser("outbox", help="applications on their way to the intake system").add_subparsers(
         dest="action", required=True
     )
@@ -139,6 +140,10 @@ async def _operate(settings: Settings, args) -> int:
                 op.write(await op.roster(s, args.date, args.format, args.out))
             elif args.action == "announce":
                 op.write(await op.announce_mental(s, args.date, args.period, args.place))
+            elif args.undo:
+                op.write(await op.undo_move(s, args.date))
+            elif args.new_date is None:
+                raise op.OperatorError("bot sessions move DATE NEW_DATE (or DATE --undo)")
             else:
                 op.write(await op.move_session(s, args.date, args.new_date))
         elif args.command == "outbox":

@@ -27,6 +27,12 @@ RATE_AFTER = FINISHED - {"withdrawn"}
 PUBLICITY = {"publicity_started", "publicity_ended"}
 
 
+def assessment_reminder_id(app_id: str, session_date: str, days_before: int) -> str:
+    """Named by the session's day too: after a move the new day's reminders are new ones, so the push
+    queue (which sends each key once) does not take them for those already sent for the old day."""
+    return f"assess:{app_id}:{session_date}:{days_before}d"
+
+
 def _at(day: date, hhmm: str) -> float:
     h, m = (int(x) for x in hhmm.split(":"))
     return datetime.combine(day, time(h, m), tzinfo=CHINA).timestamp()
@@ -136,16 +142,22 @@ class Notifier:
     # -- reminders ----------------------------------------------------------------------------------
     async def schedule_assessment_reminders(self, app_id: str, appointment: dict[str, Any], materials: list[str]) -> None:
         day = date.fromisoformat(appointment["session_date"])
-        for rule in self.pack.raw.get("reminders", {}).get("before_assessment", []):
+        for rule in self._before_assessment():
+            when = _at(day - timedelta(days=int(rule["days"])), rule["at"])
+            if when <= self.clock.time():
+                continue  # a session moved close: a reminder for a moment already past would arrive late
             await self.reminders.schedule(
-                f"assess:{app_id}:{rule['days']}d",
-                _at(day - timedelta(days=int(rule["days"])), rule["at"]),
+                assessment_reminder_id(app_id, appointment["session_date"], int(rule["days"])),
+                when,
                 {"kind": "assessment", "app_id": app_id, "appointment": appointment, "materials": materials},
             )
 
-    async def cancel_assessment_reminders(self, app_id: str) -> None:
-        for rule in self.pack.raw.get("reminders", {}).get("before_assessment", []):
-            await self.reminders.cancel(f"assess:{app_id}:{rule['days']}d")
+    async def cancel_assessment_reminders(self, app_id: str, session_date: str) -> None:
+        for rule in self._before_assessment():
+            await self.reminders.cancel(assessment_reminder_id(app_id, session_date, int(rule["days"])))
+
+    def _before_assessment(self) -> list[dict[str, Any]]:
+        return list(self.pack.raw.get("reminders", {}).get("before_assessment", []))
 
     async def schedule_unfinished(self, openid: str, reference: str, now: datetime) -> None:
         days = int(self.pack.raw.get("reminders", {}).get("unfinished_after_days", 3))
@@ -177,10 +189,18 @@ class Notifier:
         return []
 
     # -- operators ------------------------------------------------------------------------------------
-    async def announce(self, app_id: str, appointment: dict[str, Any], *, kind: str, old: str | None = None) -> None:
+    async def announce(
+        self, app_id: str, appointment: dict[str, Any], *, kind: str, old: str | None = None, notice: str = ""
+    ) -> None:
+        """Tell everyone who may see the application of its (new) session; `notice` tells one move from
+        another to the same day (moved, undone, moved again), so each is pushed once."""
+        before = await self.registry.meta(app_id)
+        if before is None:
+            return
         meta = await self.registry.update_meta(app_id, appointment=appointment)
         if meta is None:
             return
+        previous = (before.get("appointment") or {}).get("session_date")
         day = date.fromisoformat(appointment["session_date"])
         # What is counted from the assessment (the certificate's month) now follows this session.
         for service in meta.get("services", []):
@@ -201,12 +221,14 @@ class Notifier:
                 date=format_day(day), period=appointment["period"], place=appointment["place"], reference=app_id
             )
         for openid in meta["viewers"]:
-            await self.push.enqueue(openid, text, key=f"{app_id}:{kind}:{appointment['session_date']}:{openid}")
+            tag = f"{kind}:{appointment['session_date']}" + (f":{notice}" if notice else "")
+            await self.push.enqueue(openid, text, key=f"{app_id}:{tag}:{openid}")
         document = await self.outbox.get(app_id)
         materials = [
             m["name"] for m in (document or {}).get("materials", []) if m["service"] and "disability_certificate" in m["service"]
         ]
-        await self.cancel_assessment_reminders(app_id)
+        if previous:
+            await self.cancel_assessment_reminders(app_id, previous)
         await self.schedule_assessment_reminders(app_id, appointment, materials)
 
 

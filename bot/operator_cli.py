@@ -14,7 +14,8 @@ from pathlib import Path
 
 from bot.clock import CHINA, Clock
 from bot.composition import Services
-from dialogs.assessment import monthly_sessions, session_on
+from bot.settings import OperatorError
+from dialogs.assessment import session_on, sessions_with_moves, weekday
 
 CATEGORY = {1: "视力", 2: "听力", 3: "言语", 4: "肢体", 5: "智力", 6: "精神", 7: "多重"}
 ROSTER_COLUMNS = ["申请编号", "姓名", "性别", "出生日期", "联系电话", "残疾类别", "代办人", "代办人电话", "办理事项"]
@@ -24,7 +25,7 @@ async def sessions_list(s: Services, count: int = 6) -> str:
     today = s.clock.today()
     capacity = int(s.pack.assessment.get("capacity", 0))
     lines = ["date,scheduled,period,place,booked,capacity"]
-    for session in monthly_sessions(s.pack, s.calendar, today - timedelta(days=1), count):
+    for session in sessions_with_moves(s.pack, s.calendar, today - timedelta(days=1), count, await s.book.moves()):
         booked = len(await s.book.holders(session.key))
         lines.append(f"{session.key},{session.scheduled},{session.period},{session.place},{booked},{capacity}")
     lines.append(f"mental waiting list,,,,{len(await s.book.waitlist('mental'))},")
@@ -98,7 +99,66 @@ async def announce_mental(s: Services, day: str, period: str | None, place: str 
     return f"announced {day} to {told} applicants\n"
 
 
+def _operator_day(text: str, what: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise OperatorError(f"{what} must be a real date like 2027-02-11, not {text[:30]!r}") from None
+
+
 async def move_session(s: Services, day: str, new_day: str) -> str:
+    """Move everyone booked on `day` to `new_day`, validated first; journalled (so running it again
+    after an interruption finishes it, and `--undo` can put it back)."""
+    old_d, new_d = _operator_day(day, "the session's date"), _operator_day(new_day, "the new date")
+    today = s.clock.today()
+    day, new_day = old_d.isoformat(), new_d.isoformat()
+    entry = await s.book.move_of(day)
+    if entry is not None and entry["new"] == new_day and not entry["done"]:
+        holders = entry["holders"]  # an interrupted move: finish it
+    else:
+        if new_d == old_d:
+            raise OperatorError("the new date is the session's date")
+        if new_d < today or old_d < today:
+            raise OperatorError(f"{min(old_d, new_d)} is in the past (today is {today})")
+        if not s.calendar.is_workday(new_d):
+            raise OperatorError(f"{new_day} is not a working day ({weekday(new_d)}, or a public holiday)")
+        if new_day in await s.book.moves():
+            raise OperatorError(f"{new_day} was moved away from itself; choose another day")
+        holders = await s.book.holders(day)
+        if not holders:
+            raise OperatorError(f"nobody is booked on {day}")
+        await s.book.record_move(day, new_day, holders, s.clock.now().isoformat(timespec="seconds"))
+        entry = await s.book.move_of(day)
+    assert entry is not None
+    moved = await _move_holders(s, day, new_day, holders, notice=entry["at"])
+    await s.book.finish_move(day)
+    # An earlier move onto `day` now ends on `new_day`: that session is held there.
+    for earlier, target in (await s.book.moves()).items():
+        if target == day and earlier != day:
+            prior = await s.book.move_of(earlier)
+            if prior is not None:
+                await s.book.record_move(earlier, new_day, prior["holders"], prior["at"])
+                await s.book.finish_move(earlier)
+    return f"moved {moved} bookings from {day} to {new_day}\n"
+
+
+async def undo_move(s: Services, day: str) -> str:
+    """Put back the move away from `day`: whoever it moved and is still booked on the new day."""
+    old_d = _operator_day(day, "the session's date")
+    day = old_d.isoformat()
+    entry = await s.book.move_of(day)
+    if entry is None:
+        raise OperatorError(f"no move away from {day} is recorded")
+    if old_d < s.clock.today():
+        raise OperatorError(f"{day} is in the past (today is {s.clock.today()})")
+    still = set(await s.book.holders(entry["new"]))
+    holders = [h for h in entry["holders"] if h in still]
+    moved = await _move_holders(s, entry["new"], day, holders, notice=f"undo-{entry['at']}")
+    await s.book.forget_move(day)
+    return f"moved {moved} bookings back from {entry['new']} to {day}\n"
+
+
+async def _move_holders(s: Services, day: str, new_day: str, holders: list[str], *, notice: str) -> int:
     old = session_on(s.pack, s.calendar, date.fromisoformat(day))
     a = s.pack.assessment
     appointment = {
@@ -108,12 +168,13 @@ async def move_session(s: Services, day: str, new_day: str) -> str:
         "kind": "monthly_session",
     }
     moved = 0
-    for holder in await s.book.holders(day):
-        await s.book.reserve(new_day, holder, 10**6)  # a moved session keeps everyone, whatever the capacity
-        await s.book.release(day, holder)
-        await s.notifier.announce(holder, appointment, kind="moved", old=day)
+    for holder in holders:
+        meta = await s.registry.meta(holder)
+        if meta is not None and (meta.get("appointment") or {}).get("session_date") != new_day:
+            await s.notifier.announce(holder, appointment, kind="moved", old=day, notice=notice)
+        await s.book.transfer(day, new_day, holder)
         moved += 1
-    return f"moved {moved} bookings from {day} to {new_day}\n"
+    return moved
 
 
 async def send_due(s: Services) -> str:
