@@ -16,7 +16,7 @@ from dialogs.assessment import format_day
 from dialogs.deadlines import expected_after_acceptance, expected_from_session
 from dialogs.pack import Pack
 from dialogs.workdays import WorkCalendar
-from integrations.applications import FINISHED, ApplicationRegistry
+from integrations.applications import FINISHED, ApplicationRegistry, BadEvent, StatusConflict, allowed_before
 from integrations.feedback import FeedbackStore
 from integrations.reminders import Push, Reminders
 
@@ -25,6 +25,7 @@ CHINA = ZoneInfo("Asia/Shanghai")
 # These statuses finish a service: the citizen is asked to rate it (not for a withdrawal).
 RATE_AFTER = FINISHED - {"withdrawn"}
 PUBLICITY = {"publicity_started", "publicity_ended"}
+FUTURE_TOLERANCE_S = 300  # the intake's clock and ours may differ a little, as in the signature's window
 
 
 def assessment_reminder_id(app_id: str, session_date: str, days_before: int) -> str:
@@ -99,16 +100,41 @@ class Notifier:
             await self.push.enqueue(openid, text, key=f"{app_id}:delivery_failed:{openid}")
 
     async def on_status_event(self, app_id: str, event: dict[str, Any]) -> bool:
-        """Apply an intake event and tell everyone allowed to see the application. False: seen before."""
+        """Apply an intake event and tell everyone allowed to see the application. False: seen before.
+        StatusConflict when it contradicts what we know: recorded for operators, the citizen not told."""
         meta = await self.registry.meta(app_id)
         if meta is None:
             return False
         service = event["service"]
-        if event["status"] in PUBLICITY and meta.get("publicity", {}).get(service) is False:
-            # Minors and 精神 applicants are not publicly posted: an event saying otherwise is recorded, not announced.
-            log.warning("publicity event for an application exempt from publicity: %s", app_id)
-            return await self.registry.apply_event(app_id, event)
-        if not await self.registry.apply_event(app_id, event, expected=await self._expected_after(app_id, event)):
+        if event.get("at"):
+            at = datetime.fromisoformat(event["at"])
+            if (at if at.tzinfo else at.replace(tzinfo=CHINA)).timestamp() > self.clock.time() + FUTURE_TOLERANCE_S:
+                raise BadEvent("at is in the future")
+        try:
+            if service not in meta["services"]:
+                raise StatusConflict("service_not_applied")
+            if event["status"] in PUBLICITY and meta.get("publicity", {}).get(service) is False:
+                # Minors and 精神 applicants are not publicly posted (the pack's publicity rule).
+                raise StatusConflict("exempt_from_publicity")
+            expected = await self._expected_after(app_id, event)
+            try:
+                applied = await self.registry.apply_event(
+                    app_id, event, expected=expected, allowed_from=allowed_before(event["status"])
+                )
+            except StatusConflict:
+                now_status = (await self.registry.status(app_id)).get(service, {}).get("status")
+                raise StatusConflict("after_withdrawal" if now_status == "withdrawn" else "regression") from None
+        except StatusConflict as conflict:
+            await self.registry.record_conflict(app_id, event, conflict.reason, self.clock.time())
+            log.warning(
+                "intake event %s conflicts with the application (%s): %s %s, left to operators",
+                event["event_id"],
+                conflict.reason,
+                service,
+                event["status"],
+            )
+            raise
+        if not applied:
             return False
         label = self.words["labels"].get(event["status"], event["status"])
         text = self.words["push_status"].format(
@@ -117,13 +143,13 @@ class Notifier:
             label=label,
             note=self.words["note"].format(note=event["note"]) if event.get("note") else "",
         )
-        for openid in meta["viewers"]:
-            await self.push.enqueue(openid, text, key=f"{event['event_id']}:{openid}")
-        if event["status"] in RATE_AFTER and meta["viewers"]:
-            applicant_side = meta["viewers"][0]
-            if await self.feedback.ask(applicant_side, app_id, service):
-                ask = self.words["rating_ask"].format(service=self.pack.services[service].short)
-                await self.push.enqueue(applicant_side, ask, key=f"{app_id}:rate:{service}")
+        ask = ""
+        if event["status"] in RATE_AFTER and meta["viewers"] and await self.feedback.ask(meta["viewers"][0], app_id, service):
+            ask = self.words["rating_ask"].format(service=self.pack.services[service].short)
+        for i, openid in enumerate(meta["viewers"]):
+            # The request to rate rides in the result's own message: it can never arrive before it.
+            message = f"{text}\n{ask}" if ask and i == 0 else text
+            await self.push.enqueue(openid, message, key=f"{event['event_id']}:{openid}")
         await self.registry.expire_if_finished(app_id)  # the final result: kept for the pack's retention from now
         return True
 
@@ -249,3 +275,16 @@ class SubmissionFollowup:
         if appointment and appointment.get("session_date"):
             materials = [m["name"] for m in document["materials"] if "disability_certificate" in m["service"]]
             await self.notifier.schedule_assessment_reminders(document["id"], appointment, materials)
+
+    async def withdrawn(self, app_id: str, services: list[str], session_date: str | None) -> None:
+        """After a citizen's withdrawal: the released session's reminders cancelled, bound family told."""
+        if session_date:
+            await self.notifier.cancel_assessment_reminders(app_id, session_date)
+        meta = await self.registry.meta(app_id)
+        if meta is None:
+            return
+        words = self.notifier.words
+        names = "、".join(self.notifier.pack.services[s].short for s in services)
+        text = words["push_withdrawn_family"].format(reference=app_id, services=names)
+        for openid in meta["viewers"][1:]:
+            await self.notifier.push.enqueue(openid, text, key=f"{app_id}:withdrawn:{'+'.join(services)}:{openid}")

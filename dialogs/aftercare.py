@@ -12,9 +12,18 @@ from typing import Any
 
 from dialogs.assessment import format_day
 from dialogs.pack import Pack
+from dialogs.turn import Ports
 from dialogs.understanding import Understanding, compact
 from dialogs.validators import ValidationError, parse_id_number
-from integrations.applications import FINISHED, PROCESSING_STARTED, ApplicationRegistry, ApplicationView
+from integrations.applications import (
+    FINISHED,
+    PROCESSING_STARTED,
+    STAGE,
+    ApplicationRegistry,
+    ApplicationView,
+    StatusConflict,
+)
+from integrations.delivery import delivered
 
 _BIND_CODE = re.compile(r"^绑定(\d{6})$")
 _BIND_ID = re.compile(r"^绑定([A-Z]{2}\d{8}[0-9A-Z]{6}|[0-9A-Za-z-]{4,40}?)(\d{17}[\dxX])$")
@@ -32,30 +41,45 @@ def _day(iso: str) -> str:
     return format_day(d)
 
 
+# The service whose assessment place, roster row and reminders go with it.
+ASSESSED_SERVICE = "disability_certificate"
+
+
 class Aftercare:
-    def __init__(self, pack: Pack, lang: Understanding, registry: ApplicationRegistry, outbox_events):
+    def __init__(self, pack: Pack, lang: Understanding, registry: ApplicationRegistry, ports: Ports):
         self.pack = pack
         self.lang = lang
         self.registry = registry
-        self.events = outbox_events
+        self.ports = ports
+        self.events = ports.outbox
         self.words = pack.status
+        self.phrases = pack.lexicon.get("after_submission", {})
 
     # -- status -----------------------------------------------------------------------------------
     async def status_text(self, openid: str, today: date) -> str | None:
         views = await self.registry.visible_to(openid)
         if not views:
             return None
-        return "\n".join(self.render(v, today) for v in views[-3:]) + "\n" + self.words["footer"]
+        rendered = [self.render(v, today, await self._intake_told(v)) for v in views[-3:]]
+        return "\n".join(rendered) + "\n" + self.words["footer"]
 
-    def render(self, view: ApplicationView, today: date) -> str:
+    async def _intake_told(self, view: ApplicationView) -> set[str]:
+        """The services whose withdrawal the intake has received (until then: 正在通知)."""
+        withdrawn = [s for s in view.meta["services"] if view.status.get(s, {}).get("status") == "withdrawn"]
+        return {s for s in withdrawn if await delivered(self.registry.redis, "event", withdrawal_event_id(view.id, s))}
+
+    def render(self, view: ApplicationView, today: date, told: set[str] | frozenset[str] = frozenset()) -> str:
         w = self.words
         lines = [w["header"].format(reference=view.id, date=_day(view.meta["submitted_at"]))]
         for service in view.meta["services"]:
             record = view.status.get(service, {"status": "submitted"})
+            label = w["labels"].get(record["status"], record["status"])
+            if record["status"] == "withdrawn" and record.get("by_citizen"):
+                label += w["withdrawn_told" if service in told else "withdrawn_telling"]
             lines.append(
                 w["line"].format(
                     service=self.pack.services[service].short,
-                    label=w["labels"].get(record["status"], record["status"]),
+                    label=label,
                     note=w["note"].format(note=record["note"]) if record.get("note") else "",
                     expected=self._expected(record, today),
                 )
@@ -76,6 +100,42 @@ class Aftercare:
         if date.fromisoformat(expected) < today:
             return self.words["overdue"]
         return self.words["expected"].format(date=_day(expected))
+
+    # -- answers and phrases after submission ---------------------------------------------------------
+    async def answer(self, text: str, openid: str, now: datetime, *, submitted: bool) -> str | None:
+        """A reply when the message answers a question asked here (回复1确认撤销) or is one of the
+        phrases about a submitted application (取消预约, 改日期, 谁能看我的申请, ...); None: not ours.
+        Nothing is read from Redis unless the words could be one of them."""
+        t = compact(text)
+        if not t or len(t) > 16:
+            return None
+        number = self.lang.number(text)
+        if len(t) <= 4 and (number in (1, 2) or self.lang.is_yes(text) or t in self.phrases.get("no", [])):
+            pending = await self.registry.take_pending_withdrawal(openid)
+            if pending is not None:
+                if number == 1 or (number is None and self.lang.is_yes(text)):
+                    return await self._confirm_withdrawal(openid, pending, now)
+                return self.words["withdraw_kept"]
+        phrase = self._phrase(t)
+        if phrase is None and not (submitted and self.lang.command(text) == "restart"):
+            return None
+        if phrase == "new_application":
+            return None  # the one way to start again after submission: the dialog's restart
+        views = await self.registry.visible_to(openid)
+        if not views and not submitted:
+            return None
+        if phrase is None:
+            return self.words["restart_after_submission"].format(reference=views[-1].id if views else "")
+        return await self._phrase_reply(phrase, views, openid, now)
+
+    def _phrase(self, t: str) -> str | None:
+        for name, words in self.phrases.items():
+            if name != "no" and any(w in t for w in words):
+                return name
+        return None
+
+    async def _phrase_reply(self, phrase: str, views: list[ApplicationView], openid: str, now: datetime) -> str | None:
+        return None
 
     # -- commands -----------------------------------------------------------------------------------
     def command(self, text: str) -> str | None:
@@ -126,33 +186,79 @@ class Aftercare:
         return self.words["bind_ok"].format(status=await self.status_text(openid, now.date()) or "")
 
     async def _withdraw(self, openid: str, text: str, now: datetime) -> str:
-        # Only the applicant side (the first viewer) may withdraw.
-        views = [v for v in await self.registry.visible_to(openid) if v.meta["viewers"][0] == openid]
-        open_ = [(v, s) for v in views for s in v.meta["services"] if v.status.get(s, {}).get("status") not in PROCESSING_STARTED]
+        """List what can be withdrawn, or ask to confirm; nothing changes before "1"."""
+        open_ = await self._withdrawable(openid)
         if not open_:
             return self.words["withdraw_none"]
         wanted = self.lang.services_in(text)
+        names = "、".join(self.pack.services[s].short for _, s in open_)
         if not wanted:
-            return self.words["withdraw_which"].format(services="、".join(self.pack.services[s].short for _, s in open_))
-        replies = []
-        for service in wanted:
-            match = [(v, s) for v, s in open_ if s == service]
-            name = self.pack.services[service].short
-            if not match:
-                replies.append(self.words["withdraw_too_late"].format(service=name))
-                continue
-            view, _ = match[-1]
+            return self.words["withdraw_which"].format(services=names)
+        chosen = [(v, s) for v, s in open_ if s in wanted]
+        late = [s for s in wanted if s not in {s for _, s in chosen}]
+        replies = [self.words["withdraw_too_late"].format(service=self.pack.services[s].short) for s in late]
+        if chosen:
+            view = chosen[-1][0]  # one application at a time: the latest that has it
+            services = [s for v, s in chosen if v.id == view.id]
+            await self.registry.ask_withdrawal(openid, view.id, services)
+            appointment = view.meta.get("appointment") or {}
+            booking = ""
+            if ASSESSED_SERVICE in services and appointment.get("session_date"):
+                booking = self.words["withdraw_confirm_booking"].format(date=_day(appointment["session_date"]))
+            replies.append(
+                self.words["withdraw_confirm"].format(
+                    services="、".join(self.pack.services[s].short for s in services), reference=view.id, booking=booking
+                )
+            )
+        return "\n".join(replies)
+
+    async def _withdrawable(self, openid: str) -> list[tuple[ApplicationView, str]]:
+        # Only the applicant side (the first viewer) may withdraw.
+        views = [v for v in await self.registry.visible_to(openid) if v.meta["viewers"][0] == openid]
+        return [(v, s) for v in views for s in v.meta["services"] if v.status.get(s, {}).get("status") not in PROCESSING_STARTED]
+
+    async def _confirm_withdrawal(self, openid: str, pending: dict[str, Any], now: datetime) -> str:
+        app_id, done, replies = pending["app_id"], [], []
+        meta = await self.registry.meta(app_id)
+        if meta is None or meta["viewers"][0] != openid:
+            return self.words["withdraw_none"]
+        may_withdraw = [s for s in STAGE if s not in PROCESSING_STARTED]
+        for service in pending["services"]:
             event = {
-                "event_id": f"{view.id}:withdraw:{service}",
-                "application_id": view.id,
-                "application_no": view.meta.get("application_no"),
+                "event_id": withdrawal_event_id(app_id, service),
+                "application_id": app_id,
+                "application_no": meta.get("application_no"),
                 "service": service,
                 "status": "withdrawn",
                 "note": "申请人撤销",
                 "at": now.isoformat(timespec="seconds"),
             }
-            await self.registry.apply_event(view.id, event)
+            try:  # atomic: the intake may have started on it since the question
+                await self.registry.apply_event(app_id, {**event, "by_citizen": True}, allowed_from=may_withdraw)
+            except StatusConflict:
+                replies.append(self.words["withdraw_too_late"].format(service=self.pack.services[service].short))
+                continue
             await self.events.submit_event(event)
-            await self.registry.expire_if_finished(view.id)
-            replies.append(self.words["withdraw_done"].format(service=name))
+            done.append(service)
+        if not done:
+            return "\n".join(replies)
+        appointment = meta.get("appointment") or {}
+        session_date = None
+        if ASSESSED_SERVICE in done:
+            # The place at the assessment goes back (and with it the hospital's roster row), as do the reminders.
+            if appointment.get("session_date"):
+                session_date = appointment["session_date"]
+                await self.ports.book.release(session_date, app_id)
+                await self.registry.update_meta(app_id, appointment=None)
+            await self.ports.book.leave_waitlist("mental", app_id)
+        if self.ports.followup:
+            await self.ports.followup.withdrawn(app_id, done, session_date)
+        await self.registry.expire_if_finished(app_id)
+        names = "、".join(self.pack.services[s].short for s in done)
+        rest = [s for s in meta["services"] if s not in done]
+        replies.append(self.words["withdraw_done" if rest else "withdraw_done_all"].format(service=names))
         return "\n".join(replies)
+
+
+def withdrawal_event_id(app_id: str, service: str) -> str:
+    return f"{app_id}:withdraw:{service}"

@@ -80,7 +80,7 @@ class ApplicationDialog:
         self.ports = ports
         self.calendar = calendar
         self.lang = Understanding(pack)
-        self.aftercare = Aftercare(pack, self.lang, registry, ports.outbox) if registry is not None else None
+        self.aftercare = Aftercare(pack, self.lang, registry, ports) if registry is not None else None  # hook: casework
         self.machine = build_machine()
         # One model, registered once: add_model costs ~0.7 ms (it wires every state onto the model).
         # Routing is synchronous (no await between setting the case and reading the state), so
@@ -136,6 +136,9 @@ class ApplicationDialog:
                 return await self._erase_or_not(confirmed, session, turn)
             # Anything else: nothing is deleted, and the message is answered as usual.
         if text and self.aftercare:
+            replied = await self.aftercare.answer(text, turn.openid, turn.now, submitted=state == FINAL)  # hook: casework
+            if replied:  # hook: casework
+                return replied  # hook: casework
             after = self.aftercare.command(text)
             if after:
                 return await self.aftercare.handle(after, text, turn.openid, turn.now)

@@ -27,6 +27,7 @@ class Outbox(Protocol):
     """Where a submitted application goes (integrations/outbox.py); idempotent by document id."""
 
     async def submit(self, document: dict[str, Any]) -> bool: ...  # False: submitted before (a retry)
+    async def submit_event(self, event: dict[str, Any]) -> bool: ...  # a citizen's withdrawal, for the intake
 
 
 class Followup(Protocol):
@@ -34,6 +35,7 @@ class Followup(Protocol):
 
     async def started(self, openid: str, reference: str, now: datetime) -> None: ...
     async def submitted(self, document: dict[str, Any], openid: str, expected: dict[str, str | None]) -> None: ...
+    async def withdrawn(self, app_id: str, services: list[str], session_date: str | None) -> None: ...
 
 
 class Feedback(Protocol):

@@ -56,10 +56,60 @@ PROCESSING_STARTED = {
     "withdrawn",
 }
 FINISHED = {"approved", "rejected", "ready_for_pickup", "mailed", "first_payment", "withdrawn"}
+# How far a service has come. An intake event may keep a service where it is or move it on, never
+# take it back: after 审核通过 no 已受理, after 未通过 or 已撤销 nothing (but the same again).
+STAGE = {
+    "submitted": 0,
+    "delivery_failed": 0,
+    "delivered": 1,
+    "accepted": 2,
+    "materials_missing": 2,
+    "forwarded": 3,
+    "publicity_started": 4,
+    "publicity_ended": 5,
+    "approved": 6,
+    "ready_for_pickup": 7,
+    "mailed": 8,
+    "first_payment": 8,
+}
+TERMINAL = {"rejected", "withdrawn"}
+
+
+def may_follow(previous: str, new: str) -> bool:
+    """Whether a service in `previous` may move to `new`."""
+    if previous in TERMINAL:
+        return new == previous
+    if new == "withdrawn":
+        return True
+    if new in ("rejected", "materials_missing"):
+        return STAGE.get(previous, 0) < STAGE["approved"]  # asked for or refused before the decision
+    return STAGE.get(new, 0) >= STAGE.get(previous, 0)
+
+
+def allowed_before(new: str) -> list[str]:
+    return [p for p in [*STAGE, *TERMINAL] if may_follow(p, new)]
+
+
+CONFLICTS = "intake:{conflicts}:list"
+CONFLICT_COUNT = "intake:{conflicts}:count"
+MAX_CONFLICTS_KEPT = 1000
+PENDING_WITHDRAWAL_TTL_S = 15 * 60
 
 
 def _app(app_id: str, part: str) -> str:
     return f"app:{{{app_id}}}:{part}"
+
+
+class BadEvent(ValueError):
+    """An intake event that cannot be true whatever the application (a time still to come)."""
+
+
+class StatusConflict(Exception):
+    """An event for a service that contradicts its status (a regression, after a withdrawal, ...)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -70,13 +120,22 @@ class ApplicationView:
 
 
 # Apply an event once (by id), keep the expected date when the event brings none, and optionally
-# only while the service is still in a given status.
+# only while the service is still in a given status (ARGV[4]) or in one of a list (ARGV[5], JSON:
+# -1 when it is in none of them, a conflict).
 _APPLY = """
 local old = redis.call('HGET', KEYS[2], ARGV[2])
 local record = cjson.decode(ARGV[3])
 if old then
   local previous = cjson.decode(old)
   if ARGV[4] ~= '' and previous['status'] ~= ARGV[4] then return 0 end
+  if ARGV[5] ~= '' then
+    local ok = false
+    for _, s in ipairs(cjson.decode(ARGV[5])) do if s == previous['status'] then ok = true end end
+    if not ok then
+      if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 0 end
+      return -1
+    end
+  end
   if record['expected'] == cjson.null or record['expected'] == nil then record['expected'] = previous['expected'] end
 elseif ARGV[4] ~= '' then
   return 0
@@ -252,22 +311,72 @@ class ApplicationRegistry:
 
     # -- intake events -----------------------------------------------------------------------
     async def apply_event(
-        self, app_id: str, event: dict[str, Any], *, expected: str | None = None, only_from: str | None = None
+        self,
+        app_id: str,
+        event: dict[str, Any],
+        *,
+        expected: str | None = None,
+        only_from: str | None = None,
+        allowed_from: list[str] | None = None,
     ) -> bool:
         """Apply one status event, atomically; False when this event id was applied before, or when
         `only_from` is given and the service has moved on (our own "delivered" must never overwrite
-        an intake event that arrived first)."""
+        an intake event that arrived first). With `allowed_from`, a service in another status is a
+        conflict: StatusConflict, nothing changed."""
         record = {
             "status": event["status"],
             "note_sealed": self._sealed_note(app_id, event["service"], event.get("note", "")),
             "at": event.get("at"),
             "expected": expected,
         }
+        if event.get("by_citizen"):
+            record["by_citizen"] = True  # a withdrawal from the chat: its status says whether the intake has it
         applied = await self._apply(
             keys=[_app(app_id, "events"), _app(app_id, "status")],
-            args=[event["event_id"], event["service"], json.dumps(record, ensure_ascii=False), only_from or ""],
+            args=[
+                event["event_id"],
+                event["service"],
+                json.dumps(record, ensure_ascii=False),
+                only_from or "",
+                json.dumps(allowed_from) if allowed_from is not None else "",
+            ],
         )
+        if applied == -1:
+            raise StatusConflict("regression")
         return applied == 1
+
+    async def record_conflict(self, app_id: str, event: dict[str, Any], reason: str, at: float) -> None:
+        """For operators: an intake event that contradicts what we know (no note: it may be personal)."""
+        entry = {k: event.get(k) for k in ("event_id", "service", "status", "at")}
+        entry.update(application_id=app_id, reason=reason, received_at=int(at))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(CONFLICTS, json.dumps(entry, ensure_ascii=False))
+            pipe.ltrim(CONFLICTS, 0, MAX_CONFLICTS_KEPT - 1)
+            pipe.incr(CONFLICT_COUNT)
+            await pipe.execute()
+
+    async def conflicts(self) -> list[dict[str, Any]]:
+        return [json.loads(raw) for raw in await self.redis.lrange(CONFLICTS, 0, -1)]
+
+    async def conflict_count(self) -> int:
+        return int(await self.redis.get(CONFLICT_COUNT) or 0)
+
+    # -- a withdrawal waiting for the citizen's "1" -------------------------------------------------
+    async def _pending_withdrawal_key(self, openid: str) -> str:
+        # By the openid like the conversation's own keys (no keyed digest: this is read for any "1" of
+        # any citizen, and must not need the pepper, which only submitted applications create).
+        return f"withdraw:{{{openid}}}:pending"
+
+    async def ask_withdrawal(self, openid: str, app_id: str, services: list[str]) -> None:
+        key = await self._pending_withdrawal_key(openid)
+        await self.redis.set(key, json.dumps({"app_id": app_id, "services": services}), ex=PENDING_WITHDRAWAL_TTL_S)
+
+    async def take_pending_withdrawal(self, openid: str) -> dict[str, Any] | None:
+        raw = await self.redis.getdel(await self._pending_withdrawal_key(openid))
+        return None if raw is None else json.loads(raw)
+
+    async def has_pending_withdrawal(self, openid: str) -> bool:
+        return bool(await self.redis.exists(await self._pending_withdrawal_key(openid)))
 
     async def set_expected(self, app_id: str, service: str, expected: str) -> bool:
         """The date a service's status and overdue mark follow from now on; False if it is not applied for."""

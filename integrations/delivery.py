@@ -188,6 +188,11 @@ Notify = Callable[[str, str | None], Awaitable[None]]
 NotifyRejected = Callable[[str, str], Awaitable[None]]
 
 
+async def delivered(redis: RedisClient, kind: str, item_id: str) -> bool:
+    """Whether the intake has this item (an application, or one of our events)."""
+    return await redis.hget(KINDS[kind].state(item_id), "state") == b"delivered"
+
+
 class OutboxLedger:
     """The delivery state of the outbox, for operators: lists, status, and putting an item back.
 

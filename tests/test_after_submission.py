@@ -127,7 +127,7 @@ async def test_a_status_event_reaches_applicant_and_bound_guardian_once(bot, set
         "service": "nursing_subsidy",
         "status": "accepted",
         "note": "",
-        "at": "2026-11-24T09:00:00+08:00",
+        "at": "2026-11-23T09:00:00+08:00",
     }
     assert (await post_event(bot, settings, event)).status == 200
     assert (await post_event(bot, settings, event)).status == 409  # the same event again: applied once
@@ -186,7 +186,8 @@ async def test_withdrawing_a_service_before_it_is_processed_tells_the_intake(bot
     services = bot.server.app[SERVICES]
     mother = WeChatUser(bot, "oMother5", protocol)
     ref = await apply(mother, MOTHER_CHILD)
-    assert "已为您撤销护理补贴" in await mother.say("撤销 护理补贴")
+    assert "回复1确认撤销" in await mother.say("撤销 护理补贴")
+    assert "已为您撤销护理补贴" in await mother.say("1")
     assert "护理补贴：已撤销" in await mother.say("进度")
 
     async def intake_got_it():
@@ -343,11 +344,11 @@ async def test_overdue_services_are_visible_in_the_status(bot, settings, clock, 
         "application_id": ref,
         "service": "nursing_subsidy",
         "status": "accepted",
-        "at": "2026-11-24T09:00:00+08:00",
+        "at": "2026-11-23T09:00:00+08:00",
     }
     assert (await post_event(bot, settings, event)).status == 200
     status = await holder.say("进度")
-    assert "护理补贴：已受理，预计12月8日前办结" in status  # 10 working days from 11-24
+    assert "护理补贴：已受理，预计12月7日前办结" in status  # 10 working days from 11-23
     clock.set("2026-12-09T10:00:00")
     assert "护理补贴：已受理，已超过预计时间" in await holder.say("进度")
 
@@ -362,7 +363,7 @@ async def test_a_deadline_that_runs_from_the_certificate_is_not_counted_before_i
         "application_id": ref,
         "service": "nursing_subsidy",
         "status": "accepted",
-        "at": "2026-11-24T09:00:00+08:00",
+        "at": "2026-11-23T09:00:00+08:00",
     }
     assert (await post_event(bot, settings, event)).status == 200
     status = await mother.say("进度")

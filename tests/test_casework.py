@@ -22,7 +22,7 @@ from bot.settings import OperatorError
 from dialogs.assessment import format_day
 from dialogs.deadlines import expected_from_session
 from tests.conftest import WeChatUser
-from tests.test_after_submission import MOTHER_CHILD, apply, inbox, reminders_due
+from tests.test_after_submission import MOTHER_CHILD, apply, inbox, post_event, reminders_due, until
 
 BOOK_FIRST = MOTHER_CHILD[:17] + ["1", "1", "1", "1"]  # the first session offered
 
@@ -129,3 +129,95 @@ async def test_a_bad_move_is_one_line_from_the_shell_and_the_status_still_answer
     assert await services.book.holders(old) == [ref]
     status = await mother.say("进度")
     assert ref in status and "系统有点忙" not in status
+
+
+# -- 2. withdrawal ---------------------------------------------------------------------------------------------
+async def bound_family(mother: WeChatUser, bot, protocol, openid: str) -> WeChatUser:
+    code = (await mother.say("绑定码")).split("绑定码：")[1][:6]
+    father = WeChatUser(bot, openid, protocol)
+    assert "绑定成功" in await father.say(f"绑定 {code}")
+    return father
+
+
+async def intake_events_of(bot, ref: str) -> list[dict]:
+    return [e for e in (await (await bot.get("/sandbox/intake/events")).json())["events"] if e["application_id"] == ref]
+
+
+async def test_a_withdrawal_is_confirmed_first_and_gives_back_the_place_roster_row_and_reminders(bot, settings, protocol):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oWithdrawMother", protocol)
+    ref = await apply(mother, BOOK_FIRST)
+    father = await bound_family(mother, bot, protocol, "oWithdrawFather")
+    day = (await appointment_day(services, ref)).isoformat()
+    assert "可撤销：残疾人证、护理补贴" in await mother.say("撤销")
+    ask = await mother.say("撤销 残疾证")
+    assert "回复1确认撤销" in ask and "评定名额会一起取消" in ask, ask
+    assert "没有撤销" in await mother.say("2")
+    assert (await services.registry.status(ref))["disability_certificate"]["status"] != "withdrawn"
+    assert await services.book.holders(day) == [ref]
+    assert "回复1确认撤销" in await mother.say("撤销 残疾证")  # asked again: nothing was pending after "2"
+    done = await mother.say("1")
+    assert "已为您撤销残疾人证，正在通知受理部门" in done and "已通知" not in done, done
+
+    assert await services.book.holders(day) == []
+    assert ref not in await op.roster(services, day, "csv", None)
+    assert [r for r, _ in await services.reminders.scheduled() if ref in r] == []
+    await services.push.send_due(now=services.clock.time() + 1)
+    assert any("申请人已撤销残疾人证" in t for t in await inbox(bot, father.openid))
+
+    async def intake_has_it() -> bool:
+        return any(e["status"] == "withdrawn" for e in await intake_events_of(bot, ref))
+
+    assert await until(intake_has_it)
+    assert "残疾人证：已撤销（已通知受理部门）" in await mother.say("进度")
+    assert "护理补贴：已撤销" not in await mother.say("进度")
+
+    # The intake's later word on a withdrawn service goes to operators, not to the family.
+    late = {"event_id": "ev-late", "application_id": ref, "service": "disability_certificate", "status": "approved"}
+    answer = await post_event(bot, settings, late)
+    assert answer.status == 409 and (await answer.json())["error"] == "conflict"
+    await services.push.send_due(now=services.clock.time() + 1)
+    assert not any("审核通过" in t for t in await inbox(bot, mother.openid) + await inbox(bot, father.openid))
+    assert [c["reason"] for c in await services.registry.conflicts()] == ["after_withdrawal"]
+    assert "bot_intake_conflicts 1.0" in await (await bot.get("/metrics")).text()
+
+
+# -- 3. intake events checked against each service's state -------------------------------------------------------
+async def test_intake_events_are_checked_against_each_services_state(bot, settings, clock, protocol, redis_client):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oEventsChecked", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    meta = await services.registry.meta(ref)
+    now = services.clock.now()
+    n = iter(range(100))
+
+    async def send(service: str, status: str, **extra) -> tuple[int, dict]:
+        event = {"event_id": f"ev-chk-{next(n)}", "application_id": ref, "service": service, "status": status, **extra}
+        resp = await post_event(bot, settings, event)
+        return resp.status, await resp.json()
+
+    assert (await send("nursing_subsidy", "rejected"))[0] == 200
+    status, answer = await send("nursing_subsidy", "accepted")
+    assert status == 409 and answer["detail"].startswith("regression")
+    assert (await services.registry.status(ref))["nursing_subsidy"]["status"] == "rejected"
+    not_applied = next(code for code in services.pack.services if code not in meta["services"])
+    assert (await send(not_applied, "accepted"))[1]["detail"].startswith("service_not_applied")
+    exempt = next(code for code, posted in meta["publicity"].items() if posted is False)
+    assert (await send(exempt, "publicity_started"))[1]["detail"].startswith("exempt_from_publicity")
+    tomorrow = (now + timedelta(days=1)).isoformat(timespec="seconds")
+    assert (await send("disability_certificate", "accepted", at=tomorrow)) == (
+        400,
+        {"error": "bad_event", "detail": "at is in the future"},
+    )
+    assert (await send("disability_certificate", "accepted", note="请补充" * 300))[0] == 200
+    assert len((await services.registry.status(ref))["disability_certificate"]["note"]) <= 200
+
+    # The final result: one message with the result first, then the request to rate; records expire from now.
+    assert (await send("disability_certificate", "approved"))[0] == 200
+    await services.push.send_due(now=services.clock.time() + 1)
+    result = [t for t in await inbox(bot, mother.openid) if "审核通过" in t]
+    assert len(result) == 1 and result[0].index("审核通过") < result[0].index("请为这次服务打分"), result
+    ttl = await redis_client.ttl(f"app:{{{ref}}}:meta")
+    assert 0 < ttl <= services.pack.application_days * 86400
+    assert (await send("disability_certificate", "accepted"))[0] == 409  # a late contradiction keeps nothing longer
+    assert await redis_client.ttl(f"app:{{{ref}}}:meta") <= ttl

@@ -287,7 +287,7 @@ async def test_a_replayed_intake_event_is_applied_once(bot, settings, protocol):
             "application_id": ref,
             "service": "nursing_subsidy",
             "status": "accepted",
-            "at": "2026-11-24T09:00:00+08:00",
+            "at": "2026-11-23T09:00:00+08:00",
         }
     )
     headers = signed_headers(intake_secret(settings), body, "ev-replay", time.time())
