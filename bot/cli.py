@@ -114,6 +114,10 @@ def _operator_commands(sub) -> None:
     reminders = sub.add_parser("reminders", help="reminders and pushed messages").add_subparsers(dest="action", required=True)
     due = reminders.add_parser("send-due", help="queue the reminders due now; the serving process sends them")
     due.add_argument("--now", help="ISO-8601 time to act as now (China time when no offset): a simulation")
+    tickets = sub.add_parser("tickets", help="handoffs to county staff (人工, 催办, 改日期)").add_subparsers(
+        dest="action", required=True
+    )
+    tickets.add_parser("list", help="who asked, about which application, what, and the number to call back (CSV)")
     satisfaction = sub.add_parser("satisfaction", help="好差评 ratings").add_subparsers(dest="action", required=True)
     satisfaction.add_parser("report")
     calendar = sub.add_parser("calendar", help="the working-day calendar").add_subparsers(dest="action", required=True)
@@ -157,6 +161,8 @@ async def _operate(settings: Settings, args) -> int:
                 return 0 if ok else 1
         elif args.command == "reminders":
             op.write(await op.send_due(s))
+        elif args.command == "tickets":
+            op.write(await op.tickets_list(s))
         elif args.command == "satisfaction":
             op.write(await op.satisfaction_report(s))
         elif args.command == "menu":

@@ -44,6 +44,7 @@ from integrations.redis_health import RedisHealth
 from integrations.reminders import Reminders
 from integrations.replay_guard import ReplayGuard
 from integrations.sealing import LOCAL_KID, MissingKey, Sealer, local_key_path
+from integrations.tickets import Tickets
 from integrations.wechat_api import WeChatApi
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ async def open_services(
             followup=followup,
             feedback=feedback,
             eraser=PersonalDataEraser(registry, reminders, push, feedback),
+            tickets=Tickets(client, sealer, outbox),
         )
         dialog = ApplicationDialog(pack, ports, calendar, registry=registry)
         store = ConversationStore(client, sealer, session_ttl_s=pack.conversation_days * 86400, pipeline=handle.pipeline)

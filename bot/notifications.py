@@ -288,3 +288,12 @@ class SubmissionFollowup:
         text = words["push_withdrawn_family"].format(reference=app_id, services=names)
         for openid in meta["viewers"][1:]:
             await self.notifier.push.enqueue(openid, text, key=f"{app_id}:withdrawn:{'+'.join(services)}:{openid}")
+
+    async def bound(self, app_id: str, openid: str) -> None:
+        """The applicant side is told each time someone binds, so a stranger's binding is noticed."""
+        meta = await self.registry.meta(app_id)
+        if meta is None or not meta["viewers"] or meta["viewers"][0] == openid:
+            return
+        n = meta["viewers"].index(openid) if openid in meta["viewers"] else len(meta["viewers"])
+        text = self.notifier.words["push_bound"].format(reference=app_id)
+        await self.notifier.push.enqueue(meta["viewers"][0], text, key=f"{app_id}:bound:{n}:{meta['viewers'][0]}")

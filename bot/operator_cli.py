@@ -185,6 +185,20 @@ async def send_due(s: Services) -> str:
     return json.dumps({"reminders_queued": queued, "push_pending": await s.push.pending()}, ensure_ascii=False) + "\n"
 
 
+async def tickets_list(s: Services) -> str:
+    """Handoffs waiting for a call back: who, which application, what was asked, the number to call."""
+    from integrations.tickets import Tickets
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["ticket", "at", "application", "asked", "applicant", "agent", "callback", "state"])
+    for t in await Tickets(s.redis.client, s.sealer, s.outbox).list():
+        writer.writerow(
+            [t["ticket"], t["at"], t["application_id"], t["asked"], t["applicant"], t["agent"], t["callback"], t["state"]]
+        )
+    return buf.getvalue()
+
+
 async def satisfaction_report(s: Services) -> str:
     lines = ["service,1,2,3,4,5,count,average"]
     for code, counts in sorted((await s.feedback.report()).items()):

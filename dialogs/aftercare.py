@@ -135,7 +135,75 @@ class Aftercare:
         return None
 
     async def _phrase_reply(self, phrase: str, views: list[ApplicationView], openid: str, now: datetime) -> str | None:
-        return None
+        w = self.words
+        own = [v for v in views if v.meta["viewers"][0] == openid]
+        if phrase == "viewers":
+            return self._viewers(views, openid)
+        if phrase == "unbind":
+            if own:
+                return w["unbind_family"].format(count=await self.registry.unbind_family(openid))
+            _, unbound = await self.registry.unbind_follower(openid)
+            return w["unbind_self"] if unbound else w["unbind_none"]
+        if not views:
+            return self.words["none"]
+        view = (own or views)[-1]
+        if phrase == "chase":
+            return await self._handoff(view, openid, now, asked="chase")
+        if phrase == "change_date":
+            return await self._handoff(view, openid, now, asked="change_date")
+        if phrase == "cancel_booking":
+            appointment = view.meta.get("appointment") or {}
+            if not appointment.get("session_date"):
+                return w["cancel_booking_none"]
+            return w["cancel_booking"].format(date=_day(appointment["session_date"]))
+        if phrase == "supply":
+            return self._missing(view)
+        return self._pickup(view)
+
+    def _viewers(self, views: list[ApplicationView], openid: str) -> str:
+        w, lines = self.words, []
+        for v in views[-3:]:
+            if v.meta["viewers"][0] != openid:
+                lines.append(w["viewers_follower"].format(reference=v.id))
+                continue
+            family = v.meta["viewers"][1:]
+            bound_at = v.meta.get("bound_at", {})
+            days = "、".join(_day(bound_at[f]) for f in family if bound_at.get(f))
+            lines.append(
+                w["viewers_own"].format(
+                    reference=v.id, count=len(family), days=w["viewers_days"].format(days=days) if days else ""
+                )
+                if family
+                else w["viewers_own_alone"].format(reference=v.id)
+            )
+        return "\n".join(lines) + ("\n" + w["viewers_footer"] if any(v.meta["viewers"][0] == openid for v in views) else "")
+
+    def _missing(self, view: ApplicationView) -> str:
+        missing = [(s, r) for s, r in view.status.items() if r.get("status") == "materials_missing"]
+        if not missing:
+            return self.words["supply_none"].format(reference=view.id)
+        lines = [
+            self.words["supply_line"].format(
+                service=self.pack.services[s].short, note=self.words["note"].format(note=r["note"]) if r.get("note") else ""
+            )
+            for s, r in missing
+        ]
+        return self.words["supply"].format(reference=view.id, lines="\n".join(lines), window=self.pack.window)
+
+    def _pickup(self, view: ApplicationView) -> str:
+        delivery = self.pack.raw.get("certificate_delivery", {})
+        if ASSESSED_SERVICE not in view.meta["services"] or not delivery.get("text"):
+            return self.words["pickup_unknown"]
+        return self.words["pickup"].format(text=delivery["text"])
+
+    async def _handoff(self, view: ApplicationView, openid: str, now: datetime, *, asked: str) -> str:
+        tickets = self.ports.tickets
+        if tickets is None:
+            return self.pack.text("human")
+        ticket = await tickets.open(openid, view.id, asked, now)
+        return self.words["ticket_" + asked].format(
+            ticket=ticket, reference=view.id, workdays=self.words["ticket_callback_workdays"]
+        )
 
     # -- commands -----------------------------------------------------------------------------------
     def command(self, text: str) -> str | None:
@@ -171,18 +239,21 @@ class Aftercare:
         if wait_s:
             return self.words["bind_limited"].format(time=_retry_time(now, wait_s))
         app_id = None
+        at = now.isoformat(timespec="seconds")
         if by_code:
-            app_id = await self.registry.bind_with_code(openid, by_code.group(1))
+            app_id = await self.registry.bind_with_code(openid, by_code.group(1), at)
         elif by_id:
             try:
                 id_number = parse_id_number(by_id.group(2), today=now.date()).number
             except ValidationError:
                 id_number = None
             if id_number:
-                app_id = await self.registry.bind_with_id(openid, by_id.group(1), id_number)
+                app_id = await self.registry.bind_with_id(openid, by_id.group(1), id_number, now=now.timestamp(), at=at)
         if app_id is None:
             return self.words["bind_failed"]
         await self.registry.forgive_bind_attempt(openid)
+        if self.ports.followup:
+            await self.ports.followup.bound(app_id, openid)
         return self.words["bind_ok"].format(status=await self.status_text(openid, now.date()) or "")
 
     async def _withdraw(self, openid: str, text: str, now: datetime) -> str:

@@ -30,12 +30,19 @@ class Outbox(Protocol):
     async def submit_event(self, event: dict[str, Any]) -> bool: ...  # a citizen's withdrawal, for the intake
 
 
+class Tickets(Protocol):
+    """Handoffs to county staff (integrations/tickets.py)."""
+
+    async def open(self, openid: str, app_id: str, asked: str, now: datetime) -> str: ...
+
+
 class Followup(Protocol):
     """What happens around an application outside the conversation (bot/notifications.py)."""
 
     async def started(self, openid: str, reference: str, now: datetime) -> None: ...
     async def submitted(self, document: dict[str, Any], openid: str, expected: dict[str, str | None]) -> None: ...
     async def withdrawn(self, app_id: str, services: list[str], session_date: str | None) -> None: ...
+    async def bound(self, app_id: str, openid: str) -> None: ...
 
 
 class Feedback(Protocol):
@@ -57,6 +64,7 @@ class Ports:
     followup: Followup | None = None
     feedback: Feedback | None = None
     eraser: Eraser | None = None
+    tickets: Tickets | None = None
 
 
 @dataclass

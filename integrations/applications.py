@@ -41,6 +41,11 @@ BIND_CODE_TTL_S = 24 * 3600
 # within BIND_WINDOW_S of the first one; then even the right code waits until the window ends.
 BIND_ATTEMPTS_PER_HOUR = 5
 BIND_WINDOW_S = 3600
+# Wrong attempts of everyone together, and on one application (by its reference and an ID number):
+# 2,000 openids once made 10,007 guesses in 35 s. The global budget makes a guess of a live code
+# about one in 10**6 / (live codes * 100) an hour for all strangers together, not per stranger.
+BIND_ATTEMPTS_GLOBAL_PER_HOUR = 100
+BIND_ATTEMPTS_PER_APPLICATION_PER_HOUR = 5
 
 
 # Statuses after which a service can no longer be withdrawn by the citizen.
@@ -159,6 +164,13 @@ return 1
 
 def _bind_tries(openid: str) -> str:
     return f"bindtries:{{{openid}}}"
+
+
+BIND_TRIES_GLOBAL = "bindtries:{global}"
+
+
+def _bind_tries_app(app_id: str) -> str:
+    return f"bindtries:{{app-{app_id}}}"
 
 
 # KEYS[1]: {start, count} of an openid's binding attempts; ARGV: now, window, limit. Returns 0 when the
@@ -384,45 +396,82 @@ class ApplicationRegistry:
 
     # -- family members ---------------------------------------------------------------------------
     async def new_bind_code(self, app_id: str) -> str:
+        """A new one-time code; the application's previous one stops working (one live code each)."""
         while True:  # never one code for two applications: a family would see a stranger's status
             code = f"{secrets.randbelow(10**6):06d}"
-            if await self.redis.set(await self.bind_code_key(code), app_id, ex=BIND_CODE_TTL_S, nx=True):
-                return code
+            key = await self.bind_code_key(code)
+            if await self.redis.set(key, app_id, ex=BIND_CODE_TTL_S, nx=True):
+                break
+        previous = await self.redis.set(_app(app_id, "bindcode"), key, ex=BIND_CODE_TTL_S, get=True)
+        if previous and previous.decode() != key:
+            await self.redis.delete(previous.decode())
+        return code
 
-    async def bind_with_code(self, openid: str, code: str) -> str | None:
+    async def bind_with_code(self, openid: str, code: str, at: str = "") -> str | None:
         """Use a one-time code; returns the application id or None (wrong, used or expired)."""
         app_id = await self.redis.getdel(await self.bind_code_key(code))
         if app_id is None:
             return None
-        await self._add_viewer(app_id.decode(), openid)
+        await self.redis.delete(_app(app_id.decode(), "bindcode"))
+        await self._add_viewer(app_id.decode(), openid, at)
         return app_id.decode()
 
-    async def bind_with_id(self, openid: str, application_no: str, id_number: str) -> str | None:
-        app_id = await self.find_by_number(application_no) or application_no
-        meta = await self.meta(app_id)
-        if meta is None or not hmac.compare_digest(meta["applicant_id_digest"], await self.id_digest(id_number)):
+    async def bind_with_id(self, openid: str, reference: str, id_number: str, *, now: float = 0.0, at: str = "") -> str | None:
+        """By our application reference (random) and the applicant's ID number; never by the intake's
+        受理编号, which is sequential: a neighbour's is one more. Wrong tries per application are limited."""
+        meta = await self.meta(reference) if reference.isalnum() else None
+        if meta is None or await self._app_limited(reference, now):
             return None
-        await self._add_viewer(app_id, openid)
-        return app_id
+        if not hmac.compare_digest(meta["applicant_id_digest"], await self.id_digest(id_number)):
+            limit = BIND_ATTEMPTS_PER_APPLICATION_PER_HOUR
+            await self._take_attempt(keys=[_bind_tries_app(reference)], args=[now, BIND_WINDOW_S, limit])
+            return None
+        await self._add_viewer(reference, openid, at)
+        return reference
 
-    async def _add_viewer(self, app_id: str, openid: str) -> None:
+    async def _app_limited(self, app_id: str, now: float) -> bool:
+        raw = await self.redis.hgetall(_bind_tries_app(app_id))
+        start, count = float(raw.get(b"start", 0)), int(raw.get(b"count", 0))
+        return count >= BIND_ATTEMPTS_PER_APPLICATION_PER_HOUR and 0 <= now - start < BIND_WINDOW_S
+
+    async def _add_viewer(self, app_id: str, openid: str, at: str = "") -> None:
         meta = await self.meta(app_id)
         if meta is None:
             return
         if openid not in meta["viewers"]:
-            await self.update_meta(app_id, viewers=[*meta["viewers"], openid])
+            bound = {**meta.get("bound_at", {}), openid: at}
+            await self.update_meta(app_id, viewers=[*meta["viewers"], openid], bound_at=bound)
         await self.redis.sadd(await self.viewer_key(openid), app_id)
         await self._refresh_follower_index(openid)
 
+    async def unbind_family(self, openid: str) -> int:
+        """The applicant side ends every family member's view of its applications; returns how many."""
+        removed = 0
+        for app_id in sorted(m.decode() for m in await self.redis.smembers(await self.viewer_key(openid))):
+            meta = await self._readable_meta(app_id)
+            if not meta or meta["viewers"][0] != openid or len(meta["viewers"]) == 1:
+                continue
+            for follower in meta["viewers"][1:]:
+                await self.redis.srem(await self.viewer_key(follower), app_id)
+                removed += 1
+            await self.update_meta(app_id, viewers=[openid], bound_at={})
+        return removed
+
     async def take_bind_attempt(self, openid: str, now: float) -> int:
-        """Count one binding attempt of this openid: 0 when it may go ahead, else the seconds until its
-        window ends. Atomic, so attempts sent at once cannot slip past the limit."""
+        """Count one binding attempt of this openid, and of everyone: 0 when it may go ahead, else the
+        seconds until the window ends. Atomic, so attempts sent at once cannot slip past the limit."""
         wait = await self._take_attempt(keys=[_bind_tries(openid)], args=[now, BIND_WINDOW_S, BIND_ATTEMPTS_PER_HOUR])
+        if wait:
+            return int(wait)
+        wait = await self._take_attempt(keys=[BIND_TRIES_GLOBAL], args=[now, BIND_WINDOW_S, BIND_ATTEMPTS_GLOBAL_PER_HOUR])
+        if wait:
+            await self._forgive_attempt(keys=[_bind_tries(openid)])  # refused before it was tried
         return int(wait)
 
     async def forgive_bind_attempt(self, openid: str) -> None:
         """A successful attempt was not a guess: only wrong ones count."""
         await self._forgive_attempt(keys=[_bind_tries(openid)])
+        await self._forgive_attempt(keys=[BIND_TRIES_GLOBAL])
 
     async def unbind_follower(self, openid: str) -> tuple[int, int]:
         """This openid stops following the applications it bound to as a family member; the ones it
@@ -437,7 +486,8 @@ class ApplicationRegistry:
             elif meta["viewers"][0] == openid:
                 kept += 1
             else:
-                await self.update_meta(app_id, viewers=[v for v in meta["viewers"] if v != openid])
+                bound_at = {k: v for k, v in meta.get("bound_at", {}).items() if k != openid}
+                await self.update_meta(app_id, viewers=[v for v in meta["viewers"] if v != openid], bound_at=bound_at)
                 gone.append(app_id)
                 unbound += 1
         if gone:

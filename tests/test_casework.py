@@ -221,3 +221,121 @@ async def test_intake_events_are_checked_against_each_services_state(bot, settin
     assert 0 < ttl <= services.pack.application_days * 86400
     assert (await send("disability_certificate", "accepted"))[0] == 409  # a late contradiction keeps nothing longer
     assert await redis_client.ttl(f"app:{{{ref}}}:meta") <= ttl
+
+
+def with_check_digit(first17: str) -> str:
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    return first17 + "10X98765432"[sum(int(d) * w for d, w in zip(first17, weights, strict=True)) % 11]
+
+
+# -- 4. binding ----------------------------------------------------------------------------------------------------
+async def test_the_applicant_side_sees_who_binds_and_can_revoke(bot, protocol, redis_client):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oBindSeen", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    assert "只有您本人能看" in await mother.say("谁能看我的申请")
+    first = (await mother.say("绑定码")).split("绑定码：")[1][:6]
+    second = (await mother.say("绑定码")).split("绑定码：")[1][:6]
+    father = WeChatUser(bot, "oBindSeenFather", protocol)
+    if first != second:
+        assert "不对或已过期" in await father.say(f"绑定 {first}")  # a new code cancels the old one
+    assert len([k async for k in redis_client.scan_iter(match="bindcode:*")]) == 1
+    assert "绑定成功" in await father.say(f"绑定 {second}")
+    await services.push.send_due(now=services.clock.time() + 1)
+    assert any("刚被一位家人绑定" in t and ref in t for t in await inbox(bot, mother.openid))
+    assert "1位已绑定的家人" in await mother.say("谁能看我的申请")
+    assert "以家人身份绑定" in await father.say("谁能看我的申请")
+    assert "已解除1位家人" in await mother.say("解除绑定")
+    assert ref not in await father.say("进度")
+
+
+async def test_binding_guesses_are_limited_for_everyone_together_and_per_application(bot, protocol):
+    from integrations.applications import BIND_ATTEMPTS_GLOBAL_PER_HOUR, BIND_ATTEMPTS_PER_APPLICATION_PER_HOUR
+
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oBindBudget", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    code = (await mother.say("绑定码")).split("绑定码：")[1][:6]
+    # Many strangers, two guesses each: together they get the global budget, not 5 each.
+    wrong = [f"{n:06d}" for n in range(BIND_ATTEMPTS_GLOBAL_PER_HOUR + 40) if f"{n:06d}" != code]
+    replies = []
+    for i in range(0, len(wrong), 2):
+        stranger = WeChatUser(bot, f"oGuess{i}", protocol)
+        replies += [await stranger.say(f"绑定 {g}") for g in wrong[i : i + 2]]
+    assert sum("不对或已过期" in r for r in replies) == BIND_ATTEMPTS_GLOBAL_PER_HOUR
+    assert "次数太多" in await WeChatUser(bot, "oGuessLast", protocol).say(f"绑定 {code}")
+    services.clock.advance(hours=1)
+    # One application's ID number guessed by many: at most its own budget, then even the right one waits.
+    for n in range(BIND_ATTEMPTS_PER_APPLICATION_PER_HOUR):
+        guess = with_check_digit(f"34172320140601{n + 100:03d}")  # well-formed, someone else's
+        assert "不对或已过期" in await WeChatUser(bot, f"oIdGuess{n}", protocol).say(f"绑定 {ref} {guess}")
+    assert "不对或已过期" in await WeChatUser(bot, "oIdRight", protocol).say(f"绑定 {ref} 341723201406010034")
+
+
+async def test_the_intakes_sequential_number_is_not_a_binding_secret(bot, protocol):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oBindNumber", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+
+    async def numbered() -> bool:
+        return bool((await services.registry.meta(ref))["application_no"])
+
+    assert await until(numbered)
+    number = (await services.registry.meta(ref))["application_no"]
+    aunt = WeChatUser(bot, "oBindNumberAunt", protocol)
+    assert "不对或已过期" in await aunt.say(f"绑定 {number} 341723201406010034")
+    assert "绑定成功" in await aunt.say(f"绑定 {ref} 341723201406010034")
+
+
+# -- 5. a real handoff ----------------------------------------------------------------------------------------------
+async def test_chasing_opens_a_ticket_for_county_staff_with_a_number_to_call(bot, settings, protocol, redis_client):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oChase", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    reply = await mother.say("催办")
+    assert "工单 T" in reply and ref in reply and "个工作日内会打您留的电话" in reply and "12345" not in reply, reply
+    ticket = reply.split("工单 ")[1][:6]
+    assert ticket in await mother.say("人工")  # asked again the same day: the same ticket
+    rows = (await op.tickets_list(services)).splitlines()
+    assert rows[0].startswith("ticket,at,application,asked") and len(rows) == 2
+    assert ticket in rows[1] and ref in rows[1] and "李秀英" in rows[1] and "13912345678" in rows[1]
+    stored = b"".join(v for v in (await redis_client.hgetall("ticket:{desk}:items")).values())
+    assert b"13912345678" not in stored and "李秀英".encode() not in stored  # sealed
+    # Before any application, 人工 is still the help line.
+    assert "12345" in await WeChatUser(bot, "oChaseNobody", protocol).say("人工")
+
+
+# -- 6. after submission: the words people use -------------------------------------------------------------------------
+async def test_after_submission_nothing_but_an_explicit_request_starts_a_new_application(bot, protocol):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oAfter", protocol)
+    ref = await apply(mother, BOOK_FIRST)
+    day = format_day(await appointment_day(services, ref))
+    for text in ("取消", "重新开始", "重来"):
+        reply = await mother.say(text)
+        assert "不会因此取消" in reply and ref in reply, (text, reply)
+    cancel = await mother.say("取消预约")
+    assert day in cancel and "撤销 残疾证" in cancel and "改日期" in cancel
+    assert "改约" in await mother.say("改日期") and (await services.store.load(mother.openid))["state"] == "submitted"
+    assert "只有您本人能看" in await mother.say("谁能看我的申请")
+    assert "目前没有需要补的材料" in await mother.say("怎么补材料")
+    assert "由乡镇残联安排发放" in await mother.say("在哪里领")
+    assert ref in await mother.say("进度")  # still the same application
+    assert "已清空" in await mother.say("重新申请")  # the one way to start another
+    assert (await services.store.load(mother.openid))["state"] != "submitted"
+    assert ref in await mother.say("进度")  # the submitted one is still there
+
+
+async def test_how_to_supply_names_what_is_missing_for_this_application(bot, settings, protocol):
+    mother = WeChatUser(bot, "oSupply", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    event = {
+        "event_id": "ev-missing",
+        "application_id": ref,
+        "service": "nursing_subsidy",
+        "status": "materials_missing",
+        "note": "缺监护关系证明",
+    }
+    assert (await post_event(bot, settings, event)).status == 200
+    reply = await mother.say("怎么补材料")
+    assert "护理补贴（缺监护关系证明）" in reply and "拍照发到这里" in reply and "残疾人证" not in reply, reply
