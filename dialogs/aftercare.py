@@ -116,6 +116,10 @@ class Aftercare:
                 if number == 1 or (number is None and self.lang.is_yes(text)):
                     return await self._confirm_withdrawal(openid, pending, now)
                 return self.words["withdraw_kept"]
+        if submitted and number is not None and 1 <= number <= 5 and len(t) <= 3 and self.ports.feedback:
+            rated = await self._score(openid, number)
+            if rated:
+                return rated
         phrase = self._phrase(t)
         if phrase is None and not (submitted and self.lang.command(text) == "restart"):
             return None
@@ -127,6 +131,19 @@ class Aftercare:
         if phrase is None:
             return self.words["restart_after_submission"].format(reference=views[-1].id if views else "")
         return await self._phrase_reply(phrase, views, openid, now)
+
+    async def _score(self, openid: str, score: int) -> str | None:
+        """A 1-5 while a service waits for its score: that service's, named back (None: no rating asked)."""
+        feedback = self.ports.feedback
+        assert feedback is not None
+        waiting = [e for e in await feedback.pending_all(openid) if e["stage"] == "score"]
+        if not waiting:
+            return None
+        await feedback.record_score(openid, waiting[0], score)
+        service = self.pack.services[waiting[0]["service"]].short
+        more = "、".join(self.pack.services[e["service"]].short for e in waiting[1:])
+        thanks = self.words["rating_thanks_service"].format(service=service, score=score)
+        return thanks + (self.words["rating_more"].format(services=more) if more else "")
 
     def _phrase(self, t: str) -> str | None:
         for name, words in self.phrases.items():

@@ -13,7 +13,8 @@ ASK_TTL_S = 14 * 24 * 3600
 
 
 def _pending(openid: str) -> str:
-    return f"rating:{{{openid}}}:pending"
+    """The services this openid was asked to rate and has not finished rating: field app:service."""
+    return f"rating:{{{openid}}}:pending_by_service"
 
 
 def asked_key(app_id: str, service: str) -> str:
@@ -22,6 +23,8 @@ def asked_key(app_id: str, service: str) -> str:
 
 
 class FeedbackStore:
+    """Several services can wait for a rating at once; a score goes to one of them, named back."""
+
     def __init__(self, client: RedisClient, sealer: Sealer, *, clock: Callable[[], float]):
         self.redis = client
         self.sealer = sealer
@@ -31,16 +34,34 @@ class FeedbackStore:
         """Remember that we asked this openid to rate this service (once per application and service)."""
         if not await self.redis.set(asked_key(app_id, service), 1, nx=True, ex=400 * 86400):
             return False
-        await self.redis.set(_pending(openid), json.dumps({"app_id": app_id, "service": service, "stage": "score"}), ex=ASK_TTL_S)
+        order = await self.redis.hlen(_pending(openid))  # the clock may not move between two results
+        entry = {"app_id": app_id, "service": service, "stage": "score", "asked_at": self.clock(), "order": order}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(_pending(openid), f"{app_id}:{service}", json.dumps(entry))
+            pipe.expire(_pending(openid), ASK_TTL_S)
+            await pipe.execute()
         return True
 
+    async def pending_all(self, openid: str) -> list[dict[str, Any]]:
+        """Oldest asked first; requests older than ASK_TTL_S no longer count."""
+        entries = [json.loads(v) for v in (await self.redis.hgetall(_pending(openid))).values()]
+        fresh = [e for e in entries if self.clock() - float(e.get("asked_at", 0)) < ASK_TTL_S]
+        return sorted(fresh, key=lambda e: (float(e.get("asked_at", 0)), int(e.get("order", 0))))
+
     async def pending(self, openid: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(_pending(openid))
-        return None if raw is None else json.loads(raw)
+        """The rating a message answers: a comment just asked for, else the oldest score asked."""
+        entries = await self.pending_all(openid)
+        comment = [e for e in entries if e["stage"] == "comment"]
+        return (comment or entries)[0] if entries else None
 
     async def record_score(self, openid: str, pending: dict[str, Any], score: int) -> None:
         await self.redis.hincrby("rating:{report}:counts", f"{pending['service']}:{score}", 1)
-        await self.redis.set(_pending(openid), json.dumps({**pending, "stage": "comment", "score": score}), ex=ASK_TTL_S)
+        # Only one comment is waited for at a time: a score for another service closes the earlier one.
+        for other in await self.pending_all(openid):
+            if other["stage"] == "comment":
+                await self.redis.hdel(_pending(openid), f"{other['app_id']}:{other['service']}")
+        entry = {**pending, "stage": "comment", "score": score}
+        await self.redis.hset(_pending(openid), f"{pending['app_id']}:{pending['service']}", json.dumps(entry))
 
     async def record_comment(self, openid: str, pending: dict[str, Any], comment: str) -> None:
         if comment:
@@ -53,10 +74,10 @@ class FeedbackStore:
                 "at": int(self.clock()),
             }
             await self.redis.rpush(key, self.sealer.seal(json.dumps(entry, ensure_ascii=False).encode(), key))
-        await self.redis.delete(_pending(openid))
+        await self.redis.hdel(_pending(openid), f"{pending['app_id']}:{pending['service']}")
 
     async def forget(self, openid: str) -> int:
-        """An unanswered request to rate (on erasure); ratings already given stay in the report."""
+        """Unanswered requests to rate (on erasure); ratings already given stay in the report."""
         return await self.redis.delete(_pending(openid))
 
     async def report(self) -> dict[str, dict[int, int]]:

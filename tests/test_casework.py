@@ -339,3 +339,22 @@ async def test_how_to_supply_names_what_is_missing_for_this_application(bot, set
     assert (await post_event(bot, settings, event)).status == 200
     reply = await mother.say("怎么补材料")
     assert "护理补贴（缺监护关系证明）" in reply and "拍照发到这里" in reply and "残疾人证" not in reply, reply
+
+
+async def test_ratings_are_per_service_and_a_score_counts_only_while_one_is_asked(bot, settings, protocol):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oRatings", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    assert "谢谢" not in await mother.say("5")  # nothing asked yet: not a score
+    for n, service in enumerate(["disability_certificate", "nursing_subsidy"]):
+        event = {"event_id": f"ev-rate-{n}", "application_id": ref, "service": service, "status": "approved"}
+        assert (await post_event(bot, settings, event)).status == 200
+    first = await mother.say("4")
+    assert "您给残疾人证打了4分" in first and "护理补贴也在等您打分" in first, first
+    second = await mother.say("5")
+    assert "您给护理补贴打了5分" in second and "也在等" not in second, second
+    assert "已记录您的意见" in await mother.say("医生很耐心")
+    report = await op.satisfaction_report(services)
+    assert "disability_certificate,0,0,0,1,0,1,4.00" in report and "nursing_subsidy,0,0,0,0,1,1,5.00" in report
+    assert [(c["service"], c["comment"]) for c in await services.feedback.comments()] == [("nursing_subsidy", "医生很耐心")]
+    assert "谢谢" not in await mother.say("3")  # nothing left to rate
