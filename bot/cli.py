@@ -157,7 +157,7 @@ async def _operate(settings: Settings, args) -> int:
                     op.write(json.dumps(row, ensure_ascii=False) + "\n")
             else:
                 ok = await ledger.retry(args.application_id)
-                op.write(("queued again: " if ok else "not a failed application: ") + args.application_id + "\n")
+                op.write(("queued again: " if ok else "neither failed nor retrying: ") + args.application_id + "\n")
                 return 0 if ok else 1
         elif args.command == "reminders":
             op.write(await op.send_due(s))

@@ -7,6 +7,8 @@ queued once however often an event or a reminder is processed. Wording: content/
 from __future__ import annotations
 
 import logging
+import secrets
+from contextlib import suppress
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -67,17 +69,22 @@ class Notifier:
         if application_no:
             await self.registry.set_application_no(app_id, application_no)
         for service in await self.registry.status(app_id):
-            await self.registry.apply_event(
-                app_id,
-                {
-                    "event_id": f"{app_id}:delivered:{service}",
-                    "service": service,
-                    "status": "delivered",
-                    "note": "",
-                    "at": self._now_iso(),
-                },
-                only_from="submitted",
-            )
+            # From 已提交, or from 暂未送达 once an operator's retry got it through; never over an
+            # intake event that arrived first.
+            with suppress(StatusConflict):
+                await self.registry.apply_event(
+                    app_id,
+                    {
+                        # Applied once by the status it may follow, not by its id: after 暂未送达 a
+                        # retry's delivery is a new one.
+                        "event_id": f"{app_id}:delivered:{service}:{secrets.token_hex(4)}",
+                        "service": service,
+                        "status": "delivered",
+                        "note": "",
+                        "at": self._now_iso(),
+                    },
+                    allowed_from=["submitted", "delivery_failed"],
+                )
         await self.registry.expire_if_finished(app_id)  # everything was withdrawn before it arrived
 
     async def on_rejected(self, app_id: str, detail: str) -> None:

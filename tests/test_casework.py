@@ -358,3 +358,15 @@ async def test_ratings_are_per_service_and_a_score_counts_only_while_one_is_aske
     assert "disability_certificate,0,0,0,1,0,1,4.00" in report and "nursing_subsidy,0,0,0,0,1,1,5.00" in report
     assert [(c["service"], c["comment"]) for c in await services.feedback.comments()] == [("nursing_subsidy", "医生很耐心")]
     assert "谢谢" not in await mother.say("3")  # nothing left to rate
+
+
+# -- 7. delivery ------------------------------------------------------------------------------------------------------
+async def test_after_a_retry_gets_through_the_status_moves_on(bot, protocol):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oRetried", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    await services.notifier.on_rejected(ref, "HTTP 400 invalid_document")
+    assert "暂未送达" in await mother.say("进度")
+    await services.notifier.on_delivered(ref, "SB-RETRIED")  # what the worker calls once the operator's retry succeeds
+    status = await mother.say("进度")
+    assert "暂未送达" not in status and "已送达受理平台" in status, status
