@@ -370,3 +370,34 @@ async def test_after_a_retry_gets_through_the_status_moves_on(bot, protocol):
     await services.notifier.on_delivered(ref, "SB-RETRIED")  # what the worker calls once the operator's retry succeeds
     status = await mother.say("进度")
     assert "暂未送达" not in status and "已送达受理平台" in status, status
+
+
+# -- 7. erasure costs what that citizen has -------------------------------------------------------------------------
+async def test_erasure_reads_only_the_citizens_own_reminders(bot, protocol, caplog):
+    """18,128 outstanding reminders once made every 删除我的信息 answer "busy": erasure opened them all. Here
+    the others are sealed with a key this bot does not have, so opening any of them would be logged."""
+    from integrations.reminders import Reminders
+    from integrations.sealing import Sealer, new_data_key
+
+    services = bot.server.app[SERVICES]
+    elsewhere = Reminders(services.redis.client, Sealer.from_setting(new_data_key("kOther")))
+    due = services.clock.time() + 3 * 86400
+    for start in range(0, 500, 10):
+        await asyncio.gather(
+            *(
+                elsewhere.schedule(f"unfinished:OTHER{n}", due, {"kind": "unfinished", "openid": f"oOther{n}"})
+                for n in range(start, start + 10)
+            )
+        )
+    citizen = WeChatUser(bot, "oEraseOwn", protocol)
+    for text in ["你好", "1", "残疾证"]:
+        await citizen.say(text)
+    reference = (await services.store.load(citizen.openid))["data"]["reference"]
+    assert f"unfinished:{reference}" in [r for r, _ in await services.reminders.scheduled()]
+    assert "回复1确认删除" in await citizen.say("删除我的信息")
+    caplog.clear()
+    done = await citizen.say("1")
+    assert "已删除" in done and "系统有点忙" not in done, done
+    assert f"unfinished:{reference}" not in [r for r, _ in await services.reminders.scheduled()]
+    assert [r for r in caplog.records if "cannot be opened" in r.getMessage()] == []  # nobody else's was read
+    assert len(await services.reminders.scheduled()) == 500
