@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -15,10 +17,27 @@ from pathlib import Path
 from bot.clock import CHINA, Clock
 from bot.composition import Services
 from bot.settings import OperatorError
+from dialogs.aftercare import ASSESSED_SERVICE
 from dialogs.assessment import session_on, sessions_with_moves, weekday
+from integrations.applications import FINISHED
 
 CATEGORY = {1: "视力", 2: "听力", 3: "言语", 4: "肢体", 5: "智力", 6: "精神", 7: "多重"}
-ROSTER_COLUMNS = ["申请编号", "姓名", "性别", "出生日期", "联系电话", "残疾类别", "代办人", "代办人电话", "办理事项"]
+ROSTER_COLUMNS = [
+    "序号",
+    "姓名",
+    "性别",
+    "出生日期",
+    "身份证号后4位",
+    "乡镇/村",
+    "联系电话",
+    "代办人",
+    "受理编号",
+    "申请编号",
+    "残疾类别（自报）",
+    "签到",
+]
+ROSTER_WIDTHS = [6, 10, 6, 12, 14, 22, 14, 20, 16, 20, 16, 12]
+_TOWN_VILLAGE = re.compile(r"([^县市区旗]{1,8}?(?:镇|乡|街道|苏木))([^镇乡]{0,10}?(?:村|社区|嘎查))?")
 
 
 async def sessions_list(s: Services, count: int = 6) -> str:
@@ -32,54 +51,96 @@ async def sessions_list(s: Services, count: int = 6) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _town_village(address: str | None) -> str:
+    found = _TOWN_VILLAGE.search(address or "")
+    return "".join(part for part in found.groups() if part) if found else ""
+
+
 async def roster_rows(s: Services, day: str) -> list[list[str]]:
-    rows = []
+    """Who is expected at the session: withdrawn or finished certificates left out (they no longer come)."""
+    rows: list[list[str]] = []
     for holder in await s.book.holders(day):
         doc = await s.outbox.get(holder)
         if doc is None:
-            rows.append([holder, "（未提交）", "", "", "", "", "", "", ""])
+            rows.append([str(len(rows) + 1), "（未提交）", "", "", "", "", "", "", "", holder, "", ""])
             continue
+        status = (await s.registry.status(holder)).get(ASSESSED_SERVICE, {}).get("status")
+        if status in FINISHED:
+            continue
+        meta = await s.registry.meta(holder) or {}
         a, agent = doc["applicant"], doc.get("agent") or {}
-        services = "、".join(s.pack.services[c].short for c in doc["services"])
         category = CATEGORY.get((doc.get("disability") or {}).get("category", 0), "")  # 0: none given
         rows.append(
             [
-                doc["id"],
+                str(len(rows) + 1),
                 a["name"],
                 {"male": "男", "female": "女"}.get(a["gender"], ""),
                 a["birth_date"],
-                a["phone"],
+                (a.get("id_number") or "")[-4:],
+                _town_village(a.get("household_address")),
+                a.get("phone") or agent.get("phone", ""),
+                " ".join(p for p in (agent.get("name", ""), agent.get("phone", "")) if p),
+                meta.get("application_no") or "",
+                doc["id"],
                 category,
-                agent.get("name", ""),
-                agent.get("phone", ""),
-                services,
+                "",
             ]
         )
     return rows
 
 
+def _roster_title(s: Services, day: str) -> str:
+    session = session_on(s.pack, s.calendar, date.fromisoformat(day))
+    a = s.pack.assessment
+    period = session.period if session else a.get("period", "")
+    place = session.place if session else a.get("place", "")
+    return f"残疾评定名单：{day}{period}，{place}"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Names, birth dates and phones: readable by the operator only (0600), even if the file existed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o600)
+
+
 async def roster(s: Services, day: str, fmt: str, out: Path | None) -> str:
     rows = await roster_rows(s, day)
+    title = _roster_title(s, day)
     if fmt == "xlsx":
         from openpyxl import Workbook
+        from openpyxl.styles import Font
+        from openpyxl.utils import get_column_letter
 
         wb = Workbook()
         ws = wb.active
         ws.title = day
+        ws.append([title])
+        ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(ROSTER_COLUMNS))
+        ws.cell(row=1, column=1).font = Font(bold=True, size=14)
         ws.append(ROSTER_COLUMNS)
+        for cell in ws[2]:
+            cell.font = Font(bold=True)
         for row in rows:
             ws.append(row)
+        for i, width in enumerate(ROSTER_WIDTHS, 1):
+            ws.column_dimensions[get_column_letter(i)].width = width
         target = out or Path(f"roster-{day}.xlsx")
-        wb.save(target)
+        buf = io.BytesIO()
+        wb.save(buf)
+        _write_private(target, buf.getvalue())
         return f"wrote {len(rows)} rows to {target}\n"
-    buf = io.StringIO()
-    writer = csv.writer(buf)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow([title])
     writer.writerow(ROSTER_COLUMNS)
     writer.writerows(rows)
+    body = "\ufeff" + text.getvalue()  # BOM: Excel opens it as UTF-8, from a file or from stdout
     if out:
-        out.write_text("\ufeff" + buf.getvalue(), encoding="utf-8")  # BOM: Excel opens it as UTF-8
+        _write_private(out, body.encode("utf-8"))
         return f"wrote {len(rows)} rows to {out}\n"
-    return buf.getvalue()
+    return body
 
 
 async def announce_mental(s: Services, day: str, period: str | None, place: str | None) -> str:

@@ -7,7 +7,10 @@ operator commands on the same Redis. Dates come from the suite's clock, never wr
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import os
+import stat
 import subprocess
 import sys
 from datetime import date, datetime, time, timedelta
@@ -401,3 +404,38 @@ async def test_erasure_reads_only_the_citizens_own_reminders(bot, protocol, capl
     assert f"unfinished:{reference}" not in [r for r, _ in await services.reminders.scheduled()]
     assert [r for r in caplog.records if "cannot be opened" in r.getMessage()] == []  # nobody else's was read
     assert len(await services.reminders.scheduled()) == 500
+
+
+# -- 7. the roster the hospital receives -------------------------------------------------------------------------------
+async def test_the_roster_has_the_hospitals_columns_and_only_those_who_will_come(bot, settings, protocol, tmp_path):
+    from openpyxl import load_workbook
+
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oRosterMother", protocol)
+    ref = await apply(mother, BOOK_FIRST)
+    gone = await apply(WeChatUser(bot, "oRosterGone", protocol), BOOK_FIRST)
+    day = (await appointment_day(services, ref)).isoformat()
+    done = {"event_id": "ev-roster-done", "application_id": gone, "service": "disability_certificate", "status": "rejected"}
+    assert (await post_event(bot, settings, done)).status == 200
+
+    text = await op.roster(services, day, "csv", None)
+    assert text.startswith("\ufeff")  # stdout too: Excel opens it as UTF-8
+    title, header, *rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    assert day in title[0] and "青阳县医院门诊大厅一楼" in title[0]
+    assert header[:9] == ["序号", "姓名", "性别", "出生日期", "身份证号后4位", "乡镇/村", "联系电话", "代办人", "受理编号"]
+    assert "残疾类别（自报）" in header and header[-1] == "签到"
+    assert len(rows) == 1 and gone not in text  # the finished one does not come
+    row = dict(zip(header, rows[0], strict=True))
+    assert row["序号"] == "1" and row["姓名"] == "王小宝" and row["身份证号后4位"] == "0034"
+    assert "341723201406010034" not in text and row["乡镇/村"] == "蓉城镇五溪村" and row["代办人"].startswith("李秀英")
+    assert row["残疾类别（自报）"] == "智力" and row["签到"] == ""
+
+    target = tmp_path / "roster.xlsx"
+    assert "wrote 1 rows" in await op.roster(services, day, "xlsx", target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    ws = load_workbook(target).active
+    assert day in ws["A1"].value and ws["A2"].value == "序号" and ws["A2"].font.bold
+    assert ws.column_dimensions["F"].width >= 20 and ws["B3"].value == "王小宝"
+    csv_file = tmp_path / "roster.csv"
+    await op.roster(services, day, "csv", csv_file)
+    assert stat.S_IMODE(csv_file.stat().st_mode) == 0o600 and csv_file.read_bytes().startswith(b"\xef\xbb\xbf")
