@@ -116,6 +116,10 @@ class Aftercare:
                 if number == 1 or (number is None and self.lang.is_yes(text)):
                     return await self._confirm_withdrawal(openid, pending, now)
                 return self.words["withdraw_kept"]
+        if number is not None and len(t) <= 3:
+            held = await self.registry.held_photos(openid)
+            if held is not None:
+                return await self._label_photos(openid, held, number, now)
         if submitted and number is not None and 1 <= number <= 5 and len(t) <= 3 and self.ports.feedback:
             rated = await self._score(openid, number)
             if rated:
@@ -131,6 +135,61 @@ class Aftercare:
         if phrase is None:
             return self.words["restart_after_submission"].format(reference=views[-1].id if views else "")
         return await self._phrase_reply(phrase, views, openid, now)
+
+    # -- 补齐材料: photos after materials_missing ------------------------------------------------------
+    async def photo(self, media_id: str, openid: str, now: datetime) -> str | None:
+        """A photo while an application this openid may see is missing materials: kept for it and the
+        citizen asked which material it is. None: nothing is missing (the dialog keeps it as before)."""
+        choices = await self._missing_materials(openid)
+        if not choices:
+            return None
+        app_id = choices[0][0]
+        count = await self.registry.hold_photo(openid, app_id, media_id[:128])
+        lines = "\n".join(f"{i} {self.pack.services[service].short}：{name}" for i, (_, service, name) in enumerate(choices, 1))
+        return self.words["supply_which"].format(count=count, lines=lines)
+
+    async def _missing_materials(self, openid: str) -> list[tuple[str, str, str]]:
+        """(application, service, material) for the latest application with a service missing materials."""
+        for view in reversed(await self.registry.visible_to(openid)):
+            missing = [s for s in view.meta["services"] if view.status.get(s, {}).get("status") == "materials_missing"]
+            if not missing:
+                continue
+            document = await self.ports.outbox.get(view.id)
+            materials = (document or {}).get("materials", [])
+            choices = [(view.id, s, m["name"]) for s in missing for m in materials if s in (m.get("service") or [])]
+            return choices or [(view.id, s, self.words["supply_other"]) for s in missing]
+        return []
+
+    async def _label_photos(self, openid: str, held: dict[str, Any], number: int, now: datetime) -> str | None:
+        choices = [c for c in await self._missing_materials(openid) if c[0] == held["app_id"]]
+        if not choices:
+            await self.registry.take_held_photos(openid)
+            return None
+        if not 1 <= number <= len(choices):
+            return self.words["supply_which_again"].format(count=len(choices))
+        held = await self.registry.take_held_photos(openid) or held
+        app_id, service, material = choices[number - 1]
+        at = now.isoformat(timespec="seconds")
+        n = await self.registry.record_supplied(
+            app_id, {"service": service, "material": material, "media_ids": held["media_ids"], "at": at}
+        )
+        meta = await self.registry.meta(app_id) or {}
+        await self.events.submit_event(
+            {
+                "event_id": f"{app_id}:supplied:{service}:{n}",
+                "application_id": app_id,
+                "application_no": meta.get("application_no"),
+                "service": service,
+                "status": "materials_supplied",
+                "material": material,
+                "media_ids": held["media_ids"],
+                "note": "申请人在公众号补交材料照片",
+                "at": at,
+            }
+        )
+        return self.words["supply_kept"].format(
+            count=len(held["media_ids"]), material=material, service=self.pack.services[service].short
+        )
 
     async def _score(self, openid: str, score: int) -> str | None:
         """A 1-5 while a service waits for its score: that service's, named back (None: no rating asked)."""

@@ -153,6 +153,10 @@ class ApplicationDialog:
                 return rated
         if command:
             return await self._command(command, session, turn)
+        if inp.kind == "image" and state == FINAL and self.aftercare:  # hook: casework
+            supplied = await self.aftercare.photo(inp.media_id or "", turn.openid, turn.now)  # hook: casework
+            if supplied:  # hook: casework
+                return supplied  # hook: casework
         if inp.kind == "image" and state != "checklist":
             kept = session["data"].setdefault("unassigned_photos", [])
             if len(kept) >= MAX_UNASSIGNED_PHOTOS:  # a stranger's 300 photos once made a 17 MiB session

@@ -28,6 +28,7 @@ class Outbox(Protocol):
 
     async def submit(self, document: dict[str, Any]) -> bool: ...  # False: submitted before (a retry)
     async def submit_event(self, event: dict[str, Any]) -> bool: ...  # a citizen's withdrawal, for the intake
+    async def get(self, application_id: str) -> dict[str, Any] | None: ...
 
 
 class Tickets(Protocol):

@@ -99,6 +99,7 @@ CONFLICTS = "intake:{conflicts}:list"
 CONFLICT_COUNT = "intake:{conflicts}:count"
 MAX_CONFLICTS_KEPT = 1000
 PENDING_WITHDRAWAL_TTL_S = 15 * 60
+MAX_HELD_PHOTOS = 9
 
 
 def _app(app_id: str, part: str) -> str:
@@ -387,6 +388,33 @@ class ApplicationRegistry:
         raw = await self.redis.getdel(await self._pending_withdrawal_key(openid))
         return None if raw is None else json.loads(raw)
 
+    # -- photos sent to supply a missing material (补齐材料) ------------------------------------------
+    async def hold_photo(self, openid: str, app_id: str, media_id: str) -> int:
+        """A photo waiting to be told which material it is; returns how many wait."""
+        key = f"supply:{{{openid}}}:pending"
+        raw = await self.redis.get(key)
+        held = json.loads(raw) if raw else {"app_id": app_id, "media_ids": []}
+        if held["app_id"] != app_id:
+            held = {"app_id": app_id, "media_ids": []}
+        held["media_ids"] = [*held["media_ids"], media_id][-MAX_HELD_PHOTOS:]
+        await self.redis.set(key, json.dumps(held), ex=PENDING_WITHDRAWAL_TTL_S)
+        return len(held["media_ids"])
+
+    async def held_photos(self, openid: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(f"supply:{{{openid}}}:pending")
+        return json.loads(raw) if raw else None
+
+    async def take_held_photos(self, openid: str) -> dict[str, Any] | None:
+        raw = await self.redis.getdel(f"supply:{{{openid}}}:pending")
+        return json.loads(raw) if raw else None
+
+    async def record_supplied(self, app_id: str, entry: dict[str, Any]) -> int:
+        """Photos kept against a missing material; returns the entry's number (for its event id)."""
+        return int(await self.redis.rpush(_app(app_id, "supplied"), json.dumps(entry, ensure_ascii=False)))
+
+    async def supplied(self, app_id: str) -> list[dict[str, Any]]:
+        return [json.loads(v) for v in await self.redis.lrange(_app(app_id, "supplied"), 0, -1)]
+
     async def has_pending_withdrawal(self, openid: str) -> bool:
         return bool(await self.redis.exists(await self._pending_withdrawal_key(openid)))
 
@@ -502,7 +530,7 @@ class ApplicationRegistry:
         meta = await self.meta(app_id)
         if meta is None or not status or any(s["status"] not in FINISHED for s in status.values()):
             return False
-        keys = [_app(app_id, "meta"), _app(app_id, "status"), _app(app_id, "events")]
+        keys = [_app(app_id, "meta"), _app(app_id, "status"), _app(app_id, "events"), _app(app_id, "supplied")]
         keys += [asked_key(app_id, service) for service in meta["services"]]
         for service in meta["services"]:  # a citizen's withdrawal, queued for the intake
             event_id = f"{app_id}:withdraw:{service}"

@@ -439,3 +439,25 @@ async def test_the_roster_has_the_hospitals_columns_and_only_those_who_will_come
     csv_file = tmp_path / "roster.csv"
     await op.roster(services, day, "csv", csv_file)
     assert stat.S_IMODE(csv_file.stat().st_mode) == 0o600 and csv_file.read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+# -- 7. 补齐材料 in the chat ----------------------------------------------------------------------------------------------
+async def test_photos_after_materials_missing_are_kept_against_the_material_and_the_intake_told(bot, settings, protocol):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oSupplyPhoto", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    assert "这是补哪份材料" not in await mother.image("media-before")  # nothing missing: kept as before
+    event = {"event_id": "ev-missing-photo", "application_id": ref, "service": "nursing_subsidy", "status": "materials_missing"}
+    assert (await post_event(bot, settings, event)).status == 200
+    await mother.image("media-a")
+    ask = await mother.image("media-b")
+    assert "收到2张照片" in ask and "护理补贴：" in ask and "残疾人证：" not in ask, ask
+    number, material = next((line.split(" ", 1)[0], line.split("：", 1)[1]) for line in ask.splitlines() if "护理补贴：" in line)
+    kept = await mother.say(number)
+    assert f"记为护理补贴的“{material}”" in kept, kept
+    assert (await services.registry.supplied(ref))[0]["media_ids"] == ["media-a", "media-b"]
+
+    async def intake_has_them() -> bool:
+        return any(e["status"] == "materials_supplied" for e in await intake_events_of(bot, ref))
+
+    assert await until(intake_has_them)
