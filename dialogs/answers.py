@@ -328,6 +328,9 @@ async def read_consent(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
 async def submit(turn: Turn) -> None:
     """Hand the application to the outbox. Safe to repeat: the outbox keys on the reference."""
     turn.data["submitted_at"] = turn.now.isoformat(timespec="seconds")
+    booking = turn.data.get("booking")
+    if booking and (moved_to := (await turn.ports.book.moves()).get(booking["session_date"])):
+        booking["session_date"] = moved_to  # moved by the county while this form was being filled in
     document = build_document(turn.case, turn.openid, turn.now)
     if on_mental_waitlist(turn.case):
         await turn.ports.book.join_waitlist("mental", turn.data["reference"])

@@ -461,3 +461,18 @@ async def test_photos_after_materials_missing_are_kept_against_the_material_and_
         return any(e["status"] == "materials_supplied" for e in await intake_events_of(bot, ref))
 
     assert await until(intake_has_them)
+
+
+async def test_a_session_moved_while_a_form_is_being_filled_in_is_submitted_on_its_new_day(bot, protocol):
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oMoveMidway", protocol)
+    for text in BOOK_FIRST[:-2]:
+        await mother.say(text)
+    old = date.fromisoformat((await services.store.load(mother.openid))["data"]["booking"]["session_date"])
+    new = a_later_workday(services, old)
+    await op.move_session(services, old.isoformat(), new.isoformat())
+    for text in BOOK_FIRST[-2:]:
+        reply = await mother.say(text)
+    assert "申请已提交" in reply
+    ref = reply.split("申请编号 ")[1].split("。")[0]
+    assert await appointment_day(services, ref) == new and await services.book.holders(new.isoformat()) == [ref]
