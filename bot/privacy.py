@@ -160,6 +160,7 @@ class PersonalDataEraser:
         kept, unbound = await self.registry.unbind_follower(openid)
         await self.reminders.forget(openid)
         await self.feedback.forget(openid)
+        await self.registry.forget_pending(openid)
         if kept:
             # Still owed to them: news of their applications. Not: prompts about what was deleted, nor
             # questions that wait for their answer (a rating, "was this binding yours?").

@@ -170,6 +170,17 @@ def _bind_tries(openid: str) -> str:
 BIND_TRIES_GLOBAL = "bindtries:{global}"
 
 
+def _pending_withdrawal(openid: str) -> str:
+    # By the openid like the conversation's own keys (no keyed digest: this is read for any "1" of
+    # any citizen, and must not need the pepper, which only submitted applications create).
+    return f"withdraw:{{{openid}}}:pending"
+
+
+def _held_photos(openid: str) -> str:
+    """Photos sent for a missing material, waiting to be told which one."""
+    return f"supply:{{{openid}}}:pending"
+
+
 def _bind_tries_app(app_id: str) -> str:
     return f"bindtries:{{app-{app_id}}}"
 
@@ -376,9 +387,7 @@ class ApplicationRegistry:
 
     # -- a withdrawal waiting for the citizen's "1" -------------------------------------------------
     async def _pending_withdrawal_key(self, openid: str) -> str:
-        # By the openid like the conversation's own keys (no keyed digest: this is read for any "1" of
-        # any citizen, and must not need the pepper, which only submitted applications create).
-        return f"withdraw:{{{openid}}}:pending"
+        return _pending_withdrawal(openid)
 
     async def ask_withdrawal(self, openid: str, app_id: str, services: list[str]) -> None:
         key = await self._pending_withdrawal_key(openid)
@@ -391,7 +400,7 @@ class ApplicationRegistry:
     # -- photos sent to supply a missing material (补齐材料) ------------------------------------------
     async def hold_photo(self, openid: str, app_id: str, media_id: str) -> int:
         """A photo waiting to be told which material it is; returns how many wait."""
-        key = f"supply:{{{openid}}}:pending"
+        key = _held_photos(openid)
         raw = await self.redis.get(key)
         held = json.loads(raw) if raw else {"app_id": app_id, "media_ids": []}
         if held["app_id"] != app_id:
@@ -401,11 +410,11 @@ class ApplicationRegistry:
         return len(held["media_ids"])
 
     async def held_photos(self, openid: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(f"supply:{{{openid}}}:pending")
+        raw = await self.redis.get(_held_photos(openid))
         return json.loads(raw) if raw else None
 
     async def take_held_photos(self, openid: str) -> dict[str, Any] | None:
-        raw = await self.redis.getdel(f"supply:{{{openid}}}:pending")
+        raw = await self.redis.getdel(_held_photos(openid))
         return json.loads(raw) if raw else None
 
     async def record_supplied(self, app_id: str, entry: dict[str, Any]) -> int:
@@ -414,6 +423,10 @@ class ApplicationRegistry:
 
     async def supplied(self, app_id: str) -> list[dict[str, Any]]:
         return [json.loads(v) for v in await self.redis.lrange(_app(app_id, "supplied"), 0, -1)]
+
+    async def forget_pending(self, openid: str) -> None:
+        """On erasure: a withdrawal not yet confirmed, photos not yet labelled."""
+        await self.redis.delete(_pending_withdrawal(openid), _held_photos(openid))
 
     async def has_pending_withdrawal(self, openid: str) -> bool:
         return bool(await self.redis.exists(await self._pending_withdrawal_key(openid)))
