@@ -234,7 +234,7 @@ class Aftercare:
             return w["cancel_booking"].format(date=_day(appointment["session_date"]))
         if phrase == "supply":
             return self._missing(view)
-        return self._pickup(view)
+        return await self._pickup(view)
 
     def _viewers(self, views: list[ApplicationView], openid: str) -> str:
         w, lines = self.words, []
@@ -266,7 +266,11 @@ class Aftercare:
         ]
         return self.words["supply"].format(reference=view.id, lines="\n".join(lines), window=self.pack.window)
 
-    def _pickup(self, view: ApplicationView) -> str:
+    async def _pickup(self, view: ApplicationView) -> str:
+        """As the citizen chose when applying (内蒙古: 自取 or 邮寄), else as the pack's seed says."""
+        chosen = ((await self.ports.outbox.get(view.id) or {}).get("result_delivery") or {}).get("method")
+        if chosen in ("pickup", "mail"):
+            return self.words[f"pickup_{chosen}"].format(window=self.pack.window)
         delivery = self.pack.raw.get("certificate_delivery", {})
         if ASSESSED_SERVICE not in view.meta["services"] or not delivery.get("text"):
             return self.words["pickup_unknown"]

@@ -24,6 +24,7 @@ from bot.clock import CHINA
 from bot.settings import OperatorError
 from dialogs.assessment import format_day
 from dialogs.deadlines import expected_from_session
+from dialogs.pack import load_pack
 from tests.conftest import WeChatUser
 from tests.test_after_submission import MOTHER_CHILD, apply, inbox, post_event, reminders_due, until
 
@@ -476,3 +477,32 @@ async def test_a_session_moved_while_a_form_is_being_filled_in_is_submitted_on_i
     assert "申请已提交" in reply
     ref = reply.split("申请编号 ")[1].split("。")[0]
     assert await appointment_day(services, ref) == new and await services.book.holders(new.isoformat()) == [ref]
+
+
+async def test_where_to_collect_follows_the_citizens_choice_or_the_packs_seed(settings, clock, protocol):
+    """内蒙古: 自取 or 邮寄 as chosen when applying (its seed: 申请人自取或邮政快递送达); 青阳 in the test above."""
+    import yaml
+
+    from tests.conftest import start_client
+
+    script = yaml.safe_load((Path(__file__).parent / "transcripts" / "09_hulunbuir_mail_and_reasons.yaml").read_text())
+    clock.set(script["now"])
+    client = await start_client(settings.with_(region="hulunbuir"), clock)
+    try:
+        citizen = WeChatUser(client, "oHulunbuirMail", protocol)
+        for step in script["steps"]:
+            reply = await citizen.say(step["say"])
+        assert "申请编号 HL" in reply
+        assert "邮政快递寄到您申请时留的邮寄地址" in await citizen.say("在哪里领")
+    finally:
+        await client.close()
+    for region in ("qingyang", "hulunbuir"):
+        basis = load_pack(region).raw["certificate_delivery"]["basis"]
+        quoted = basis.split("：", 1)[1].strip("…。")
+        assert quoted.replace("……", "") in SEED[region].read_text(encoding="utf-8"), (region, quoted)
+
+
+SEED = {
+    "qingyang": Path("/work/shared/seeds/qingyang-2023-scheme.txt"),
+    "hulunbuir": Path("/work/shared/seeds/neimenggu-hulunbuir-2022-scheme.txt"),
+}
