@@ -506,3 +506,69 @@ SEED = {
     "qingyang": Path("/work/shared/seeds/qingyang-2023-scheme.txt"),
     "hulunbuir": Path("/work/shared/seeds/neimenggu-hulunbuir-2022-scheme.txt"),
 }
+
+
+# -- the scripted month (issue 11, acceptance) --------------------------------------------------------------------------
+async def test_a_scripted_month_every_result_and_every_reminder_once_on_the_right_day(bot, settings, clock, protocol):
+    """20 applications; intake events over 30 simulated days; the session moved; two withdrawals; materials
+    missing and supplied by photo; ratings. Each citizen gets each result once and each reminder once."""
+    services = bot.server.app[SERVICES]
+    mothers = [WeChatUser(bot, f"oMonth{i:02d}", protocol) for i in range(20)]
+    refs = [await apply(m, BOOK_FIRST) for m in mothers]
+    start = services.clock.now()
+    old = await appointment_day(services, refs[0])
+    new = a_later_workday(services, old)
+    n = iter(range(10_000))
+    sent: dict[str, int] = {}
+
+    async def event(ref: str, service: str, status: str, **extra) -> None:
+        body = {"event_id": f"ev-month-{next(n)}", "application_id": ref, "service": service, "status": status, **extra}
+        assert (await post_event(bot, settings, body)).status == 200, body
+
+    async def day(k: int) -> None:
+        clock.set(at((start + timedelta(days=k)).date(), "09:05"))
+        await op.send_due(services)
+        for _ in range(5):
+            counts = await services.push.send_due(now=services.clock.time() + 1, limit=500)
+            for result, c in counts.items():
+                sent[result] = sent.get(result, 0) + c
+
+    for k in range(31):
+        if k == 1:
+            for ref in refs:
+                for service in ("disability_certificate", "nursing_subsidy"):
+                    await event(ref, service, "accepted", at=services.clock.now().isoformat(timespec="seconds"))
+        if k == 3:
+            assert "moved 20 bookings" in await op.move_session(services, old.isoformat(), new.isoformat())
+        if k == 5:
+            for m in mothers[:2]:
+                assert "回复1确认撤销" in await m.say("撤销 残疾证")
+                assert "已为您撤销残疾人证" in await m.say("1")
+        if k == 6:
+            await event(refs[2], "nursing_subsidy", "materials_missing", note="缺监护关系证明")
+            ask = await mothers[2].image("media-month")
+            assert "这是补哪份材料" in ask
+            assert "正在转给受理部门" in await mothers[2].say("1")
+        if k == 7:
+            await event(refs[2], "nursing_subsidy", "accepted")
+        if services.clock.today() == new + timedelta(days=3):
+            for ref in refs[2:]:
+                await event(ref, "disability_certificate", "approved")
+            for ref in refs:
+                await event(ref, "nursing_subsidy", "approved")
+        await day(k)
+    assert (services.clock.today() - start.date()).days == 30
+
+    for i, m in enumerate(mothers):
+        texts = await inbox(bot, m.openid)
+        reminders = [t for t in texts if "评定提醒" in t]
+        if i < 2:
+            assert reminders == [] and not any("残疾人证：审核通过" in t for t in texts), (i, texts)
+        else:
+            assert len(reminders) == 2 and all(format_day(new) in t for t in reminders), (i, reminders)
+            assert len([t for t in texts if "残疾人证：审核通过" in t]) == 1
+        assert len([t for t in texts if "护理补贴：审核通过" in t]) == 1
+        assert len([t for t in texts if "改到" in t]) == 1
+    assert "您给残疾人证打了5分" in await mothers[3].say("5") and "您给护理补贴打了4分" in await mothers[3].say("4")
+    assert sent.get("failed", 0) == 0 and await services.push.pending() == 0
+    print(f"\nscripted month: 20 applications, {sent} pushes, conflicts {await services.registry.conflict_count()}")
