@@ -120,6 +120,7 @@ def _operator_commands(sub) -> None:
     tickets.add_parser("list", help="who asked, about which application, what, and the number to call back (CSV)")
     satisfaction = sub.add_parser("satisfaction", help="好差评 ratings").add_subparsers(dest="action", required=True)
     satisfaction.add_parser("report")
+    satisfaction.add_parser("comments", help="what citizens wrote with their score (CSV)")
     calendar = sub.add_parser("calendar", help="the working-day calendar").add_subparsers(dest="action", required=True)
     calendar.add_parser("check", help="which of the next 120 days have no published holiday schedule (exit 1 if any)")
     menu = sub.add_parser("menu", help="the official account's custom menu").add_subparsers(dest="action", required=True)
@@ -164,7 +165,7 @@ async def _operate(settings: Settings, args) -> int:
         elif args.command == "tickets":
             op.write(await op.tickets_list(s))
         elif args.command == "satisfaction":
-            op.write(await op.satisfaction_report(s))
+            op.write(await (op.satisfaction_comments(s) if args.action == "comments" else op.satisfaction_report(s)))
         elif args.command == "menu":
             return await op.menu(s, args.action)
         elif args.command == "calendar":

@@ -269,6 +269,17 @@ async def satisfaction_report(s: Services) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def satisfaction_comments(s: Services) -> str:
+    """What citizens wrote after their score, per service (sealed in Redis; shown here to operators)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["at", "service", "application", "score", "comment"])
+    for c in await s.feedback.comments():
+        at = datetime.fromtimestamp(c["at"], CHINA).isoformat(timespec="seconds")
+        writer.writerow([at, c["service"], c["app_id"], c.get("score") or "", c["comment"]])
+    return buf.getvalue()
+
+
 async def menu(s: Services, action: str) -> int:
     """`bot menu show|push`: the menu of content/common/menu.yaml, checked against WeChat's limits."""
     import aiohttp

@@ -361,6 +361,8 @@ async def test_ratings_are_per_service_and_a_score_counts_only_while_one_is_aske
     report = await op.satisfaction_report(services)
     assert "disability_certificate,0,0,0,1,0,1,4.00" in report and "nursing_subsidy,0,0,0,0,1,1,5.00" in report
     assert [(c["service"], c["comment"]) for c in await services.feedback.comments()] == [("nursing_subsidy", "医生很耐心")]
+    comments = (await op.satisfaction_comments(services)).splitlines()
+    assert comments[0] == "at,service,application,score,comment" and comments[1].endswith(f"nursing_subsidy,{ref},5,医生很耐心")
     assert "谢谢" not in await mother.say("3")  # nothing left to rate
 
 
