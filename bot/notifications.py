@@ -19,6 +19,7 @@ from dialogs.deadlines import expected_after_acceptance, expected_from_session
 from dialogs.pack import Pack
 from dialogs.workdays import WorkCalendar
 from integrations.applications import FINISHED, ApplicationRegistry, BadEvent, StatusConflict, allowed_before
+from integrations.delivery import delivery_state
 from integrations.feedback import FeedbackStore
 from integrations.reminders import Push, Reminders
 
@@ -214,6 +215,16 @@ class Notifier:
                 materials="、".join(payload["materials"]),
             )
             return [(openid, text) for openid in meta["viewers"]]
+        if payload["kind"] == "delivery_late":
+            # Told once, a day after submitting, only if it has still not reached the intake (a refusal
+            # has its own message: push_rejected_delivery).
+            if await delivery_state(self.registry.redis, "application", payload["app_id"]) in ("delivered", "failed"):
+                return []
+            meta = await self.registry.meta(payload["app_id"])
+            if meta is None:
+                return []
+            text = self.words["push_delivery_late"].format(reference=payload["app_id"])
+            return [(openid, text) for openid in meta["viewers"]]
         if payload["kind"] == "unfinished" and conversations is not None:
             session = await conversations.load(payload["openid"])
             if not session or session["state"] == "submitted" or session["data"].get("reference") != payload["reference"]:
@@ -278,6 +289,12 @@ class SubmissionFollowup:
     async def submitted(self, document: dict[str, Any], openid: str, expected: dict[str, str | None]) -> None:
         await self.registry.register(document, openid, expected=expected)
         await self.notifier.reminders.cancel(f"unfinished:{document['id']}")
+        submitted_at = datetime.fromisoformat(document["submitted_at"])
+        await self.notifier.reminders.schedule(
+            f"delivery-late:{document['id']}",
+            (submitted_at + timedelta(days=1)).timestamp(),
+            {"kind": "delivery_late", "app_id": document["id"]},
+        )
         appointment = document.get("appointment")
         if appointment and appointment.get("session_date"):
             materials = [m["name"] for m in document["materials"] if "disability_certificate" in m["service"]]

@@ -197,7 +197,13 @@ NotifyRejected = Callable[[str, str], Awaitable[None]]
 
 async def delivered(redis: RedisClient, kind: str, item_id: str) -> bool:
     """Whether the intake has this item (an application, or one of our events)."""
-    return await redis.hget(KINDS[kind].state(item_id), "state") == b"delivered"
+    return await delivery_state(redis, kind, item_id) == "delivered"
+
+
+async def delivery_state(redis: RedisClient, kind: str, item_id: str) -> str:
+    """queued (also: not read yet), retrying, delivered or failed."""
+    state = await redis.hget(KINDS[kind].state(item_id), "state")
+    return _s(state) if state else "queued"
 
 
 class OutboxLedger:

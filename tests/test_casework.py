@@ -165,7 +165,7 @@ async def test_a_withdrawal_is_confirmed_first_and_gives_back_the_place_roster_r
 
     assert await services.book.holders(day) == []
     assert ref not in await op.roster(services, day, "csv", None)
-    assert [r for r, _ in await services.reminders.scheduled() if ref in r] == []
+    assert [r for r, _ in await services.reminders.scheduled() if r.startswith(f"assess:{ref}:")] == []
     await services.push.send_due(now=services.clock.time() + 1)
     assert any("申请人已撤销残疾人证" in t for t in await inbox(bot, father.openid))
 
@@ -571,6 +571,27 @@ async def test_a_scripted_month_every_result_and_every_reminder_once_on_the_righ
             assert len([t for t in texts if "残疾人证：审核通过" in t]) == 1
         assert len([t for t in texts if "护理补贴：审核通过" in t]) == 1
         assert len([t for t in texts if "改到" in t]) == 1
+        assert not any("还在送往受理平台" in t for t in texts)  # each was delivered at once
     assert "您给残疾人证打了5分" in await mothers[3].say("5") and "您给护理补贴打了4分" in await mothers[3].say("4")
     assert sent.get("failed", 0) == 0 and await services.push.pending() == 0
     print(f"\nscripted month: 20 applications, {sent} pushes, conflicts {await services.registry.conflict_count()}")
+
+
+async def test_a_citizen_whose_application_is_a_day_late_is_told_once(settings, clock, protocol):
+    from tests.conftest import free_port, start_client
+
+    clock.set("2026-11-23T10:00:00")
+    down = settings.with_(intake_url=f"http://127.0.0.1:{free_port()}", intake_secret="s" * 32)  # nobody listens
+    client = await start_client(down, clock)
+    try:
+        services = client.server.app[SERVICES]
+        ref = await apply(WeChatUser(client, "oLate1", protocol), MOTHER_CHILD)
+        submitted = services.clock.now()
+        for hours in (23, 25, 49):
+            clock.set((submitted + timedelta(hours=hours)).isoformat())
+            await op.send_due(services)
+            await services.push.send_due(now=services.clock.time() + 1)
+        late = [t for t in await inbox(client, "oLate1") if "还在送往受理平台" in t]
+        assert len(late) == 1 and ref in late[0]
+    finally:
+        await client.close()
