@@ -116,7 +116,7 @@ class Aftercare:
                 if number == 1 or (number is None and self.lang.is_yes(text)):
                     return await self._confirm_withdrawal(openid, pending, now)
                 return self.words["withdraw_kept"]
-        if number is not None and len(t) <= 3:
+        if submitted and number is not None and len(t) <= 3:  # photos are held only after submission
             held = await self.registry.held_photos(openid)
             if held is not None:
                 return await self._label_photos(openid, held, number, now)
@@ -127,8 +127,10 @@ class Aftercare:
         phrase = self._phrase(t)
         if phrase is None and not (submitted and self.lang.command(text) == "restart"):
             return None
-        if phrase == "new_application":
-            return None  # the one way to start again after submission: the dialog's restart
+        if phrase == "new_application" or (phrase == "chase" and t in self.phrases.get("human", []) and not submitted):
+            # The one way to start again after submission: the dialog's restart. And 人工 in the middle of
+            # a form is about that form: the dialog's help.
+            return None
         views = await self.registry.visible_to(openid)
         if not views and not submitted:
             return None
@@ -206,7 +208,7 @@ class Aftercare:
 
     def _phrase(self, t: str) -> str | None:
         for name, words in self.phrases.items():
-            if name != "no" and any(w in t for w in words):
+            if name not in ("no", "human") and any(w in t for w in words):
                 return name
         return None
 

@@ -305,8 +305,10 @@ async def test_chasing_opens_a_ticket_for_county_staff_with_a_number_to_call(bot
     assert ticket in rows[1] and ref in rows[1] and "李秀英" in rows[1] and "13912345678" in rows[1]
     stored = b"".join(v for v in (await redis_client.hgetall("ticket:{desk}:items")).values())
     assert b"13912345678" not in stored and "李秀英".encode() not in stored  # sealed
-    # Before any application, 人工 is still the help line.
+    # Before any application, and in the middle of a new form, 人工 is still the help line.
     assert "12345" in await WeChatUser(bot, "oChaseNobody", protocol).say("人工")
+    await mother.say("重新申请")
+    assert "12345" in await mother.say("人工")
 
 
 # -- 6. after submission: the words people use -------------------------------------------------------------------------
