@@ -37,8 +37,12 @@ def _retry_time(now: datetime, wait_s: int) -> str:
 
 
 def _day(iso: str) -> str:
-    d = date.fromisoformat(iso[:10])
-    return format_day(d)
+    try:
+        return format_day(date.fromisoformat(iso[:10]))
+    except ValueError:
+        # A date no calendar has, written before moves were validated (2027-02-30): shown as it is,
+        # so the status still answers instead of failing for ever.
+        return iso[:10]
 
 
 # The service whose assessment place, roster row and reminders go with it.

@@ -133,6 +133,12 @@ async def test_a_bad_move_is_one_line_from_the_shell_and_the_status_still_answer
     assert await services.book.holders(old) == [ref]
     status = await mother.say("进度")
     assert ref in status and "系统有点忙" not in status
+    # An appointment written by an unvalidated move before this fix still lets the status answer.
+    await services.registry.update_meta(
+        ref, appointment={**(await services.registry.meta(ref))["appointment"], "session_date": "2027-02-30"}
+    )
+    status = await mother.say("进度")
+    assert "2027-02-30" in status and "系统有点忙" not in status
 
 
 # -- 2. withdrawal ---------------------------------------------------------------------------------------------
