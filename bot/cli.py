@@ -100,7 +100,8 @@ def _operator_commands(sub) -> None:
     announce.add_argument("--place")
     move = sessions.add_parser("move", help="move a session to another day and tell everyone booked")
     move.add_argument("date")
-    move.add_argument("new_date")
+    move.add_argument("new_date", nargs="?")
+    move.add_argument("--undo", action="store_true", help="put back the recorded move away from DATE")
     outbox = sub.add_parser("outbox", help="applications on their way to the intake system").add_subparsers(
         dest="action", required=True
     )
@@ -118,8 +119,13 @@ def _operator_commands(sub) -> None:
     resend = push.add_parser("resend", help="queue failed messages again; the serving process sends them")
     resend.add_argument("key", nargs="?", help="a key from `bot push failed`")
     resend.add_argument("--all", action="store_true", help="every failed message")
+    tickets = sub.add_parser("tickets", help="handoffs to county staff (人工, 催办, 改日期)").add_subparsers(
+        dest="action", required=True
+    )
+    tickets.add_parser("list", help="who asked, about which application, what, and the number to call back (CSV)")
     satisfaction = sub.add_parser("satisfaction", help="好差评 ratings").add_subparsers(dest="action", required=True)
     satisfaction.add_parser("report")
+    satisfaction.add_parser("comments", help="what citizens wrote with their score (CSV)")
     calendar = sub.add_parser("calendar", help="the working-day calendar").add_subparsers(dest="action", required=True)
     calendar.add_parser("check", help="which of the next 120 days have no published holiday schedule (exit 1 if any)")
     menu = sub.add_parser("menu", help="the official account's custom menu").add_subparsers(dest="action", required=True)
@@ -144,6 +150,10 @@ async def _operate(settings: Settings, args) -> int:
                 op.write(await op.roster(s, args.date, args.format, args.out))
             elif args.action == "announce":
                 op.write(await op.announce_mental(s, args.date, args.period, args.place))
+            elif args.undo:
+                op.write(await op.undo_move(s, args.date))
+            elif args.new_date is None:
+                raise op.OperatorError("bot sessions move DATE NEW_DATE (or DATE --undo)")
             else:
                 op.write(await op.move_session(s, args.date, args.new_date))
         elif args.command == "outbox":
@@ -153,7 +163,7 @@ async def _operate(settings: Settings, args) -> int:
                     op.write(json.dumps(row, ensure_ascii=False) + "\n")
             else:
                 ok = await ledger.retry(args.application_id)
-                op.write(("queued again: " if ok else "not a failed application: ") + args.application_id + "\n")
+                op.write(("queued again: " if ok else "neither failed nor retrying: ") + args.application_id + "\n")
                 return 0 if ok else 1
         elif args.command == "reminders":
             op.write(await op.send_due(s))
@@ -164,8 +174,10 @@ async def _operate(settings: Settings, args) -> int:
                 out, ok = await op.push_resend(s, args.key, every=args.all)
                 op.write(out)
                 return 0 if ok else 1
+        elif args.command == "tickets":
+            op.write(await op.tickets_list(s))
         elif args.command == "satisfaction":
-            op.write(await op.satisfaction_report(s))
+            op.write(await (op.satisfaction_comments(s) if args.action == "comments" else op.satisfaction_report(s)))
         elif args.command == "menu":
             return await op.menu(s, args.action)
         elif args.command == "calendar":

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from bot.clock import Clock, protocol_time
 from bot.effects import EffectRunner
-from bot.notifications import Notifier
+from bot.notifications import Notifier, SubmissionFollowup
 from bot.privacy import PersonalDataEraser
 from bot.settings import ConfigError, Settings
 from dialogs.engine import ApplicationDialog
@@ -45,6 +45,7 @@ from integrations.redis_health import RedisHealth
 from integrations.reminders import Reminders
 from integrations.replay_guard import ReplayGuard
 from integrations.sealing import LOCAL_KID, MissingKey, Sealer, local_key_path
+from integrations.tickets import Tickets
 from integrations.wechat_api import WeChatApi
 from integrations.wechat_notice import GENERIC, Notices, sandbox_ids, shared_notices_content
 from integrations.wechat_sandbox import SANDBOX_SUBSCRIBE_PREFIX, SANDBOX_TEMPLATE_PREFIX
@@ -124,8 +125,10 @@ async def open_services(
         ports = Ports(
             book=book,
             outbox=outbox,
+            followup=SubmissionFollowup(registry, notifier),
             feedback=feedback,
             eraser=PersonalDataEraser(registry, reminders, push, feedback),
+            tickets=Tickets(client, sealer, outbox),
         )
         dialog = ApplicationDialog(pack, ports, calendar, registry=registry)
         store = ConversationStore(

@@ -10,7 +10,7 @@ idempotent, so a sweep that races a live turn does no harm.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dialogs.effects import Effect, ReleasePlace, Started, Submit
@@ -76,6 +76,13 @@ class EffectRunner:
             return
         await self.registry.register(document, registration["openid"], expected=registration["expected"])
         await self.notifier.reminders.cancel(f"unfinished:{app_id}")
+        # Told once, a day after submitting, if it has still not reached the intake by then.
+        submitted_at = datetime.fromisoformat(document["submitted_at"])
+        await self.notifier.reminders.schedule(
+            f"delivery-late:{app_id}",
+            (submitted_at + timedelta(days=1)).timestamp(),
+            {"kind": "delivery_late", "app_id": app_id},
+        )
         appointment = document.get("appointment")
         if appointment and appointment.get("session_date"):
             materials = self.notifier.assessment_materials(document)

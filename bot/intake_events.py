@@ -1,7 +1,10 @@
 """POST /intake/events: status events from the intake system, signed like our deliveries.
 
 A bad signature or a timestamp more than 5 minutes off is refused (401); an event delivered twice
-is applied once (the second answer is 409); errors are plain JSON for a machine, never a traceback.
+is applied once (the second answer is 409); an event that contradicts the service's status (a
+regression, after a withdrawal, a service not applied for, 公示 for an exempt application) is a 409
+`conflict`, kept for operators and not told to the citizen; errors are plain JSON for a machine,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from integrations.applications import ApplicationRegistry
+from integrations.applications import ApplicationRegistry, BadEvent, StatusConflict
 from integrations.intake import EVENT_STATUSES, STALE_TIMESTAMP, check_request
 
 log = logging.getLogger(__name__)
@@ -22,6 +25,8 @@ log = logging.getLogger(__name__)
 STATUSES = set(EVENT_STATUSES)
 MAX_EVENT_BYTES = 16 * 1024
 MAX_SKEW_S = 300  # a captured event cannot be replayed later than this
+# A note is shown to the citizen in a status line and a push: longer ones are cut (WeChat's limits).
+MAX_NOTE_CHARS = 200
 
 
 def _error(status: int, code: str, detail: str) -> web.Response:
@@ -58,7 +63,15 @@ def events_handler(
         if not app_id or await registry().meta(app_id) is None:
             return _error(404, "unknown_application", "no application with that id or number")
         event = {**event, "application_id": app_id}
-        if not await apply(app_id, event):
+        if len(event.get("note", "")) > MAX_NOTE_CHARS:
+            event["note"] = event["note"][: MAX_NOTE_CHARS - 1] + "…"
+        try:
+            applied = await apply(app_id, event)
+        except BadEvent as e:
+            return _error(400, "bad_event", str(e))
+        except StatusConflict as conflict:
+            return _error(409, "conflict", f"{conflict.reason}: the event contradicts the service's status; kept for operators")
+        if not applied:
             return web.json_response({"applied": False, "duplicate": True}, status=409)
         log.info("intake event %s applied: %s %s", event["event_id"], event["service"], event["status"])
         return web.json_response({"applied": True})

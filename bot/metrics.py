@@ -88,7 +88,13 @@ async def state_gauges(services: Services) -> bytes:
     reminders = Gauge(
         "bot_reminders", "Scheduled reminders: all, and those due but not yet handed to the push queue", ["state"], registry=r
     )
+    conflicts = Gauge(
+        "bot_intake_conflicts",
+        "Intake events refused as contradicting a service's status (left to operators), since the start",
+        registry=r,
+    )
     try:
+        conflicts.set(await services.registry.conflict_count())
         depth = await services.push.depth()
         for kind, states in (await services.outbox_depth()).items():
             for state, n in states.items():

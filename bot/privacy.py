@@ -160,9 +160,13 @@ class PersonalDataEraser:
         kept, unbound = await self.registry.unbind_follower(openid)
         await self.reminders.forget(openid)
         await self.feedback.forget(openid)
+        await self.registry.forget_pending(openid)
         if kept:
-            # Still owed to them: news of their applications. Not: prompts about what was deleted.
-            await self.push.forget(openid, keep=lambda key: not key.startswith("unfinished:") and ":rate:" not in key)
+            # Still owed to them: news of their applications. Not: prompts about what was deleted, nor
+            # questions that wait for their answer (a rating, "was this binding yours?").
+            await self.push.forget(
+                openid, keep=lambda key: not key.startswith("unfinished:") and ":rate:" not in key and ":bound:" not in key
+            )
         else:
             await self.push.forget(openid, keep=lambda key: False)
         return Erasure(kept, unbound)

@@ -25,6 +25,10 @@ class ConfigError(ValueError):
     """A configuration the bot refuses to start with; the message is one line naming the variable."""
 
 
+class OperatorError(ConfigError):
+    """An operator command refused as given (a date that does not exist, nothing to move): one line."""
+
+
 def _flag(value: str | None) -> bool | None:
     if value is None or value == "":
         return None

@@ -278,7 +278,8 @@ async def read_booking(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
 async def offered_sessions(turn: Turn) -> list[tuple[assessment.AssessmentSession, int]]:
     """The next sessions with places left, as offered to the citizen (fixed count from the pack)."""
     a = turn.pack.assessment
-    sessions = assessment.monthly_sessions(turn.pack, turn.calendar, turn.now.date(), int(a.get("offer_sessions", 3)) + 3)
+    count = int(a.get("offer_sessions", 3)) + 3
+    sessions = assessment.sessions_with_moves(turn.pack, turn.calendar, turn.now.date(), count, await turn.ports.book.moves())
     left = await turn.ports.book.remaining([s.key for s in sessions], int(a["capacity"]))
     mine = (turn.data.get("booking") or {}).get("session_date")
     open_ = [(s, left[s.key]) for s in sessions if left[s.key] > 0 or s.key == mine]
@@ -289,7 +290,7 @@ async def slot_lines(turn: Turn) -> str:
     q = turn.pack.questions["booking"]
     lines = []
     for i, (s, left) in enumerate(await offered_sessions(turn), 1):
-        key = "slot_uncertain" if not s.certain else "slot_moved" if s.moved else "slot"
+        key = "slot_rescheduled" if s.rescheduled else "slot_uncertain" if not s.certain else "slot_moved" if s.moved else "slot"
         lines.append(
             f"{i} "
             + q[key].format(
@@ -332,6 +333,9 @@ async def submit(turn: Turn) -> None:
     """Ask for the application to be registered and queued: an effect, carried out after the session
     is saved, and safe to repeat (the outbox keys on the reference)."""
     turn.data["submitted_at"] = turn.now.isoformat(timespec="seconds")
+    booking = turn.data.get("booking")
+    if booking and (moved_to := (await turn.ports.book.moves()).get(booking["session_date"])):
+        booking["session_date"] = moved_to  # moved by the county while this form was being filled in
     document = build_document(turn.case, turn.openid, turn.now)
     expected: dict[str, str | None] = {}
     for code, result in document["eligibility"].items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from dialogs.pack import Pack
@@ -18,6 +18,7 @@ class AssessmentSession:
     period: str
     place: str
     certain: bool = True  # False: its year has no published holiday schedule ("以通知为准")
+    rescheduled: bool = False  # moved by an operator (`bot sessions move`), not by the holiday rule
 
     @property
     def key(self) -> str:
@@ -60,6 +61,24 @@ def monthly_sessions(pack: Pack, calendar: WorkCalendar, after: date, count: int
         if month == 13:
             year, month = year + 1, 1
     return sessions
+
+
+def sessions_with_moves(
+    pack: Pack, calendar: WorkCalendar, after: date, count: int, moves: dict[str, str]
+) -> list[AssessmentSession]:
+    """The next `count` sessions held after `after`, each moved session on its new day (a session
+    moved from before `after` to after it still counts)."""
+    a = pack.assessment
+    if a.get("mode") != "monthly_session":
+        return []
+    sessions = []
+    for s in monthly_sessions(pack, calendar, after - timedelta(days=62), count + 3):
+        new = moves.get(s.key)
+        if new is not None:
+            s = replace(s, day=date.fromisoformat(new), rescheduled=True)
+        if s.day > after:
+            sessions.append(s)
+    return sorted(sessions, key=lambda s: s.day)[:count]
 
 
 def session_on(pack: Pack, calendar: WorkCalendar, day: date) -> AssessmentSession | None:

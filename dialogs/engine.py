@@ -89,7 +89,7 @@ class ApplicationDialog:
         self.ports = ports
         self.calendar = calendar
         self.lang = Understanding(pack)
-        self.aftercare = Aftercare(pack, self.lang, registry, ports.outbox) if registry is not None else None
+        self.aftercare = Aftercare(pack, self.lang, registry, ports) if registry is not None else None  # hook: casework
         self.machine = build_machine()
         self.steps: dict[str, Step] = {s.name: s for s in STEPS}
         # One model, registered once: add_model costs ~0.7 ms (it wires every state onto the model).

@@ -68,9 +68,12 @@ async def erase_confirmation(d: ApplicationDialog, m: Message) -> str | None:
 
 
 async def aftercare(d: ApplicationDialog, m: Message) -> str | None:
-    """Status, binding and withdrawal (进度, 绑定…, 撤销…), from any step, also for family who never applied."""
+    """Status, binding, withdrawal, 催办, 怎么补材料 (进度, 绑定…, 撤销…), from any step, also for family who never applied."""
     if not m.text or d.aftercare is None:
         return None
+    replied = await d.aftercare.answer(m.text, m.turn.openid, m.turn.now, submitted=m.state == d.final)
+    if replied:
+        return replied
     after = d.aftercare.command(m.text)
     return await d.aftercare.handle(after, m.text, m.turn.openid, m.turn.now) if after else None
 
@@ -99,6 +102,13 @@ async def rating(d: ApplicationDialog, m: Message) -> str | None:
 async def greeting(d: ApplicationDialog, m: Message) -> str | None:
     """A greeting ("你好"): carry on where we are."""
     return await prompt(m.turn, m.state) if m.command == "greet" else None
+
+
+async def materials_photo(d: ApplicationDialog, m: Message) -> str | None:
+    """A photo after submission, when the intake asked for missing materials: kept against that material."""
+    if m.inp.kind != "image" or m.state != d.final or d.aftercare is None:
+        return None
+    return await d.aftercare.photo(m.inp.media_id or "", m.turn.openid, m.turn.now) or None
 
 
 async def early_photo(d: ApplicationDialog, m: Message) -> str | None:
@@ -143,6 +153,7 @@ INTERCEPTORS: tuple[Interceptor, ...] = (
     command,
     rating,
     greeting,
+    materials_photo,
     early_photo,
     correction,
     policy_question,

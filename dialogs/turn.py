@@ -21,16 +21,32 @@ class AssessmentBook(Protocol):
     async def release(self, session_key: str, holder: str) -> None: ...
     async def join_waitlist(self, kind: str, holder: str) -> None: ...
     async def leave_waitlist(self, kind: str, holder: str) -> None: ...
+    async def moves(self) -> dict[str, str]: ...  # closed day -> the day its session is held instead
 
 
 class EventOutbox(Protocol):
     """Where the bot's own events for the intake go (integrations/outbox.py), e.g. a withdrawal."""
 
-    async def submit_event(self, event: dict[str, Any]) -> bool: ...
+    async def submit_event(self, event: dict[str, Any]) -> bool: ...  # a citizen's withdrawal, for the intake
+    async def get(self, application_id: str) -> dict[str, Any] | None: ...
+
+
+class Tickets(Protocol):
+    """Handoffs to county staff (integrations/tickets.py)."""
+
+    async def open(self, openid: str, app_id: str, asked: str, now: datetime) -> str: ...
+
+
+class Followup(Protocol):
+    """What the after-submission commands tell others (bot/notifications.py SubmissionFollowup)."""
+
+    async def withdrawn(self, app_id: str, services: list[str], session_date: str | None) -> None: ...
+    async def bound(self, app_id: str, openid: str) -> None: ...
 
 
 class Feedback(Protocol):
     async def pending(self, openid: str) -> dict[str, Any] | None: ...
+    async def pending_all(self, openid: str) -> list[dict[str, Any]]: ...
     async def record_score(self, openid: str, pending: dict[str, Any], score: int) -> None: ...
     async def record_comment(self, openid: str, pending: dict[str, Any], comment: str) -> None: ...
 
@@ -49,8 +65,10 @@ class Ports:
 
     book: AssessmentBook
     outbox: EventOutbox
+    followup: Followup | None = None
     feedback: Feedback | None = None
     eraser: Eraser | None = None
+    tickets: Tickets | None = None
 
 
 @dataclass

@@ -41,6 +41,11 @@ BIND_CODE_TTL_S = 24 * 3600
 # within BIND_WINDOW_S of the first one; then even the right code waits until the window ends.
 BIND_ATTEMPTS_PER_HOUR = 5
 BIND_WINDOW_S = 3600
+# Wrong attempts of everyone together, and on one application (by its reference and an ID number):
+# 2,000 openids once made 10,007 guesses in 35 s. The global budget makes a guess of a live code
+# about one in 10**6 / (live codes * 100) an hour for all strangers together, not per stranger.
+BIND_ATTEMPTS_GLOBAL_PER_HOUR = 100
+BIND_ATTEMPTS_PER_APPLICATION_PER_HOUR = 5
 
 
 # Statuses after which a service can no longer be withdrawn by the citizen.
@@ -56,10 +61,61 @@ PROCESSING_STARTED = {
     "withdrawn",
 }
 FINISHED = {"approved", "rejected", "ready_for_pickup", "mailed", "first_payment", "withdrawn"}
+# How far a service has come. An intake event may keep a service where it is or move it on, never
+# take it back: after 审核通过 no 已受理, after 未通过 or 已撤销 nothing (but the same again).
+STAGE = {
+    "submitted": 0,
+    "delivery_failed": 0,
+    "delivered": 1,
+    "accepted": 2,
+    "materials_missing": 2,
+    "forwarded": 3,
+    "publicity_started": 4,
+    "publicity_ended": 5,
+    "approved": 6,
+    "ready_for_pickup": 7,
+    "mailed": 8,
+    "first_payment": 8,
+}
+TERMINAL = {"rejected", "withdrawn"}
+
+
+def may_follow(previous: str, new: str) -> bool:
+    """Whether a service in `previous` may move to `new`."""
+    if previous in TERMINAL:
+        return new == previous
+    if new == "withdrawn":
+        return True
+    if new in ("rejected", "materials_missing"):
+        return STAGE.get(previous, 0) < STAGE["approved"]  # asked for or refused before the decision
+    return STAGE.get(new, 0) >= STAGE.get(previous, 0)
+
+
+def allowed_before(new: str) -> list[str]:
+    return [p for p in [*STAGE, *TERMINAL] if may_follow(p, new)]
+
+
+CONFLICTS = "intake:{conflicts}:list"
+CONFLICT_COUNT = "intake:{conflicts}:count"
+MAX_CONFLICTS_KEPT = 1000
+PENDING_WITHDRAWAL_TTL_S = 15 * 60
+MAX_HELD_PHOTOS = 9
 
 
 def _app(app_id: str, part: str) -> str:
     return f"app:{{{app_id}}}:{part}"
+
+
+class BadEvent(ValueError):
+    """An intake event that cannot be true whatever the application (a time still to come)."""
+
+
+class StatusConflict(Exception):
+    """An event for a service that contradicts its status (a regression, after a withdrawal, ...)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -70,13 +126,22 @@ class ApplicationView:
 
 
 # Apply an event once (by id), keep the expected date when the event brings none, and optionally
-# only while the service is still in a given status.
+# only while the service is still in a given status (ARGV[4]) or in one of a list (ARGV[5], JSON:
+# -1 when it is in none of them, a conflict).
 _APPLY = """
 local old = redis.call('HGET', KEYS[2], ARGV[2])
 local record = cjson.decode(ARGV[3])
 if old then
   local previous = cjson.decode(old)
   if ARGV[4] ~= '' and previous['status'] ~= ARGV[4] then return 0 end
+  if ARGV[5] ~= '' then
+    local ok = false
+    for _, s in ipairs(cjson.decode(ARGV[5])) do if s == previous['status'] then ok = true end end
+    if not ok then
+      if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 0 end
+      return -1
+    end
+  end
   if record['expected'] == cjson.null or record['expected'] == nil then record['expected'] = previous['expected'] end
 elseif ARGV[4] ~= '' then
   return 0
@@ -100,6 +165,24 @@ return 1
 
 def _bind_tries(openid: str) -> str:
     return f"bindtries:{{{openid}}}"
+
+
+BIND_TRIES_GLOBAL = "bindtries:{global}"
+
+
+def _pending_withdrawal(openid: str) -> str:
+    # By the openid like the conversation's own keys (no keyed digest: this is read for any "1" of
+    # any citizen, and must not need the pepper, which only submitted applications create).
+    return f"withdraw:{{{openid}}}:pending"
+
+
+def _held_photos(openid: str) -> str:
+    """Photos sent for a missing material, waiting to be told which one."""
+    return f"supply:{{{openid}}}:pending"
+
+
+def _bind_tries_app(app_id: str) -> str:
+    return f"bindtries:{{app-{app_id}}}"
 
 
 # KEYS[1]: {start, count} of an openid's binding attempts; ARGV: now, window, limit. Returns 0 when the
@@ -248,22 +331,101 @@ class ApplicationRegistry:
 
     # -- intake events -----------------------------------------------------------------------
     async def apply_event(
-        self, app_id: str, event: dict[str, Any], *, expected: str | None = None, only_from: str | None = None
+        self,
+        app_id: str,
+        event: dict[str, Any],
+        *,
+        expected: str | None = None,
+        only_from: str | None = None,
+        allowed_from: list[str] | None = None,
     ) -> bool:
         """Apply one status event, atomically; False when this event id was applied before, or when
         `only_from` is given and the service has moved on (our own "delivered" must never overwrite
-        an intake event that arrived first)."""
+        an intake event that arrived first). With `allowed_from`, a service in another status is a
+        conflict: StatusConflict, nothing changed."""
         record = {
             "status": event["status"],
             "note_sealed": self._sealed_note(app_id, event["service"], event.get("note", "")),
             "at": event.get("at"),
             "expected": expected,
         }
+        if event.get("by_citizen"):
+            record["by_citizen"] = True  # a withdrawal from the chat: its status says whether the intake has it
         applied = await self._apply(
             keys=[_app(app_id, "events"), _app(app_id, "status")],
-            args=[event["event_id"], event["service"], json.dumps(record, ensure_ascii=False), only_from or ""],
+            args=[
+                event["event_id"],
+                event["service"],
+                json.dumps(record, ensure_ascii=False),
+                only_from or "",
+                json.dumps(allowed_from) if allowed_from is not None else "",
+            ],
         )
+        if applied == -1:
+            raise StatusConflict("regression")
         return applied == 1
+
+    async def record_conflict(self, app_id: str, event: dict[str, Any], reason: str, at: float) -> None:
+        """For operators: an intake event that contradicts what we know (no note: it may be personal)."""
+        entry = {k: event.get(k) for k in ("event_id", "service", "status", "at")}
+        entry.update(application_id=app_id, reason=reason, received_at=int(at))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(CONFLICTS, json.dumps(entry, ensure_ascii=False))
+            pipe.ltrim(CONFLICTS, 0, MAX_CONFLICTS_KEPT - 1)
+            pipe.incr(CONFLICT_COUNT)
+            await pipe.execute()
+
+    async def conflicts(self) -> list[dict[str, Any]]:
+        return [json.loads(raw) for raw in await self.redis.lrange(CONFLICTS, 0, -1)]
+
+    async def conflict_count(self) -> int:
+        return int(await self.redis.get(CONFLICT_COUNT) or 0)
+
+    # -- a withdrawal waiting for the citizen's "1" -------------------------------------------------
+    async def _pending_withdrawal_key(self, openid: str) -> str:
+        return _pending_withdrawal(openid)
+
+    async def ask_withdrawal(self, openid: str, app_id: str, services: list[str]) -> None:
+        key = await self._pending_withdrawal_key(openid)
+        await self.redis.set(key, json.dumps({"app_id": app_id, "services": services}), ex=PENDING_WITHDRAWAL_TTL_S)
+
+    async def take_pending_withdrawal(self, openid: str) -> dict[str, Any] | None:
+        raw = await self.redis.getdel(await self._pending_withdrawal_key(openid))
+        return None if raw is None else json.loads(raw)
+
+    # -- photos sent to supply a missing material (补齐材料) ------------------------------------------
+    async def hold_photo(self, openid: str, app_id: str, media_id: str) -> int:
+        """A photo waiting to be told which material it is; returns how many wait."""
+        key = _held_photos(openid)
+        raw = await self.redis.get(key)
+        held = json.loads(raw) if raw else {"app_id": app_id, "media_ids": []}
+        if held["app_id"] != app_id:
+            held = {"app_id": app_id, "media_ids": []}
+        held["media_ids"] = [*held["media_ids"], media_id][-MAX_HELD_PHOTOS:]
+        await self.redis.set(key, json.dumps(held), ex=PENDING_WITHDRAWAL_TTL_S)
+        return len(held["media_ids"])
+
+    async def held_photos(self, openid: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(_held_photos(openid))
+        return json.loads(raw) if raw else None
+
+    async def take_held_photos(self, openid: str) -> dict[str, Any] | None:
+        raw = await self.redis.getdel(_held_photos(openid))
+        return json.loads(raw) if raw else None
+
+    async def record_supplied(self, app_id: str, entry: dict[str, Any]) -> int:
+        """Photos kept against a missing material; returns the entry's number (for its event id)."""
+        return int(await self.redis.rpush(_app(app_id, "supplied"), json.dumps(entry, ensure_ascii=False)))
+
+    async def supplied(self, app_id: str) -> list[dict[str, Any]]:
+        return [json.loads(v) for v in await self.redis.lrange(_app(app_id, "supplied"), 0, -1)]
+
+    async def forget_pending(self, openid: str) -> None:
+        """On erasure: a withdrawal not yet confirmed, photos not yet labelled."""
+        await self.redis.delete(_pending_withdrawal(openid), _held_photos(openid))
+
+    async def has_pending_withdrawal(self, openid: str) -> bool:
+        return bool(await self.redis.exists(await self._pending_withdrawal_key(openid)))
 
     async def set_expected(self, app_id: str, service: str, expected: str) -> bool:
         """The date a service's status and overdue mark follow from now on; False if it is not applied for."""
@@ -271,45 +433,82 @@ class ApplicationRegistry:
 
     # -- family members ---------------------------------------------------------------------------
     async def new_bind_code(self, app_id: str) -> str:
+        """A new one-time code; the application's previous one stops working (one live code each)."""
         while True:  # never one code for two applications: a family would see a stranger's status
             code = f"{secrets.randbelow(10**6):06d}"
-            if await self.redis.set(await self.bind_code_key(code), app_id, ex=BIND_CODE_TTL_S, nx=True):
-                return code
+            key = await self.bind_code_key(code)
+            if await self.redis.set(key, app_id, ex=BIND_CODE_TTL_S, nx=True):
+                break
+        previous = await self.redis.set(_app(app_id, "bindcode"), key, ex=BIND_CODE_TTL_S, get=True)
+        if previous and previous.decode() != key:
+            await self.redis.delete(previous.decode())
+        return code
 
-    async def bind_with_code(self, openid: str, code: str) -> str | None:
+    async def bind_with_code(self, openid: str, code: str, at: str = "") -> str | None:
         """Use a one-time code; returns the application id or None (wrong, used or expired)."""
         app_id = await self.redis.getdel(await self.bind_code_key(code))
         if app_id is None:
             return None
-        await self._add_viewer(app_id.decode(), openid)
+        await self.redis.delete(_app(app_id.decode(), "bindcode"))
+        await self._add_viewer(app_id.decode(), openid, at)
         return app_id.decode()
 
-    async def bind_with_id(self, openid: str, application_no: str, id_number: str) -> str | None:
-        app_id = await self.find_by_number(application_no) or application_no
-        meta = await self.meta(app_id)
-        if meta is None or not hmac.compare_digest(meta["applicant_id_digest"], await self.id_digest(id_number)):
+    async def bind_with_id(self, openid: str, reference: str, id_number: str, *, now: float = 0.0, at: str = "") -> str | None:
+        """By our application reference (random) and the applicant's ID number; never by the intake's
+        受理编号, which is sequential: a neighbour's is one more. Wrong tries per application are limited."""
+        meta = await self.meta(reference) if reference.isalnum() else None
+        if meta is None or await self._app_limited(reference, now):
             return None
-        await self._add_viewer(app_id, openid)
-        return app_id
+        if not hmac.compare_digest(meta["applicant_id_digest"], await self.id_digest(id_number)):
+            limit = BIND_ATTEMPTS_PER_APPLICATION_PER_HOUR
+            await self._take_attempt(keys=[_bind_tries_app(reference)], args=[now, BIND_WINDOW_S, limit])
+            return None
+        await self._add_viewer(reference, openid, at)
+        return reference
 
-    async def _add_viewer(self, app_id: str, openid: str) -> None:
+    async def _app_limited(self, app_id: str, now: float) -> bool:
+        raw = await self.redis.hgetall(_bind_tries_app(app_id))
+        start, count = float(raw.get(b"start", 0)), int(raw.get(b"count", 0))
+        return count >= BIND_ATTEMPTS_PER_APPLICATION_PER_HOUR and 0 <= now - start < BIND_WINDOW_S
+
+    async def _add_viewer(self, app_id: str, openid: str, at: str = "") -> None:
         meta = await self.meta(app_id)
         if meta is None:
             return
         if openid not in meta["viewers"]:
-            await self.update_meta(app_id, viewers=[*meta["viewers"], openid])
+            bound = {**meta.get("bound_at", {}), openid: at}
+            await self.update_meta(app_id, viewers=[*meta["viewers"], openid], bound_at=bound)
         await self.redis.sadd(await self.viewer_key(openid), app_id)
         await self._refresh_follower_index(openid)
 
+    async def unbind_family(self, openid: str) -> int:
+        """The applicant side ends every family member's view of its applications; returns how many."""
+        removed = 0
+        for app_id in sorted(m.decode() for m in await self.redis.smembers(await self.viewer_key(openid))):
+            meta = await self._readable_meta(app_id)
+            if not meta or meta["viewers"][0] != openid or len(meta["viewers"]) == 1:
+                continue
+            for follower in meta["viewers"][1:]:
+                await self.redis.srem(await self.viewer_key(follower), app_id)
+                removed += 1
+            await self.update_meta(app_id, viewers=[openid], bound_at={})
+        return removed
+
     async def take_bind_attempt(self, openid: str, now: float) -> int:
-        """Count one binding attempt of this openid: 0 when it may go ahead, else the seconds until its
-        window ends. Atomic, so attempts sent at once cannot slip past the limit."""
+        """Count one binding attempt of this openid, and of everyone: 0 when it may go ahead, else the
+        seconds until the window ends. Atomic, so attempts sent at once cannot slip past the limit."""
         wait = await self._take_attempt(keys=[_bind_tries(openid)], args=[now, BIND_WINDOW_S, BIND_ATTEMPTS_PER_HOUR])
+        if wait:
+            return int(wait)
+        wait = await self._take_attempt(keys=[BIND_TRIES_GLOBAL], args=[now, BIND_WINDOW_S, BIND_ATTEMPTS_GLOBAL_PER_HOUR])
+        if wait:
+            await self._forgive_attempt(keys=[_bind_tries(openid)])  # refused before it was tried
         return int(wait)
 
     async def forgive_bind_attempt(self, openid: str) -> None:
         """A successful attempt was not a guess: only wrong ones count."""
         await self._forgive_attempt(keys=[_bind_tries(openid)])
+        await self._forgive_attempt(keys=[BIND_TRIES_GLOBAL])
 
     async def unbind_follower(self, openid: str) -> tuple[int, int]:
         """This openid stops following the applications it bound to as a family member; the ones it
@@ -324,7 +523,8 @@ class ApplicationRegistry:
             elif meta["viewers"][0] == openid:
                 kept += 1
             else:
-                await self.update_meta(app_id, viewers=[v for v in meta["viewers"] if v != openid])
+                bound_at = {k: v for k, v in meta.get("bound_at", {}).items() if k != openid}
+                await self.update_meta(app_id, viewers=[v for v in meta["viewers"] if v != openid], bound_at=bound_at)
                 gone.append(app_id)
                 unbound += 1
         if gone:
@@ -339,7 +539,7 @@ class ApplicationRegistry:
         meta = await self.meta(app_id)
         if meta is None or not status or any(s["status"] not in FINISHED for s in status.values()):
             return False
-        keys = [_app(app_id, "meta"), _app(app_id, "status"), _app(app_id, "events")]
+        keys = [_app(app_id, "meta"), _app(app_id, "status"), _app(app_id, "events"), _app(app_id, "supplied")]
         keys += [asked_key(app_id, service) for service in meta["services"]]
         for service in meta["services"]:  # a citizen's withdrawal, queued for the intake
             event_id = f"{app_id}:withdraw:{service}"

@@ -176,7 +176,14 @@ return 1
 """
 
 _RETRY = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'retrying' then
+  -- "send now": its next attempt is due at once, its attempts and window unchanged
+  redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[2])
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  return 2
+end
+if state ~= 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'attempts', 0, 'window_from', ARGV[2], 'next_attempt_at', ARGV[2])
 redis.call('HDEL', KEYS[1], 'failed_at')
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
@@ -186,6 +193,17 @@ return 1
 
 Notify = Callable[[str, str | None], Awaitable[None]]
 NotifyRejected = Callable[[str, str], Awaitable[None]]
+
+
+async def delivered(redis: RedisClient, kind: str, item_id: str) -> bool:
+    """Whether the intake has this item (an application, or one of our events)."""
+    return await delivery_state(redis, kind, item_id) == "delivered"
+
+
+async def delivery_state(redis: RedisClient, kind: str, item_id: str) -> str:
+    """queued (also: not read yet), retrying, delivered or failed."""
+    state = await redis.hget(KINDS[kind].state(item_id), "state")
+    return _s(state) if state else "queued"
 
 
 class OutboxLedger:
@@ -240,12 +258,13 @@ class OutboxLedger:
         return rows[:limit]
 
     async def retry(self, application_id: str) -> bool:
-        """Put a failed application back: attempts from zero, the first one now, a fresh retry window."""
+        """Put a failed application back: attempts from zero, the first one now, a fresh retry window;
+        one still being retried is tried now."""
         now = repr(self.clock())
-        ok = await self._retry(keys=[self._k.state(application_id), self._k.due, self._k.failed], args=[application_id, now]) == 1
-        if ok:
-            log.info("delivery: %s put back by an operator", application_id)
-        return ok
+        done = await self._retry(keys=[self._k.state(application_id), self._k.due, self._k.failed], args=[application_id, now])
+        if done:
+            log.info("delivery: %s %s by an operator", application_id, "put back" if done == 1 else "tried now")
+        return bool(done)
 
     async def depth(self) -> dict[str, int]:
         """Counts for /metrics, each a constant-time read whatever the size of the outbox: not yet

@@ -149,6 +149,23 @@ async def bot(settings, clock):
 
 
 @pytest.fixture
+async def refusing_bot(settings, clock):
+    """`bot`, delivering to a real intake on loopback (tests/fake_intake.py) that refuses every
+    application (HTTP 400) until a test sets `client.intake.always = None`."""
+    from tests.fake_intake import FakeIntake
+
+    clock.set("2026-11-23T10:00:00")
+    intake = FakeIntake("s" * 32)
+    intake.always = "400"
+    await intake.start()
+    client = await start_client(settings.with_(intake_url=intake.url, intake_secret=intake.secret, wechat_sandbox=True), clock)
+    client.intake = intake  # type: ignore[attr-defined]
+    yield client
+    await client.close()
+    await intake.stop()
+
+
+@pytest.fixture
 async def live_bot(settings, clock):
     """Base URL of the real app on loopback with the simulator enabled (development setup)."""
     port = free_port()

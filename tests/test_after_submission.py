@@ -118,6 +118,12 @@ async def test_the_conversation_forgets_the_forms_personal_data_once_submitted(b
     assert ref in await mother.say("进度") and ref in await mother.say("你好")
 
 
+async def _refused(services, ref) -> bool:
+    from integrations.delivery import delivery_state
+
+    return await delivery_state(services.redis.client, "application", ref) == "failed"
+
+
 async def _delivered(services, ref) -> bool:
     status = await services.registry.status(ref)
     return bool(status) and all(s["status"] == "delivered" for s in status.values())
@@ -137,7 +143,7 @@ async def test_a_status_event_reaches_applicant_and_bound_guardian_once(bot, set
         "service": "nursing_subsidy",
         "status": "accepted",
         "note": "",
-        "at": "2026-11-24T09:00:00+08:00",
+        "at": "2026-11-23T09:00:00+08:00",
     }
     assert (await post_event(bot, settings, event)).status == 200
     assert (await post_event(bot, settings, event)).status == 409  # the same event again: applied once
@@ -196,7 +202,8 @@ async def test_withdrawing_a_service_before_it_is_processed_tells_the_intake(bot
     services = bot.server.app[SERVICES]
     mother = WeChatUser(bot, "oMother5", protocol)
     ref = await apply(mother, MOTHER_CHILD)
-    assert "已为您撤销护理补贴" in await mother.say("撤销 护理补贴")
+    assert "回复1确认撤销" in await mother.say("撤销 护理补贴")
+    assert "已为您撤销护理补贴" in await mother.say("1")
     assert "护理补贴：已撤销" in await mother.say("进度")
 
     async def intake_got_it():
@@ -354,11 +361,11 @@ async def test_overdue_services_are_visible_in_the_status(bot, settings, clock, 
         "application_id": ref,
         "service": "nursing_subsidy",
         "status": "accepted",
-        "at": "2026-11-24T09:00:00+08:00",
+        "at": "2026-11-23T09:00:00+08:00",
     }
     assert (await post_event(bot, settings, event)).status == 200
     status = await holder.say("进度")
-    assert "护理补贴：已受理，预计12月8日前办结" in status  # 10 working days from 11-24
+    assert "护理补贴：已受理，预计12月7日前办结" in status  # 10 working days from 11-23
     clock.set("2026-12-09T10:00:00")
     assert "护理补贴：已受理，已超过预计时间" in await holder.say("进度")
 
@@ -373,7 +380,7 @@ async def test_a_deadline_that_runs_from_the_certificate_is_not_counted_before_i
         "application_id": ref,
         "service": "nursing_subsidy",
         "status": "accepted",
-        "at": "2026-11-24T09:00:00+08:00",
+        "at": "2026-11-23T09:00:00+08:00",
     }
     assert (await post_event(bot, settings, event)).status == 200
     status = await mother.say("进度")
@@ -382,11 +389,12 @@ async def test_a_deadline_that_runs_from_the_certificate_is_not_counted_before_i
     assert "已超过预计时间" not in await mother.say("进度")
 
 
-async def test_an_application_the_intake_refuses_is_kept_and_the_citizen_is_told(bot, protocol):
+async def test_an_application_the_intake_refuses_is_kept_and_the_citizen_is_told(refusing_bot, protocol):
+    bot = refusing_bot
     services = bot.server.app[SERVICES]
     mother = WeChatUser(bot, "oRefused", protocol)
     ref = await apply(mother, MOTHER_CHILD)
-    await services.notifier.on_rejected(ref, "HTTP 400 invalid_document")
+    assert await until(lambda: _refused(services, ref))
     await services.push.send_due(now=services.clock.time() + 1)
     assert any("工作人员会尽快联系您" in t for t in await inbox(bot, "oRefused"))
     assert "暂未送达，工作人员会联系您" in await mother.say("进度")

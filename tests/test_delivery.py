@@ -802,3 +802,19 @@ class RedisProxy:
         finally:
             writer.close()
             self.writers.discard(writer)
+
+
+async def test_an_operator_retry_sends_a_retrying_application_now(redis_client, outbox, fake, http, clock, calls):
+    """`bot outbox retry` on an application still being retried: tried at once, not at its backoff (issue 11)."""
+    [doc] = await submit(outbox, 1)
+    fake.always = "500"
+    worker = make_worker(redis_client, outbox, fake.url, http, clock, calls, backoff_base_s=600.0, backoff_cap_s=600.0)
+    assert await worker.run_once() == 1
+    status = await worker.status(doc["id"])
+    assert status["state"] == "retrying" and status["next_attempt_at"] > clock() + 60
+    assert await worker.run_once() == 0  # not due yet
+    assert await worker.retry(doc["id"])
+    fake.always = None
+    assert (await worker.status(doc["id"]))["next_attempt_at"] == clock()
+    assert await worker.run_once() == 1
+    assert (await worker.status(doc["id"]))["state"] == "delivered"

@@ -94,8 +94,9 @@ async def test_a_result_3_days_after_the_last_message_arrives_as_a_template_with
     ref = await apply(mother, MOTHER_CHILD)
     clock.advance(days=3)
     assert (await post_event(bot, settings, approved(ref, "ev-late"))).status == 200
-    # The result as a template; the rating request is a chat message only, which WeChat cannot carry now.
-    assert await push_now(bot) == ended(sent=1, expired=1)
+    # The result as a template. The rating request rides in the result's chat text (so it never comes
+    # before the result); a template card has no room for it, and no chat message can reach them now.
+    assert await push_now(bot) == ended(sent=1)
     [card] = [m for m in await inbox_messages(bot, mother.openid) if "审核通过" in m["text"]]
     assert card["kind"] == "template" and card["title"] == "审核结果通知"
     fields = dict(card["fields"])
@@ -123,9 +124,10 @@ async def test_inside_48_hours_the_result_is_a_customer_service_message(bot, set
     ref = await apply(mother, MOTHER_CHILD)
     clock.advance(hours=47)
     assert (await post_event(bot, settings, approved(ref, "ev-near"))).status == 200
-    assert await push_now(bot) == ended(sent=2)  # the result and the rating request
+    assert await push_now(bot) == ended(sent=1)  # the result, with the rating request in the same message
     [pushed] = [m for m in await inbox_messages(bot, mother.openid) if "审核通过" in m["text"]]
     assert pushed["kind"] == "custom" and "护理补贴：审核通过" in pushed["text"] and ref in pushed["text"]
+    assert pushed["text"].index("审核通过") < pushed["text"].index("打分")
 
 
 async def test_the_window_is_recorded_under_a_keyed_digest_not_the_openid(bot, protocol):
@@ -145,7 +147,7 @@ async def test_after_unsubscribe_nothing_is_sent_the_push_is_failed_once_and_cou
     await mother.event("unsubscribe")
     before = len(await inbox_messages(bot, mother.openid))
     assert (await post_event(bot, settings, approved(ref, "ev-gone"))).status == 200
-    assert await push_now(bot) == ended(failed=2)  # the result and the rating request
+    assert await push_now(bot) == ended(failed=1)  # the result (the rating request rides in it)
     for hours in (1, 24, 100):  # not retried: 43004 is final
         assert await services.push.send_due(now=clock.time() + hours * 3600) == counts()
     assert len(await inbox_messages(bot, mother.openid)) == before

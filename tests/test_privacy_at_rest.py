@@ -165,7 +165,7 @@ async def test_after_an_application_is_delivered_and_decided_redis_and_metrics_h
                 "service": service,
                 "status": "approved",
                 "note": "",
-                "at": "2026-11-30T09:00:00+08:00",
+                "at": "2026-11-23T09:00:00+08:00",
             }
             body = encode_body(event)
             resp = await client.post(

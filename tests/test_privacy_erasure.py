@@ -29,7 +29,7 @@ from tests.processes import wait_until
 # The same mother, after submitting MOTHER_FOR_SON, starts a second application (for her daughter)
 # and stops at the summary: a place booked, a photo sent, nothing submitted.
 SECOND_UNSUBMITTED = [
-    ("say", "重新开始"),
+    ("say", "重新申请"),  # after a submission only this starts another (issue 14)
     ("say", "2"),
     ("say", "妈妈"),
     ("say", "欧阳桂兰"),
@@ -72,7 +72,7 @@ async def _event(bot, settings, ref: str, service: str, status: str) -> None:
         "service": service,
         "status": status,
         "note": "",
-        "at": "2026-11-30T09:00:00+08:00",
+        "at": "2026-11-23T09:00:00+08:00",
     }
     body = encode_body(event)
     resp = await bot.post(
@@ -299,7 +299,8 @@ async def test_an_application_is_kept_while_open_and_expires_180_days_after_its_
     await _event(bot, settings, ref, "living_subsidy", "approved")  # one service finished, one still open
     assert set((await _ttls(redis_client, records)).values()) == {-1}  # nothing an open application needs expires
 
-    assert "已为您撤销护理补贴" in await mother.say("撤销 护理补贴")  # the last one finished, by the citizen
+    assert "回复1确认撤销" in await mother.say("撤销 护理补贴")
+    assert "已为您撤销护理补贴" in await mother.say("1")  # the last one finished, by the citizen
     records += [asked_key(ref, "living_subsidy"), KINDS["event"].item(f"{ref}:withdraw:nursing_subsidy")]
     ttls = await _ttls(redis_client, records)
     assert all(180 * 86400 - 60 <= ttl <= 180 * 86400 for ttl in ttls.values()), ttls

@@ -291,7 +291,7 @@ async def test_a_replayed_intake_event_is_applied_once(bot, settings, protocol):
             "application_id": ref,
             "service": "nursing_subsidy",
             "status": "accepted",
-            "at": "2026-11-24T09:00:00+08:00",
+            "at": "2026-11-23T09:00:00+08:00",
         }
     )
     headers = signed_headers(intake_secret(settings), body, "ev-replay", time.time())
@@ -491,11 +491,13 @@ async def test_bind_codes_are_six_random_digits_used_once(bot, protocol, redis_c
     codes = {await _code(mother) for _ in range(5)}
     assert len(codes) == 5 and all(re.fullmatch(r"\d{6}", c) for c in codes)
     registry = bot.server.app[SERVICES].registry
-    ttls = [await redis_client.ttl(await registry.bind_code_key(c)) for c in codes]
-    assert all(0 < ttl <= 24 * 3600 for ttl in ttls)
+    last = await _code(mother)
+    assert 0 < await redis_client.ttl(await registry.bind_code_key(last)) <= 24 * 3600
+    # One live code per application: each new one cancels the one before (issue 11).
+    assert [await redis_client.ttl(await registry.bind_code_key(c)) for c in codes - {last}] == [-2] * len(codes - {last})
     # Kept as keyed digests: whoever reads Redis cannot use a live code.
     keys = [k.decode() async for k in redis_client.scan_iter(match="bindcode:*")]
-    assert len(keys) == 5 and not any(c in k for c in codes for k in keys)
+    assert len(keys) == 1 and not any(c in k for c in codes for k in keys)
 
 
 # -- hardening round two (issue 13): a DTD anywhere, against the real endpoint ----------------------------
