@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from dialogs import assessment
@@ -18,7 +20,7 @@ from dialogs.deadlines import expected_date
 from dialogs.document import build_document, new_reference
 from dialogs.eligibility import excluded_services, suggested_services
 from dialogs.materials import checklist
-from dialogs.pack import SERVICE_ORDER
+from dialogs.pack import SERVICE_ORDER, SUBSIDIES
 from dialogs.routing import read_place
 from dialogs.turn import Outcome, Turn, UserInput
 from dialogs.understanding import NO_MATCH
@@ -125,21 +127,36 @@ async def read_mailing_address(turn: Turn, step: Step, inp: UserInput, path: str
 
 
 async def read_certificate_no(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    """The 证号 encodes the category and level. Where it disagrees with what was said, the citizen is
+    asked to check the card once; the same number sent again is what the card says, and the
+    departments read the card: it is recorded and said back (refusing it every time was a dead end)."""
     facts = turn.case.facts
     try:
-        cert = parse_certificate_no(
-            inp.text,
-            today=turn.now.date(),
-            id_number=turn.data.get("applicant", {}).get("id_number"),
-            category=facts.get("disability_category"),
-            level=facts.get("disability_level"),
-        )
+        cert = parse_certificate_no(inp.text, today=turn.now.date(), id_number=turn.data.get("applicant", {}).get("id_number"))
     except ValidationError as e:
         return _invalid(turn, e)
+    said = (facts.get("disability_category"), facts.get("disability_level"))
+    differs = said[0] not in (None, cert.category) or said[1] not in (None, cert.level)
+    if differs and turn.data.get("certificate_disputed") != cert.number:
+        turn.data["certificate_disputed"] = cert.number
+        code = "cert_category_mismatch" if said[0] not in (None, cert.category) else "cert_level_mismatch"
+        return Outcome.invalid(turn.pack.validation[code] + turn.pack.q("certificate_no", "send_again"))
+    turn.data.pop("certificate_disputed", None)
     turn.data["certificate_no"] = cert.number
     facts["disability_category"] = cert.category
     facts["disability_level"] = cert.level
+    if differs:
+        category = _option_label(turn, "fact_disability_category", cert.category)
+        level = _option_label(turn, "fact_disability_level", cert.level)
+        return Outcome.ok(turn.pack.q("certificate_no", "differs", disability=category + level))
     return Outcome.ok()
+
+
+def _option_label(turn: Turn, question: str, value: Any) -> str:
+    for option in turn.pack.questions[question]["options"]:
+        if option["value"] == value:
+            return str(option["label"])
+    return str(value)
 
 
 async def read_household_place(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
@@ -161,6 +178,47 @@ async def read_text(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcom
     return Outcome.ok()
 
 
+async def read_subsidy_reason(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    """附件4 has a 申请理由 for each subsidy: with both chosen, "生活补贴：…；护理补贴：…" is split, a
+    reason for one only asks for the other, and a reason that names neither is the reason of both."""
+    text = " ".join(inp.text.split())
+    if len(text) < 2:
+        return Outcome.invalid(turn.pack.text("text_too_short"))
+    wanted = [c for c in SUBSIDIES if turn.case.chose(c)]
+    reasons = dict(turn.data.get("subsidy_reasons") or {})
+    missing = [c for c in wanted if c not in reasons]
+    found = _reasons_by_service(turn, text, wanted)
+    if found:
+        reasons.update(found)
+    else:
+        reasons.update({c: text[:200] for c in missing or wanted})
+    turn.data["subsidy_reasons"] = {c: reasons[c] for c in wanted if c in reasons}
+    still = [c for c in wanted if c not in reasons]
+    if still:
+        return Outcome.stay(turn.pack.q("subsidy_reason", "other", service=turn.pack.services[still[0]].short))
+    turn.data["subsidy_reason"] = "；".join(reasons[c] for c in wanted) if len(set(reasons.values())) > 1 else reasons[wanted[0]]
+    return Outcome.ok()
+
+
+_REASON_EDGES = " :：,，;；.。、\u3000"
+_REASON_LEAD = re.compile(r"^(?:的)?(?:申请)?(?:理由)?(?:是|为|因为)?[\s:：,，]*")
+
+
+def _reasons_by_service(turn: Turn, text: str, wanted: list[str]) -> dict[str, str]:
+    """The part after each subsidy's name, up to the next one named ("生活补贴：A；护理补贴：B")."""
+    mentions = [m for m in turn.lang.service_mentions(text) if m[2] in wanted]
+    if not mentions or mentions[0][0] > 8:  # a reason that only mentions a subsidy in passing
+        return {}
+    nfkc = unicodedata.normalize("NFKC", text)
+    t = text if len(nfkc) == len(text) else nfkc  # the positions are the NFKC text's: keep what was typed
+    found: dict[str, str] = {}
+    for (_, end, code), following in zip(mentions, [*mentions[1:], None], strict=True):
+        part = _REASON_LEAD.sub("", t[end : following[0] if following else len(t)].strip(_REASON_EDGES)).strip(_REASON_EDGES)
+        if len(part) >= 2 and code not in found:
+            found[code] = part[:200]
+    return found
+
+
 async def read_services(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
     q = turn.pack.questions[step.name]
     lang = turn.lang
@@ -169,12 +227,14 @@ async def read_services(turn: Turn, step: Step, inp: UserInput, path: str) -> Ou
         turn.data["guided"] = True
         turn.data["services"] = []
         return Outcome.ok()
-    if 6 in numbers or (not numbers and lang.matches_any(inp.text, q["all_words"])):
+    named = [] if numbers else lang.services_in(inp.text)
+    # "生活补贴和护理补贴都要办" names two services: 都要 is "both of these", not 全部 (only when none is named).
+    if 6 in numbers or (not numbers and not named and lang.matches_any(inp.text, q["all_words"])):
         chosen = list(SERVICE_ORDER)
     elif numbers:
         chosen = [SERVICE_ORDER[n - 1] for n in sorted(set(numbers)) if n <= len(SERVICE_ORDER)]
     else:
-        chosen = lang.services_in(inp.text)
+        chosen = named
     if not chosen:
         return Outcome.invalid(turn.pack.text("services_hint"))
     await _release_booking_unless(turn, "disability_certificate" in chosen)
@@ -251,6 +311,13 @@ async def read_booking(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
     n = turn.lang.number(inp.text)
     if not sessions:
         return Outcome.ok() if n == 0 or inp.text.strip() else Outcome.invalid(turn.pack.text("choose_hint"))
+    if n is None:
+        said = said_date(inp.text, turn.now.date())
+        if said is not None:
+            meant = [i for i, (s, _) in enumerate(sessions, 1) if _on(s, said)]
+            if len(meant) != 1:  # a day not offered (or a month with two): say what is
+                return Outcome.stay(turn.pack.q("booking", "not_offered", said=said.text, slots=await slot_lines(turn)))
+            n = meant[0]
     if n is None or not 1 <= n <= len(sessions):
         return Outcome.invalid(turn.pack.text("choose_hint"))
     chosen, _left = sessions[n - 1]
@@ -270,6 +337,55 @@ async def read_booking(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
         "place": chosen.place,
     }
     return Outcome.ok(turn.pack.q("booking", "booked", date=assessment.format_day(chosen.day), period=chosen.period))
+
+
+@dataclass(frozen=True)
+class SaidDate:
+    """A day as people name it at the booking: "12月11日", "11号", "1月", "下个月那次"."""
+
+    text: str
+    month: int | None
+    day: int | None
+
+
+_CN_NUMBER = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_SAID_MONTH = re.compile(r"(\d{1,2}|[一二三四五六七八九十]{1,3})月份?")
+_SAID_DAY = re.compile(r"(\d{1,2}|[一二三四五六七八九十]{1,3})(?:日|号)")
+_NEXT_MONTH = re.compile(r"下个?月")
+_THIS_MONTH = re.compile(r"这个?月|本月")
+
+
+def _said_number(token: str) -> int:
+    if token.isdigit():
+        return int(token)
+    if "十" not in token:
+        return _CN_NUMBER.get(token, 0)
+    tens, _, ones = token.partition("十")
+    return (_CN_NUMBER.get(tens, 0) if tens else 1) * 10 + (_CN_NUMBER.get(ones, 0) if ones else 0)
+
+
+def said_date(text: str, today: date) -> SaidDate | None:
+    """The month and day named in an answer, None when it names none."""
+    t = unicodedata.normalize("NFKC", text or "")[:100]
+    day_m = _SAID_DAY.search(t)
+    month_m = _SAID_MONTH.search(t)
+    month = _said_number(month_m.group(1)) if month_m else None
+    if month is None and _NEXT_MONTH.search(t):
+        month = today.month % 12 + 1
+    elif month is None and _THIS_MONTH.search(t):
+        month = today.month
+    day = _said_number(day_m.group(1)) if day_m else None
+    if month is None and day is None:
+        return None
+    shown = (f"{month}月" if month else "") + (f"{day}日" if day else "")
+    return SaidDate(shown, month, day)
+
+
+def _on(session: assessment.AssessmentSession, said: SaidDate) -> bool:
+    return any(
+        (said.month is None or d.month == said.month) and (said.day is None or d.day == said.day)
+        for d in {session.day, session.scheduled}
+    )
 
 
 async def offered_sessions(turn: Turn) -> list[tuple[assessment.AssessmentSession, int]]:
@@ -362,6 +478,7 @@ READERS: dict[str, Reader] = {
     "mailing_address": read_mailing_address,
     "certificate_no": read_certificate_no,
     "text": read_text,
+    "subsidy_reason": read_subsidy_reason,
     "household_place": read_household_place,
     "services": read_services,
     "suggestion": read_suggestion,

@@ -51,7 +51,7 @@ STEPS: tuple[Step, ...] = (
     Step("household_address", "address:applicant.household_address"),
     Step("household_place", "household_place", ask_if="household_place_unread"),
     Step("certificate_no", "certificate_no", ask_if="needs_certificate_no"),
-    Step("subsidy_reason", "text:subsidy_reason", ask_if="asks_subsidy_reason"),
+    Step("subsidy_reason", "subsidy_reason:subsidy_reason", ask_if="asks_subsidy_reason"),
     Step("result_delivery", "choice:delivery", ask_if="offers_result_delivery"),
     Step("mailing_address", "mailing_address", ask_if="wants_mail"),
     # 5. materials, 6. the assessment session

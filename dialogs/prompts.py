@@ -18,6 +18,7 @@ from dialogs.conditions import (
 from dialogs.deadlines import expected_date
 from dialogs.eligibility import MAY_NOT_QUALIFY, PENDING, evaluate_service, excluded_services, failed_rules, suggested_services
 from dialogs.materials import checklist
+from dialogs.pack import SUBSIDIES
 from dialogs.turn import Turn
 from dialogs.validators import mask_id
 from dialogs.workdays import is_certain
@@ -31,6 +32,10 @@ async def applicant_name(turn: Turn) -> str:
 
 async def applicant_phone(turn: Turn) -> str:
     return turn.pack.q("applicant_phone", "prompt_agent" if turn.data.get("who") == "agent" else "prompt")
+
+
+async def subsidy_reason(turn: Turn) -> str:
+    return turn.pack.q("subsidy_reason", "prompt_both" if all(turn.case.chose(c) for c in SUBSIDIES) else "prompt")
 
 
 async def suggest_services(turn: Turn) -> str:
@@ -188,6 +193,7 @@ async def choose_services(turn: Turn) -> str:
 PROMPTS: dict[str, Callable[[Turn], Awaitable[str]]] = {
     "applicant_name": applicant_name,
     "applicant_phone": applicant_phone,
+    "subsidy_reason": subsidy_reason,
     "suggest_services": suggest_services,
     "eligibility_notice": eligibility_notice,
     "eligibility_recheck": eligibility_recheck,

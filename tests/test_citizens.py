@@ -36,62 +36,35 @@ BY_KEY = {p.key: p for p in PERSONAS}
 KNOWN: dict[tuple[str, str], str] = {
     (
         "p00",
-        "words",
-    ): "“生活补贴、护理补贴和养老保险补助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p00",
-        "voice",
-    ): "“生活补贴、护理补贴和养老保险补助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日。' refused: “请回复选项前面的数字。”",
-    (
-        "p00",
-        "all_in_one",
-    ): "“生活补贴、护理补贴和养老保险补助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p00",
         "changes_mind",
-    ): "applicant.phone: application has '13887842615', the citizen said '13887842651'; applicant.household_address: application has '电话写错了,应该是13887842651', the citizen said '青阳县庙前镇庙前村上屋组2号'; “生活补贴、护理补贴和养老保险补助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p01",
-        "numbers",
-    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; a guardian applying for all five needs 32 messages > 20 (numbers)",
-    (
-        "p01",
-        "words",
-    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; a guardian applying for all five needs 26 messages > 25 (words); '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p01",
-        "voice",
-    ): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请; “家里是农村低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; '一及。' refused: “请回复选项前面的数字。”; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "applicant.phone: application has '13887842615', the citizen said '13887842651'; applicant.household_address: application has '电话写错了,应该是13887842651', the citizen said '青阳县庙前镇庙前村上屋组2号'",
+    ("p01", "numbers"): "a guardian applying for all five needs 32 messages > 20 (numbers)",
+    ("p01", "words"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请",
+    ("p01", "voice"): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p01",
         "all_in_one",
-    ): "one long first message (“你好，我是曹国庆，帮我女儿巴特尔申请，我是她爸爸…”) is read as the answer to 请问是谁申请: 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是曹国庆，帮我女儿巴特尔申请，我是她爸爸…”) is read as the answer to 请问是谁申请: 本人申请",
     (
         "p01",
         "changes_mind",
-    ): "not submitted: after “15078320180720066421” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '15078320180720066421' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
-    ("p02", "words"): "“帮我父亲申请” at 请问是谁申请 is read as 本人申请; '12月11日' refused: “请回复选项前面的数字。”",
-    ("p02", "voice"): "“帮我父亲申请。” at 请问是谁申请 is read as 本人申请; '12月11日。' refused: “请回复选项前面的数字。”",
+    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; '15078320180720066421' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p02", "words"): "“帮我父亲申请” at 请问是谁申请 is read as 本人申请",
+    ("p02", "voice"): "“帮我父亲申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p02",
         "all_in_one",
-    ): "one long first message (“你好，我是梁宏伟，帮我父亲曹宏伟申请，我是他女儿…”) is read as the answer to 请问是谁申请: 本人申请; '12月11日' refused: “请回复选项前面的数字。”",
-    ("p02", "changes_mind"): "“帮我父亲申请” at 请问是谁申请 is read as 本人申请; '12月11日' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是梁宏伟，帮我父亲曹宏伟申请，我是他女儿…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p02", "changes_mind"): "“帮我父亲申请” at 请问是谁申请 is read as 本人申请",
     ("p03", "words"): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请",
-    (
-        "p03",
-        "voice",
-    ): "“帮我老伴申请。” at 请问是谁申请 is read as 本人申请; '想办护理不贴。' refused: “请回复事项前的数字，可以多选，如“1 3”。”; '两级。' refused: “请回复选项前面的数字。”",
+    ("p03", "voice"): "“帮我老伴申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p03",
         "all_in_one",
     ): "one long first message (“你好，我是其其格，帮我老伴朱志强申请，我是她老伴…”) is read as the answer to 请问是谁申请: 本人申请",
     ("p03", "changes_mind"): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请",
     ("p04", "words"): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请",
-    (
-        "p04",
-        "voice",
-    ): "“帮我哥哥申请。” at 请问是谁申请 is read as 本人申请; '想办生活不贴。' refused: “请回复事项前的数字，可以多选，如“1 3”。”",
+    ("p04", "voice"): "“帮我哥哥申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p04",
         "all_in_one",
@@ -99,65 +72,37 @@ KNOWN: dict[tuple[str, str], str] = {
     (
         "p04",
         "changes_mind",
-    ): "not submitted: after “34172320000504589953” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '34172320000504589953' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
-    ("p05", "words"): "“帮我爷爷申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p05",
-        "voice",
-    ): "“帮我爷爷申请。” at 请问是谁申请 is read as 本人申请; “我想办残疾证、生活不贴和医疗救助。” at 要办哪些事 is read as “残疾人证、医疗救助”; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请; '34172320000504589953' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p05", "words"): "“帮我爷爷申请” at 请问是谁申请 is read as 本人申请",
+    ("p05", "voice"): "“帮我爷爷申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p05",
         "all_in_one",
-    ): "one long first message (“你好，我是朱国庆，帮我爷爷阿拉坦申请，我是他侄子…”) is read as the answer to 请问是谁申请: 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    ("p05", "changes_mind"): "“帮我爷爷申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是朱国庆，帮我爷爷阿拉坦申请，我是他侄子…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p05", "changes_mind"): "“帮我爷爷申请” at 请问是谁申请 is read as 本人申请",
     ("p06", "numbers"): "a guardian applying for all five needs 24 messages > 20 (numbers)",
-    ("p06", "words"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请; '12月11日' refused: “请回复选项前面的数字。”",
-    ("p06", "voice"): "“帮我村民申请。” at 请问是谁申请 is read as 本人申请; '12月11日。' refused: “请回复选项前面的数字。”",
+    ("p06", "words"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请",
+    ("p06", "voice"): "“帮我村民申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p06",
         "all_in_one",
-    ): "one long first message (“你好，我是赵秀英，帮我村民何德福申请，我是他邻居…”) is read as the answer to 请问是谁申请: 本人申请; '12月11日' refused: “请回复选项前面的数字。”",
-    ("p06", "changes_mind"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请; '12月11日' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是赵秀英，帮我村民何德福申请，我是他邻居…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p06", "changes_mind"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请",
     (
         "p07",
         "changes_mind",
-    ): "not submitted: after “15078119820614575414” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '15078119820614575414' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
-    (
-        "p08",
-        "words",
-    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户，也是脱贫户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban', 'tuopin'], the family is ['dibao_urban', 'tuopin']; '12月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p08",
-        "voice",
-    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户，也是脱贫户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban', 'tuopin'], the family is ['dibao_urban', 'tuopin']; '12月11日。' refused: “请回复选项前面的数字。”",
-    (
-        "p08",
-        "all_in_one",
-    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户，也是脱贫户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban', 'tuopin'], the family is ['dibao_urban', 'tuopin']; '12月11日' refused: “请回复选项前面的数字。”",
+    ): "'15078119820614575414' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
     (
         "p08",
         "changes_mind",
-    ): "applicant.phone: application has '18618632513', the citizen said '18618632531'; applicant.household_address: application has '电话写错了,应该是18618632531', the citizen said '青阳县陵阳镇陵阳村桥头组5号'; “残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户，也是脱贫户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban', 'tuopin'], the family is ['dibao_urban', 'tuopin']; '12月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p09",
-        "numbers",
-    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：离不开人，家里要有…” is recorded as the reason of each",
-    (
-        "p09",
-        "words",
-    ): "“帮我儿子申请” at 请问是谁申请 is read as 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：离不开人，家里要有…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p09",
-        "voice",
-    ): "“帮我儿子申请。” at 请问是谁申请 is read as 本人申请; “我想办残疾证、生活不贴、护理补贴和医疗救助。” at 要办哪些事 is read as “残疾人证、护理补贴、医疗救助”; “家里是农村低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：离不开人，家里要有…” is recorded as the reason of each; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "applicant.phone: application has '18618632513', the citizen said '18618632531'; applicant.household_address: application has '电话写错了,应该是18618632531', the citizen said '青阳县陵阳镇陵阳村桥头组5号'",
+    ("p09", "words"): "“帮我儿子申请” at 请问是谁申请 is read as 本人申请",
+    ("p09", "voice"): "“帮我儿子申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p09",
         "all_in_one",
-    ): "one long first message (“你好，我是周晓东，帮我儿子林建国申请，我是他爸爸…”) is read as the answer to 请问是谁申请: 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：离不开人，家里要有…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p09",
-        "changes_mind",
-    ): "“帮我儿子申请” at 请问是谁申请 is read as 本人申请; “不对，刚才说错了，是言语残疾” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：离不开人，家里要有…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是周晓东，帮我儿子林建国申请，我是他爸爸…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p09", "changes_mind"): "“帮我儿子申请” at 请问是谁申请 is read as 本人申请",
     ("p10", "words"): "“帮我爸爸申请” at 请问是谁申请 is read as 本人申请",
     ("p10", "voice"): "“帮我爸爸申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -167,132 +112,61 @@ KNOWN: dict[tuple[str, str], str] = {
     (
         "p10",
         "changes_mind",
-    ): "not submitted: after “34172319520920037541” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '34172319520920037541' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
-    (
-        "p11",
-        "numbers",
-    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each; a guardian applying for all five needs 28 messages > 20 (numbers)",
-    (
-        "p11",
-        "words",
-    ): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
-    (
-        "p11",
-        "voice",
-    ): "“帮我老伴申请。” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
+    ): "“帮我爸爸申请” at 请问是谁申请 is read as 本人申请; '34172319520920037541' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p11", "numbers"): "a guardian applying for all five needs 28 messages > 20 (numbers)",
+    ("p11", "words"): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请",
+    ("p11", "voice"): "“帮我老伴申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p11",
         "all_in_one",
-    ): "one long first message (“你好，我是萨仁，帮我老伴周长林申请，我是她老伴，…”) is read as the answer to 请问是谁申请: 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
-    (
-        "p11",
-        "changes_mind",
-    ): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
-    (
-        "p12",
-        "words",
-    ): "“帮我弟弟申请” at 请问是谁申请 is read as 本人申请; “生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”",
-    (
-        "p12",
-        "voice",
-    ): "“帮我弟弟申请。” at 请问是谁申请 is read as 本人申请; “生活补贴和护理补贴都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”",
+    ): "one long first message (“你好，我是萨仁，帮我老伴周长林申请，我是她老伴，…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p11", "changes_mind"): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请",
+    ("p12", "words"): "“帮我弟弟申请” at 请问是谁申请 is read as 本人申请",
+    ("p12", "voice"): "“帮我弟弟申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p12",
         "all_in_one",
-    ): "one long first message (“你好，我是杨建国，帮我弟弟许淑珍申请，我是他弟弟…”) is read as the answer to 请问是谁申请: 本人申请; “生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”",
-    (
-        "p12",
-        "changes_mind",
-    ): "“帮我弟弟申请” at 请问是谁申请 is read as 本人申请; “生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”",
-    (
-        "p13",
-        "numbers",
-    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each",
-    (
-        "p13",
-        "words",
-    ): "“帮我姑姑申请” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p13",
-        "voice",
-    ): "“帮我姑姑申请。” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; '两级。' refused: “请回复选项前面的数字。”; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是杨建国，帮我弟弟许淑珍申请，我是他弟弟…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p12", "changes_mind"): "“帮我弟弟申请” at 请问是谁申请 is read as 本人申请",
+    ("p13", "words"): "“帮我姑姑申请” at 请问是谁申请 is read as 本人申请",
+    ("p13", "voice"): "“帮我姑姑申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p13",
         "all_in_one",
-    ): "one long first message (“你好，我是邓金凤，帮我姑姑赵大山申请，我是她孙子…”) is read as the answer to 请问是谁申请: 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是邓金凤，帮我姑姑赵大山申请，我是她孙子…”) is read as the answer to 请问是谁申请: 本人申请",
     (
         "p13",
         "changes_mind",
-    ): "not submitted: after “15072119451224938972” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '15072119451224938972' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
-    (
-        "p14",
-        "words",
-    ): "“帮我邻居申请” at 请问是谁申请 is read as 本人申请; “残疾证和生活补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p14",
-        "voice",
-    ): "“帮我邻居申请。” at 请问是谁申请 is read as 本人申请; “残疾证和生活不贴都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日。' refused: “请回复选项前面的数字。”",
+    ): "“帮我姑姑申请” at 请问是谁申请 is read as 本人申请; '15072119451224938972' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p14", "words"): "“帮我邻居申请” at 请问是谁申请 is read as 本人申请",
+    ("p14", "voice"): "“帮我邻居申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p14",
         "all_in_one",
-    ): "one long first message (“你好，我是冯桂兰，帮我邻居杨雪梅申请，我是她网格…”) is read as the answer to 请问是谁申请: 本人申请; “残疾证和生活补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p14",
-        "changes_mind",
-    ): "“帮我邻居申请” at 请问是谁申请 is read as 本人申请; “残疾证和生活补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日' refused: “请回复选项前面的数字。”",
-    ("p15", "voice"): "'想办生活不贴。' refused: “请回复事项前的数字，可以多选，如“1 3”。”",
+    ): "one long first message (“你好，我是冯桂兰，帮我邻居杨雪梅申请，我是她网格…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p14", "changes_mind"): "“帮我邻居申请” at 请问是谁申请 is read as 本人申请",
     (
         "p15",
         "changes_mind",
     ): "applicant.phone: application has '13933161892', the citizen said '13933161829'; applicant.household_address: application has '电话写错了,应该是13933161829', the citizen said '内蒙古呼伦贝尔市满洲里市东山街道二道街15号'",
     (
         "p16",
-        "words",
-    ): "“家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p16",
-        "voice",
-    ): "“家里是城镇低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日。' refused: “请回复选项前面的数字。”",
-    (
-        "p16",
-        "all_in_one",
-    ): "“家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '12月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p16",
         "changes_mind",
-    ): "not submitted: after “34172319790705347134” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '34172319790705347134' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
-    (
-        "p17",
-        "words",
-    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p17",
-        "voice",
-    ): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请; “家里是农村低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "'34172319790705347134' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p17", "words"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请",
+    ("p17", "voice"): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p17",
         "all_in_one",
-    ): "one long first message (“你好，我是罗晓东，帮我女儿邓小军申请，我是她妈妈…”) is read as the answer to 请问是谁申请: 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p17",
-        "changes_mind",
-    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; “不对，刚才说错了，是肢体残疾” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p18",
-        "words",
-    ): "“帮我妈妈申请” at 请问是谁申请 is read as 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '12月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p18",
-        "voice",
-    ): "“帮我妈妈申请。” at 请问是谁申请 is read as 本人申请; “残疾证、生活不贴和护理补贴都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日。' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是罗晓东，帮我女儿邓小军申请，我是她妈妈…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p17", "changes_mind"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请",
+    ("p18", "words"): "“帮我妈妈申请” at 请问是谁申请 is read as 本人申请",
+    ("p18", "voice"): "“帮我妈妈申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p18",
         "all_in_one",
-    ): "one long first message (“你好，我是吴小宝，帮我妈妈梁翠兰申请，我是她儿子…”) is read as the answer to 请问是谁申请: 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p18",
-        "changes_mind",
-    ): "“帮我妈妈申请” at 请问是谁申请 is read as 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是吴小宝，帮我妈妈梁翠兰申请，我是她儿子…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p18", "changes_mind"): "“帮我妈妈申请” at 请问是谁申请 is read as 本人申请",
     ("p19", "words"): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请",
     ("p19", "voice"): "“帮我老伴申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -300,90 +174,45 @@ KNOWN: dict[tuple[str, str], str] = {
         "all_in_one",
     ): "one long first message (“你好，我是王海燕，帮我老伴陈翠兰申请，我是他爱人…”) is read as the answer to 请问是谁申请: 本人申请",
     ("p19", "changes_mind"): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请",
-    (
-        "p20",
-        "words",
-    ): "“帮我妹妹申请” at 请问是谁申请 is read as 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '家里是返贫户' refused: “请回复选项前面的数字。”; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p20",
-        "voice",
-    ): "“帮我妹妹申请。” at 请问是谁申请 is read as 本人申请; “残疾证、生活不贴和护理补贴都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '家里是返贫户。' refused: “请回复选项前面的数字。”; '1月11日。' refused: “请回复选项前面的数字。”",
+    ("p20", "words"): "“帮我妹妹申请” at 请问是谁申请 is read as 本人申请",
+    ("p20", "voice"): "“帮我妹妹申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p20",
         "all_in_one",
-    ): "one long first message (“你好，我是罗桂兰，帮我妹妹孙宏伟申请，我是她妹妹…”) is read as the answer to 请问是谁申请: 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '家里是返贫户' refused: “请回复选项前面的数字。”; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p20",
-        "changes_mind",
-    ): "“帮我妹妹申请” at 请问是谁申请 is read as 本人申请; “残疾证、生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '家里是返贫户' refused: “请回复选项前面的数字。”; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p21",
-        "numbers",
-    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; a guardian applying for all five needs 30 messages > 20 (numbers)",
-    (
-        "p21",
-        "words",
-    ): "“帮我奶奶申请” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; a guardian applying for all five needs 26 messages > 25 (words); '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p21",
-        "voice",
-    ): "“帮我奶奶申请。” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是罗桂兰，帮我妹妹孙宏伟申请，我是她妹妹…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p20", "changes_mind"): "“帮我妹妹申请” at 请问是谁申请 is read as 本人申请",
+    ("p21", "numbers"): "a guardian applying for all five needs 30 messages > 20 (numbers)",
+    ("p21", "words"): "“帮我奶奶申请” at 请问是谁申请 is read as 本人申请",
+    ("p21", "voice"): "“帮我奶奶申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p21",
         "all_in_one",
-    ): "one long first message (“你好，我是李大山，帮我奶奶赵晓东申请，我是她孙子…”) is read as the answer to 请问是谁申请: 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p21",
-        "changes_mind",
-    ): "“帮我奶奶申请” at 请问是谁申请 is read as 本人申请; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：瘫痪在床，需要人护…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p22",
-        "words",
-    ): "“帮我村民申请” at 请问是谁申请 is read as 本人申请; “护理补贴、医疗救助和养老保险补助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p22",
-        "voice",
-    ): "“帮我村民申请。” at 请问是谁申请 is read as 本人申请; “护理不贴、医疗救助和养老保险补助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '二及。' refused: “请回复选项前面的数字。”; '1月11日。' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是李大山，帮我奶奶赵晓东申请，我是她孙子…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p21", "changes_mind"): "“帮我奶奶申请” at 请问是谁申请 is read as 本人申请",
+    ("p22", "words"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请",
+    ("p22", "voice"): "“帮我村民申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p22",
         "all_in_one",
-    ): "one long first message (“你好，我是黄玉梅，帮我村民宋翠兰申请，我是他网格…”) is read as the answer to 请问是谁申请: 本人申请; “护理补贴、医疗救助和养老保险补助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是黄玉梅，帮我村民宋翠兰申请，我是他网格…”) is read as the answer to 请问是谁申请: 本人申请",
     (
         "p22",
         "changes_mind",
-    ): "not submitted: after “34172319720210107422” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '34172319720210107422' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
-    (
-        "p24",
-        "words",
-    ): "“残疾证和生活补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p24",
-        "voice",
-    ): "“残疾证和生活不贴都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '三及。' refused: “请回复选项前面的数字。”; '1月11日。' refused: “请回复选项前面的数字。”",
-    (
-        "p24",
-        "all_in_one",
-    ): "“残疾证和生活补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日' refused: “请回复选项前面的数字。”",
+    ): "“帮我村民申请” at 请问是谁申请 is read as 本人申请; '34172319720210107422' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
     (
         "p24",
         "changes_mind",
-    ): "applicant.phone: application has '13943594092', the citizen said '13943594029'; applicant.household_address: application has '电话写错了,应该是13943594029', the citizen said '青阳县陵阳镇陵阳村桥头组5号'; “残疾证和生活补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p25",
-        "words",
-    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p25",
-        "voice",
-    ): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请; “家里是农村低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "applicant.phone: application has '13943594092', the citizen said '13943594029'; applicant.household_address: application has '电话写错了,应该是13943594029', the citizen said '青阳县陵阳镇陵阳村桥头组5号'",
+    ("p25", "words"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请",
+    ("p25", "voice"): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p25",
         "all_in_one",
-    ): "one long first message (“你好，我是黄国庆，帮我女儿吴小军申请，我是她爸爸…”) is read as the answer to 请问是谁申请: 本人申请; “家里是农村低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_rural'], the family is ['dibao_rural']; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是黄国庆，帮我女儿吴小军申请，我是她爸爸…”) is read as the answer to 请问是谁申请: 本人申请",
     (
         "p25",
         "changes_mind",
-    ): "not submitted: after “15078320140318154053” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '15078320140318154053' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
+    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; '15078320140318154053' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
     ("p26", "numbers"): "a guardian applying for all five needs 22 messages > 20 (numbers)",
     ("p26", "words"): "“帮我母亲申请” at 请问是谁申请 is read as 本人申请",
     ("p26", "voice"): "“帮我母亲申请。” at 请问是谁申请 is read as 本人申请",
@@ -399,120 +228,52 @@ KNOWN: dict[tuple[str, str], str] = {
         "all_in_one",
     ): "one long first message (“你好，我是何国庆，帮我老伴斯琴申请，我是她爱人，…”) is read as the answer to 请问是谁申请: 本人申请",
     ("p27", "changes_mind"): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请",
-    (
-        "p28",
-        "words",
-    ): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请; “残疾证和生活补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p28",
-        "voice",
-    ): "“帮我哥哥申请。” at 请问是谁申请 is read as 本人申请; “残疾证和生活不贴都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日。' refused: “请回复选项前面的数字。”",
+    ("p28", "words"): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请",
+    ("p28", "voice"): "“帮我哥哥申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p28",
         "all_in_one",
-    ): "one long first message (“你好，我是郭雪梅，帮我哥哥梁桂兰申请，我是他妹妹…”) is read as the answer to 请问是谁申请: 本人申请; “残疾证和生活补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p28",
-        "changes_mind",
-    ): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请; “残疾证和生活补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
-    ("p29", "words"): "“帮我姑姑申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p29",
-        "voice",
-    ): "“帮我姑姑申请。” at 请问是谁申请 is read as 本人申请; “我想办残疾证、护理不贴和医疗救助。” at 要办哪些事 is read as “残疾人证、医疗救助”; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是郭雪梅，帮我哥哥梁桂兰申请，我是他妹妹…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p28", "changes_mind"): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请",
+    ("p29", "words"): "“帮我姑姑申请” at 请问是谁申请 is read as 本人申请",
+    ("p29", "voice"): "“帮我姑姑申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p29",
         "all_in_one",
-    ): "one long first message (“你好，我是朱文斌，帮我姑姑罗秀英申请，我是她外甥…”) is read as the answer to 请问是谁申请: 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    ("p29", "changes_mind"): "“帮我姑姑申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p30",
-        "words",
-    ): "“帮我村民申请” at 请问是谁申请 is read as 本人申请; “生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p30",
-        "voice",
-    ): "“帮我村民申请。” at 请问是谁申请 is read as 本人申请; “生活不贴和护理补贴都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日。' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是朱文斌，帮我姑姑罗秀英申请，我是她外甥…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p29", "changes_mind"): "“帮我姑姑申请” at 请问是谁申请 is read as 本人申请",
+    ("p30", "words"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请",
+    ("p30", "voice"): "“帮我村民申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p30",
         "all_in_one",
-    ): "one long first message (“你好，我是曹桂兰，帮我村民徐淑珍申请，我是他邻居…”) is read as the answer to 请问是谁申请: 本人申请; “生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p30",
-        "changes_mind",
-    ): "“帮我村民申请” at 请问是谁申请 is read as 本人申请; “生活补贴和护理补贴都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p31",
-        "numbers",
-    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
-    (
-        "p31",
-        "words",
-    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
-    (
-        "p31",
-        "voice",
-    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each; '一及。' refused: “请回复选项前面的数字。”",
-    (
-        "p31",
-        "all_in_one",
-    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：家里没有收入，生活困难；护理补贴：离不开人，家里要…” is recorded as the reason of each",
+    ): "one long first message (“你好，我是曹桂兰，帮我村民徐淑珍申请，我是他邻居…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p30", "changes_mind"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请",
     (
         "p31",
         "changes_mind",
-    ): "not submitted: after “15078119761011655541” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '15078119761011655541' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
-    (
-        "p32",
-        "words",
-    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p32",
-        "voice",
-    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日。' refused: “请回复选项前面的数字。”",
-    (
-        "p32",
-        "all_in_one",
-    ): "“残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日' refused: “请回复选项前面的数字。”",
+    ): "'15078119761011655541' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
     (
         "p32",
         "changes_mind",
-    ): "applicant.phone: application has '15044901786', the citizen said '15044901768'; applicant.household_address: application has '电话写错了,应该是15044901768', the citizen said '青阳县庙前镇庙前村上屋组2号'; “残疾证、生活补贴、护理补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; “家里是城镇低保户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_urban'], the family is ['dibao_urban']; '1月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p33",
-        "numbers",
-    ): "one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each",
-    (
-        "p33",
-        "words",
-    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; “家里是农村低保户，也是低保边缘户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_edge', 'dibao_rural'], the family is ['dibao_rural', 'dibao_edge']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p33",
-        "voice",
-    ): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请; “家里是农村低保户，也是低保边缘户。” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_edge', 'dibao_rural'], the family is ['dibao_rural', 'dibao_edge']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; '二及。' refused: “请回复选项前面的数字。”; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "applicant.phone: application has '15044901786', the citizen said '15044901768'; applicant.household_address: application has '电话写错了,应该是15044901768', the citizen said '青阳县庙前镇庙前村上屋组2号'",
+    ("p33", "words"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请",
+    ("p33", "voice"): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p33",
         "all_in_one",
-    ): "one long first message (“你好，我是乌云，帮我女儿许金凤申请，我是她妈妈，…”) is read as the answer to 请问是谁申请: 本人申请; “家里是农村低保户，也是低保边缘户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_edge', 'dibao_rural'], the family is ['dibao_rural', 'dibao_edge']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p33",
-        "changes_mind",
-    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; “家里是农村低保户，也是低保边缘户” at 家里属于哪种情况 is recorded as ['dibao', 'dibao_edge', 'dibao_rural'], the family is ['dibao_rural', 'dibao_edge']; one 申请理由 is asked for 生活补贴、护理补贴: “生活补贴：看病花销大，家庭困难；护理补贴：生活不能自理，长期…” is recorded as the reason of each; '寄到家里' refused: “请回复选项前面的数字。”",
-    (
-        "p34",
-        "words",
-    ): "“帮我母亲申请” at 请问是谁申请 is read as 本人申请; “生活补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '2月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p34",
-        "voice",
-    ): "“帮我母亲申请。” at 请问是谁申请 is read as 本人申请; “生活补贴和医疗救助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '三及。' refused: “请回复选项前面的数字。”; '2月11日。' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是乌云，帮我女儿许金凤申请，我是她妈妈，…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p33", "changes_mind"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请",
+    ("p34", "words"): "“帮我母亲申请” at 请问是谁申请 is read as 本人申请",
+    ("p34", "voice"): "“帮我母亲申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p34",
         "all_in_one",
-    ): "one long first message (“你好，我是许小军，帮我母亲林晓东申请，我是她儿子…”) is read as the answer to 请问是谁申请: 本人申请; “生活补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '2月11日' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是许小军，帮我母亲林晓东申请，我是她儿子…”) is read as the answer to 请问是谁申请: 本人申请",
     (
         "p34",
         "changes_mind",
-    ): "not submitted: after “34172319461010262X73” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '34172319461010262X73' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
+    ): "“帮我母亲申请” at 请问是谁申请 is read as 本人申请; '34172319461010262X73' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
     ("p35", "words"): "“帮我爱人申请” at 请问是谁申请 is read as 本人申请",
     ("p35", "voice"): "“帮我爱人申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -521,43 +282,30 @@ KNOWN: dict[tuple[str, str], str] = {
     ): "one long first message (“你好，我是梁小军，帮我爱人李玉梅申请，我是他爱人…”) is read as the answer to 请问是谁申请: 本人申请",
     ("p35", "changes_mind"): "“帮我爱人申请” at 请问是谁申请 is read as 本人申请",
     ("p36", "numbers"): "a guardian applying for all five needs 24 messages > 20 (numbers)",
-    ("p36", "words"): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请; '2月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p36",
-        "voice",
-    ): "“帮我哥哥申请。” at 请问是谁申请 is read as 本人申请; '四及。' refused: “请回复选项前面的数字。”; '2月11日。' refused: “请回复选项前面的数字。”",
+    ("p36", "words"): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请",
+    ("p36", "voice"): "“帮我哥哥申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p36",
         "all_in_one",
-    ): "one long first message (“你好，我是周德福，帮我哥哥梁巧云申请，我是他妹妹…”) is read as the answer to 请问是谁申请: 本人申请; '2月11日' refused: “请回复选项前面的数字。”",
-    ("p36", "changes_mind"): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请; '2月11日' refused: “请回复选项前面的数字。”",
-    ("p37", "words"): "“帮我舅舅申请” at 请问是谁申请 is read as 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
-    ("p37", "voice"): "“帮我舅舅申请。” at 请问是谁申请 is read as 本人申请; '寄到家里。' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是周德福，帮我哥哥梁巧云申请，我是他妹妹…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p36", "changes_mind"): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请",
+    ("p37", "words"): "“帮我舅舅申请” at 请问是谁申请 is read as 本人申请",
+    ("p37", "voice"): "“帮我舅舅申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p37",
         "all_in_one",
-    ): "one long first message (“你好，我是额尔敦，帮我舅舅李桂兰申请，我是他侄子…”) is read as the answer to 请问是谁申请: 本人申请; '寄到家里' refused: “请回复选项前面的数字。”",
+    ): "one long first message (“你好，我是额尔敦，帮我舅舅李桂兰申请，我是他侄子…”) is read as the answer to 请问是谁申请: 本人申请",
     (
         "p37",
         "changes_mind",
-    ): "not submitted: after “15070219650328261134” the bot still says “证号里的残疾类别和您选的不一样，请对照证件核对。”; '15070219650328261134' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。”",
-    (
-        "p38",
-        "words",
-    ): "“帮我村民申请” at 请问是谁申请 is read as 本人申请; “残疾证、生活补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '2月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p38",
-        "voice",
-    ): "“帮我村民申请。” at 请问是谁申请 is read as 本人申请; “残疾证、生活补贴和医疗救助都要办。” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '2月11日。' refused: “请回复选项前面的数字。”",
+    ): "“帮我舅舅申请” at 请问是谁申请 is read as 本人申请; '15070219650328261134' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p38", "words"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请",
+    ("p38", "voice"): "“帮我村民申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p38",
         "all_in_one",
-    ): "one long first message (“你好，我是郭海燕，帮我村民郑翠兰申请，我是他网格…”) is read as the answer to 请问是谁申请: 本人申请; “残疾证、生活补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '2月11日' refused: “请回复选项前面的数字。”",
-    (
-        "p38",
-        "changes_mind",
-    ): "“帮我村民申请” at 请问是谁申请 is read as 本人申请; “残疾证、生活补贴和医疗救助都要办” at 要办哪些事 is read as “残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助”; '2月11日' refused: “请回复选项前面的数字。”",
-    ("p39", "voice"): "“我想办残疾证和护理不贴。” at 要办哪些事 is read as “残疾人证”",
+    ): "one long first message (“你好，我是郭海燕，帮我村民郑翠兰申请，我是他网格…”) is read as the answer to 请问是谁申请: 本人申请",
+    ("p38", "changes_mind"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请",
 }
 
 
