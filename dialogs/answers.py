@@ -65,12 +65,45 @@ async def read_fact(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcom
     q = turn.pack.questions[step.name]
     if q.get("several"):
         value = turn.lang.choose_many(inp.text, q["options"], exclusive=q.get("exclusive"), unnumbered=q.get("unnumbered", []))
+    elif step.name == "fact_local_hukou":
+        value = read_hukou(turn, inp.text)
     else:
-        value = turn.lang.choose(inp.text, q["options"])
+        value = _choose_fact(turn, inp.text, q["options"])
     if value is NO_MATCH:
         return Outcome.invalid(turn.pack.text("choose_hint"))
     turn.case.facts[step.name.removeprefix("fact_")] = value
     return Outcome.ok()
+
+
+# A short answer may be one character ("在", "有"); in a sentence one character decides nothing:
+# "户口在桐城，我在青阳打工十年了" was read as 青阳户籍 by its "在".
+SHORT_ANSWER_CHARS = 4
+
+
+def _choose_fact(turn: Turn, text: str, options: list[dict[str, Any]]) -> Any:
+    short = len(turn.lang.normal(text)) <= SHORT_ANSWER_CHARS
+    return turn.lang.choose(text, options, single_characters=short)
+
+
+_HUKOU_PLACE = re.compile(
+    r"(?:户口|户籍|户口本)(?:上)?(?:就|也|还|一直|本来)?(?:是|在|落在|迁到|属于)(?:我们|咱们)?(?P<place>[\u4e00-\u9fff]{1,12})"
+)
+_HERE = re.compile(r"[这此本]|当地|我们|咱")
+_UNCLEAR_PLACE = ("老家", "家里", "原籍", "家")
+
+
+def read_hukou(turn: Turn, text: str) -> Any:
+    """Whether the household registration is in the pack's area, from the place it names ("户口在桐城"
+    is not 青阳; "户口就在阿荣旗" is 呼伦贝尔), else from the option words."""
+    said = _HUKOU_PLACE.search(unicodedata.normalize("NFKC", text or "")[:200])
+    if said:
+        place = said.group("place")
+        names = turn.pack.raw.get("area", {}).get("names", [])
+        if any(place.startswith(n) for n in names) or _HERE.match(place):
+            return True
+        if not place.startswith(_UNCLEAR_PLACE) and names:
+            return False
+    return _choose_fact(turn, text, turn.pack.questions["fact_local_hukou"]["options"])
 
 
 def validated(parse: Callable[[str], Any]) -> Reader:
@@ -90,9 +123,17 @@ read_name, read_phone, read_address = validated(parse_name), validated(parse_pho
 
 
 async def read_id_number(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    if turn.data.get("hukou_check") and path == "applicant.id_number":
+        local = read_hukou(turn, inp.text)
+        if isinstance(local, bool):
+            turn.case.facts["local_hukou"] = local
+            turn.data["hukou_check"] = "answered"
+            return Outcome.ok()
     try:
         id_number = parse_id_number(inp.text, today=turn.now.date())
     except ValidationError as e:
+        if turn.data.get("hukou_check") is True:
+            return Outcome.stay(turn.pack.text("choose_hint"), _hukou_check_question(turn))
         return _invalid(turn, e)
     who = path.split(".")[0]
     other = "agent" if who == "applicant" else "applicant"
@@ -108,7 +149,26 @@ async def read_id_number(turn: Turn, step: Step, inp: UserInput, path: str) -> O
         # A certificate number given before a corrected ID must be checked again.
         if turn.data.get("certificate_no", "")[:18] not in ("", id_number.number):
             turn.data.pop("certificate_no")
+        if _hukou_disagrees(turn, id_number.number):
+            turn.data["hukou_check"] = True
+            return Outcome.stay(_hukou_check_question(turn))
     return Outcome.ok()
+
+
+def _hukou_disagrees(turn: Turn, number: str) -> bool:
+    """Said to be registered here, with an ID number of elsewhere: asked once (the ID's code is where
+    the birth was registered, so it may well differ; the answer is what counts)."""
+    codes = turn.pack.raw.get("area", {}).get("id_codes", [])
+    return (
+        turn.case.facts.get("local_hukou") is True
+        and bool(codes)
+        and not number.startswith(tuple(codes))
+        and turn.data.get("hukou_check") != "answered"
+    )
+
+
+def _hukou_check_question(turn: Turn) -> str:
+    return turn.pack.q("applicant_id", "hukou_check")
 
 
 async def read_applicant_phone(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
@@ -241,6 +301,8 @@ async def read_services(turn: Turn, step: Step, inp: UserInput, path: str) -> Ou
     turn.data["services"] = chosen
     turn.data["guided"] = False
     turn.data.pop("insisted", None)
+    # "我自己重新选" is answered by this choice: left set, it sent every later answer back here.
+    turn.data.pop("suggestion", None)
     names = "、".join(turn.pack.services[c].short for c in chosen)
     return Outcome.ok(q["chosen"].format(services=names))
 

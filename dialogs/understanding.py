@@ -178,9 +178,10 @@ class Understanding:
             found = [_CN_DIGITS[c] for c in t if c in _CN_DIGITS and _CN_DIGITS[c] < 10]
         return found
 
-    def choose(self, text: str, options: list[dict[str, Any]]) -> Any:
+    def choose(self, text: str, options: list[dict[str, Any]], *, single_characters: bool = True) -> Any:
         """The value of the option meant by the answer (a number, a label or one of its words), or
-        for a plain yes or no ("好的", "不行") the one option that is said with a yes (or no) word."""
+        for a plain yes or no ("好的", "不行") the one option that is said with a yes (or no) word.
+        `single_characters=False`: a one-character word ("在", "有") does not decide a sentence."""
         n = self.number(text)
         if n is not None:
             return options[n - 1]["value"] if 1 <= n <= len(options) else NO_MATCH
@@ -196,6 +197,8 @@ class Understanding:
             for w in [option["label"], *option.get("words", [])]:
                 wl = w.lower()
                 exact = text_c == wl
+                if len(wl) < 2 and not (exact or single_characters):
+                    continue
                 if exact or wl in words or (len(wl) >= 2 and wl in text_c):
                     score = len(wl) + (100 if exact else 0)
                     if score > best_len:

@@ -1,0 +1,119 @@
+"""Dead ends and lost answers seen when tried (issue 14, section 3): each a conversation on the real app."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+
+@pytest.mark.parametrize("region", ["qingyang", "hulunbuir"])
+async def test_choosing_again_after_help_to_choose_does_not_loop(settings, clock, protocol, region):
+    """帮我判断, then "我自己重新选" at the suggestion: the choice made next is taken, in both packs."""
+    from tests.conftest import WeChatUser, start_client
+
+    client = await start_client(dataclasses.replace(settings, region=region), clock)
+    try:
+        user = WeChatUser(client, "oDeadEnd" + region, protocol)
+        replies = [await user.say(t) for t in ["你好", "1", "7"]]
+        for _ in range(12):
+            reply = replies[-1]
+            if "建议办理" in reply or "暂时没有符合条件" in reply:
+                replies.append(await user.say("我自己重新选"))
+                break
+            replies.append(await user.say("1" if "回复数字" in reply or "回复 1" in reply else "2"))
+        assert "要办哪些事" in replies[-1]
+        # it looped here: every answer re-showed "要办哪些事？" after "好的，您选了…"
+        reply = await user.say("护理补贴")
+        assert reply.startswith("好的，您选了：护理补贴。") and "要办哪些事" not in reply
+    finally:
+        await client.close()
+
+
+# -- free text at a yes/no question is read for its meaning, not by one character ------------------
+@pytest.mark.parametrize(
+    "region,text,local",
+    [
+        ("qingyang", "户口在桐城，我在青阳打工十年了", False),
+        ("qingyang", "户口就在青阳县", True),
+        ("qingyang", "户口就在这里", True),
+        ("qingyang", "不在，户口在外地", False),
+        ("qingyang", "在", True),
+        ("qingyang", "在的", True),
+        ("qingyang", "1", True),
+        ("hulunbuir", "户口就在阿荣旗", True),
+        ("hulunbuir", "户口就在海拉尔区", True),
+        ("hulunbuir", "户口在兴安盟乌兰浩特", False),
+        ("hulunbuir", "不在，户口在外地", False),
+    ],
+)
+def test_where_the_household_is_registered_is_read_from_the_place_it_names(region, text, local):
+    from dialogs.answers import read_hukou
+
+    assert read_hukou(_turn(region, {}), text) is local
+
+
+def test_a_sentence_is_not_decided_by_one_character():
+    from dialogs.answers import read_hukou
+    from dialogs.understanding import NO_MATCH
+
+    assert read_hukou(_turn("qingyang", {}), "我在外面打工好多年了") is NO_MATCH  # asked again, not guessed
+    assert read_hukou(_turn("qingyang", {}), "户口在老家") is NO_MATCH
+
+
+# -- the ID number's area code against the pack's: asked when they disagree --------------------------
+def _id(area: str, birth: str = "19700101", seq: str = "123") -> str:
+    from tests.citizens.facts import id_check_digit
+
+    return area + birth + seq + id_check_digit(area + birth + seq)
+
+
+@pytest.mark.parametrize("answer,local", [("2", False), ("不是", False), ("1", True), ("是的", True)])
+async def test_an_id_number_of_elsewhere_asks_where_the_household_is_registered(answer, local):
+    from dialogs import answers
+    from dialogs.application import STEPS
+    from dialogs.turn import UserInput
+
+    step = next(s for s in STEPS if s.name == "applicant_id")
+    turn = _turn("qingyang", {"services": ["living_subsidy"], "facts": {"local_hukou": True}})
+    outcome = await answers.read_answer(turn, step, UserInput("text", _id("340802")))  # 安庆 迎江区
+    assert not outcome.advance and outcome.hint is None
+    assert outcome.say == [
+        "身份证上的地区不是青阳县（出生登记地可能不同）。请再确认：申请人现在的户口在青阳县吗？\n1 是\n2 不是\n请回复数字。"
+    ]
+    assert turn.data["applicant"]["id_number"] == _id("340802")
+    outcome = await answers.read_answer(turn, step, UserInput("text", answer))
+    assert outcome.advance and turn.case.facts["local_hukou"] is local
+    # asked once: the same number again is not questioned again
+    assert (await answers.read_answer(turn, step, UserInput("text", _id("340802")))).advance
+
+
+async def test_a_local_id_number_or_an_unknown_hukou_asks_nothing():
+    from dialogs import answers
+    from dialogs.application import STEPS
+    from dialogs.turn import UserInput
+
+    step = next(s for s in STEPS if s.name == "applicant_id")
+    for facts, number in (({"local_hukou": True}, _id("341723")), ({}, _id("340802")), ({"local_hukou": False}, _id("340802"))):
+        turn = _turn("qingyang", {"services": ["living_subsidy"], "facts": dict(facts)})
+        assert (await answers.read_answer(turn, step, UserInput("text", number))).advance
+
+
+def _turn(region: str, data: dict):
+    from datetime import datetime
+
+    from dialogs.conditions import Case
+    from dialogs.pack import load_pack
+    from dialogs.turn import Ports, Turn
+    from dialogs.understanding import Understanding
+    from dialogs.workdays import default_calendar
+
+    pack = load_pack(region)
+    now = datetime(2026, 11, 23, 10, 0)
+    ports = Ports(book=None, outbox=None)  # type: ignore[arg-type]  # the readers tested here book and submit nothing
+    return Turn(
+        Case(data, pack, now.date()), _LANGS.setdefault(region, Understanding(pack)), ports, default_calendar(), now, "oT"
+    )
+
+
+_LANGS: dict = {}
