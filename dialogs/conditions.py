@@ -212,14 +212,23 @@ def services_considered(case: Case) -> list[str]:
     return list(SERVICE_ORDER) if guided(case) else case.services
 
 
-def _fact_needed(case: Case, fact: str) -> bool:
+def _fact_needed(case: Case, fact: str, *, describes_the_person: bool = False) -> bool:
+    """A rule of a service being screened reads it, and (unless it describes the person, as the
+    certificate and level do for the application) no answer so far already excludes that service:
+    养老保险 is not asked about once 户籍 or age has excluded the pension."""
     if fact in case.facts:
         return False
     for code in services_considered(case):
-        for rule in case.pack.services[code].rules:
-            if FACTS_READ_BY_CHECK[rule.check] == fact:
-                return True
+        rules = case.pack.services[code].rules
+        if any(FACTS_READ_BY_CHECK[rule.check] == fact for rule in rules) and (
+            describes_the_person or not _already_excluded(case, rules)
+        ):
+            return True
     return False
+
+
+def _already_excluded(case: Case, rules: tuple[Rule, ...]) -> bool:
+    return any(ELIGIBILITY_CHECKS[rule.check](case, rule) is False for rule in rules)
 
 
 def needs_local_hukou(case: Case) -> bool:
@@ -228,7 +237,7 @@ def needs_local_hukou(case: Case) -> bool:
 
 def needs_has_certificate(case: Case) -> bool:
     # Asked before a certificate is offered or booked: a holder needs no new one (受理条件：疑似残疾人).
-    return _fact_needed(case, "has_certificate")
+    return _fact_needed(case, "has_certificate", describes_the_person=True)
 
 
 def needs_disability_category(case: Case) -> bool:
@@ -241,13 +250,12 @@ def needs_disability_category(case: Case) -> bool:
 def needs_disability_level(case: Case) -> bool:
     if not holds_certificate(case):
         return False  # no certificate, no level yet: the assessment decides it
-    return _fact_needed(case, "disability_level")
+    return _fact_needed(case, "disability_level", describes_the_person=True)
 
 
 def needs_hardship_status(case: Case) -> bool:
-    if "hardship_status" in case.facts:
-        return False
-    return _fact_needed(case, "hardship_status") or any(s in services_considered(case) for s in SUBSIDIES)
+    # Only where a rule reads it: not for 护理补贴 alone.
+    return _fact_needed(case, "hardship_status")
 
 
 def needs_pension_enrolled(case: Case) -> bool:

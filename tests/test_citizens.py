@@ -80,7 +80,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "all_in_one",
     ): "one long first message (“你好，我是朱国庆，帮我爷爷阿拉坦申请，我是他侄子…”) is read as the answer to 请问是谁申请: 本人申请",
     ("p05", "changes_mind"): "“帮我爷爷申请” at 请问是谁申请 is read as 本人申请",
-    ("p06", "numbers"): "a guardian applying for all five needs 24 messages > 20 (numbers)",
+    ("p06", "numbers"): "a guardian applying for all five needs 23 messages > 20 (numbers)",
     ("p06", "words"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请",
     ("p06", "voice"): "“帮我村民申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -281,7 +281,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "all_in_one",
     ): "one long first message (“你好，我是梁小军，帮我爱人李玉梅申请，我是他爱人…”) is read as the answer to 请问是谁申请: 本人申请",
     ("p35", "changes_mind"): "“帮我爱人申请” at 请问是谁申请 is read as 本人申请",
-    ("p36", "numbers"): "a guardian applying for all five needs 24 messages > 20 (numbers)",
+    ("p36", "numbers"): "a guardian applying for all five needs 23 messages > 20 (numbers)",
     ("p36", "words"): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请",
     ("p36", "voice"): "“帮我哥哥申请。” at 请问是谁申请 is read as 本人申请",
     (

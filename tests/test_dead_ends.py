@@ -117,3 +117,27 @@ def _turn(region: str, data: dict):
 
 
 _LANGS: dict = {}
+
+
+# -- questions the rules do not need ------------------------------------------------------------------
+@pytest.mark.parametrize("region", ["qingyang", "hulunbuir"])
+def test_hardship_is_not_asked_when_only_the_nursing_subsidy_is_chosen(region):
+    from dialogs.conditions import needs_hardship_status
+
+    assert not needs_hardship_status(_turn(region, {"services": ["nursing_subsidy"]}).case)
+    assert needs_hardship_status(_turn(region, {"services": ["nursing_subsidy", "living_subsidy"]}).case)
+
+
+def test_the_pension_is_not_asked_about_once_an_answer_has_excluded_it():
+    from dialogs.conditions import needs_has_certificate, needs_pension_enrolled
+
+    chose = {"services": ["pension_subsidy"]}
+    assert needs_pension_enrolled(_turn("qingyang", dict(chose)).case)
+    # 青阳 代缴: 本县户籍 and 重度（一、二级）
+    away = _turn("qingyang", {**chose, "facts": {"local_hukou": False}}).case
+    assert not needs_pension_enrolled(away)
+    assert needs_has_certificate(away)  # the certificate describes the person: still asked
+    level3 = {"local_hukou": True, "has_certificate": True, "disability_category": 4, "disability_level": 3}
+    assert not needs_pension_enrolled(_turn("qingyang", {**chose, "facts": level3}).case)
+    level2 = {**level3, "disability_level": 2}
+    assert needs_pension_enrolled(_turn("qingyang", {**chose, "facts": level2}).case)
