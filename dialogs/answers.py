@@ -122,13 +122,21 @@ def validated(parse: Callable[[str], Any]) -> Reader:
 read_name, read_phone, read_address = validated(parse_name), validated(parse_phone), validated(parse_address)
 
 
+def _hukou_answer(turn: Turn, inp: UserInput) -> Outcome | None:
+    """The answer to the question about where the household is registered, asked after an ID number."""
+    if turn.data.get("hukou_check") is not True:
+        return None
+    local = read_hukou(turn, inp.text)
+    if not isinstance(local, bool):
+        return None
+    turn.case.facts["local_hukou"] = local
+    turn.data["hukou_check"] = "answered"
+    return Outcome.ok()
+
+
 async def read_id_number(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
-    if turn.data.get("hukou_check") and path == "applicant.id_number":
-        local = read_hukou(turn, inp.text)
-        if isinstance(local, bool):
-            turn.case.facts["local_hukou"] = local
-            turn.data["hukou_check"] = "answered"
-            return Outcome.ok()
+    if path == "applicant.id_number" and (answered := _hukou_answer(turn, inp)):
+        return answered
     try:
         id_number = parse_id_number(inp.text, today=turn.now.date())
     except ValidationError as e:
@@ -140,6 +148,8 @@ async def read_id_number(turn: Turn, step: Step, inp: UserInput, path: str) -> O
     if turn.data.get(other, {}).get("id_number") == id_number.number:
         return Outcome.invalid(turn.pack.text("id_same_as_agent"))
     _put(turn.data, path, id_number.number)
+    if who == "applicant":
+        turn.data.pop("id_from_certificate", None)
     if who == "agent":
         turn.data["agent"]["gender"] = id_number.gender
     if who == "applicant":
@@ -190,11 +200,21 @@ async def read_certificate_no(turn: Turn, step: Step, inp: UserInput, path: str)
     """The 证号 encodes the category and level. Where it disagrees with what was said, the citizen is
     asked to check the card once; the same number sent again is what the card says, and the
     departments read the card: it is recorded and said back (refusing it every time was a dead end)."""
+    if answered := _hukou_answer(turn, inp):
+        return answered
     facts = turn.case.facts
+    # Given first, the 证号 is where the applicant's ID number comes from (and a new 证号 replaces it).
+    derived = turn.data.get("id_from_certificate") or not turn.data.get("applicant", {}).get("id_number")
     try:
-        cert = parse_certificate_no(inp.text, today=turn.now.date(), id_number=turn.data.get("applicant", {}).get("id_number"))
+        cert = parse_certificate_no(
+            inp.text, today=turn.now.date(), id_number=None if derived else turn.data["applicant"]["id_number"]
+        )
     except ValidationError as e:
+        if turn.data.get("hukou_check") is True:
+            return Outcome.stay(turn.pack.text("choose_hint"), _hukou_check_question(turn))
         return _invalid(turn, e)
+    if derived and turn.data.get("agent", {}).get("id_number") == cert.id_number:
+        return Outcome.invalid(turn.pack.text("id_same_as_agent"))
     said = (facts.get("disability_category"), facts.get("disability_level"))
     differs = said[0] not in (None, cert.category) or said[1] not in (None, cert.level)
     if differs and turn.data.get("certificate_disputed") != cert.number:
@@ -203,6 +223,14 @@ async def read_certificate_no(turn: Turn, step: Step, inp: UserInput, path: str)
         return Outcome.invalid(turn.pack.validation[code] + turn.pack.q("certificate_no", "send_again"))
     turn.data.pop("certificate_disputed", None)
     turn.data["certificate_no"] = cert.number
+    if derived:
+        holder = parse_id_number(cert.id_number, today=turn.now.date())
+        applicant = turn.data.setdefault("applicant", {})
+        applicant.update(id_number=holder.number, birth_date=holder.birth_date.isoformat(), gender=holder.gender)
+        turn.data["id_from_certificate"] = True
+        if _hukou_disagrees(turn, holder.number):
+            turn.data["hukou_check"] = True
+            return Outcome.stay(_hukou_check_question(turn))
     facts["disability_category"] = cert.category
     facts["disability_level"] = cert.level
     if differs:

@@ -290,11 +290,28 @@ def wants_to_rechoose(case: Case) -> bool:
 
 def needs_certificate_no(case: Case) -> bool:
     """A holder's 证号: read by the subsidies and the pension, and by a 换领/补办/重新评定."""
+    return _certificate_read_by(case, case.services)
+
+
+def _certificate_read_by(case: Case, services: list[str]) -> bool:
     if not holds_certificate(case):
         return False
-    return case.chose("living_subsidy", "nursing_subsidy", "pension_subsidy") or (
-        renewing_certificate(case) and case.chose("disability_certificate")
+    return any(s in services for s in ("living_subsidy", "nursing_subsidy", "pension_subsidy")) or (
+        renewing_certificate(case) and "disability_certificate" in services
     )
+
+
+def asks_certificate_first(case: Case) -> bool:
+    """Right after "有证": the 证号 gives the ID number, category and level (also while helping to choose)."""
+    return _certificate_read_by(case, services_considered(case)) and not case.data.get("certificate_no")
+
+
+def certificate_no_missing(case: Case) -> bool:
+    return needs_certificate_no(case) and not case.data.get("certificate_no")
+
+
+def applicant_id_unknown(case: Case) -> bool:
+    return not case.data.get("applicant", {}).get("id_number")
 
 
 def asks_agent_residence(case: Case) -> bool:
@@ -383,6 +400,9 @@ CONDITIONS: dict[str, Callable[[Case], Any]] = {
         nothing_left_to_apply_for,
         wants_to_rechoose,
         needs_certificate_no,
+        asks_certificate_first,
+        certificate_no_missing,
+        applicant_id_unknown,
         asks_subsidy_reason,
         asks_agent_residence,
         may_be_legal_guardian,

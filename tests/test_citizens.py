@@ -38,17 +38,14 @@ KNOWN: dict[tuple[str, str], str] = {
         "p00",
         "changes_mind",
     ): "applicant.phone: application has '13887842615', the citizen said '13887842651'; applicant.household_address: application has '电话写错了,应该是13887842651', the citizen said '青阳县庙前镇庙前村上屋组2号'",
-    ("p01", "numbers"): "a guardian applying for all five needs 32 messages > 20 (numbers)",
+    ("p01", "numbers"): "a guardian applying for all five needs 26 messages > 20 (numbers)",
     ("p01", "words"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请",
     ("p01", "voice"): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请",
     (
         "p01",
         "all_in_one",
     ): "one long first message (“你好，我是曹国庆，帮我女儿巴特尔申请，我是她爸爸…”) is read as the answer to 请问是谁申请: 本人申请",
-    (
-        "p01",
-        "changes_mind",
-    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; '15078320180720066421' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p01", "changes_mind"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请",
     ("p02", "words"): "“帮我父亲申请” at 请问是谁申请 is read as 本人申请",
     ("p02", "voice"): "“帮我父亲申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -69,10 +66,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "p04",
         "all_in_one",
     ): "one long first message (“你好，我是罗长林，帮我哥哥孙玉梅申请，我是他弟弟…”) is read as the answer to 请问是谁申请: 本人申请",
-    (
-        "p04",
-        "changes_mind",
-    ): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请; '34172320000504589953' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p04", "changes_mind"): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请",
     ("p05", "words"): "“帮我爷爷申请” at 请问是谁申请 is read as 本人申请",
     ("p05", "voice"): "“帮我爷爷申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -80,7 +74,6 @@ KNOWN: dict[tuple[str, str], str] = {
         "all_in_one",
     ): "one long first message (“你好，我是朱国庆，帮我爷爷阿拉坦申请，我是他侄子…”) is read as the answer to 请问是谁申请: 本人申请",
     ("p05", "changes_mind"): "“帮我爷爷申请” at 请问是谁申请 is read as 本人申请",
-    ("p06", "numbers"): "a guardian applying for all five needs 23 messages > 20 (numbers)",
     ("p06", "words"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请",
     ("p06", "voice"): "“帮我村民申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -88,10 +81,6 @@ KNOWN: dict[tuple[str, str], str] = {
         "all_in_one",
     ): "one long first message (“你好，我是赵秀英，帮我村民何德福申请，我是他邻居…”) is read as the answer to 请问是谁申请: 本人申请",
     ("p06", "changes_mind"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请",
-    (
-        "p07",
-        "changes_mind",
-    ): "'15078119820614575414' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
     (
         "p08",
         "changes_mind",
@@ -109,10 +98,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "p10",
         "all_in_one",
     ): "one long first message (“你好，我是郑丽娟，帮我爸爸李小宝申请，我是他女儿…”) is read as the answer to 请问是谁申请: 本人申请",
-    (
-        "p10",
-        "changes_mind",
-    ): "“帮我爸爸申请” at 请问是谁申请 is read as 本人申请; '34172319520920037541' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p10", "changes_mind"): "“帮我爸爸申请” at 请问是谁申请 is read as 本人申请",
     ("p11", "numbers"): "a guardian applying for all five needs 28 messages > 20 (numbers)",
     ("p11", "words"): "“帮我老伴申请” at 请问是谁申请 is read as 本人申请",
     ("p11", "voice"): "“帮我老伴申请。” at 请问是谁申请 is read as 本人申请",
@@ -134,10 +120,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "p13",
         "all_in_one",
     ): "one long first message (“你好，我是邓金凤，帮我姑姑赵大山申请，我是她孙子…”) is read as the answer to 请问是谁申请: 本人申请",
-    (
-        "p13",
-        "changes_mind",
-    ): "“帮我姑姑申请” at 请问是谁申请 is read as 本人申请; '15072119451224938972' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p13", "changes_mind"): "“帮我姑姑申请” at 请问是谁申请 is read as 本人申请",
     ("p14", "words"): "“帮我邻居申请” at 请问是谁申请 is read as 本人申请",
     ("p14", "voice"): "“帮我邻居申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -149,10 +132,6 @@ KNOWN: dict[tuple[str, str], str] = {
         "p15",
         "changes_mind",
     ): "applicant.phone: application has '13933161892', the citizen said '13933161829'; applicant.household_address: application has '电话写错了,应该是13933161829', the citizen said '内蒙古呼伦贝尔市满洲里市东山街道二道街15号'",
-    (
-        "p16",
-        "changes_mind",
-    ): "'34172319790705347134' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
     ("p17", "words"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请",
     ("p17", "voice"): "“帮我女儿申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -181,7 +160,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "all_in_one",
     ): "one long first message (“你好，我是罗桂兰，帮我妹妹孙宏伟申请，我是她妹妹…”) is read as the answer to 请问是谁申请: 本人申请",
     ("p20", "changes_mind"): "“帮我妹妹申请” at 请问是谁申请 is read as 本人申请",
-    ("p21", "numbers"): "a guardian applying for all five needs 30 messages > 20 (numbers)",
+    ("p21", "numbers"): "a guardian applying for all five needs 27 messages > 20 (numbers)",
     ("p21", "words"): "“帮我奶奶申请” at 请问是谁申请 is read as 本人申请",
     ("p21", "voice"): "“帮我奶奶申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -195,10 +174,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "p22",
         "all_in_one",
     ): "one long first message (“你好，我是黄玉梅，帮我村民宋翠兰申请，我是他网格…”) is read as the answer to 请问是谁申请: 本人申请",
-    (
-        "p22",
-        "changes_mind",
-    ): "“帮我村民申请” at 请问是谁申请 is read as 本人申请; '34172319720210107422' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p22", "changes_mind"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请",
     (
         "p24",
         "changes_mind",
@@ -209,10 +185,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "p25",
         "all_in_one",
     ): "one long first message (“你好，我是黄国庆，帮我女儿吴小军申请，我是她爸爸…”) is read as the answer to 请问是谁申请: 本人申请",
-    (
-        "p25",
-        "changes_mind",
-    ): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请; '15078320140318154053' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p25", "changes_mind"): "“帮我女儿申请” at 请问是谁申请 is read as 本人申请",
     ("p26", "numbers"): "a guardian applying for all five needs 22 messages > 20 (numbers)",
     ("p26", "words"): "“帮我母亲申请” at 请问是谁申请 is read as 本人申请",
     ("p26", "voice"): "“帮我母亲申请。” at 请问是谁申请 is read as 本人申请",
@@ -250,10 +223,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ): "one long first message (“你好，我是曹桂兰，帮我村民徐淑珍申请，我是他邻居…”) is read as the answer to 请问是谁申请: 本人申请",
     ("p30", "changes_mind"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请",
     (
-        "p31",
-        "changes_mind",
-    ): "'15078119761011655541' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
-    (
         "p32",
         "changes_mind",
     ): "applicant.phone: application has '15044901786', the citizen said '15044901768'; applicant.household_address: application has '电话写错了,应该是15044901768', the citizen said '青阳县庙前镇庙前村上屋组2号'",
@@ -270,10 +239,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "p34",
         "all_in_one",
     ): "one long first message (“你好，我是许小军，帮我母亲林晓东申请，我是她儿子…”) is read as the answer to 请问是谁申请: 本人申请",
-    (
-        "p34",
-        "changes_mind",
-    ): "“帮我母亲申请” at 请问是谁申请 is read as 本人申请; '34172319461010262X73' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p34", "changes_mind"): "“帮我母亲申请” at 请问是谁申请 is read as 本人申请",
     ("p35", "words"): "“帮我爱人申请” at 请问是谁申请 is read as 本人申请",
     ("p35", "voice"): "“帮我爱人申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -281,7 +247,6 @@ KNOWN: dict[tuple[str, str], str] = {
         "all_in_one",
     ): "one long first message (“你好，我是梁小军，帮我爱人李玉梅申请，我是他爱人…”) is read as the answer to 请问是谁申请: 本人申请",
     ("p35", "changes_mind"): "“帮我爱人申请” at 请问是谁申请 is read as 本人申请",
-    ("p36", "numbers"): "a guardian applying for all five needs 23 messages > 20 (numbers)",
     ("p36", "words"): "“帮我哥哥申请” at 请问是谁申请 is read as 本人申请",
     ("p36", "voice"): "“帮我哥哥申请。” at 请问是谁申请 is read as 本人申请",
     (
@@ -295,10 +260,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "p37",
         "all_in_one",
     ): "one long first message (“你好，我是额尔敦，帮我舅舅李桂兰申请，我是他侄子…”) is read as the answer to 请问是谁申请: 本人申请",
-    (
-        "p37",
-        "changes_mind",
-    ): "“帮我舅舅申请” at 请问是谁申请 is read as 本人申请; '15070219650328261134' refused: “证号里的残疾类别和您选的不一样，请对照证件核对。证件上就是这个号的话，请再发一次”",
+    ("p37", "changes_mind"): "“帮我舅舅申请” at 请问是谁申请 is read as 本人申请",
     ("p38", "words"): "“帮我村民申请” at 请问是谁申请 is read as 本人申请",
     ("p38", "voice"): "“帮我村民申请。” at 请问是谁申请 is read as 本人申请",
     (

@@ -21,7 +21,8 @@ async def test_choosing_again_after_help_to_choose_does_not_loop(settings, clock
             if "建议办理" in reply or "暂时没有符合条件" in reply:
                 replies.append(await user.say("我自己重新选"))
                 break
-            replies.append(await user.say("1" if "回复数字" in reply or "回复 1" in reply else "2"))
+            answer = "2" if "已经有残疾人证" in reply else "1" if "回复数字" in reply or "回复 1" in reply else "2"
+            replies.append(await user.say(answer))
         assert "要办哪些事" in replies[-1]
         # it looped here: every answer re-showed "要办哪些事？" after "好的，您选了…"
         reply = await user.say("护理补贴")
@@ -141,3 +142,37 @@ def test_the_pension_is_not_asked_about_once_an_answer_has_excluded_it():
     assert not needs_pension_enrolled(_turn("qingyang", {**chose, "facts": level3}).case)
     level2 = {**level3, "disability_level": 2}
     assert needs_pension_enrolled(_turn("qingyang", {**chose, "facts": level2}).case)
+
+
+# -- a 20-digit 证号 that encodes the category and level: asked first, not after them --------------------
+async def test_a_holders_certificate_number_is_asked_first_and_gives_the_id_category_level_and_age(settings, clock, protocol):
+    from tests.conftest import WeChatUser, start_client
+
+    client = await start_client(dataclasses.replace(settings, region="hulunbuir"), clock)
+    try:
+        user = WeChatUser(client, "oCertFirst", protocol)
+        for text in [
+            "你好",
+            "2",
+            "父母",
+            "巴特尔",
+            "150702199201100011",
+            "15004701234",
+            "内蒙古呼伦贝尔市海拉尔区胜利街道光明社区10号",
+        ]:
+            await user.say(text)
+        assert "户口在您申请的这个旗县" in await user.say("3 5")
+        assert "已经有残疾人证了吗" in await user.say("1")
+        assert "残疾人证号" in await user.say("1")
+        # a 15-year-old's 肢体一级 certificate: the age excludes the pension at once, in the first notice,
+        # and nothing the 证号 says is asked (哪类残疾, 几级, the ID number), nor what the pension alone reads
+        reply = await user.say("15070220110420003741")
+        assert "养老保险代缴：需要年满16周岁" in reply and "回复 1 不办这几项" in reply
+        assert "不办养老保险代缴" in (reply := await user.say("1")) and "请发申请人的姓名" in reply
+        assert "法定监护人吗" in await user.say("其其格")
+        assert "联系电话" in await user.say("1")
+        asked = "\n".join(r for _, r in user.sent)
+        for question in ("哪类残疾", "几级", "申请人的身份证号", "现在是在校学生吗", "职工基本养老保险吗", "哪种情况"):
+            assert question not in asked
+    finally:
+        await client.close()
