@@ -326,6 +326,7 @@ async def read_services(turn: Turn, step: Step, inp: UserInput, path: str) -> Ou
     if not chosen:
         return Outcome.invalid(turn.pack.text("services_hint"))
     await _release_booking_unless(turn, "disability_certificate" in chosen)
+    _checklist_again_if_changed(turn, chosen)
     turn.data["services"] = chosen
     turn.data["guided"] = False
     turn.data.pop("insisted", None)
@@ -341,6 +342,12 @@ def _only_numbers(text: str) -> bool:
     return bool(_NUMBERS_ONLY.fullmatch(t))
 
 
+def _checklist_again_if_changed(turn: Turn, services: list[str]) -> None:
+    """Other services need other materials: the personal checklist is shown again (also when editing)."""
+    if set(services) != set(turn.data.get("services") or []):
+        turn.data.pop("checklist_seen", None)
+
+
 async def read_suggestion(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
     value = turn.lang.choose(inp.text, turn.pack.questions[step.name]["options"])
     if value is NO_MATCH:
@@ -348,6 +355,7 @@ async def read_suggestion(turn: Turn, step: Step, inp: UserInput, path: str) -> 
     suggested = suggested_services(turn.case)
     turn.data["guided"] = False
     if value == "accept" and suggested:
+        _checklist_again_if_changed(turn, suggested)
         turn.data["services"] = suggested
         turn.data["suggestion"] = "accept"
     else:
@@ -363,7 +371,9 @@ async def read_exclusions(turn: Turn, step: Step, inp: UserInput, path: str) -> 
     excluded = excluded_services(turn.case)
     names = "、".join(turn.pack.services[c].short for c in excluded)
     if value == "drop":
-        turn.data["services"] = [s for s in turn.data["services"] if s not in excluded]
+        kept = [s for s in turn.data["services"] if s not in excluded]
+        _checklist_again_if_changed(turn, kept)
+        turn.data["services"] = kept
         await _release_booking_unless(turn, "disability_certificate" in turn.data["services"])
         if not turn.data["services"]:
             return Outcome.ok(turn.pack.q("eligibility_notice", "nothing_left"))
@@ -386,10 +396,25 @@ async def read_checklist(turn: Turn, step: Step, inp: UserInput, path: str) -> O
         material = items[n - 1].material
         turn.data.setdefault("photos", {})[material.code] = turn.data.pop("pending_photo")
         return Outcome.stay(q["photo_saved"].format(material=material.name))
+    early = turn.data.get("unassigned_photos") or []
+    named = _material_named(turn, inp.text, items) if (pending or early) and n is None else None
+    if named is not None:
+        # "这是户口本" after a photo; "刚才发的照片是残疾证" for one sent before the checklist
+        photo = turn.data.pop("pending_photo") if pending else early.pop()
+        turn.data.setdefault("photos", {})[named.code] = photo
+        return Outcome.stay(q["photo_saved"].format(material=named.name))
     if n == 0 or turn.lang.matches_any(inp.text, q["continue_words"]) or not pending:
         turn.data.pop("pending_photo", None)
         return Outcome.ok()
     return Outcome.invalid(turn.pack.text("checklist_which"))
+
+
+def _material_named(turn: Turn, text: str, items) -> Any:
+    """The one material on the checklist the words name, or None."""
+    said = turn.lang.normal(text)
+    words = turn.pack.lexicon.get("material_words", {})
+    named = [i.material for i in items if any(w in said for w in words.get(i.material.code, ()))]
+    return named[0] if len(named) == 1 else None
 
 
 def _numbered(items) -> str:

@@ -47,6 +47,15 @@ def why(turn: Turn, state: str) -> str:
 
 def answer_topic(turn: Turn, topic: str, services: list[str]) -> str:
     pack = turn.pack
+    if topic == "materials" and not services and turn.case.services:
+        # "要带什么材料" once services are chosen: the personal checklist, every chosen service
+        from dialogs.materials import checklist
+
+        items = checklist(turn.case)
+        if items:
+            chosen = "、".join(pack.services[c].short for c in turn.case.services)
+            listed = "\n".join(f"{i} {item.material.name}" for i, item in enumerate(items, 1))
+            return pack.text("materials_for_chosen", services=chosen, materials=listed)
     codes = services or turn.case.services or list(SERVICE_ORDER)
     codes = codes[:MAX_SERVICES_PER_ANSWER]
     lines: list[str] = []

@@ -187,13 +187,19 @@ async def submitted(turn: Turn) -> str:
 
 
 async def choose_services(turn: Turn) -> str:
-    return turn.pack.q("choose_services")
+    chosen = turn.data.get("services")
+    if not chosen:
+        return turn.pack.q("choose_services")
+    # coming back to it (a change at the summary, "返回"): what is chosen now, then the whole list again
+    names = "、".join(turn.pack.services[c].short for c in chosen)
+    return turn.pack.q("choose_services", "now", services=names) + "\n" + turn.pack.q("choose_services")
 
 
 PROMPTS: dict[str, Callable[[Turn], Awaitable[str]]] = {
     "applicant_name": applicant_name,
     "applicant_phone": applicant_phone,
     "subsidy_reason": subsidy_reason,
+    "choose_services": choose_services,
     "suggest_services": suggest_services,
     "eligibility_notice": eligibility_notice,
     "eligibility_recheck": eligibility_recheck,

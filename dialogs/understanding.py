@@ -338,4 +338,6 @@ class Understanding:
             for w in self._hits(text, words, synonyms):
                 if len(w) > best_len:
                     best, best_len = state, len(w)
+        if best is None and self.services_in(text):
+            return "choose_services"  # "再加一个生活补贴", "残疾证不用办"
         return best

@@ -176,3 +176,53 @@ async def test_a_holders_certificate_number_is_asked_first_and_gives_the_id_cate
             assert question not in asked
     finally:
         await client.close()
+
+
+# -- changes at the summary, the checklist after a change, photos labelled in words ------------------------
+async def test_services_added_or_dropped_at_the_summary_and_photos_labelled_in_words(bot, protocol):
+    from tests.conftest import WeChatUser
+
+    user = WeChatUser(bot, "oChanges", protocol)
+    for text in ["你好", "1", "残疾证和护理补贴", "1", "2", "4"]:
+        await user.say(text)
+    assert "照片已收到" in await user.image("early-photo")  # before the checklist: kept, not yet labelled
+    for text in ["张三", "341723195503020017", "13812345678"]:
+        await user.say(text)
+    assert "请准备这些材料" in await user.say("青阳县蓉城镇五溪村12号")
+    assert (await user.say("刚才发的照片是户口本")).startswith("已保存为“户口簿”")
+    assert "这是哪份材料" in await user.image("card-photo")
+    assert (await user.say("这是身份证")).startswith("已保存为“居民身份证”")
+    await user.say("0")
+    assert "材料：需带5项，已拍照2项" in await user.say("1")  # the booking, then the summary
+    # "再加一个生活补贴" was refused: only "改事项" worked
+    reply = await user.say("再加一个生活补贴")
+    assert reply.startswith("现在选的是：残疾人证、护理补贴。") and "要办哪些事" in reply
+    assert "哪种情况" in await user.say("残疾证、生活补贴和护理补贴")  # what the added service reads
+    checklist = await user.say("1")
+    # the personal checklist again, with what the change adds and the photos kept
+    assert "请准备这些材料" in checklist and "困难证明" in checklist and "户口簿（已拍照）" in checklist
+    assert "材料：需带7项，已拍照2项" in await user.say("0")
+    reply = await user.say("残疾证不用办")
+    assert reply.startswith("现在选的是：残疾人证、生活补贴、护理补贴。")
+    assert "需要持有残疾人证" in await user.say("生活补贴和护理补贴")
+    await user.say("2")  # 仍然申请
+    reply = await user.say("0")  # the checklist of the services now chosen
+    assert "请核对" in reply and "残疾人证：" not in reply
+    assert "要办哪些事" in await user.say("我想加办")
+
+
+async def test_what_to_bring_asked_mid_way_covers_every_chosen_service(bot, protocol):
+    from dialogs.pack import load_pack
+    from tests.conftest import WeChatUser
+
+    user = WeChatUser(bot, "oBring", protocol)
+    for text in ["你好", "1", "6", "1"]:
+        await user.say(text)
+    reply = await user.say("要带什么材料")
+    pack = load_pack("qingyang")
+    head = reply.splitlines()[0]
+    assert head == f"您选的{'、'.join(pack.services[c].short for c in pack.services)}一共要带："
+    # each material once, then the pending question repeated
+    for name in ("户口簿", "《困难残疾人生活补贴申请审核表》", "医保报销后的结算单或带税务印章的收费票据"):
+        assert reply.count(name) == 1
+    assert "（接着刚才的问题）申请人已经有残疾人证了吗？" in reply
