@@ -19,7 +19,7 @@ from dialogs.conditions import CONDITIONS, Case
 from dialogs.document import new_reference
 from dialogs.explain import answer_topic, why
 from dialogs.pack import Pack
-from dialogs.prompts import prompt, submitted_message
+from dialogs.prompts import prompt, recap, submitted_message  # hook: lang2 (recap)
 from dialogs.turn import Outcome, Ports, Turn, UserInput
 from dialogs.understanding import Understanding, compact
 from dialogs.workdays import WorkCalendar
@@ -334,13 +334,9 @@ class ApplicationDialog:
             await self.ports.book.release(booking["session_date"], session["data"]["reference"])
 
     def _recap(self, session: dict[str, Any], turn: Turn) -> str:
-        services = session["data"].get("services")
         if not session["history"]:
             return ""
-        recap = (
-            self.pack.text("resume_recap", services="、".join(self.pack.services[s].short for s in services)) if services else ""
-        )
-        return self.pack.text("resume", recap=recap)
+        return self.pack.text("resume", recap=recap(turn))  # hook: lang2 (services and fields filled, never empty)
 
     @staticmethod
     async def _join(*parts: str) -> str:

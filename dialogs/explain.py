@@ -56,10 +56,21 @@ def answer_topic(turn: Turn, topic: str, services: list[str]) -> str:
             chosen = "、".join(pack.services[c].short for c in turn.case.services)
             listed = "\n".join(f"{i} {item.material.name}" for i, item in enumerate(items, 1))
             return pack.text("materials_for_chosen", services=chosen, materials=listed)
+    if topic == "where":
+        from dialogs.prompts import recap
+
+        return pack.text("where_now", recap=recap(turn))
+    if topic in ("assessment_attend", "home_assessment"):
+        return pack.text(topic)
     codes = services or turn.case.services or list(SERVICE_ORDER)
     codes = codes[:MAX_SERVICES_PER_ANSWER]
     lines: list[str] = []
-    if topic == "amount":
+    if topic == "assessment_date":
+        a = pack.assessment
+        lines.append(f"残疾评定：{a.get('time_text') or a.get('text', '')}。（依据：{_doc(a.get('basis', ''))}）")
+        if a.get("mental"):
+            lines.append(f"{a['mental']['text']}。")
+    elif topic == "amount":
         lines.append(f"{pack.raw['amounts']['text']}（依据：{pack.raw['amounts']['basis']}）")
     elif topic == "place":
         a = pack.assessment

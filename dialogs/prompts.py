@@ -168,6 +168,27 @@ def _label(turn: Turn, question: str, value) -> str:
     return str(value)
 
 
+RECAP_FIELDS = (
+    ("agent", "name", "代办人姓名"),
+    ("applicant", "name", "申请人姓名"),
+    ("applicant", "id_number", "身份证号"),
+    ("applicant", "phone", "电话"),
+    ("applicant", "household_address", "户籍地址"),
+)
+
+
+def recap(turn: Turn) -> str:
+    """What the application holds so far, in a line: "已选残疾人证、生活补贴。已填申请人姓名、身份证号。"."""
+    data = turn.data
+    parts = []
+    if data.get("services"):
+        parts.append(turn.pack.text("resume_recap", services="、".join(turn.pack.services[s].short for s in data["services"])))
+    filled = [label for part, key, label in RECAP_FIELDS if (data.get(part) or {}).get(key)]
+    if filled:
+        parts.append(turn.pack.text("resume_filled", fields="、".join(filled)))
+    return "".join(parts) or turn.pack.text("resume_started")
+
+
 async def declaration(turn: Turn) -> str:
     return turn.pack.q("declaration", declaration=turn.pack.raw["declaration"]["text"])
 

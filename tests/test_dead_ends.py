@@ -226,3 +226,34 @@ async def test_what_to_bring_asked_mid_way_covers_every_chosen_service(bot, prot
     for name in ("户口簿", "《困难残疾人生活补贴申请审核表》", "医保报销后的结算单或带税务印章的收费票据"):
         assert reply.count(name) == 1
     assert "（接着刚才的问题）申请人已经有残疾人证了吗？" in reply
+
+
+# -- questions asked mid-way: answered, then the pending question again ---------------------------------
+async def test_questions_asked_mid_way_are_answered_and_the_question_repeated(bot, protocol):
+    from tests.conftest import WeChatUser
+
+    user = WeChatUser(bot, "oMidWay", protocol)
+    for text in ["你好", "2", "1", "李秀英", "341723198001010023", "13912345678", "残疾证", "1", "2", "6", "王小宝"]:
+        await user.say(text)
+    pending = "（接着刚才的问题）请发申请人的身份证号"
+    # it was read as an ID number (or a phone number) and refused
+    reply = await user.say("我上次填到哪了")
+    assert reply.startswith("您办到这里了：已选残疾人证。已填代办人姓名、申请人姓名。") and pending in reply
+    reply = await user.say("评定要带孩子本人去吗")
+    assert reply.startswith("方案没有写明残疾评定是否要本人到场，请先问12345政务服务便民热线确认。") and pending in reply
+    reply = await user.say("能上门评吗")
+    assert reply.startswith("方案没有写明能不能上门评定。") and pending in reply
+    reply = await user.say("精神的评定下次是什么时候")
+    assert "精神残疾半年组织一次评定，具体时间提前三天通知" in reply and "每月11日上午" in reply and pending in reply
+
+
+async def test_coming_back_later_says_what_was_done_even_before_services_are_chosen(bot, clock, protocol):
+    from tests.conftest import WeChatUser
+
+    user = WeChatUser(bot, "oBackLater", protocol)
+    for text in ["你好", "2", "1", "李秀英"]:
+        await user.say(text)
+    clock.advance(hours=2)
+    reply = await user.say("你好")
+    # it said "上次您办到一半：我们接着来。" with nothing in between
+    assert reply.startswith("欢迎回来！上次您办到一半：已填代办人姓名。我们接着来。")
