@@ -38,6 +38,12 @@ def why(turn: Turn, state: str) -> str:
     elif state == "consent_sensitive":
         bases.append("《中华人民共和国个人信息保护法》第二十八、二十九、三十一条")
     else:
+        field = pack.form.get("fields", {}).get(state)
+        if field:
+            return pack.text("why_field", field=field, basis=pack.form.get("form_basis", ""))
+        purpose = pack.questions.get(state, {}).get("why")
+        if purpose:  # asked although the county's form has no such field: say so, and why
+            return pack.text("why_not_on_form", purpose=purpose)
         bases.append(pack.form.get("form_basis", ""))
     bases = [b for b in dict.fromkeys(bases) if b]
     if not bases:

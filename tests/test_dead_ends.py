@@ -257,3 +257,63 @@ async def test_coming_back_later_says_what_was_done_even_before_services_are_cho
     reply = await user.say("你好")
     # it said "上次您办到一半：我们接着来。" with nothing in between
     assert reply.startswith("欢迎回来！上次您办到一半：已填代办人姓名。我们接着来。")
+
+
+# -- "为什么" at a form step: the field on the county's form, or why it is asked although it is not there ----
+@pytest.mark.parametrize(
+    "region,state,answer",
+    [
+        (
+            "qingyang",
+            "applicant_id",
+            "申请表上的“申请人基本信息：身份证号”。依据：青民务〔2023〕2号 附件2《扶残助困一件事申请表》",
+        ),
+        ("qingyang", "agent_id", "申请表上没有这一项，问它是因为：替家人办理时，窗口要核实代办人的身份。"),
+        ("qingyang", "household_place", "申请表上没有这一项，问它是因为：申请按户口所在的乡镇、村送到对应的窗口。"),
+        (
+            "hulunbuir",
+            "agent_id",
+            "申请表上的“监护人信息：身份证号”。依据：内民政发〔2022〕110号 附件4《残疾人两项补贴申请审批表》",
+        ),
+        (
+            "hulunbuir",
+            "subsidy_reason",
+            "申请表上的“困难残疾人生活补贴申请理由、重度残疾人护理补贴申请理由”。依据：内民政发〔2022〕110号 附件4《残疾人两项补贴申请审批表》",
+        ),
+    ],
+)
+def test_why_at_a_form_step_names_the_field_or_says_it_is_not_on_the_form(region, state, answer):
+    from dialogs.explain import why
+
+    assert why(_turn(region, {}), state) == answer
+
+
+def test_every_form_step_has_a_field_or_a_reason():
+    from dialogs.application import STEPS
+    from dialogs.explain import why
+    from dialogs.pack import available_regions
+
+    form_steps = [
+        s.name
+        for s in STEPS
+        if s.answer.split(":")[0]
+        in (
+            "choice",
+            "name",
+            "id_number",
+            "phone",
+            "address",
+            "applicant_phone",
+            "household_place",
+            "certificate_no",
+            "subsidy_reason",
+            "services",
+        )
+    ]
+    assert "agent_id" in form_steps and "certificate_first" in form_steps
+    for region in available_regions():
+        for state in form_steps:
+            if state in ("declaration", "result_delivery"):
+                continue  # answered from their own basis
+            answer = why(_turn(region, {}), state)
+            assert answer.startswith(("申请表上的“", "申请表上没有这一项，问它是因为：")), (region, state, answer)
