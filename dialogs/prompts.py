@@ -19,6 +19,7 @@ from dialogs.deadlines import expected_date
 from dialogs.eligibility import MAY_NOT_QUALIFY, PENDING, evaluate_service, excluded_services, failed_rules, suggested_services
 from dialogs.materials import checklist
 from dialogs.pack import SUBSIDIES
+from dialogs.routing import routing
 from dialogs.turn import Turn
 from dialogs.validators import mask_id
 from dialogs.workdays import is_certain
@@ -250,9 +251,35 @@ def submitted_message(turn: Turn) -> str:
             appointment += turn.pack.q("summary", "uncertain")
     elif on_mental_waitlist(turn.case):
         appointment = turn.pack.q("submitted", "waitlist")
-    return turn.pack.q(
-        "submitted", reference=turn.data["reference"], next_steps=turn.pack.raw.get("next_steps", ""), appointment=appointment
-    )
+    return turn.pack.q("submitted", reference=turn.data["reference"], next_steps=next_steps(turn), appointment=appointment)
+
+
+def next_steps(turn: Turn) -> str:
+    """What happens next, one line per chosen service (who decides, how long, from the pack), then
+    where it is received and what to bring, then what the region's scheme says of all of them."""
+    q = turn.pack.questions["submitted"]
+    lines = [q["next_header"]]
+    for code in turn.case.services:
+        service = turn.pack.services[code]
+        flag = ""
+        if service.deadline.get("from") == "certificate" and not holds_certificate(turn.case):
+            flag = turn.pack.q("summary", "after_certificate")
+        elif evaluate_service(turn.case, code)["result"] == PENDING:
+            flag = turn.pack.q("summary", "pending")
+        lines.append(
+            q["service_line"].format(
+                service=service.short, department=service.department, deadline=service.deadline.get("text", ""), flag=flag
+            )
+        )
+    office = routing(turn.pack, turn.data).get("intake_office")
+    if office:
+        lines.append(q["office"].format(office=office))
+    items = checklist(turn.case)
+    if items:
+        lines.append(q["materials"].format(count=len(items)))
+    if turn.pack.raw.get("next_steps"):
+        lines.append(turn.pack.raw["next_steps"])
+    return "\n".join(lines)
 
 
 __all__ = ["prompt", "submitted_message"]

@@ -317,3 +317,26 @@ def test_every_form_step_has_a_field_or_a_reason():
                 continue  # answered from their own basis
             answer = why(_turn(region, {}), state)
             assert answer.startswith(("申请表上的“", "申请表上没有这一项，问它是因为：")), (region, state, answer)
+
+
+# -- the ending: what happens next, one line per chosen service ---------------------------------------------
+async def test_the_ending_says_what_happens_next_for_each_chosen_service(bot, protocol):
+    from tests.conftest import WeChatUser
+
+    user = WeChatUser(bot, "oEnding", protocol)
+    script = ["你好", "1", "6", "1", "2", "4", "1", "2", "1", "张三", "341723195503020017", "13812345678"]
+    for text in [*script, "青阳县蓉城镇五溪村12号", "0", "1", "1", "1"]:
+        await user.say(text)
+    reply = await user.say("1")
+    assert reply.startswith("申请已提交") and "各部门将分别审核" not in reply
+    lines = reply.splitlines()
+    start = lines.index("接下来：")
+    assert lines[start + 1 : start + 7] == [
+        "· 残疾人证：县残联审核，一个月",
+        "· 生活补贴：县民政局审核，10个工作日（乡镇3天、残联3天、民政4天）（办好残疾人证后开始算）",
+        "· 护理补贴：县民政局审核，10个工作日（乡镇3天、残联3天、民政4天）（办好残疾人证后开始算）",
+        "· 医疗救助：县医保局审核，即时结算，30个工作日内打卡到账",
+        "· 受理窗口：蓉城镇为民服务中心",
+        "· 材料：清单上的11项，办理时带上",
+    ]
+    assert "青阳县医院门诊大厅一楼参加残疾评定" in lines[start + 7]
