@@ -333,6 +333,9 @@ async def read_services(turn: Turn, step: Step, inp: UserInput, path: str) -> Ou
     # "我自己重新选" is answered by this choice: left set, it sent every later answer back here.
     turn.data.pop("suggestion", None)
     names = "、".join(turn.pack.services[c].short for c in chosen)
+    unread = [] if numbers else lang.unread_service_words(inp.text)
+    if unread:  # what was chosen, and what was not understood: added at the summary if meant
+        return Outcome.ok(q["chosen_unread"].format(services=names, unread="、".join(unread[:3])[:30]))
     return Outcome.ok(q["chosen"].format(services=names))
 
 

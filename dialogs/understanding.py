@@ -117,6 +117,8 @@ class Understanding:
         self.edit_targets = _lowered(lex["edit_targets"])
         self.yes_words = set(lex["yes_words"])
         self.no_words = set(lex["no_words"])
+        # What a fragment that names no service but looks like one contains (补贴, 救助 ...).
+        self.service_hint = "|".join(re.escape(w) for w in lex.get("service_hints", []) or ["补贴"])
         # Voice slips ("生活不贴", "一及"): each replaced by what was meant before matching.
         self.slips = [(a.lower(), b.lower()) for a, b in (lex.get("voice_slips") or {}).items()]
         vocabulary = {
@@ -300,6 +302,15 @@ class Understanding:
             if all(end <= s or start >= e for s, e, _ in taken):
                 taken.append((start, end, code))
         return sorted(taken)
+
+    def unread_service_words(self, text: str) -> list[str]:
+        """Parts of a list of services that look like a service but name none ("护理贴" in
+        "护理贴和生活补贴"): said back as not understood, never dropped silently."""
+        t = self.normal(text)
+        for w in sorted((w for ws in self.services.values() for w in ws), key=len, reverse=True):
+            t = t.replace(w, " ")
+        parts = [p for p in re.split(r"[\s和跟与及还有以及、,，;；也都要办想我申请请帮给再]+", t) if p]
+        return [p for p in parts if re.search(self.service_hint, p)]
 
     def command(self, text: str) -> str | None:
         """A global command, when the message is that command and little else."""

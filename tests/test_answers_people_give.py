@@ -268,3 +268,11 @@ def test_a_long_text_is_capped_before_any_nlp_and_never_cached():
     assert time.perf_counter() - started < 0.5
     lang.words("护理补贴")
     assert lang._cut_short.cache_info().currsize == before + 1
+
+
+async def test_a_service_not_understood_is_said_back_with_what_was_chosen():
+    # "护理不贴和生活不贴还有养老保险" once chose only 养老保险补助, silently
+    turn = _turn("qingyang", {})
+    outcome = await answers.read_services(turn, STEP["choose_services"], UserInput("voice", "护理贴和生活补贴。"), "")
+    assert outcome.advance and turn.data["services"] == ["living_subsidy"]
+    assert outcome.say == ["好的，您选了：生活补贴。“护理贴”没听懂，要办的话到核对时说“加办”。"]
