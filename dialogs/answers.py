@@ -51,7 +51,20 @@ def _invalid(turn: Turn, error: ValidationError) -> Outcome:
     return Outcome.invalid(turn.pack.validation[error.code])
 
 
+# An answer to a list of options is short: a long text that happens to hold an option's word (2,000
+# random common characters held 本人 and 残疾证) is not taken as a choice.
+MAX_OPTION_ANSWER_CHARS = 100
+
+
+def _too_long(turn: Turn, text: str) -> Outcome | None:
+    if len(turn.lang.normal(text)) > MAX_OPTION_ANSWER_CHARS:
+        return Outcome.invalid(turn.pack.text("answer_too_long"))
+    return None
+
+
 async def read_choice(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    if path != "who" and (long := _too_long(turn, inp.text)):  # who: a long first message is read for all it says
+        return long
     value = turn.lang.choose(inp.text, turn.pack.questions[step.name]["options"])
     if value is NO_MATCH:
         return Outcome.invalid(turn.pack.text("choose_hint"))
@@ -62,6 +75,8 @@ async def read_choice(turn: Turn, step: Step, inp: UserInput, path: str) -> Outc
 
 
 async def read_fact(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    if long := _too_long(turn, inp.text):
+        return long
     q = turn.pack.questions[step.name]
     if q.get("several"):
         value = turn.lang.choose_many(inp.text, q["options"], exclusive=q.get("exclusive"), unnumbered=q.get("unnumbered", []))
@@ -308,6 +323,8 @@ def _reasons_by_service(turn: Turn, text: str, wanted: list[str]) -> dict[str, s
 
 
 async def read_services(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    if long := _too_long(turn, inp.text):
+        return long
     q = turn.pack.questions[step.name]
     lang = turn.lang
     numbers = [n for n in lang.numbers(inp.text) if 1 <= n <= 7] if _only_numbers(inp.text) else []

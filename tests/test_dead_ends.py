@@ -340,3 +340,22 @@ async def test_the_ending_says_what_happens_next_for_each_chosen_service(bot, pr
         "· 材料：清单上的11项，办理时带上",
     ]
     assert "青阳县医院门诊大厅一楼参加残疾评定" in lines[start + 7]
+
+
+# -- bounded cost: long texts are not read as answers, and cost no more than a short one ----------------
+async def test_long_texts_are_not_taken_as_a_choice_and_answer_quickly(make_user):
+    import random
+    import time
+
+    user = make_user(encrypted=False)
+    for text in ["你好", "1"]:
+        await user.say(text)
+    rng = random.Random(14)
+    common = ["残疾证", "养老", "我们", "今天", "天气", "本人", "医疗", "生活", "家里", "工作", "朋友", "补贴"]
+    noise = "".join(rng.choice(common) for _ in range(700))  # ~2,000 characters of common words
+    reply = await user.say(noise)
+    assert reply.startswith("这段话太长，没看出选的是哪一项。") and "要办哪些事" in reply
+    started = time.perf_counter()
+    reply = await user.say("的" * 15_000)  # ~45 KB: it held the event loop ~3 s in jieba
+    assert time.perf_counter() - started < 1.0 and "要办哪些事" in reply
+    assert "您选了：护理补贴" in await user.say("护理补贴")  # and the conversation goes on
