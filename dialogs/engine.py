@@ -19,7 +19,7 @@ from dialogs.conditions import CONDITIONS, Case
 from dialogs.document import new_reference
 from dialogs.explain import answer_topic, why
 from dialogs.pack import Pack
-from dialogs.prompts import prompt, recap, submitted_message  # hook: lang2 (recap)
+from dialogs.prompts import brief, prompt, recap, submitted_message  # hook: lang2 (brief, recap)
 from dialogs.turn import Outcome, Ports, Turn, UserInput
 from dialogs.understanding import Understanding, compact
 from dialogs.workdays import WorkCalendar
@@ -166,7 +166,7 @@ class ApplicationDialog:
             topic = self.lang.topic(text)
             if topic:
                 answer = answer_topic(turn, *topic)
-                return answer + self.pack.text("question_answer_footer", prompt=await prompt(turn, state))
+                return answer + self.pack.text("question_answer_footer", prompt=await brief(turn, state))  # hook: lang2
         outcome = await read_answer(turn, self.steps[state], inp)
         return await self._after(session, turn, state, outcome)
 
@@ -247,7 +247,7 @@ class ApplicationDialog:
                     return self.pack.status["none"]
             return self._status(session)
         if command == "why":
-            return await self._join(why(turn, state), await prompt(turn, state))
+            return await self._join(why(turn, state), await brief(turn, state))  # hook: lang2
         if command == "restart":
             await self.release_holds(session)
             fresh = self.new_session(turn.now)

@@ -234,6 +234,14 @@ PROMPTS: dict[str, Callable[[Turn], Awaitable[str]]] = {
 }
 
 
+async def brief(turn: Turn, state: str) -> str:
+    """The pending question repeated after an answer to something asked mid-way: the summary (up to
+    1,272 bytes) is not sent again, only what to reply to it."""
+    if state in turn.pack.questions and "brief" in turn.pack.questions[state]:
+        return turn.pack.q(state, "brief")
+    return await prompt(turn, state)
+
+
 async def prompt(turn: Turn, state: str) -> str:
     special = PROMPTS.get(state)
     return await special(turn) if special else turn.pack.q(state)
@@ -282,4 +290,4 @@ def next_steps(turn: Turn) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["prompt", "submitted_message"]
+__all__ = ["brief", "prompt", "submitted_message"]

@@ -359,3 +359,19 @@ async def test_long_texts_are_not_taken_as_a_choice_and_answer_quickly(make_user
     reply = await user.say("的" * 15_000)  # ~45 KB: it held the event loop ~3 s in jieba
     assert time.perf_counter() - started < 1.0 and "要办哪些事" in reply
     assert "您选了：护理补贴" in await user.say("护理补贴")  # and the conversation goes on
+
+
+async def test_a_question_at_the_summary_does_not_send_the_whole_summary_again(bot, protocol):
+    from tests.conftest import WeChatUser
+
+    user = WeChatUser(bot, "oAtSummary", protocol)
+    script = ["你好", "1", "6", "1", "2", "4", "1", "2", "1", "张三", "341723195503020017", "13812345678"]
+    for text in [*script, "青阳县蓉城镇五溪村12号", "0"]:
+        await user.say(text)
+    summary = await user.say("1")
+    assert summary.startswith("已为您预约") and "请核对" in summary
+    for asked in ("护理补贴多少钱", "为什么"):
+        reply = await user.say(asked)
+        assert "请核对" not in reply and reply.endswith("核对无误回复 1；要修改请说，如“改电话”。")
+        assert len(reply.encode()) < len(summary.encode()) / 2
+    assert "本人自愿申请" in await user.say("1")
