@@ -429,6 +429,27 @@ async def read_checklist(turn: Turn, step: Step, inp: UserInput, path: str) -> O
     return Outcome.invalid(turn.pack.text("checklist_which"))
 
 
+_PHOTO_LABEL = re.compile(r"^(?:这是|这张是|这个是|刚才(?:发|拍)的(?:照片|图片|那张)?是|(?:照片|图片)是|发的是)")
+
+
+def label_early_photo(turn: Turn, text: str) -> str | None:
+    """ "刚才发的照片是残疾证" before the checklist: the last photo kept is that material's (it was lost,
+    or read as an answer to the question open). None when the message labels no photo."""
+    early = turn.data.get("unassigned_photos") or []
+    said = turn.lang.normal(text)
+    if not early or len(said) > 20 or not _PHOTO_LABEL.match(said):
+        return None
+    words = turn.pack.lexicon.get("material_words", {})
+    named = [code for code, ws in words.items() if code in turn.pack.materials and any(w in said for w in ws)]
+    if not named:
+        return None
+    # 身份证 names both 居民身份证 and 居民身份证或户口本: the one the chosen services ask for
+    listed = {item.material.code for item in checklist(turn.case)}
+    code = next((c for c in named if c in listed), named[0])
+    turn.data.setdefault("photos", {})[code] = early.pop()
+    return turn.pack.questions["checklist"]["photo_saved_early"].format(material=turn.pack.materials[code].name)
+
+
 def _material_named(turn: Turn, text: str, items) -> Any:
     """The one material on the checklist the words name, or None."""
     said = turn.lang.normal(text)
@@ -631,4 +652,4 @@ async def read_answer(turn: Turn, step: Step, inp: UserInput) -> Outcome:
     return await READERS[kind](turn, step, inp, path)
 
 
-__all__ = ["read_answer", "READERS", "offered_sessions", "slot_lines", "new_reference"]
+__all__ = ["read_answer", "READERS", "label_early_photo", "offered_sessions", "slot_lines", "new_reference"]

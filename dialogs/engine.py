@@ -13,7 +13,7 @@ from typing import Any
 from transitions import Machine
 
 from dialogs.aftercare import Aftercare
-from dialogs.answers import read_answer
+from dialogs.answers import label_early_photo, read_answer  # hook: lang2 (label_early_photo)
 from dialogs.application import FINAL, INITIAL, STEPS, TRANSITIONS, Step
 from dialogs.conditions import CONDITIONS, Case
 from dialogs.document import new_reference
@@ -156,6 +156,8 @@ class ApplicationDialog:
                 return await self._join(self.pack.text("images_enough"), await prompt(turn, state))
             kept.append({"media_id": (inp.media_id or "")[:MAX_MEDIA_ID_CHARS]})
             return await self._join(self.pack.text("image_kept"), await prompt(turn, state))
+        if text and state != "checklist" and (labelled := label_early_photo(turn, text)):  # hook: lang2
+            return await self._join(labelled, await brief(turn, state))  # hook: lang2
         if text and state in EDITABLE_AT:
             target = self.lang.edit_target(text)
             if target:

@@ -375,3 +375,18 @@ async def test_a_question_at_the_summary_does_not_send_the_whole_summary_again(b
         assert "请核对" not in reply and reply.endswith("核对无误回复 1；要修改请说，如“改电话”。")
         assert len(reply.encode()) < len(summary.encode()) / 2
     assert "本人自愿申请" in await user.say("1")
+
+
+async def test_a_photo_labelled_in_words_before_the_checklist_is_kept_not_read_as_an_answer(bot, protocol):
+    from tests.conftest import WeChatUser
+
+    user = WeChatUser(bot, "oLabelEarly", protocol)
+    for text in ["你好", "1", "残疾证和护理补贴", "1", "2", "4"]:
+        await user.say(text)
+    assert "照片已收到" in await user.image("early-hukou")
+    # at 请发您的姓名 "这是户口本" was taken as the applicant's name
+    reply = await user.say("这是户口本")
+    assert reply == "好的，那张照片已保存为“户口簿”。\n下面填写您的信息。请发您的姓名。"
+    for text in ["张三", "341723195503020017", "13812345678"]:
+        await user.say(text)
+    assert "2 户口簿（已拍照）" in await user.say("青阳县蓉城镇五溪村12号")
