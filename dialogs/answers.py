@@ -467,13 +467,13 @@ async def read_booking(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
     n = turn.lang.number(inp.text)
     if not sessions:
         return Outcome.ok() if n == 0 or inp.text.strip() else Outcome.invalid(turn.pack.text("choose_hint"))
-    if n is None:
+    if n is None or not 1 <= n <= len(sessions) or "月" in inp.text:  # "11号" is a day, not option 11
         said = said_date(inp.text, turn.now.date())
         if said is not None:
             meant = [i for i, (s, _) in enumerate(sessions, 1) if _on(s, said)]
-            if len(meant) != 1:  # a day not offered (or a month with two): say what is
+            if not meant:  # a day not offered: say kindly what is
                 return Outcome.stay(turn.pack.q("booking", "not_offered", said=said.text, slots=await slot_lines(turn)))
-            n = meant[0]
+            n = meant[0]  # "11号" when every session is on the 11th: the next one
     if n is None or not 1 <= n <= len(sessions):
         return Outcome.invalid(turn.pack.text("choose_hint"))
     chosen, _left = sessions[n - 1]

@@ -161,17 +161,17 @@ async def test_the_first_offered_day_said_as_a_date_is_booked(redis_client, cloc
 async def test_next_month_and_a_day_of_the_month_pick_the_session_they_name(redis_client, clock):
     offered = _offered(clock)
     today = clock.today()
-    next_month = [d for d in offered if d.month == today.month % 12 + 1]
     book = _book(redis_client)
-    if next_month:
-        turn = _turn("qingyang", {"reference": "QY-T2", "services": ["disability_certificate"]}, book=book, now=clock.now())
-        assert (await answers.read_booking(turn, STEP["booking"], UserInput("text", "下个月那次"), "")).advance
-        assert turn.data["booking"]["session_date"] == next_month[0].isoformat()
-    days = [d for d in offered if sum(o.day == d.day for o in offered) == 1]
-    if days:
-        turn = _turn("qingyang", {"reference": "QY-T3", "services": ["disability_certificate"]}, book=book, now=clock.now())
-        assert (await answers.read_booking(turn, STEP["booking"], UserInput("text", f"{days[0].day}号"), "")).advance
-        assert turn.data["booking"]["session_date"] == days[0].isoformat()
+    # the sessions are monthly: next month always has one among the three offered
+    next_month = next(d for d in offered if d.month == today.month % 12 + 1)
+    turn = _turn("qingyang", {"reference": "QY-T2", "services": ["disability_certificate"]}, book=book, now=clock.now())
+    assert (await answers.read_booking(turn, STEP["booking"], UserInput("text", "下个月那次"), "")).advance
+    assert turn.data["booking"]["session_date"] == next_month.isoformat()
+    # "11号": the first offered session held on that day of the month (the next one when all are on the 11th)
+    last = offered[-1]
+    turn = _turn("qingyang", {"reference": "QY-T3", "services": ["disability_certificate"]}, book=book, now=clock.now())
+    assert (await answers.read_booking(turn, STEP["booking"], UserInput("text", f"{last.day}号"), "")).advance
+    assert turn.data["booking"]["session_date"] == next(d for d in offered if d.day == last.day).isoformat()
 
 
 async def test_a_day_not_offered_gets_a_kind_reply_listing_what_is(redis_client, clock):
