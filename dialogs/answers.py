@@ -217,6 +217,9 @@ async def read_certificate_no(turn: Turn, step: Step, inp: UserInput, path: str)
     departments read the card: it is recorded and said back (refusing it every time was a dead end)."""
     if answered := _hukou_answer(turn, inp):
         return answered
+    if step.name == "certificate_first" and turn.lang.matches_any(inp.text, turn.pack.questions[step.name]["later_words"]):
+        turn.data["certificate_later"] = True  # "证号记不清": category and level are asked, the 证号 again later
+        return Outcome.ok(turn.pack.q(step.name, "later"))
     facts = turn.case.facts
     # Given first, the 证号 is where the applicant's ID number comes from (and a new 证号 replaces it).
     derived = turn.data.get("id_from_certificate") or not turn.data.get("applicant", {}).get("id_number")

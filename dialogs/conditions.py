@@ -303,7 +303,11 @@ def _certificate_read_by(case: Case, services: list[str]) -> bool:
 
 def asks_certificate_first(case: Case) -> bool:
     """Right after "有证": the 证号 gives the ID number, category and level (also while helping to choose)."""
-    return _certificate_read_by(case, services_considered(case)) and not case.data.get("certificate_no")
+    return (
+        _certificate_read_by(case, services_considered(case))
+        and not case.data.get("certificate_no")
+        and not case.data.get("certificate_later")
+    )
 
 
 def certificate_no_missing(case: Case) -> bool:

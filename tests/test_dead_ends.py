@@ -390,3 +390,19 @@ async def test_a_photo_labelled_in_words_before_the_checklist_is_kept_not_read_a
     for text in ["张三", "341723195503020017", "13812345678"]:
         await user.say(text)
     assert "2 户口簿（已拍照）" in await user.say("青阳县蓉城镇五溪村12号")
+
+
+async def test_a_holder_who_has_not_the_certificate_number_at_hand_goes_on_and_is_asked_it_later(bot, protocol):
+    from tests.conftest import WeChatUser
+
+    user = WeChatUser(bot, "oCertLater", protocol)
+    for text in ["你好", "1", "护理补贴", "1"]:
+        await user.say(text)
+    assert "残疾人证号" in await user.say("1")
+    reply = await user.say("证号记不清了")
+    assert reply.startswith("好的，证号等会儿再填，先问几个问题。") and "哪类残疾" in reply
+    assert "几级" in await user.say("4")
+    for text in ["1", "张三", "341723195503020017", "13812345678"]:
+        await user.say(text)
+    assert "残疾人证号，20位" in await user.say("青阳县蓉城镇五溪村12号")
+    assert "请准备这些材料" in await user.say("34172319550302001741")
