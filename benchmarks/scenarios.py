@@ -90,14 +90,14 @@ Step = tuple[str, "str | None"]  # what the citizen says, and a text the reply m
 
 
 def in_progress_script(n: int) -> list[Step]:
-    """Transcript 01 (self, level 1, 低保, all five services) up to and including the address."""
+    """Self, no certificate yet, 肢体, 农村低保, all five services, up to and including the address."""
     return [
         ("你好", "请问是谁申请"),
         ("1", "要办哪些事"),
         ("6", "户口在青阳县"),
-        ("是", "哪类残疾"),
-        ("4", "几级"),
-        ("1", "哪种情况"),
+        ("是", "已经有残疾人证了吗"),
+        ("2", "哪类残疾"),
+        ("4", "哪种情况"),
         ("2", "城乡居民养老保险"),
         ("1", "请发您的姓名"),
         (NAMES[n % len(NAMES)], "身份证号"),
@@ -114,13 +114,11 @@ def application_script(n: int) -> list[Step]:
         ("本人", "要办哪些事"),
         ("我想申请护理补贴和看病报销", "护理补贴、医疗救助"),
         ("1", "已经有残疾人证了吗"),
-        ("有", "哪类残疾"),
-        ("2", "几级"),
-        ("三级", "哪种情况"),
+        ("有", "残疾人证号"),
+        (citizen_id(n) + "23", "哪种情况"),  # the 证号: the ID number, 听力 (2), 三级 (3)
         ("7", "回复 1 不办这几项"),
         ("1", "请发您的姓名"),
-        (NAMES[n % len(NAMES)], "身份证号"),
-        (citizen_id(n), "联系电话"),
+        (NAMES[n % len(NAMES)], "联系电话"),
         (citizen_phone(n), "户籍地址"),
         (ADDRESSES[n % len(ADDRESSES)], "医保报销后的结算单"),
         ("继续", "请核对"),

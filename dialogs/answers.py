@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from dialogs import assessment
@@ -20,8 +22,8 @@ from dialogs.effects import ReleasePlace, Submit
 from dialogs.eligibility import excluded_services, suggested_services
 from dialogs.materials import checklist
 from dialogs.routing import read_place
-from dialogs.service_roles import CERTIFICATE, service_menu
-from dialogs.slots import read_who
+from dialogs.service_roles import CERTIFICATE, DISABILITY_SUBSIDY, service_menu
+from dialogs.slots import applicant_called, read_who
 from dialogs.turn import Outcome, Turn, UserInput
 from dialogs.understanding import NO_MATCH
 from dialogs.validators import (
@@ -51,9 +53,22 @@ def _invalid(turn: Turn, error: ValidationError) -> Outcome:
     return Outcome.invalid(turn.pack.validation[error.code])
 
 
+# An answer to a list of options is short: a long text that happens to hold an option's word (2,000
+# random common characters held 本人 and 残疾证) is not taken as a choice.
+MAX_OPTION_ANSWER_CHARS = 100
+
+
+def _too_long(turn: Turn, text: str) -> Outcome | None:
+    if len(turn.lang.normal(text)) > MAX_OPTION_ANSWER_CHARS:
+        return Outcome.invalid(turn.pack.text("answer_too_long"))
+    return None
+
+
 async def read_choice(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
     if path == "who":
         return read_who(turn, step, inp)  # never "我" alone: who is read from what was said
+    if path != "who" and (long := _too_long(turn, inp.text)):  # who: a long first message is read for all it says
+        return long
     value = turn.lang.choose(inp.text, turn.pack.questions[step.name]["options"])
     if value is NO_MATCH:
         return Outcome.invalid(turn.pack.text("choose_hint"))
@@ -62,15 +77,50 @@ async def read_choice(turn: Turn, step: Step, inp: UserInput, path: str) -> Outc
 
 
 async def read_fact(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    if long := _too_long(turn, inp.text):
+        return long
     q = turn.pack.questions[step.name]
     if q.get("several"):
         value = turn.lang.choose_many(inp.text, q["options"], exclusive=q.get("exclusive"), unnumbered=q.get("unnumbered", []))
+    elif step.name == "fact_local_hukou":
+        value = read_hukou(turn, inp.text)
     else:
-        value = turn.lang.choose(inp.text, q["options"])
+        value = _choose_fact(turn, inp.text, q["options"])
     if value is NO_MATCH:
         return Outcome.invalid(turn.pack.text("choose_hint"))
     turn.case.facts[step.name.removeprefix("fact_")] = value
     return Outcome.ok()
+
+
+# A short answer may be one character ("在", "有"); in a sentence one character decides nothing:
+# "户口在桐城，我在青阳打工十年了" was read as 青阳户籍 by its "在".
+SHORT_ANSWER_CHARS = 4
+
+
+def _choose_fact(turn: Turn, text: str, options: list[dict[str, Any]]) -> Any:
+    short = len(turn.lang.normal(text)) <= SHORT_ANSWER_CHARS
+    return turn.lang.choose(text, options, single_characters=short)
+
+
+_HUKOU_PLACE = re.compile(
+    r"(?:户口|户籍|户口本)(?:上)?(?:就|也|还|一直|本来)?(?:是|在|落在|迁到|属于)(?:我们|咱们)?(?P<place>[\u4e00-\u9fff]{1,12})"
+)
+_HERE = re.compile(r"[这此本]|当地|我们|咱")
+_UNCLEAR_PLACE = ("老家", "家里", "原籍", "家")
+
+
+def read_hukou(turn: Turn, text: str) -> Any:
+    """Whether the household registration is in the pack's area, from the place it names ("户口在桐城"
+    is not 青阳; "户口就在阿荣旗" is 呼伦贝尔), else from the option words."""
+    said = _HUKOU_PLACE.search(unicodedata.normalize("NFKC", text or "")[:200])
+    if said:
+        place = said.group("place")
+        names = turn.pack.raw.get("area", {}).get("names", [])
+        if any(place.startswith(n) for n in names) or _HERE.match(place):
+            return True
+        if not place.startswith(_UNCLEAR_PLACE) and names:
+            return False
+    return _choose_fact(turn, text, turn.pack.questions["fact_local_hukou"]["options"])
 
 
 def validated(parse: Callable[[str], Any]) -> Reader:
@@ -89,16 +139,34 @@ def validated(parse: Callable[[str], Any]) -> Reader:
 read_name, read_phone, read_address = validated(parse_name), validated(parse_phone), validated(parse_address)
 
 
+def _hukou_answer(turn: Turn, inp: UserInput) -> Outcome | None:
+    """The answer to the question about where the household is registered, asked after an ID number."""
+    if turn.data.get("hukou_check") is not True:
+        return None
+    local = read_hukou(turn, inp.text)
+    if not isinstance(local, bool):
+        return None
+    turn.case.facts["local_hukou"] = local
+    turn.data["hukou_check"] = "answered"
+    return Outcome.ok()
+
+
 async def read_id_number(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    if path == "applicant.id_number" and (answered := _hukou_answer(turn, inp)):
+        return answered
     try:
         id_number = parse_id_number(inp.text, today=turn.now.date())
     except ValidationError as e:
+        if turn.data.get("hukou_check") is True:
+            return Outcome.stay(turn.pack.text("choose_hint"), _hukou_check_question(turn))
         return _invalid(turn, e)
     who = path.split(".")[0]
     other = "agent" if who == "applicant" else "applicant"
     if turn.data.get(other, {}).get("id_number") == id_number.number:
         return Outcome.invalid(turn.pack.text("id_same_as_agent"))
     _put(turn.data, path, id_number.number)
+    if who == "applicant":
+        turn.data.pop("id_from_certificate", None)
     if who == "agent":
         turn.data["agent"]["gender"] = id_number.gender
     if who == "applicant":
@@ -108,7 +176,26 @@ async def read_id_number(turn: Turn, step: Step, inp: UserInput, path: str) -> O
         # A certificate number given before a corrected ID must be checked again.
         if turn.data.get("certificate_no", "")[:18] not in ("", id_number.number):
             turn.data.pop("certificate_no")
+        if _hukou_disagrees(turn, id_number.number):
+            turn.data["hukou_check"] = True
+            return Outcome.stay(_hukou_check_question(turn))
     return Outcome.ok()
+
+
+def _hukou_disagrees(turn: Turn, number: str) -> bool:
+    """Said to be registered here, with an ID number of elsewhere: asked once (the ID's code is where
+    the birth was registered, so it may well differ; the answer is what counts)."""
+    codes = turn.pack.raw.get("area", {}).get("id_codes", [])
+    return (
+        turn.case.facts.get("local_hukou") is True
+        and bool(codes)
+        and not number.startswith(tuple(codes))
+        and turn.data.get("hukou_check") != "answered"
+    )
+
+
+def _hukou_check_question(turn: Turn) -> str:
+    return turn.pack.q("applicant_id", "hukou_check", applicant=applicant_called(turn))
 
 
 async def read_applicant_phone(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
@@ -127,21 +214,57 @@ async def read_mailing_address(turn: Turn, step: Step, inp: UserInput, path: str
 
 
 async def read_certificate_no(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    """The 证号 encodes the category and level. Where it disagrees with what was said, the citizen is
+    asked to check the card once; the same number sent again is what the card says, and the
+    departments read the card: it is recorded and said back (refusing it every time was a dead end)."""
+    if answered := _hukou_answer(turn, inp):
+        return answered
+    if step.name == "certificate_first" and turn.lang.matches_any(inp.text, turn.pack.questions[step.name]["later_words"]):
+        turn.data["certificate_later"] = True  # "证号记不清": category and level are asked, the 证号 again later
+        return Outcome.ok(turn.pack.q(step.name, "later"))
     facts = turn.case.facts
+    # Given first, the 证号 is where the applicant's ID number comes from (and a new 证号 replaces it).
+    derived = turn.data.get("id_from_certificate") or not turn.data.get("applicant", {}).get("id_number")
     try:
         cert = parse_certificate_no(
-            inp.text,
-            today=turn.now.date(),
-            id_number=turn.data.get("applicant", {}).get("id_number"),
-            category=facts.get("disability_category"),
-            level=facts.get("disability_level"),
+            inp.text, today=turn.now.date(), id_number=None if derived else turn.data["applicant"]["id_number"]
         )
     except ValidationError as e:
+        if turn.data.get("hukou_check") is True:
+            return Outcome.stay(turn.pack.text("choose_hint"), _hukou_check_question(turn))
         return _invalid(turn, e)
+    if derived and turn.data.get("agent", {}).get("id_number") == cert.id_number:
+        return Outcome.invalid(turn.pack.text("id_same_as_agent"))
+    said = (facts.get("disability_category"), facts.get("disability_level"))
+    differs = said[0] not in (None, cert.category) or said[1] not in (None, cert.level)
+    if differs and turn.data.get("certificate_disputed") != cert.number:
+        turn.data["certificate_disputed"] = cert.number
+        code = "cert_category_mismatch" if said[0] not in (None, cert.category) else "cert_level_mismatch"
+        return Outcome.invalid(turn.pack.validation[code] + turn.pack.q("certificate_no", "send_again"))
+    turn.data.pop("certificate_disputed", None)
     turn.data["certificate_no"] = cert.number
+    if derived:
+        holder = parse_id_number(cert.id_number, today=turn.now.date())
+        applicant = turn.data.setdefault("applicant", {})
+        applicant.update(id_number=holder.number, birth_date=holder.birth_date.isoformat(), gender=holder.gender)
+        turn.data["id_from_certificate"] = True
+        if _hukou_disagrees(turn, holder.number):
+            turn.data["hukou_check"] = True
+            return Outcome.stay(_hukou_check_question(turn))
     facts["disability_category"] = cert.category
     facts["disability_level"] = cert.level
+    if differs:
+        category = _option_label(turn, "fact_disability_category", cert.category)
+        level = _option_label(turn, "fact_disability_level", cert.level)
+        return Outcome.ok(turn.pack.q("certificate_no", "differs", disability=category + level))
     return Outcome.ok()
+
+
+def _option_label(turn: Turn, question: str, value: Any) -> str:
+    for option in turn.pack.questions[question]["options"]:
+        if option["value"] == value:
+            return str(option["label"])
+    return str(value)
 
 
 async def read_household_place(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
@@ -163,7 +286,50 @@ async def read_text(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcom
     return Outcome.ok()
 
 
+async def read_subsidy_reason(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    """附件4 has a 申请理由 for each subsidy: with both chosen, "生活补贴：…；护理补贴：…" is split, a
+    reason for one only asks for the other, and a reason that names neither is the reason of both."""
+    text = " ".join(inp.text.split())
+    if len(text) < 2:
+        return Outcome.invalid(turn.pack.text("text_too_short"))
+    wanted = [c for c in turn.pack.with_role(DISABILITY_SUBSIDY) if turn.case.chose(c)]
+    reasons = dict(turn.data.get("subsidy_reasons") or {})
+    missing = [c for c in wanted if c not in reasons]
+    found = _reasons_by_service(turn, text, wanted)
+    if found:
+        reasons.update(found)
+    else:
+        reasons.update({c: text[:200] for c in missing or wanted})
+    turn.data["subsidy_reasons"] = {c: reasons[c] for c in wanted if c in reasons}
+    still = [c for c in wanted if c not in reasons]
+    if still:
+        return Outcome.stay(turn.pack.q("subsidy_reason", "other", service=turn.pack.services[still[0]].short))
+    turn.data["subsidy_reason"] = "；".join(reasons[c] for c in wanted) if len(set(reasons.values())) > 1 else reasons[wanted[0]]
+    return Outcome.ok()
+
+
+_REASON_EDGES = " :：,，;；.。、\u3000"
+_REASON_LEAD = re.compile(r"^(?:的)?(?:申请)?(?:理由)?(?:是|为|因为)?[\s:：,，]*")
+
+
+def _reasons_by_service(turn: Turn, text: str, wanted: list[str]) -> dict[str, str]:
+    """The part after each subsidy's name, up to the next one named ("生活补贴：A；护理补贴：B")."""
+    mentions = [m for m in turn.lang.service_mentions(text) if m[2] in wanted]
+    if not mentions or mentions[0][0] > 8:  # a reason that only mentions a subsidy in passing
+        return {}
+    nfkc = unicodedata.normalize("NFKC", text)
+    t = text if len(nfkc) == len(text) else nfkc  # the positions are the NFKC text's: keep what was typed
+    found: dict[str, str] = {}
+    for (_, end, code), following in zip(mentions, [*mentions[1:], None], strict=True):
+        part = _REASON_LEAD.sub("", t[end : following[0] if following else len(t)].strip(_REASON_EDGES)).strip(_REASON_EDGES)
+        if len(part) >= 2 and code not in found:
+            found[code] = part[:200]
+    return found
+
+
 async def read_services(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    if long := _too_long(turn, inp.text):
+        return long
     q = turn.pack.questions[step.name]
     lang = turn.lang
     order, all_n, unsure_n = service_menu(turn.pack)
@@ -172,19 +338,27 @@ async def read_services(turn: Turn, step: Step, inp: UserInput, path: str) -> Ou
         turn.data["guided"] = True
         turn.data["services"] = []
         return Outcome.ok()
-    if all_n in numbers or (not numbers and lang.matches_any(inp.text, q["all_words"])):
+    named = [] if numbers else lang.services_in(inp.text)
+    # "生活补贴和护理补贴都要办" names two services: 都要 is "both of these", not 全部 (only when none is named).
+    if all_n in numbers or (not numbers and not named and lang.matches_any(inp.text, q["all_words"])):
         chosen = list(order)
     elif numbers:
         chosen = [order[n - 1] for n in sorted(set(numbers)) if n <= len(order)]
     else:
-        chosen = lang.services_in(inp.text)
+        chosen = named
     if not chosen:
         return Outcome.invalid(turn.pack.text("services_hint"))
     await _release_booking_unless(turn, any(c in chosen for c in turn.pack.with_role(CERTIFICATE)))
+    _checklist_again_if_changed(turn, chosen)
     turn.data["services"] = chosen
     turn.data["guided"] = False
     turn.data.pop("insisted", None)
+    # "我自己重新选" is answered by this choice: left set, it sent every later answer back here.
+    turn.data.pop("suggestion", None)
     names = "、".join(turn.pack.services[c].short for c in chosen)
+    unread = [] if numbers else lang.unread_service_words(inp.text)
+    if unread:  # what was chosen, and what was not understood: added at the summary if meant
+        return Outcome.ok(q["chosen_unread"].format(services=names, unread="、".join(unread[:3])[:30]))
     return Outcome.ok(q["chosen"].format(services=names))
 
 
@@ -194,6 +368,12 @@ def _only_numbers(text: str) -> bool:
     return bool(_NUMBERS_ONLY.fullmatch(t))
 
 
+def _checklist_again_if_changed(turn: Turn, services: list[str]) -> None:
+    """Other services need other materials: the personal checklist is shown again (also when editing)."""
+    if set(services) != set(turn.data.get("services") or []):
+        turn.data.pop("checklist_seen", None)
+
+
 async def read_suggestion(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
     value = turn.lang.choose(inp.text, turn.pack.questions[step.name]["options"])
     if value is NO_MATCH:
@@ -201,6 +381,7 @@ async def read_suggestion(turn: Turn, step: Step, inp: UserInput, path: str) -> 
     suggested = suggested_services(turn.case)
     turn.data["guided"] = False
     if value == "accept" and suggested:
+        _checklist_again_if_changed(turn, suggested)
         turn.data["services"] = suggested
         turn.data["suggestion"] = "accept"
     else:
@@ -216,7 +397,9 @@ async def read_exclusions(turn: Turn, step: Step, inp: UserInput, path: str) -> 
     excluded = excluded_services(turn.case)
     names = "、".join(turn.pack.services[c].short for c in excluded)
     if value == "drop":
-        turn.data["services"] = [s for s in turn.data["services"] if s not in excluded]
+        kept = [s for s in turn.data["services"] if s not in excluded]
+        _checklist_again_if_changed(turn, kept)
+        turn.data["services"] = kept
         await _release_booking_unless(turn, turn.case.chose_role(CERTIFICATE))
         if not turn.data["services"]:
             return Outcome.ok(turn.pack.q("eligibility_notice", "nothing_left"))
@@ -239,10 +422,46 @@ async def read_checklist(turn: Turn, step: Step, inp: UserInput, path: str) -> O
         material = items[n - 1].material
         turn.data.setdefault("photos", {})[material.code] = turn.data.pop("pending_photo")
         return Outcome.stay(q["photo_saved"].format(material=material.name))
+    early = turn.data.get("unassigned_photos") or []
+    named = _material_named(turn, inp.text, items) if (pending or early) and n is None else None
+    if named is not None:
+        # "这是户口本" after a photo; "刚才发的照片是残疾证" for one sent before the checklist
+        photo = turn.data.pop("pending_photo") if pending else early.pop()
+        turn.data.setdefault("photos", {})[named.code] = photo
+        return Outcome.stay(q["photo_saved"].format(material=named.name))
     if n == 0 or turn.lang.matches_any(inp.text, q["continue_words"]) or not pending:
         turn.data.pop("pending_photo", None)
         return Outcome.ok()
     return Outcome.invalid(turn.pack.text("checklist_which"))
+
+
+_PHOTO_LABEL = re.compile(r"^(?:这是|这张是|这个是|刚才(?:发|拍)的(?:照片|图片|那张)?是|(?:照片|图片)是|发的是)")
+
+
+def label_early_photo(turn: Turn, text: str) -> str | None:
+    """ "刚才发的照片是残疾证" before the checklist: the last photo kept is that material's (it was lost,
+    or read as an answer to the question open). None when the message labels no photo."""
+    early = turn.data.get("unassigned_photos") or []
+    said = turn.lang.normal(text)
+    if not early or len(said) > 20 or not _PHOTO_LABEL.match(said):
+        return None
+    words = turn.pack.lexicon.get("material_words", {})
+    named = [code for code, ws in words.items() if code in turn.pack.materials and any(w in said for w in ws)]
+    if not named:
+        return None
+    # 身份证 names both 居民身份证 and 居民身份证或户口本: the one the chosen services ask for
+    listed = {item.material.code for item in checklist(turn.case)}
+    code = next((c for c in named if c in listed), named[0])
+    turn.data.setdefault("photos", {})[code] = early.pop()
+    return turn.pack.questions["checklist"]["photo_saved_early"].format(material=turn.pack.materials[code].name)
+
+
+def _material_named(turn: Turn, text: str, items) -> Any:
+    """The one material on the checklist the words name, or None."""
+    said = turn.lang.normal(text)
+    words = turn.pack.lexicon.get("material_words", {})
+    named = [i.material for i in items if any(w in said for w in words.get(i.material.code, ()))]
+    return named[0] if len(named) == 1 else None
 
 
 def _numbered(items) -> str:
@@ -254,6 +473,13 @@ async def read_booking(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
     n = turn.lang.number(inp.text)
     if not sessions:
         return Outcome.ok() if n == 0 or inp.text.strip() else Outcome.invalid(turn.pack.text("choose_hint"))
+    if n is None or not 1 <= n <= len(sessions) or "月" in inp.text:  # "11号" is a day, not option 11
+        said = said_date(inp.text, turn.now.date())
+        if said is not None:
+            meant = [i for i, (s, _) in enumerate(sessions, 1) if _on(s, said)]
+            if not meant:  # a day not offered: say kindly what is
+                return Outcome.stay(turn.pack.q("booking", "not_offered", said=said.text, slots=await slot_lines(turn)))
+            n = meant[0]  # "11号" when every session is on the 11th: the next one
     if n is None or not 1 <= n <= len(sessions):
         return Outcome.invalid(turn.pack.text("choose_hint"))
     chosen, _left = sessions[n - 1]
@@ -273,6 +499,55 @@ async def read_booking(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
         "place": chosen.place,
     }
     return Outcome.ok(turn.pack.q("booking", "booked", date=assessment.format_day(chosen.day), period=chosen.period))
+
+
+@dataclass(frozen=True)
+class SaidDate:
+    """A day as people name it at the booking: "12月11日", "11号", "1月", "下个月那次"."""
+
+    text: str
+    month: int | None
+    day: int | None
+
+
+_CN_NUMBER = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_SAID_MONTH = re.compile(r"(\d{1,2}|[一二三四五六七八九十]{1,3})月份?")
+_SAID_DAY = re.compile(r"(\d{1,2}|[一二三四五六七八九十]{1,3})(?:日|号)")
+_NEXT_MONTH = re.compile(r"下个?月")
+_THIS_MONTH = re.compile(r"这个?月|本月")
+
+
+def _said_number(token: str) -> int:
+    if token.isdigit():
+        return int(token)
+    if "十" not in token:
+        return _CN_NUMBER.get(token, 0)
+    tens, _, ones = token.partition("十")
+    return (_CN_NUMBER.get(tens, 0) if tens else 1) * 10 + (_CN_NUMBER.get(ones, 0) if ones else 0)
+
+
+def said_date(text: str, today: date) -> SaidDate | None:
+    """The month and day named in an answer, None when it names none."""
+    t = unicodedata.normalize("NFKC", text or "")[:100]
+    day_m = _SAID_DAY.search(t)
+    month_m = _SAID_MONTH.search(t)
+    month = _said_number(month_m.group(1)) if month_m else None
+    if month is None and _NEXT_MONTH.search(t):
+        month = today.month % 12 + 1
+    elif month is None and _THIS_MONTH.search(t):
+        month = today.month
+    day = _said_number(day_m.group(1)) if day_m else None
+    if month is None and day is None:
+        return None
+    shown = (f"{month}月" if month else "") + (f"{day}日" if day else "")
+    return SaidDate(shown, month, day)
+
+
+def _on(session: assessment.AssessmentSession, said: SaidDate) -> bool:
+    return any(
+        (said.month is None or d.month == said.month) and (said.day is None or d.day == said.day)
+        for d in {session.day, session.scheduled}
+    )
 
 
 async def offered_sessions(turn: Turn) -> list[tuple[assessment.AssessmentSession, int]]:
@@ -368,6 +643,7 @@ READERS: dict[str, Reader] = {
     "mailing_address": read_mailing_address,
     "certificate_no": read_certificate_no,
     "text": read_text,
+    "subsidy_reason": read_subsidy_reason,
     "household_place": read_household_place,
     "services": read_services,
     "suggestion": read_suggestion,
@@ -385,4 +661,4 @@ async def read_answer(turn: Turn, step: Step, inp: UserInput) -> Outcome:
     return await READERS[kind](turn, step, inp, path)
 
 
-__all__ = ["read_answer", "READERS", "offered_sessions", "slot_lines", "new_reference"]
+__all__ = ["read_answer", "READERS", "label_early_photo", "offered_sessions", "slot_lines", "new_reference"]

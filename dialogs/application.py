@@ -39,6 +39,8 @@ STEPS: tuple[Step, ...] = (
     # 3. the eligibility screen: only the facts the chosen services' rules read
     Step("fact_local_hukou", "fact", ask_if="needs_local_hukou"),
     Step("fact_has_certificate", "fact", ask_if="needs_has_certificate"),
+    # a holder's 证号 first: it holds the ID number, the category and the level, so those are not asked
+    Step("certificate_first", "certificate_no", ask_if="asks_certificate_first"),
     Step("fact_disability_category", "fact", ask_if="needs_disability_category"),
     Step("fact_disability_level", "fact", ask_if="needs_disability_level"),
     Step("fact_hardship_status", "fact", ask_if="needs_hardship_status"),
@@ -50,7 +52,7 @@ STEPS: tuple[Step, ...] = (
     Step("eligibility_notice", "exclusions", ask_if="some_service_excluded"),
     # 4. the form
     Step("applicant_name", "name:applicant.name", free_text=True),
-    Step("applicant_id", "id_number:applicant.id_number"),
+    Step("applicant_id", "id_number:applicant.id_number", ask_if="applicant_id_unknown"),
     # the age read from the ID number may exclude a service (内蒙古 年满16周岁): said before going on
     Step("eligibility_recheck", "exclusions", ask_if="some_service_excluded"),
     # only a 法定监护人 consents as guardian; a neighbour or 村干部 is an agent
@@ -58,8 +60,9 @@ STEPS: tuple[Step, ...] = (
     Step("applicant_phone", "applicant_phone"),
     Step("household_address", "address:applicant.household_address", free_text=True),
     Step("household_place", "household_place", ask_if="household_place_unread", free_text=True),
-    Step("certificate_no", "certificate_no", ask_if="needs_certificate_no"),
-    Step("subsidy_reason", "text:subsidy_reason", ask_if="asks_subsidy_reason", free_text=True),
+    # asked here when not given first (a corrected ID number that is not the certificate's drops it)
+    Step("certificate_no", "certificate_no", ask_if="certificate_no_missing"),
+    Step("subsidy_reason", "subsidy_reason:subsidy_reason", ask_if="asks_subsidy_reason", free_text=True),
     Step("result_delivery", "choice:delivery", ask_if="offers_result_delivery"),
     Step("mailing_address", "mailing_address", ask_if="wants_mail", free_text=True),
     # 5. materials, 6. the assessment session

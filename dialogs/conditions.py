@@ -220,14 +220,23 @@ def services_considered(case: Case) -> list[str]:
     return list(case.pack.service_order) if guided(case) else case.services
 
 
-def _fact_needed(case: Case, fact: str) -> bool:
+def _fact_needed(case: Case, fact: str, *, describes_the_person: bool = False) -> bool:
+    """A rule of a service being screened reads it, and (unless it describes the person, as the
+    certificate and level do for the application) no answer so far already excludes that service:
+    养老保险 is not asked about once 户籍 or age has excluded the pension."""
     if fact in case.facts:
         return False
     for code in services_considered(case):
-        for rule in case.pack.services[code].rules:
-            if FACTS_READ_BY_CHECK[rule.check] == fact:
-                return True
+        rules = case.pack.services[code].rules
+        if any(FACTS_READ_BY_CHECK[rule.check] == fact for rule in rules) and (
+            describes_the_person or not _already_excluded(case, rules)
+        ):
+            return True
     return False
+
+
+def _already_excluded(case: Case, rules: tuple[Rule, ...]) -> bool:
+    return any(ELIGIBILITY_CHECKS[rule.check](case, rule) is False for rule in rules)
 
 
 def needs_local_hukou(case: Case) -> bool:
@@ -236,7 +245,7 @@ def needs_local_hukou(case: Case) -> bool:
 
 def needs_has_certificate(case: Case) -> bool:
     # Asked before a certificate is offered or booked: a holder needs no new one (受理条件：疑似残疾人).
-    return _fact_needed(case, "has_certificate")
+    return _fact_needed(case, "has_certificate", describes_the_person=True)
 
 
 def needs_disability_category(case: Case) -> bool:
@@ -249,14 +258,12 @@ def needs_disability_category(case: Case) -> bool:
 def needs_disability_level(case: Case) -> bool:
     if not holds_certificate(case):
         return False  # no certificate, no level yet: the assessment decides it
-    return _fact_needed(case, "disability_level")
+    return _fact_needed(case, "disability_level", describes_the_person=True)
 
 
 def needs_hardship_status(case: Case) -> bool:
-    if "hardship_status" in case.facts:
-        return False
-    subsidies = case.pack.with_role(DISABILITY_SUBSIDY)
-    return _fact_needed(case, "hardship_status") or any(s in services_considered(case) for s in subsidies)
+    # Only where a rule reads it: not for 护理补贴 alone.
+    return _fact_needed(case, "hardship_status")
 
 
 def needs_pension_enrolled(case: Case) -> bool:
@@ -291,9 +298,32 @@ def wants_to_rechoose(case: Case) -> bool:
 
 def needs_certificate_no(case: Case) -> bool:
     """A holder's 证号: read by the subsidies and the pension, and by a 换领/补办/重新评定."""
+    return _certificate_read_by(case, case.services)
+
+
+def _certificate_read_by(case: Case, services: list[str]) -> bool:
     if not holds_certificate(case):
         return False
-    return case.chose_role(READS_CERTIFICATE_NO) or (renewing_certificate(case) and case.chose_role(CERTIFICATE))
+    return any(s in services for s in case.pack.with_role(READS_CERTIFICATE_NO)) or (
+        renewing_certificate(case) and any(s in services for s in case.pack.with_role(CERTIFICATE))
+    )
+
+
+def asks_certificate_first(case: Case) -> bool:
+    """Right after "有证": the 证号 gives the ID number, category and level (also while helping to choose)."""
+    return (
+        _certificate_read_by(case, services_considered(case))
+        and not case.data.get("certificate_no")
+        and not case.data.get("certificate_later")
+    )
+
+
+def certificate_no_missing(case: Case) -> bool:
+    return needs_certificate_no(case) and not case.data.get("certificate_no")
+
+
+def applicant_id_unknown(case: Case) -> bool:
+    return not case.data.get("applicant", {}).get("id_number")
 
 
 def asks_agent_residence(case: Case) -> bool:
@@ -379,6 +409,9 @@ CONDITIONS: dict[str, Callable[[Case], Any]] = {
         nothing_left_to_apply_for,
         wants_to_rechoose,
         needs_certificate_no,
+        asks_certificate_first,
+        certificate_no_missing,
+        applicant_id_unknown,
         asks_subsidy_reason,
         asks_agent_residence,
         may_be_legal_guardian,

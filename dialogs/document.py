@@ -78,11 +78,7 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
             "medical_insured": facts.get("medical_insured"),
             "subsidy_reason": data.get("subsidy_reason"),
             # 审批表: 困难残疾人生活补贴申请理由 / 重度残疾人护理补贴申请理由, one per chosen subsidy
-            "subsidy_reasons": {
-                code: data["subsidy_reason"] for code in case.pack.with_role(DISABILITY_SUBSIDY) if code in case.services
-            }
-            if data.get("subsidy_reason")
-            else {},
+            "subsidy_reasons": {code: reason for code, reason in _subsidy_reasons(case).items() if code in case.services},
         },
         "eligibility": {code: evaluate_service(case, code) for code in case.services},
         "materials": [
@@ -128,3 +124,12 @@ def _appointment(case: Case) -> dict[str, Any] | None:
         "place": booking["place"],
         "kind": "monthly_session",
     }
+
+
+def _subsidy_reasons(case: Case) -> dict[str, str]:
+    """The reason given for each subsidy (older sessions hold one reason for both)."""
+    data = case.data
+    if data.get("subsidy_reasons"):
+        return dict(data["subsidy_reasons"])
+    subsidies = case.pack.with_role(DISABILITY_SUBSIDY)
+    return {code: data["subsidy_reason"] for code in subsidies} if data.get("subsidy_reason") else {}

@@ -19,7 +19,7 @@ from typing import Any
 from transitions import Machine
 
 from dialogs.aftercare import Aftercare
-from dialogs.answers import read_answer
+from dialogs.answers import read_answer  # hook: lang2 (label_early_photo)
 from dialogs.application import FINAL, INITIAL, STEPS, TRANSITIONS, Step
 from dialogs.conditions import CONDITIONS, Case
 from dialogs.document import new_reference
@@ -27,7 +27,7 @@ from dialogs.effects import Effect, ReleasePlace, Started
 from dialogs.explain import why
 from dialogs.interceptors import INTERCEPTORS, Message
 from dialogs.pack import Pack
-from dialogs.prompts import prompt, submitted_message
+from dialogs.prompts import brief, prompt, recap, submitted_message
 from dialogs.slots import read as read_slots
 from dialogs.turn import Outcome, Ports, Turn, UserInput
 from dialogs.understanding import Understanding, compact
@@ -221,7 +221,7 @@ class ApplicationDialog:
                     return self.pack.status["none"]
             return self._status(session)
         if command == "why":
-            return self.join(why(turn, state), await prompt(turn, state))
+            return self.join(why(turn, state), await brief(turn, state))
         if command == "restart":
             for effect in self.holds(session):
                 turn.do(effect)
@@ -306,14 +306,11 @@ class ApplicationDialog:
         booking = session["data"].get("booking")
         return [ReleasePlace(booking["session_date"], session["data"]["reference"])] if booking else []
 
-    def recap(self, session: dict[str, Any]) -> str:
-        services = session["data"].get("services")
+    def recap(self, session: dict[str, Any], turn: Turn) -> str:
+        """Where a citizen coming back left off: the services and fields filled (never empty)."""
         if not session["history"]:
             return ""
-        recap = (
-            self.pack.text("resume_recap", services="、".join(self.pack.services[s].short for s in services)) if services else ""
-        )
-        return self.pack.text("resume", recap=recap)
+        return self.pack.text("resume", recap=recap(turn))
 
     @staticmethod
     def join(*parts: str) -> str:

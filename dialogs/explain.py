@@ -38,6 +38,12 @@ def why(turn: Turn, state: str) -> str:
     elif state == "consent_sensitive":
         bases.append("《中华人民共和国个人信息保护法》第二十八、二十九、三十一条")
     else:
+        field = pack.form.get("fields", {}).get(state)
+        if field:
+            return pack.text("why_field", field=field, basis=pack.form.get("form_basis", ""))
+        purpose = pack.questions.get(state, {}).get("why")
+        if purpose:  # asked although the county's form has no such field: say so, and why
+            return pack.text("why_not_on_form", purpose=purpose)
         bases.append(pack.form.get("form_basis", ""))
     bases = [b for b in dict.fromkeys(bases) if b]
     if not bases:
@@ -47,10 +53,30 @@ def why(turn: Turn, state: str) -> str:
 
 def answer_topic(turn: Turn, topic: str, services: list[str]) -> str:
     pack = turn.pack
+    if topic == "materials" and not services and turn.case.services:
+        # "要带什么材料" once services are chosen: the personal checklist, every chosen service
+        from dialogs.materials import checklist
+
+        items = checklist(turn.case)
+        if items:
+            chosen = "、".join(pack.services[c].short for c in turn.case.services)
+            listed = "\n".join(f"{i} {item.material.name}" for i, item in enumerate(items, 1))
+            return pack.text("materials_for_chosen", services=chosen, materials=listed)
+    if topic == "where":
+        from dialogs.prompts import recap
+
+        return pack.text("where_now", recap=recap(turn))
+    if topic in ("assessment_attend", "home_assessment"):
+        return pack.text(topic)
     codes = services or turn.case.services or list(pack.service_order)
     codes = codes[:MAX_SERVICES_PER_ANSWER]
     lines: list[str] = []
-    if topic == "amount":
+    if topic == "assessment_date":
+        a = pack.assessment
+        lines.append(f"残疾评定：{a.get('time_text') or a.get('text', '')}。（依据：{_doc(a.get('basis', ''))}）")
+        if a.get("mental"):
+            lines.append(f"{a['mental']['text']}。")
+    elif topic == "amount":
         lines.append(f"{pack.raw['amounts']['text']}（依据：{pack.raw['amounts']['basis']}）")
     elif topic == "place":
         a = pack.assessment

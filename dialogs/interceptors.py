@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dialogs.answers import label_early_photo
 from dialogs.application import INITIAL
 from dialogs.explain import answer_topic
-from dialogs.prompts import prompt
+from dialogs.prompts import brief, prompt
 from dialogs.turn import Turn, UserInput
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ async def subscribed(d: ApplicationDialog, m: Message) -> str | None:
     """A new follower, or one coming back: welcome, where they left off, the pending question."""
     if m.inp.kind != "subscribe":
         return None
-    return d.join(d.pack.text("welcome"), d.recap(m.session), await prompt(m.turn, m.state))
+    return d.join(d.pack.text("welcome"), d.recap(m.session, m.turn), await prompt(m.turn, m.state))
 
 
 async def voice_not_understood(d: ApplicationDialog, m: Message) -> str | None:
@@ -81,7 +82,7 @@ async def aftercare(d: ApplicationDialog, m: Message) -> str | None:
 async def resumed(d: ApplicationDialog, m: Message) -> str | None:
     """Back after a while away, mid-application, with no command: a recap, then the pending question."""
     if m.resuming and m.state not in (INITIAL, d.final) and m.command in (None, "greet"):
-        return d.join(d.recap(m.session), await prompt(m.turn, m.state))
+        return d.join(d.recap(m.session, m.turn), await prompt(m.turn, m.state))
     return None
 
 
@@ -122,6 +123,14 @@ async def early_photo(d: ApplicationDialog, m: Message) -> str | None:
     return d.join(d.pack.text("image_kept"), await prompt(m.turn, m.state))
 
 
+async def labelled_photo(d: ApplicationDialog, m: Message) -> str | None:
+    """Words that label a photo sent earlier ("这是户口本"): kept against that material, the question briefly."""
+    if not m.text or d.steps[m.state].answer == "checklist":
+        return None
+    labelled = label_early_photo(m.turn, m.text)
+    return d.join(labelled, await brief(m.turn, m.state)) if labelled else None
+
+
 async def correction(d: ApplicationDialog, m: Message) -> str | None:
     """At the summary or the declaration, "改电话": back to that answer, then straight back here."""
     if not m.text or not d.steps[m.state].edits_from:
@@ -141,7 +150,7 @@ async def policy_question(d: ApplicationDialog, m: Message) -> str | None:
     topic = d.lang.topic(m.text)
     if not topic:
         return None
-    return answer_topic(m.turn, *topic) + d.pack.text("question_answer_footer", prompt=await prompt(m.turn, m.state))
+    return answer_topic(m.turn, *topic) + d.pack.text("question_answer_footer", prompt=await brief(m.turn, m.state))
 
 
 INTERCEPTORS: tuple[Interceptor, ...] = (
@@ -155,6 +164,7 @@ INTERCEPTORS: tuple[Interceptor, ...] = (
     greeting,
     materials_photo,
     early_photo,
+    labelled_photo,
     correction,
     policy_question,
 )

@@ -18,7 +18,8 @@ from dialogs.conditions import (
 from dialogs.deadlines import expected_date
 from dialogs.eligibility import MAY_NOT_QUALIFY, PENDING, evaluate_service, excluded_services, failed_rules, suggested_services
 from dialogs.materials import checklist
-from dialogs.service_roles import CERTIFICATE, service_menu
+from dialogs.routing import routing
+from dialogs.service_roles import CERTIFICATE, DISABILITY_SUBSIDY, service_menu
 from dialogs.slots import applicant_called
 from dialogs.turn import Turn
 from dialogs.validators import mask_id
@@ -35,6 +36,12 @@ async def applicant_name(turn: Turn) -> str:
 async def applicant_phone(turn: Turn) -> str:
     key = "prompt_agent" if turn.data.get("who") == "agent" else "prompt"
     return turn.pack.q("applicant_phone", key, applicant=applicant_called(turn))
+
+
+async def subsidy_reason(turn: Turn) -> str:
+    return turn.pack.q(
+        "subsidy_reason", "prompt_both" if all(turn.case.chose(c) for c in turn.pack.with_role(DISABILITY_SUBSIDY)) else "prompt"
+    )
 
 
 async def suggest_services(turn: Turn) -> str:
@@ -167,6 +174,27 @@ def _label(turn: Turn, question: str, value) -> str:
     return str(value)
 
 
+RECAP_FIELDS = (
+    ("agent", "name", "代办人姓名"),
+    ("applicant", "name", "申请人姓名"),
+    ("applicant", "id_number", "身份证号"),
+    ("applicant", "phone", "电话"),
+    ("applicant", "household_address", "户籍地址"),
+)
+
+
+def recap(turn: Turn) -> str:
+    """What the application holds so far, in a line: "已选残疾人证、生活补贴。已填申请人姓名、身份证号。"."""
+    data = turn.data
+    parts = []
+    if data.get("services"):
+        parts.append(turn.pack.text("resume_recap", services="、".join(turn.pack.services[s].short for s in data["services"])))
+    filled = [label for part, key, label in RECAP_FIELDS if (data.get(part) or {}).get(key)]
+    if filled:
+        parts.append(turn.pack.text("resume_filled", fields="、".join(filled)))
+    return "".join(parts) or turn.pack.text("resume_started")
+
+
 async def declaration(turn: Turn) -> str:
     return turn.pack.q("declaration", declaration=turn.pack.raw["declaration"]["text"])
 
@@ -190,14 +218,21 @@ async def choose_services(turn: Turn) -> str:
     order, all_n, unsure_n = service_menu(turn.pack)
     lines = [f"{n} {q['labels'].get(code, turn.pack.services[code].short)}" for n, code in enumerate(order, 1)]
     lines += [f"{all_n} {q['all_line']}", f"{unsure_n} {q['unsure_line']}"]
-    return turn.pack.q("choose_services", menu="\n".join(lines))
+    menu = turn.pack.q("choose_services", menu="\n".join(lines))
+    chosen = turn.data.get("services")
+    if not chosen:
+        return menu
+    # coming back to it (a change at the summary, "返回"): what is chosen now, then the whole list again
+    names = "、".join(turn.pack.services[c].short for c in chosen)
+    return turn.pack.q("choose_services", "now", services=names) + "\n" + menu
 
 
 PROMPTS: dict[str, Callable[[Turn], Awaitable[str]]] = {
     "applicant_name": applicant_name,
     "applicant_phone": applicant_phone,
-    "suggest_services": suggest_services,
+    "subsidy_reason": subsidy_reason,
     "choose_services": choose_services,
+    "suggest_services": suggest_services,
     "eligibility_notice": eligibility_notice,
     "eligibility_recheck": eligibility_recheck,
     "checklist": checklist_prompt,
@@ -207,6 +242,14 @@ PROMPTS: dict[str, Callable[[Turn], Awaitable[str]]] = {
     "consent_sensitive": consent_sensitive,
     "submitted": submitted,
 }
+
+
+async def brief(turn: Turn, state: str) -> str:
+    """The pending question repeated after an answer to something asked mid-way: the summary (up to
+    1,272 bytes) is not sent again, only what to reply to it."""
+    if state in turn.pack.questions and "brief" in turn.pack.questions[state]:
+        return turn.pack.q(state, "brief")
+    return await prompt(turn, state)
 
 
 async def prompt(turn: Turn, state: str) -> str:
@@ -226,9 +269,35 @@ def submitted_message(turn: Turn) -> str:
             appointment += turn.pack.q("summary", "uncertain")
     elif on_mental_waitlist(turn.case):
         appointment = turn.pack.q("submitted", "waitlist")
-    return turn.pack.q(
-        "submitted", reference=turn.data["reference"], next_steps=turn.pack.raw.get("next_steps", ""), appointment=appointment
-    )
+    return turn.pack.q("submitted", reference=turn.data["reference"], next_steps=next_steps(turn), appointment=appointment)
 
 
-__all__ = ["prompt", "submitted_message"]
+def next_steps(turn: Turn) -> str:
+    """What happens next, one line per chosen service (who decides, how long, from the pack), then
+    where it is received and what to bring, then what the region's scheme says of all of them."""
+    q = turn.pack.questions["submitted"]
+    lines = [q["next_header"]]
+    for code in turn.case.services:
+        service = turn.pack.services[code]
+        flag = ""
+        if service.deadline.get("from") == "certificate" and not holds_certificate(turn.case):
+            flag = turn.pack.q("summary", "after_certificate")
+        elif evaluate_service(turn.case, code)["result"] == PENDING:
+            flag = turn.pack.q("summary", "pending")
+        lines.append(
+            q["service_line"].format(
+                service=service.short, department=service.department, deadline=service.deadline.get("text", ""), flag=flag
+            )
+        )
+    office = routing(turn.pack, turn.data).get("intake_office")
+    if office:
+        lines.append(q["office"].format(office=office))
+    items = checklist(turn.case)
+    if items:
+        lines.append(q["materials"].format(count=len(items)))
+    if turn.pack.raw.get("next_steps"):
+        lines.append(turn.pack.raw["next_steps"])
+    return "\n".join(lines)
+
+
+__all__ = ["brief", "prompt", "submitted_message"]

@@ -414,9 +414,12 @@ def _hardship_label(turn: Turn, value: Any) -> str:
 
 
 def applicant_called(turn: Turn) -> str:
-    """How the questions name the applicant: "您父亲", "这位村民" when the agent said so, else "申请人"."""
-    agent = turn.data.get("agent", {}) if turn.data.get("who") == "agent" else {}
+    """How the questions name the applicant: "您" for oneself, "您父亲", "这位村民" when the agent said so,
+    else "申请人"."""
     q = turn.pack.questions["slots"]
+    if turn.data.get("who") == "self":
+        return q["applicant_self"]
+    agent = turn.data.get("agent", {}) if turn.data.get("who") == "agent" else {}
     title = agent.get("applicant_title")
     if not title:
         return q["applicant_word"]

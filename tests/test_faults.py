@@ -119,8 +119,8 @@ def make_script(n: int, rng: random.Random, tag: str, kind: str | None = None) -
             Say("1 3", ("您选了：残疾人证、护理补贴", "户口在青阳县")),
             Say("1", ("已经有残疾人证了吗",)),
             Say("2", ("哪类残疾",)),
-            Say(rng.choice("12345"), ("哪种情况",)),
-            Say("9", ("请发申请人的姓名",)),
+            # 残疾证 and 护理补贴 read no hardship: 困难情况 is not asked
+            Say(rng.choice("12345"), ("请发申请人的姓名",)),
         ]
         services = ["disability_certificate", "nursing_subsidy"]
     else:
