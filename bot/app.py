@@ -120,6 +120,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
             region_name=pack.name,
             inbox=None if settings.has_wechat_credentials else "/sandbox/wechat/inbox/",
         )
+    if settings.console:
+        from bot.console.web import setup_console
+
+        setup_console(app, lambda: app[SERVICES], settings)
     return app
 
 

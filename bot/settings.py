@@ -58,6 +58,9 @@ class Settings:
     today: str = ""
     log_format: str = "text"
     log_level: str = "INFO"
+    # BOT_CONSOLE=1: the staff console at /console, answering only addresses in BOT_CONSOLE_NETWORKS.
+    console: bool = False
+    console_networks: str = "127.0.0.1/32,::1/128"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -87,6 +90,8 @@ class Settings:
             today=env.get("BOT_TODAY", "").strip(),
             log_format=(env.get("BOT_LOG_FORMAT") or "text").strip().lower(),
             log_level=(env.get("BOT_LOG_LEVEL") or "INFO").strip().upper(),
+            console=bool(_flag(env.get("BOT_CONSOLE"))),
+            console_networks=env.get("BOT_CONSOLE_NETWORKS") or "127.0.0.1/32,::1/128",
         )
 
     @property
@@ -166,6 +171,10 @@ class Settings:
                 f"BOT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters "
                 "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
+        if self.console:
+            from bot.console.networks import network_problem
+
+            problems += network_problem(self.console_networks)
         if problems:
             raise ConfigError("; ".join(problems))
 

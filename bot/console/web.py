@@ -1,0 +1,372 @@
+"""The console's pages: server-rendered Jinja2 templates in Chinese, plain HTML forms, no JavaScript.
+
+Every request passes `guard`: refused (404) from an address outside BOT_CONSOLE_NETWORKS, sent to
+the login page without a live session, and every POST must carry the session's CSRF token (the login
+form a token of its own, a cookie it must match). Each page checks its role's permission; a refusal
+is logged in the audit log too. Personal data is shown masked; in full only after a POST that is
+logged (显示完整, print).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from bot.clock import CHINA
+from bot.composition import Services
+from bot.console import cases as case_lookup
+from bot.console.accounts import Account, Accounts
+from bot.console.audit import AuditLog
+from bot.console.networks import parse_networks
+from bot.console.printing import NoForm, application_form_pdf
+from bot.console.roles import AUDIT, DASHBOARD, PRINT, SEARCH, UNMASK, VIEW, home
+from bot.console.staff_sessions import StaffSession, StaffSessions
+from bot.settings import Settings
+
+COOKIE = "console_session"
+LOGIN_COOKIE = "console_login"
+PREFIX = "/console"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SERVICES_OF: web.AppKey[Callable[[], Services]] = web.AppKey("console_services")
+NETWORKS = web.AppKey("console_networks", list)
+
+
+@dataclass(frozen=True)
+class Staff:
+    account: Account
+    session: StaffSession
+
+
+STAFF: web.RequestKey[Staff | None] = web.RequestKey("console_staff")
+
+
+def staff_of(request: web.Request) -> Staff:
+    """The logged-in staff of a page behind the guard (which sends everyone else to the login page)."""
+    staff = request[STAFF]
+    assert staff is not None
+    return staff
+
+
+def setup_console(app: web.Application, services: Callable[[], Services], settings: Settings) -> None:
+    console = web.Application(middlewares=[guard])
+    console[SERVICES_OF] = services
+    console[NETWORKS] = parse_networks(settings.console_networks)
+    env = aiohttp_jinja2.setup(
+        console,
+        loader=jinja2.PackageLoader("bot.console", "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+    )
+    env.filters["when"] = _when
+    r = console.router
+    r.add_get("/login", login_page)
+    r.add_post("/login", login)
+    r.add_post("/logout", logout)
+    r.add_get("/", dashboard)
+    r.add_get("/search", search_page)
+    r.add_post("/search", search)
+    r.add_get("/today", today_list)
+    r.add_get("/deliveries", deliveries)
+    r.add_get(r"/cases/{app_id:[A-Z0-9]{4,40}}", case_page)
+    r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/unmask", case_unmasked)
+    r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/print", case_print)
+    r.add_get("/audit", audit_page)
+    r.add_static("/static", Path(__file__).parent / "static")
+    app.add_subapp(PREFIX, console)
+
+    async def to_console(_request: web.Request) -> web.Response:
+        raise web.HTTPFound(PREFIX + "/")
+
+    app.router.add_get(PREFIX, to_console)
+
+
+# -- the guard -----------------------------------------------------------------------------------
+PUBLIC = {"login_page", "login"}
+
+
+def services_of(request: web.Request) -> Services:
+    return request.app[SERVICES_OF]()
+
+
+def address_of(request: web.Request) -> str:
+    return request.remote or ""
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        address = ipaddress.ip_address(address_of(request))
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    if not any(address in network for network in request.app[NETWORKS]):
+        raise web.HTTPNotFound()
+    s = services_of(request)
+    staff = None
+    session_id = request.cookies.get(COOKIE)
+    if session_id:
+        session = await StaffSessions(s.redis.client).get(session_id)
+        account = await Accounts(s.redis.client).get(session.username) if session else None
+        if session and account and not account.disabled:
+            staff = Staff(account, session)
+    request[STAFF] = staff
+    resource = request.match_info.route.resource
+    public = getattr(handler, "__name__", "") in PUBLIC or isinstance(resource, web.StaticResource)
+    if staff is None and not public:
+        if request.method == "POST":
+            raise web.HTTPForbidden(text="请先登录")
+        raise web.HTTPFound(PREFIX + "/login")
+    if request.method == "POST":
+        form = await request.post()
+        sent = str(form.get("csrf", ""))
+        expected = staff.session.csrf if staff else request.cookies.get(LOGIN_COOKIE, "")
+        if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+            return _error(request, 403, "表单已过期或来源不明（CSRF 校验未通过），请返回刷新后再试。")
+    response = await handler(request)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Content-Security-Policy"] = "default-src 'self'; form-action 'self'; frame-ancestors 'none'"
+    return response
+
+
+def needs(permission: str):
+    """The page needs this permission of the staff's role; a refusal is audit-logged."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def checked(request: web.Request) -> web.StreamResponse:
+            staff = staff_of(request)
+            if permission not in staff.account.role.may:
+                await audit(request, "refused", target=request.path, detail=permission)
+                return _error(request, 403, "您的角色没有这项权限。")
+            return await handler(request)
+
+        checked.__name__ = handler.__name__
+        return checked
+
+    return wrap
+
+
+async def audit(request: web.Request, action: str, *, target: str = "", detail: str = "", staff: Account | None = None) -> None:
+    s = services_of(request)
+    logged_in = request.get(STAFF)
+    who = staff or (logged_in.account if logged_in else None)
+    await AuditLog(s.redis.client, s.clock).record(
+        user=who.username if who else "",
+        role=who.role.code if who else "",
+        action=action,
+        target=target,
+        detail=detail,
+        address=address_of(request),
+    )
+
+
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    staff: Staff | None = request.get(STAFF)
+    s = services_of(request)
+    base = {
+        "staff": staff.account if staff else None,
+        "may": staff.account.role.may if staff else frozenset(),
+        "csrf": staff.session.csrf if staff else "",
+        "region": s.pack.name,
+    }
+    return aiohttp_jinja2.render_template(template, request, base | context, status=status)
+
+
+def _error(request: web.Request, status: int, message: str) -> web.Response:
+    return render(request, "error.html", status=status, message=message)
+
+
+def _when(value: float | str | None) -> str:
+    if value in (None, ""):
+        return ""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, CHINA).strftime("%Y-%m-%d %H:%M")
+    return str(value).replace("T", " ")[:16]
+
+
+# -- log in and out ------------------------------------------------------------------------------
+async def login_page(request: web.Request, *, message: str = "", status: int = 200) -> web.Response:
+    token = secrets.token_urlsafe(32)
+    response = render(request, "login.html", status=status, login_csrf=token, message=message)
+    response.set_cookie(LOGIN_COOKIE, token, path=PREFIX, httponly=True, samesite="Strict", secure=request.secure)
+    return response
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    username, password = str(form.get("username", "")).strip().lower(), str(form.get("password", ""))
+    s = services_of(request)
+    result = await Accounts(s.redis.client).login(username, password, address_of(request))
+    if result is False:
+        await audit(request, "login_limited", target=username)
+        return await login_page(request, message="错误次数过多，请15分钟后再试，或请管理员重置密码。", status=429)
+    if result is None or result is True:
+        await audit(request, "login_failed", target=username)
+        return await login_page(request, message="用户名或密码不对。", status=401)
+    session = await StaffSessions(s.redis.client).start(result)
+    await audit(request, "login", target=username, staff=result)
+    moved = web.HTTPFound(home(result.role))
+    moved.set_cookie(COOKIE, session.id, path=PREFIX, httponly=True, samesite="Strict", secure=request.secure)
+    moved.del_cookie(LOGIN_COOKIE, path=PREFIX)
+    raise moved
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    staff = staff_of(request)
+    await StaffSessions(services_of(request).redis.client).end(staff.session.id)
+    await audit(request, "logout")
+    moved = web.HTTPFound(PREFIX + "/login")
+    moved.del_cookie(COOKIE, path=PREFIX)
+    raise moved
+
+
+# -- pages ---------------------------------------------------------------------------------------
+@needs(DASHBOARD)
+async def dashboard(request: web.Request) -> web.Response:
+    s = services_of(request)
+    today = s.clock.today().isoformat()
+    depth = await case_lookup.ledger(s).depth()
+    submitted = await case_lookup.submitted_on(s, today)
+    return render(request, "dashboard.html", today=today, submitted=len(submitted), depth=depth)
+
+
+@needs(DASHBOARD)
+async def today_list(request: web.Request) -> web.Response:
+    s = services_of(request)
+    today = s.clock.today().isoformat()
+    rows = [await _row(s, app_id) for app_id in await case_lookup.submitted_on(s, today)]
+    return render(request, "list.html", title=f"今日提交（{today}）", rows=rows)
+
+
+@needs(DASHBOARD)
+async def deliveries(request: web.Request) -> web.Response:
+    s = services_of(request)
+    state = request.query.get("state") or None
+    if state is not None and state not in case_lookup.DELIVERY_STATES:
+        raise web.HTTPNotFound()
+    rows = []
+    for item in await case_lookup.ledger(s).list(state, limit=500):
+        row = await _row(s, item["application_id"])
+        row["delivery"] = item
+        rows.append(row)
+    title = "送达受理平台：" + (case_lookup.DELIVERY_STATES[state] if state else "全部")
+    return render(request, "list.html", title=title, rows=rows, states=case_lookup.DELIVERY_STATES)
+
+
+async def _row(s: Services, app_id: str) -> dict[str, Any]:
+    meta = await s.registry.meta(app_id) or {}
+    return {
+        "id": app_id,
+        "submitted_at": meta.get("submitted_at", ""),
+        "services": "、".join(s.pack.services[c].short for c in meta.get("services", []) if c in s.pack.services),
+        "application_no": meta.get("application_no") or "",
+    }
+
+
+@needs(SEARCH)
+async def search_page(request: web.Request) -> web.Response:
+    return render(request, "search.html", kinds=case_lookup.SEARCH_KINDS, kind="application_id", rows=None)
+
+
+@needs(SEARCH)
+async def search(request: web.Request) -> web.Response:
+    """A POST, so that an ID number or a name never lands in a URL, a proxy's log or the history."""
+    form = await request.post()
+    kind = str(form.get("kind", ""))
+    if kind not in case_lookup.SEARCH_KINDS:
+        kind = "application_id"
+    s = services_of(request)
+    found = await case_lookup.search(s, kind, str(form.get("q", "")), str(form.get("birth_date", "")))
+    staff = staff_of(request)
+    visible = []
+    for app_id in found:
+        view = await case_lookup.case(s, app_id, staff.account.role)
+        if view is not None:
+            visible.append(await _row(s, app_id))
+    await audit(request, "search", detail=f"{case_lookup.SEARCH_KINDS[kind]}，{len(visible)}条")
+    if len(visible) == 1:
+        raise web.HTTPSeeOther(f"{PREFIX}/cases/{visible[0]['id']}")
+    return render(request, "search.html", kinds=case_lookup.SEARCH_KINDS, kind=kind, rows=visible)
+
+
+async def _case(request: web.Request, *, unmasked: bool, action: str) -> web.Response:
+    s = services_of(request)
+    staff = staff_of(request)
+    app_id = request.match_info["app_id"]
+    view = await case_lookup.case(s, app_id, staff.account.role, unmasked=unmasked)
+    if view is None:
+        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+    await audit(request, action, target=app_id)
+    services = [
+        {
+            "name": s.pack.services[code].name if code in s.pack.services else code,
+            "department": s.pack.services[code].department if code in s.pack.services else "",
+            "status": s.pack.status["labels"].get(record.get("status"), record.get("status")),
+            "note": record.get("note", ""),
+            "at": record.get("at", ""),
+            "expected": record.get("expected") or "",
+        }
+        for code, record in ((c, view.status.get(c, {})) for c in view.document["services"])
+    ]
+    return render(
+        request,
+        "case.html",
+        case=view,
+        services=services,
+        delivery_states=case_lookup.DELIVERY_STATES,
+        materials=view.document.get("materials", []),
+        appointment=view.document.get("appointment"),
+    )
+
+
+@needs(VIEW)
+async def case_page(request: web.Request) -> web.Response:
+    return await _case(request, unmasked=False, action="view_case")
+
+
+@needs(UNMASK)
+async def case_unmasked(request: web.Request) -> web.Response:
+    return await _case(request, unmasked=True, action="unmask")
+
+
+@needs(PRINT)
+async def case_print(request: web.Request) -> web.StreamResponse:
+    s = services_of(request)
+    staff = staff_of(request)
+    app_id = request.match_info["app_id"]
+    view = await case_lookup.case(s, app_id, staff.account.role)
+    if view is None:
+        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+    try:
+        pdf = application_form_pdf(view.document)
+    except NoForm:
+        return _error(request, 404, "本地区的政策包没有可打印的申请表。")
+    await audit(request, "print_form", target=app_id)
+    return web.Response(
+        body=pdf,
+        content_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{app_id}.pdf"'},
+    )
+
+
+@needs(AUDIT)
+async def audit_page(request: web.Request) -> web.Response:
+    s = services_of(request)
+    before = request.query.get("before") or None
+    if before is not None and not re.fullmatch(r"\d{1,20}-\d{1,20}", before):
+        raise web.HTTPNotFound()
+    entries = await AuditLog(s.redis.client, s.clock).latest(100, before=before)
+    await audit(request, "view_audit")
+    return render(request, "audit.html", entries=entries)
