@@ -196,6 +196,8 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     print(f"扶残助困 bot: WeChat endpoint {base}/wechat", flush=True)
     if settings.simulator_enabled:
         print(f"Simulator (open in a browser): {base}/simulator", flush=True)
+    if settings.console:
+        print(f"Staff console: {base}/console", flush=True)
     try:
         if workers <= 1:
             _run_worker(settings, started, reuse_port=False)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from dataclasses import dataclass
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -27,8 +29,12 @@ FAILURES_PER_ADDRESS = 20
 LOGIN_WINDOW_S = 15 * 60
 
 _hasher = PasswordHasher()
-# Verified when the account does not exist, so a wrong name takes as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified when the account does not exist, so a wrong name takes as long as a wrong password."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class AccountError(ValueError):
@@ -99,7 +105,7 @@ class Accounts:
         if int(by_account or 0) >= FAILURES_PER_ACCOUNT or int(by_address or 0) >= FAILURES_PER_ADDRESS:
             return False
         stored = await self.redis.hget(keys.user(username), "hash")
-        ok = await asyncio.to_thread(_verify, stored.decode() if stored else _DUMMY_HASH, password)
+        ok = await asyncio.to_thread(_verify, stored.decode() if stored else _dummy_hash(), password)
         account = await self.get(username) if ok and stored else None
         if account is None or account.disabled:
             async with self.redis.pipeline(transaction=True) as pipe:

@@ -87,13 +87,15 @@ async def search(s: Services, kind: str, query: str, birth_date: str = "") -> li
                 found.append(app_id)
         return found
     if kind == "name_birth":
+        if not birth_date.strip():
+            return []  # a name alone finds namesakes: the birth date must come with it
         found = []
         for app_id in await candidates(s):
             doc = await s.outbox.get(app_id)
             applicant = (doc or {}).get("applicant") or {}
-            if applicant.get("name") == query and (not birth_date or applicant.get("birth_date") == birth_date.strip()):
+            if applicant.get("name") == query and applicant.get("birth_date") == birth_date.strip():
                 found.append(app_id)
-        return found if birth_date.strip() else []
+        return found
     raise ValueError(f"unknown search kind {kind!r}")
 
 
