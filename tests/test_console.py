@@ -399,3 +399,66 @@ async def test_the_first_admin_is_made_by_the_cli_and_its_errors_are_one_line(co
     for key in await redis.keys("console:*"):
         if await redis.type(key) == b"hash":
             assert b"another-long-passphrase" not in repr(await redis.hgetall(key)).encode()
+
+
+async def test_a_failed_delivery_shows_on_the_dashboard_and_a_clerk_sends_it_again(settings, clock, protocol):
+    import asyncio
+    import time
+
+    from bot.console.cases import ledger
+    from tests.fake_intake import FakeIntake
+
+    intake = FakeIntake("console-intake-secret")
+    await intake.start()
+    intake.always = "400"
+    client = await start_client(settings.with_(console=True, intake_url=intake.url, intake_secret=intake.secret), clock)
+    try:
+        case_id = await submit_application(client, protocol)
+        deliveries = ledger(client.server.app[SERVICES])
+        deadline = time.monotonic() + 10
+        while ((await deliveries.status(case_id)) or {}).get("state") != "failed":
+            assert time.monotonic() < deadline, await deliveries.status(case_id)
+            await asyncio.sleep(0.05)
+        await add_staff(client, "clerk", "civil_affairs")
+        await log_in(client, "clerk")
+        html = await (await client.get("/console/")).text()
+        assert re.search(r'id="tile-failed" class="bad"><strong>1</strong>', html), html
+        listing = await (await client.get("/console/deliveries?state=failed")).text()
+        assert f'href="/console/cases/{case_id}"' in listing and "HTTP 400 invalid_document" in listing
+        page = await (await client.get(f"/console/cases/{case_id}")).text()
+        assert "送达失败" in page and 'id="retry"' in page
+        assert (await client.post(f"/console/cases/{case_id}/retry", data={})).status == 403  # no CSRF token
+
+        intake.always = None  # the county fixed what the intake refused
+        resp = await client.post(f"/console/cases/{case_id}/retry", data={"csrf": csrf_of(page)})
+        assert resp.status == 200 and "已重新排队" in await resp.text()
+        while ((await deliveries.status(case_id)) or {}).get("state") != "delivered":
+            assert time.monotonic() < deadline + 10, await deliveries.status(case_id)
+            await asyncio.sleep(0.05)
+        assert intake.accepted[case_id] == 1
+        # Only a failed one can be put back; and a viewer may not.
+        resp = await client.post(f"/console/cases/{case_id}/retry", data={"csrf": csrf_of(page)})
+        assert "只有送达失败的申请" in await resp.text()
+        assert [e.target for e in await audit_entries(client) if e.action == "retry_delivery"] == [case_id]
+        await log_in(client, "civil_affairs")
+        assert (await client.post(f"/console/cases/{case_id}/retry", data={"csrf": await page_csrf(client)})).status == 403
+    finally:
+        await client.close()
+        await intake.stop()
+
+
+async def test_the_audit_log_keeps_the_packs_retention_and_drops_only_older_entries(console):
+    s = console.server.app[SERVICES]
+    days = s.pack.raw["retention"]["audit_days"]
+    assert days >= 183 and "网络安全法" in s.pack.raw["retention"]["audit_basis"]  # six months at least
+    redis = s.redis.client
+    seconds, _ = await redis.time()
+    # Entries written long ago (their stream ids are their Redis time): one past the retention, one within.
+    past = f"{(seconds - days * 86400 - 3600) * 1000}-0"
+    within = f"{(seconds - days * 86400 + 3600) * 1000}-0"
+    for entry_id in (past, within):
+        await redis.xadd(keys.AUDIT_STREAM, {"at": "", "user": "old", "action": "login"}, id=entry_id)
+    log = AuditLog(redis, s.clock, retention_s=days * 86400)
+    await log.record(user="clerk", role="clerk", action="login", address="127.0.0.1")
+    kept = [e.id for e in await log.latest()]
+    assert past not in kept and within in kept and len(kept) == 2

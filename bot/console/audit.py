@@ -1,8 +1,10 @@
 """The audit log: every staff action and every view of personal data in full, append-only.
 
-One Redis stream (bot/console/keys.py): the console only ever adds to it and reads it; nothing in
-the bot trims or edits it. An entry says who (user name and role), when (the bot's clock), what
-(the action and its target, an application id, never personal data) and from where (the address).
+One Redis stream (bot/console/keys.py): the console only ever adds to it and reads it; nothing edits
+an entry. An entry says who (user name and role), when (the bot's clock), what (the action and its
+target, an application id, never personal data) and from where (the address). Entries older than the
+pack's retention.audit_days are dropped as new ones are added: the stream's ids are Redis's own time,
+so the cut is by Redis's TIME, whatever day the bot's clock is told to act on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ ACTIONS = {
     "unmask": "显示完整个人信息",
     "print_form": "打印申请表（含完整个人信息）",
     "view_audit": "查看审计日志",
+    "retry_delivery": "重新送达受理平台",
     "refused": "越权访问被拒绝",
 }
 
@@ -45,14 +48,17 @@ class AuditEntry:
 
 
 class AuditLog:
-    def __init__(self, client: RedisClient, clock: Clock):
+    def __init__(self, client: RedisClient, clock: Clock, *, retention_s: int = 365 * 86400):
         self.redis = client
         self.clock = clock
+        self.retention_s = retention_s
 
     async def record(self, *, user: str, role: str, action: str, address: str, target: str = "", detail: str = "") -> None:
         at = self.clock.now().isoformat(timespec="seconds")
         fields = {"at": at, "user": user, "role": role, "action": action, "target": target, "detail": detail, "address": address}
-        await self.redis.xadd(keys.AUDIT_STREAM, fields)
+        seconds, _ = await self.redis.time()
+        oldest_kept = f"{(int(seconds) - self.retention_s) * 1000}-0"
+        await self.redis.xadd(keys.AUDIT_STREAM, fields, minid=oldest_kept, approximate=False)
 
     async def latest(self, count: int = 200, *, before: str | None = None) -> list[AuditEntry]:
         """Newest first; `before` an entry id to page back from."""

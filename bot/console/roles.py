@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from dialogs.pack import Pack
 
 # What a role may do: see the dashboard and delivery lists, search and open cases, show a case's
-# personal data in full (logged), print the form (full data, logged), read the audit log.
-DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, AUDIT = "dashboard", "search", "view", "unmask", "print", "audit"
+# personal data in full (logged), print the form (full data, logged), read the audit log, send a
+# failed delivery to the intake again.
+DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, AUDIT, RETRY = "dashboard", "search", "view", "unmask", "print", "audit", "retry"
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,13 @@ class Role:
 ROLES = {
     r.code: r
     for r in (
-        Role("clerk", "窗口受理员", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT})),
-        Role("disability_officer", "残联经办人", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT})),
+        Role("clerk", "窗口受理员", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY})),
+        Role("disability_officer", "残联经办人", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY})),
         Role("civil_affairs", "民政查看", frozenset({SEARCH, VIEW, UNMASK}), department="民政"),
         Role("medical_insurance", "医保查看", frozenset({SEARCH, VIEW, UNMASK}), department="医保"),
         Role("human_resources", "人社查看", frozenset({SEARCH, VIEW, UNMASK}), department="人社"),
         # The administrator runs the system, not cases: no personal data in full.
-        Role("admin", "管理员", frozenset({DASHBOARD, SEARCH, VIEW, AUDIT})),
+        Role("admin", "管理员", frozenset({DASHBOARD, SEARCH, VIEW, AUDIT, RETRY})),
     )
 }
 

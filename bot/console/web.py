@@ -30,7 +30,7 @@ from bot.console.accounts import Account, Accounts
 from bot.console.audit import AuditLog
 from bot.console.networks import parse_networks
 from bot.console.printing import NoForm, application_form_pdf
-from bot.console.roles import AUDIT, DASHBOARD, PRINT, SEARCH, UNMASK, VIEW, home
+from bot.console.roles import AUDIT, DASHBOARD, PRINT, RETRY, SEARCH, UNMASK, VIEW, home
 from bot.console.staff_sessions import StaffSession, StaffSessions
 from bot.settings import Settings
 
@@ -81,6 +81,7 @@ def setup_console(app: web.Application, services: Callable[[], Services], settin
     r.add_get(r"/cases/{app_id:[A-Z0-9]{4,40}}", case_page)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/unmask", case_unmasked)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/print", case_print)
+    r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/retry", case_retry)
     r.add_get("/audit", audit_page)
     r.add_static("/static", Path(__file__).parent / "static")
     app.add_subapp(PREFIX, console)
@@ -162,7 +163,7 @@ async def audit(request: web.Request, action: str, *, target: str = "", detail: 
     s = services_of(request)
     logged_in = request.get(STAFF)
     who = staff or (logged_in.account if logged_in else None)
-    await AuditLog(s.redis.client, s.clock).record(
+    await audit_log(s).record(
         user=who.username if who else "",
         role=who.role.code if who else "",
         action=action,
@@ -170,6 +171,11 @@ async def audit(request: web.Request, action: str, *, target: str = "", detail: 
         detail=detail,
         address=address_of(request),
     )
+
+
+def audit_log(s: Services) -> AuditLog:
+    days = int(s.pack.raw.get("retention", {}).get("audit_days", 365))
+    return AuditLog(s.redis.client, s.clock, retention_s=days * 86400)
 
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
@@ -301,7 +307,7 @@ async def search(request: web.Request) -> web.Response:
     return render(request, "search.html", kinds=case_lookup.SEARCH_KINDS, kind=kind, rows=visible)
 
 
-async def _case(request: web.Request, *, unmasked: bool, action: str) -> web.Response:
+async def _case(request: web.Request, *, unmasked: bool, action: str, notice: str = "") -> web.Response:
     s = services_of(request)
     staff = staff_of(request)
     app_id = request.match_info["app_id"]
@@ -328,6 +334,7 @@ async def _case(request: web.Request, *, unmasked: bool, action: str) -> web.Res
         delivery_states=case_lookup.DELIVERY_STATES,
         materials=view.document.get("materials", []),
         appointment=view.document.get("appointment"),
+        notice=notice,
     )
 
 
@@ -339,6 +346,20 @@ async def case_page(request: web.Request) -> web.Response:
 @needs(UNMASK)
 async def case_unmasked(request: web.Request) -> web.Response:
     return await _case(request, unmasked=True, action="unmask")
+
+
+@needs(RETRY)
+async def case_retry(request: web.Request) -> web.Response:
+    """Put a failed delivery back in the queue (the serving process's worker sends it at once)."""
+    s = services_of(request)
+    staff = staff_of(request)
+    app_id = request.match_info["app_id"]
+    if await case_lookup.case(s, app_id, staff.account.role) is None:
+        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+    if not await case_lookup.ledger(s).retry(app_id):
+        return await _case(request, unmasked=False, action="view_case", notice="只有送达失败的申请可以重新送达。")
+    await audit(request, "retry_delivery", target=app_id)
+    return await _case(request, unmasked=False, action="view_case", notice="已重新排队送达受理平台。")
 
 
 @needs(PRINT)
@@ -367,6 +388,6 @@ async def audit_page(request: web.Request) -> web.Response:
     before = request.query.get("before") or None
     if before is not None and not re.fullmatch(r"\d{1,20}-\d{1,20}", before):
         raise web.HTTPNotFound()
-    entries = await AuditLog(s.redis.client, s.clock).latest(100, before=before)
+    entries = await audit_log(s).latest(100, before=before)
     await audit(request, "view_audit")
     return render(request, "audit.html", entries=entries)
