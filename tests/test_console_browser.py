@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,16 @@ def _scenario(driver, page: Console, case_id: str) -> None:
     page.submit("#unmask")
     full = page.text()
     assert APPLICANT["id_number"] in full and APPLICANT["phone"] in full and "已记入审计日志" in full
+
+    # 打印: the PDF opens in the browser's own viewer (its text is checked in tests/test_console.py).
+    driver.set_window_size(1000, 1100)  # the viewer fits the page to the window it opens in
+    page.find("#print").click()
+    page.wait.until(lambda d: d.current_url.endswith(f"/cases/{case_id}/print"))
+    page.wait.until(lambda d: d.execute_script("return document.contentType") == "application/pdf")
+    time.sleep(2)  # the viewer draws the page after the document loaded; it has no signal to wait for
+    driver.save_screenshot(str(DOCS / "application-form.png"))
+    driver.set_window_size(1280, 900)
+    driver.get(page.base + "/console/")
     page.log_out()
 
     # A 民政 viewer: no dashboard, and this certificate-only case is not theirs.
