@@ -462,3 +462,37 @@ async def test_the_audit_log_keeps_the_packs_retention_and_drops_only_older_entr
     await log.record(user="clerk", role="clerk", action="login", address="127.0.0.1")
     kept = [e.id for e in await log.latest()]
     assert past not in kept and within in kept and len(kept) == 2
+
+
+async def test_the_sessions_page_counts_bookings_and_the_roster_is_a_logged_post(console, case_id):
+    from openpyxl import load_workbook
+
+    session_day = (await console.server.app[SERVICES].outbox.get(case_id))["appointment"]["session_date"]
+    await add_staff(console, "clerk", "admin", "civil_affairs")
+    await log_in(console, "clerk")
+    html = await (await console.get("/console/")).text()
+    # The next session (the citizen may have been offered a later one: booking closes before a session).
+    assert 'id="tile-session"' in html and 'href="/console/sessions"' in html
+    page = await (await console.get("/console/sessions")).text()
+    assert re.search(rf"<td>{session_day}[^<]*</td>\s*<td>[^<]*</td>\s*<td>[^<]*</td>\s*<td>1/\d+</td>", page), page
+    assert APPLICANT["name"] not in page and APPLICANT["phone"] not in page
+    csrf = csrf_of(page)
+    assert (await console.post(f"/console/sessions/{session_day}/roster", data={})).status == 403
+    resp = await console.post(f"/console/sessions/{session_day}/roster", data={"csrf": csrf})
+    roster = await resp.text()
+    assert resp.status == 200 and case_id in roster and APPLICANT["name"] in roster and APPLICANT["phone"] in roster
+    resp = await console.post(f"/console/sessions/{session_day}/roster.xlsx", data={"csrf": csrf})
+    assert resp.status == 200 and "attachment" in resp.headers["Content-Disposition"]
+    sheet = load_workbook(io.BytesIO(await resp.read())).active
+    rows = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert rows[0][:2] == ["申请编号", "姓名"] and rows[1][:2] == [case_id, APPLICANT["name"]]
+    assert (await console.post("/console/sessions/2026-13-40/roster", data={"csrf": csrf})).status == 404
+    logged = [(e.action, e.target) for e in await audit_entries(console) if e.action.startswith("roster")]
+    assert logged == [("roster_xlsx", session_day), ("roster", session_day)]
+    # The admin sees the counts, not the names; a viewer neither.
+    await log_in(console, "admin")
+    assert (await console.get("/console/sessions")).status == 200
+    resp = await console.post(f"/console/sessions/{session_day}/roster", data={"csrf": await page_csrf(console)})
+    assert resp.status == 403 and APPLICANT["name"] not in await resp.text()
+    await log_in(console, "civil_affairs")
+    assert (await console.get("/console/sessions")).status == 403

@@ -67,7 +67,7 @@ def _scenario(driver, page: Console, case_id: str) -> None:
     driver.set_window_size(1280, 900)
     page.log_in("clerk")
     assert "今日概况" in page.text(), page.text()
-    assert page.nav() == ["首页", "查询案件"]
+    assert page.nav() == ["首页", "查询案件", "评定场次"]
     assert page.find("#tile-today strong").text == "1"
     driver.save_screenshot(str(DOCS / "dashboard.png"))
 
@@ -113,7 +113,7 @@ def _scenario(driver, page: Console, case_id: str) -> None:
 
     # The admin reads who showed the case in full, from where.
     page.log_in("admin")
-    assert page.nav() == ["首页", "查询案件", "审计日志"]
+    assert page.nav() == ["首页", "查询案件", "评定场次", "审计日志"]
     driver.get(page.base + "/console/audit")
     rows = [r.text for r in driver.find_elements(page.By.CSS_SELECTOR, "#audit tr")]
     assert any("clerk" in r and "显示完整个人信息" in r and case_id in r and "127.0.0.1" in r for r in rows), rows

@@ -12,8 +12,10 @@ from dialogs.pack import Pack
 
 # What a role may do: see the dashboard and delivery lists, search and open cases, show a case's
 # personal data in full (logged), print the form (full data, logged), read the audit log, send a
-# failed delivery to the intake again.
+# failed delivery to the intake again, see the assessment sessions' bookings (counts; the roster itself,
+# with names and phones, is PRINT).
 DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, AUDIT, RETRY = "dashboard", "search", "view", "unmask", "print", "audit", "retry"
+SESSIONS = "sessions"
 
 
 @dataclass(frozen=True)
@@ -28,13 +30,13 @@ class Role:
 ROLES = {
     r.code: r
     for r in (
-        Role("clerk", "窗口受理员", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY})),
-        Role("disability_officer", "残联经办人", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY})),
+        Role("clerk", "窗口受理员", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS})),
+        Role("disability_officer", "残联经办人", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS})),
         Role("civil_affairs", "民政查看", frozenset({SEARCH, VIEW, UNMASK}), department="民政"),
         Role("medical_insurance", "医保查看", frozenset({SEARCH, VIEW, UNMASK}), department="医保"),
         Role("human_resources", "人社查看", frozenset({SEARCH, VIEW, UNMASK}), department="人社"),
         # The administrator runs the system, not cases: no personal data in full.
-        Role("admin", "管理员", frozenset({DASHBOARD, SEARCH, VIEW, AUDIT, RETRY})),
+        Role("admin", "管理员", frozenset({DASHBOARD, SEARCH, VIEW, AUDIT, RETRY, SESSIONS})),
     )
 }
 

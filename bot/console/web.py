@@ -26,11 +26,12 @@ from aiohttp import web
 from bot.clock import CHINA
 from bot.composition import Services
 from bot.console import cases as case_lookup
+from bot.console import sessions_page
 from bot.console.accounts import Account, Accounts
 from bot.console.audit import AuditLog
 from bot.console.networks import parse_networks
 from bot.console.printing import NoForm, application_form_pdf
-from bot.console.roles import AUDIT, DASHBOARD, PRINT, RETRY, SEARCH, UNMASK, VIEW, home
+from bot.console.roles import AUDIT, DASHBOARD, PRINT, RETRY, SEARCH, SESSIONS, UNMASK, VIEW, home
 from bot.console.staff_sessions import StaffSession, StaffSessions
 from bot.settings import Settings
 
@@ -83,6 +84,9 @@ def setup_console(app: web.Application, services: Callable[[], Services], settin
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/print", case_print)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/retry", case_retry)
     r.add_get("/audit", audit_page)
+    r.add_get("/sessions", sessions_list)
+    r.add_post(r"/sessions/{day:\d{4}-\d{2}-\d{2}}/roster", session_roster)
+    r.add_post(r"/sessions/{day:\d{4}-\d{2}-\d{2}}/roster.xlsx", session_roster_xlsx)
     r.add_static("/static", Path(__file__).parent / "static")
     app.add_subapp(PREFIX, console)
 
@@ -245,7 +249,10 @@ async def dashboard(request: web.Request) -> web.Response:
     today = s.clock.today().isoformat()
     depth = await case_lookup.ledger(s).depth()
     submitted = await case_lookup.submitted_on(s, today)
-    return render(request, "dashboard.html", today=today, submitted=len(submitted), depth=depth)
+    coming = await sessions_page.coming_sessions(s, 1)
+    return render(
+        request, "dashboard.html", today=today, submitted=len(submitted), depth=depth, next_session=coming[0] if coming else None
+    )
 
 
 @needs(DASHBOARD)
@@ -391,3 +398,42 @@ async def audit_page(request: web.Request) -> web.Response:
     entries = await audit_log(s).latest(100, before=before)
     await audit(request, "view_audit")
     return render(request, "audit.html", entries=entries)
+
+
+@needs(SESSIONS)
+async def sessions_list(request: web.Request) -> web.Response:
+    s = services_of(request)
+    return render(
+        request,
+        "sessions.html",
+        sessions=await sessions_page.coming_sessions(s),
+        waiting=await sessions_page.mental_waiting(s),
+    )
+
+
+async def _roster_day(request: web.Request) -> str:
+    day = request.match_info["day"]
+    if not sessions_page.is_session_day(services_of(request), day):
+        raise web.HTTPNotFound()
+    return day
+
+
+@needs(PRINT)
+async def session_roster(request: web.Request) -> web.Response:
+    """Names and phones for the hospital: a POST, logged, printed with the page's print stylesheet."""
+    day = await _roster_day(request)
+    columns, rows = await sessions_page.roster(services_of(request), day)
+    await audit(request, "roster", target=day, detail=f"{len(rows)}人")
+    return render(request, "roster.html", day=day, columns=columns, rows=rows)
+
+
+@needs(PRINT)
+async def session_roster_xlsx(request: web.Request) -> web.Response:
+    day = await _roster_day(request)
+    body = await sessions_page.roster_xlsx(services_of(request), day)
+    await audit(request, "roster_xlsx", target=day)
+    return web.Response(
+        body=body,
+        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={"Content-Disposition": f'attachment; filename="roster-{day}.xlsx"'},
+    )
