@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from pathlib import Path
 
+import yaml
 from aiohttp.test_utils import TestClient
 
 from bot.app import SERVICES
@@ -85,3 +87,24 @@ async def page_csrf(client: TestClient, path: str = "/console/search") -> str:
     resp = await client.get(path)
     assert resp.status == 200, resp.status
     return csrf_of(await resp.text())
+
+
+HULUNBUIR_TRANSCRIPT = Path(__file__).parent / "transcripts" / "09_hulunbuir_mail_and_reasons.yaml"
+
+
+def transcript(path: Path = HULUNBUIR_TRANSCRIPT) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+async def submit_transcript(client: TestClient, protocol: WeChatProtocol, script: dict) -> str:
+    """Replay a transcript's messages (tests/transcripts/, checked there) to its submission; the application id."""
+    user = WeChatUser(client, f"oConsoleT{next(_openids):04d}{os.getpid()}", protocol)
+    reply = ""
+    for step in script["steps"]:
+        if "say" in step:
+            reply = await user.say(str(step["say"]))
+        elif "voice" in step:
+            reply = await user.voice(str(step["voice"]))
+    found = re.search(r"申请编号 ([A-Z0-9]+)", reply)
+    assert found, reply
+    return found.group(1)

@@ -496,3 +496,51 @@ async def test_the_sessions_page_counts_bookings_and_the_roster_is_a_logged_post
     assert resp.status == 403 and APPLICANT["name"] not in await resp.text()
     await log_in(console, "civil_affairs")
     assert (await console.get("/console/sessions")).status == 403
+
+
+async def test_hulunbuirs_approval_form_is_printed_prefilled_with_the_guardian_and_the_reasons(settings, clock, protocol):
+    from tests.console_support import submit_transcript, transcript
+
+    script = transcript()
+    clock.set(script["now"])
+    client = await start_client(settings.with_(console=True, region="hulunbuir"), clock)
+    try:
+        case_id = await submit_transcript(client, protocol, script)
+        await add_staff(client, "clerk")
+        await log_in(client, "clerk")
+        resp = await client.post(f"/console/cases/{case_id}/print", data={"csrf": await page_csrf(client)})
+        assert resp.status == 200 and resp.content_type == "application/pdf"
+        text = PdfReader(io.BytesIO(await resp.read())).pages[0].extract_text().replace(" ", "").replace("\n", "")
+        document = await client.server.app[SERVICES].outbox.get(case_id)
+        a, agent = document["applicant"], document["agent"]
+        for expected in (
+            "残疾人两项补贴申请审批表",
+            f"申请地：{document['routing']['application_place']}",
+            "申请时间：2026年11月23日",
+            case_id,
+            a["name"],
+            a["id_number"],
+            a["phone"],
+            a["household_address"],
+            document["disability"]["certificate_no"],
+            "■一级残疾",
+            "□二级残疾",
+            "■视力残疾",
+            "□精神残疾",
+            "■困难残疾人生活补贴",
+            "■重度残疾人护理补贴",
+            "监护人信息",
+            agent["name"],
+            "子女",
+            agent["id_number"],
+            agent["residence"],
+            "困难残疾人生活补贴申请理由：双眼失明，生活不能自理，家庭困难",
+            "申请人（代理人）签字（捺印）",
+            "旗县区残联认定审核意见",
+            "内民政发〔2022〕110号附件4",
+        ):
+            assert expected in text, expected
+        statuses = set(document["hardship"]["statuses"])
+        assert ("■城镇" in text) == ("dibao_urban" in statuses) and ("■农村" in text) == ("dibao_rural" in statuses)
+    finally:
+        await client.close()

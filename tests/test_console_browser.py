@@ -131,12 +131,12 @@ def _scenario(driver, page: Console, case_id: str) -> None:
     assert [m for m in severe if "Failed to load resource" not in m] == [], severe
 
 
-def _in_browser(base_url: str, case_id: str, shots: Path) -> None:
+def _in_browser(base_url: str, case_id: str, shots: Path, scenario=None) -> None:
     profile = tempfile.mkdtemp(prefix="console-chromium-")
     driver = _driver(profile)
     try:
         try:
-            _scenario(driver, Console(driver, base_url), case_id)
+            (scenario or _scenario)(driver, Console(driver, base_url), case_id)
         except BaseException:
             driver.save_screenshot(str(shots / "console-failure.png"))
             print(f"screenshot: {shots / 'console-failure.png'}\npage: {driver.current_url}")
@@ -156,5 +156,34 @@ async def test_a_clerk_logs_in_finds_a_case_and_shows_it_in_full(settings, clock
         base = str(client.make_url("")).rstrip("/")
         shots = tmp_path_factory.mktemp("console-screenshots")
         await asyncio.to_thread(_in_browser, base, case_id, shots)
+    finally:
+        await client.close()
+
+
+def _approval_form_scenario(driver, page: Console, case_id: str) -> None:
+    driver.set_window_size(1000, 1300)  # the viewer fits the page to the window it opens in
+    page.log_in("clerk")
+    driver.get(page.base + f"/console/cases/{case_id}")
+    assert page.find("#case-id").text == case_id
+    page.find("#print").click()
+    page.wait.until(lambda d: d.current_url.endswith(f"/cases/{case_id}/print"))
+    page.wait.until(lambda d: d.execute_script("return document.contentType") == "application/pdf")
+    time.sleep(2)  # the viewer draws the page after the document loaded; it has no signal to wait for
+    driver.save_screenshot(str(DOCS / "approval-form.png"))
+
+
+async def test_hulunbuirs_approval_form_prints_in_the_browser(settings, clock, protocol, tmp_path_factory):
+    from tests.console_support import submit_transcript, transcript
+
+    _require_browser()
+    script = transcript()
+    clock.set(script["now"])
+    client = await start_client(settings.with_(console=True, region="hulunbuir"), clock)
+    try:
+        case_id = await submit_transcript(client, protocol, script)
+        await add_staff(client, "clerk")
+        base = str(client.make_url("")).rstrip("/")
+        shots = tmp_path_factory.mktemp("console-screenshots")
+        await asyncio.to_thread(_in_browser, base, case_id, shots, _approval_form_scenario)
     finally:
         await client.close()

@@ -378,7 +378,8 @@ async def case_print(request: web.Request) -> web.StreamResponse:
     if view is None:
         return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
     try:
-        pdf = application_form_pdf(view.document)
+        relations = {o["value"]: o["label"] for o in s.pack.questions.get("agent_relation", {}).get("options", [])}
+        pdf = application_form_pdf(view.document, relations)
     except NoForm:
         return _error(request, 404, "本地区的政策包没有可打印的申请表。")
     await audit(request, "print_form", target=app_id)
