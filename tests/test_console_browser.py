@@ -17,7 +17,7 @@ import pytest
 
 from bot.console.accounts import FAILURES_PER_ACCOUNT
 from tests.conftest import start_client
-from tests.console_support import APPLICANT, PASSWORD, add_staff, submit_application
+from tests.console_support import APPLICANT, PASSWORD, ROLES, add_staff, submit_application
 from tests.test_simulator_browser import WAIT_S, _driver, _require_browser
 
 pytestmark = pytest.mark.browser
@@ -102,14 +102,26 @@ def _scenario(driver, page: Console, case_id: str) -> None:
     driver.get(page.base + "/console/")
     page.log_out()
 
-    # A 民政 viewer: no dashboard, and this certificate-only case is not theirs.
-    page.log_in("civil_affairs")
-    assert driver.current_url.endswith("/console/search") and page.nav() == ["查询案件"]
-    driver.get(page.base + f"/console/cases/{case_id}")
-    assert "不能查看" in page.find("#message").text
-    driver.get(page.base + "/console/")
-    assert "没有这项权限" in page.find("#message").text
-    page.log_out()
+    # Each role sees its own menu, and this certificate-only case only where it may.
+    for role, nav, sees_case, buttons in (
+        ("disability_officer", ["首页", "查询案件", "评定场次"], True, ["unmask", "print"]),
+        ("civil_affairs", ["查询案件"], False, []),
+        ("medical_insurance", ["查询案件"], False, []),
+        ("human_resources", ["查询案件"], False, []),
+        ("admin", ["首页", "查询案件", "评定场次", "审计日志"], True, []),
+    ):
+        page.log_in(role)
+        assert page.nav() == nav, (role, page.nav())
+        driver.get(page.base + f"/console/cases/{case_id}")
+        if sees_case:
+            shown = [b.get_attribute("id") for b in driver.find_elements(page.By.CSS_SELECTOR, "main form button")]
+            assert shown == buttons and APPLICANT["id_number"] not in page.text(), (role, shown)
+        else:
+            assert "不能查看" in page.find("#message").text, role
+        if "首页" not in nav:
+            driver.get(page.base + "/console/")
+            assert "没有这项权限" in page.find("#message").text
+        page.log_out()
 
     # The admin reads who showed the case in full, from where.
     page.log_in("admin")
@@ -121,9 +133,9 @@ def _scenario(driver, page: Console, case_id: str) -> None:
 
     # Wrong passwords: refused, then the account is locked even for the right one.
     for _ in range(FAILURES_PER_ACCOUNT):
-        page.log_in("disability_officer", "a wrong password")
+        page.log_in("clerk", "a wrong password")
         assert "用户名或密码不对" in page.find("#message").text
-    page.log_in("disability_officer")
+    page.log_in("clerk")
     assert "错误次数过多" in page.find("#message").text
     # Nothing the page needs was blocked (the Content-Security-Policy allows no inline script or style);
     # the 401/403/404 answers above are the only failed loads.
@@ -146,12 +158,12 @@ def _in_browser(base_url: str, case_id: str, shots: Path, scenario=None) -> None
         shutil.rmtree(profile, ignore_errors=True)
 
 
-async def test_a_clerk_logs_in_finds_a_case_and_shows_it_in_full(settings, clock, protocol, tmp_path_factory):
+async def test_each_role_logs_in_a_clerk_finds_a_case_shows_it_in_full_and_prints_it(settings, clock, protocol, tmp_path_factory):
     _require_browser()
     client = await start_client(settings.with_(console=True), clock)
     try:
         case_id = await submit_application(client, protocol)
-        await add_staff(client, "clerk", "civil_affairs", "admin", "disability_officer")
+        await add_staff(client, *ROLES)
         DOCS.mkdir(parents=True, exist_ok=True)
         base = str(client.make_url("")).rstrip("/")
         shots = tmp_path_factory.mktemp("console-screenshots")
