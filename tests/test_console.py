@@ -544,3 +544,11 @@ async def test_hulunbuirs_approval_form_is_printed_prefilled_with_the_guardian_a
         assert ("■城镇" in text) == ("dibao_urban" in statuses) and ("■农村" in text) == ("dibao_rural" in statuses)
     finally:
         await client.close()
+
+
+async def test_a_failed_login_names_only_accounts_that_exist(console):
+    await add_staff(console, "clerk")
+    await log_in(console, "clerk", "wrong-password-here", expect=401)
+    await log_in(console, "my-secret-passphrase", "", expect=401)  # the password typed as the name
+    failed = [e.target for e in await audit_entries(console) if e.action == "login_failed"]
+    assert failed == ["（不存在的用户名）", "clerk"]

@@ -218,12 +218,15 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     username, password = str(form.get("username", "")).strip().lower(), str(form.get("password", ""))
     s = services_of(request)
-    result = await Accounts(s.redis.client).login(username, password, address_of(request))
+    accounts = Accounts(s.redis.client)
+    result = await accounts.login(username, password, address_of(request))
+    # A name that is no account may be a password typed in the wrong box: not written down.
+    named = username if result or await accounts.get(username) is not None else "（不存在的用户名）"
     if result is False:
-        await audit(request, "login_limited", target=username)
+        await audit(request, "login_limited", target=named)
         return await login_page(request, message="错误次数过多，请15分钟后再试，或请管理员重置密码。", status=429)
     if result is None or result is True:
-        await audit(request, "login_failed", target=username)
+        await audit(request, "login_failed", target=named)
         return await login_page(request, message="用户名或密码不对。", status=401)
     session = await StaffSessions(s.redis.client).start(result)
     await audit(request, "login", target=username, staff=result)
