@@ -552,3 +552,24 @@ async def test_a_failed_login_names_only_accounts_that_exist(console):
     await log_in(console, "my-secret-passphrase", "", expect=401)  # the password typed as the name
     failed = [e.target for e in await audit_entries(console) if e.action == "login_failed"]
     assert failed == ["（不存在的用户名）", "clerk"]
+
+
+async def test_a_push_wechat_refused_shows_on_the_dashboard_and_its_case(console, case_id):
+    import asyncio
+    import time
+
+    s = console.server.app[SERVICES]
+    # A notice to an openid WeChat does not accept (40003): the serving process's push loop gives up on it.
+    await s.push.enqueue("", "您的申请有新进展", key=f"{case_id}:status_notice:")
+    deadline = time.monotonic() + 10
+    while (await s.push.depth())["failed"] != 1:
+        assert time.monotonic() < deadline, await s.push.depth()
+        await asyncio.sleep(0.05)
+    await add_staff(console, "clerk")
+    await log_in(console, "clerk")
+    html = await (await console.get("/console/")).text()
+    assert re.search(r'id="tile-pushes" class="bad"><strong>1</strong>', html) and 'href="/console/pushes"' in html
+    listing = await (await console.get("/console/pushes")).text()
+    assert f'href="/console/cases/{case_id}"' in listing and "40003" in listing and "status_notice" in listing
+    page = await (await console.get(f"/console/cases/{case_id}")).text()
+    assert "发送失败的微信通知" in page and "40003" in page

@@ -144,3 +144,16 @@ async def submitted_on(s: Services, day: str) -> list[str]:
         if meta is not None and str(meta.get("submitted_at", "")).startswith(day):
             found.append(app_id)
     return found
+
+
+async def failed_pushes(s: Services, app_id: str | None = None) -> list[dict[str, Any]]:
+    """Messages to citizens given up on (the push queue's failed list), newest first, each with the
+    application it was about when its key names one. A key ends with the openid: never shown."""
+    rows = []
+    for item in reversed(await s.push.failed()):
+        head, _, rest = item["key"].partition(":")
+        about = head if await s.registry.meta(head) is not None else ""
+        if app_id is not None and about != app_id:
+            continue
+        rows.append({**item, "application_id": about, "kind": rest.split(":")[0] if about else "", "key": None})
+    return rows

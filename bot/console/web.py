@@ -79,6 +79,7 @@ def setup_console(app: web.Application, services: Callable[[], Services], settin
     r.add_post("/search", search)
     r.add_get("/today", today_list)
     r.add_get("/deliveries", deliveries)
+    r.add_get("/pushes", pushes)
     r.add_get(r"/cases/{app_id:[A-Z0-9]{4,40}}", case_page)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/unmask", case_unmasked)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/print", case_print)
@@ -254,7 +255,13 @@ async def dashboard(request: web.Request) -> web.Response:
     submitted = await case_lookup.submitted_on(s, today)
     coming = await sessions_page.coming_sessions(s, 1)
     return render(
-        request, "dashboard.html", today=today, submitted=len(submitted), depth=depth, next_session=coming[0] if coming else None
+        request,
+        "dashboard.html",
+        today=today,
+        submitted=len(submitted),
+        depth=depth,
+        pushes_failed=(await s.push.depth())["failed"],
+        next_session=coming[0] if coming else None,
     )
 
 
@@ -279,6 +286,11 @@ async def deliveries(request: web.Request) -> web.Response:
         rows.append(row)
     title = "送达受理平台：" + (case_lookup.DELIVERY_STATES[state] if state else "全部")
     return render(request, "list.html", title=title, rows=rows, states=case_lookup.DELIVERY_STATES)
+
+
+@needs(DASHBOARD)
+async def pushes(request: web.Request) -> web.Response:
+    return render(request, "pushes.html", rows=await case_lookup.failed_pushes(services_of(request)))
 
 
 async def _row(s: Services, app_id: str) -> dict[str, Any]:
@@ -344,6 +356,7 @@ async def _case(request: web.Request, *, unmasked: bool, action: str, notice: st
         delivery_states=case_lookup.DELIVERY_STATES,
         materials=view.document.get("materials", []),
         appointment=view.document.get("appointment"),
+        pushes_failed=await case_lookup.failed_pushes(s, app_id),
         notice=notice,
     )
 
