@@ -573,3 +573,22 @@ async def test_a_push_wechat_refused_shows_on_the_dashboard_and_its_case(console
     assert f'href="/console/cases/{case_id}"' in listing and "40003" in listing and "status_notice" in listing
     page = await (await console.get(f"/console/cases/{case_id}")).text()
     assert "发送失败的微信通知" in page and "40003" in page
+
+
+async def test_a_service_past_its_expected_date_is_overdue_on_the_dashboard_and_its_case(console, case_id):
+    from datetime import date, timedelta
+
+    s = console.server.app[SERVICES]
+    await add_staff(console, "clerk")
+    await log_in(console, "clerk")
+    html = await (await console.get("/console/")).text()
+    assert re.search(r'id="tile-overdue" ><strong>0</strong>', html), html
+    expected = (await s.registry.status(case_id))["disability_certificate"]["expected"]
+    # The day after the expected date, still not finished.
+    s.clock.set(f"{date.fromisoformat(expected) + timedelta(days=1)}T10:00:00")
+    html = await (await console.get("/console/")).text()
+    assert re.search(r'id="tile-overdue" class="bad"><strong>1</strong>', html), html
+    listing = await (await console.get("/console/overdue")).text()
+    assert f'href="/console/cases/{case_id}"' in listing and "残疾人证" in listing
+    page = await (await console.get(f"/console/cases/{case_id}")).text()
+    assert "已逾期" in page and "在微信关注此申请的用户：1 个" in page

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from bot.composition import Services
 from bot.console.roles import Role, may_see
+from integrations.applications import FINISHED
 from integrations.delivery import OutboxLedger
 
 SEARCH_LIMIT = 5000
@@ -157,3 +159,22 @@ async def failed_pushes(s: Services, app_id: str | None = None) -> list[dict[str
             continue
         rows.append({**item, "application_id": about, "kind": rest.split(":")[0] if about else "", "key": None})
     return rows
+
+
+def is_overdue(record: dict[str, Any], today: date) -> bool:
+    """Past its expected completion and not finished: the rule the citizen's 进度 marks (dialogs/aftercare.py)."""
+    expected = record.get("expected")
+    if not expected or record.get("status") in FINISHED:
+        return False
+    return date.fromisoformat(expected) < today
+
+
+async def overdue(s: Services) -> list[tuple[str, list[str]]]:
+    """Applications with a service past its expected date, and which services."""
+    today = s.clock.today()
+    found = []
+    for app_id in await candidates(s):
+        late = [code for code, record in (await s.registry.status(app_id)).items() if is_overdue(record, today)]
+        if late:
+            found.append((app_id, late))
+    return found

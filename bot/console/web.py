@@ -80,6 +80,7 @@ def setup_console(app: web.Application, services: Callable[[], Services], settin
     r.add_get("/today", today_list)
     r.add_get("/deliveries", deliveries)
     r.add_get("/pushes", pushes)
+    r.add_get("/overdue", overdue_list)
     r.add_get(r"/cases/{app_id:[A-Z0-9]{4,40}}", case_page)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/unmask", case_unmasked)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/print", case_print)
@@ -261,6 +262,7 @@ async def dashboard(request: web.Request) -> web.Response:
         submitted=len(submitted),
         depth=depth,
         pushes_failed=(await s.push.depth())["failed"],
+        overdue=len(await case_lookup.overdue(s)),
         next_session=coming[0] if coming else None,
     )
 
@@ -286,6 +288,17 @@ async def deliveries(request: web.Request) -> web.Response:
         rows.append(row)
     title = "送达受理平台：" + (case_lookup.DELIVERY_STATES[state] if state else "全部")
     return render(request, "list.html", title=title, rows=rows, states=case_lookup.DELIVERY_STATES)
+
+
+@needs(DASHBOARD)
+async def overdue_list(request: web.Request) -> web.Response:
+    s = services_of(request)
+    rows = []
+    for app_id, late in await case_lookup.overdue(s):
+        row = await _row(s, app_id)
+        row["late"] = "、".join(s.pack.services[c].short for c in late if c in s.pack.services)
+        rows.append(row)
+    return render(request, "list.html", title="超过预计办结时间的申请", rows=rows)
 
 
 @needs(DASHBOARD)
@@ -345,6 +358,7 @@ async def _case(request: web.Request, *, unmasked: bool, action: str, notice: st
             "note": record.get("note", ""),
             "at": record.get("at", ""),
             "expected": record.get("expected") or "",
+            "overdue": case_lookup.is_overdue(record, s.clock.today()),
         }
         for code, record in ((c, view.status.get(c, {})) for c in view.document["services"])
     ]
