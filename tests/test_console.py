@@ -592,3 +592,28 @@ async def test_a_service_past_its_expected_date_is_overdue_on_the_dashboard_and_
     assert f'href="/console/cases/{case_id}"' in listing and "残疾人证" in listing
     page = await (await console.get(f"/console/cases/{case_id}")).text()
     assert "已逾期" in page and "在微信关注此申请的用户：1 个" in page
+
+
+async def test_a_call_to_the_applicant_is_recorded_sealed_on_the_case_and_in_the_audit_log(console, case_id):
+    await add_staff(console, "clerk", "admin")
+    await log_in(console, "clerk")
+    csrf = await page_csrf(console)
+    note = "约周三上午来窗口补交户口簿"
+    assert (await console.post(f"/console/cases/{case_id}/calls", data={"outcome": "reached", "note": note})).status == 403
+    resp = await console.post(f"/console/cases/{case_id}/calls", data={"csrf": csrf, "outcome": "reached", "note": note})
+    html = await resp.text()
+    assert resp.status == 200 and "联系记录已保存" in html
+    assert re.search(r"<td>测试clerk</td><td>已接通</td><td>约周三上午来窗口补交户口簿</td>", html), html
+    resp = await console.post(f"/console/cases/{case_id}/calls", data={"csrf": csrf, "outcome": "nonsense"})
+    assert "请选择联系结果" in await resp.text()
+    redis = console.server.app[SERVICES].redis.client
+    stored = await redis.lrange(keys.calls(case_id), 0, -1)
+    assert len(stored) == 1 and note.encode() not in stored[0]  # sealed
+    days = console.server.app[SERVICES].pack.application_days
+    assert 0 < await redis.ttl(keys.calls(case_id)) <= days * 86400
+    logged = [e for e in await audit_entries(console) if e.action == "record_call"]
+    assert [(e.user, e.target, e.detail) for e in logged] == [("clerk", case_id, "已接通")]
+    assert note not in repr(await redis.xrange(keys.AUDIT_STREAM))
+    await log_in(console, "admin")  # the admin runs the system, not cases
+    resp = await console.post(f"/console/cases/{case_id}/calls", data={"csrf": await page_csrf(console), "outcome": "reached"})
+    assert resp.status == 403

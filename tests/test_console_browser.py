@@ -104,7 +104,7 @@ def _scenario(driver, page: Console, case_id: str) -> None:
 
     # Each role sees its own menu, and this certificate-only case only where it may.
     for role, nav, sees_case, buttons in (
-        ("disability_officer", ["首页", "查询案件", "评定场次"], True, ["unmask", "print"]),
+        ("disability_officer", ["首页", "查询案件", "评定场次"], True, ["unmask", "print", "record-call"]),
         ("civil_affairs", ["查询案件"], False, []),
         ("medical_insurance", ["查询案件"], False, []),
         ("human_resources", ["查询案件"], False, []),

@@ -28,6 +28,7 @@ ACTIONS = {
     "view_audit": "查看审计日志",
     "retry_delivery": "重新送达受理平台",
     "roster": "查看评定名单（含姓名、电话）",
+    "record_call": "记录电话联系",
     "roster_xlsx": "下载评定名单 xlsx（含姓名、电话）",
     "refused": "越权访问被拒绝",
 }

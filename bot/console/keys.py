@@ -26,3 +26,8 @@ def login_failures_of_account(username: str) -> str:
 
 def login_failures_of_address(address: str) -> str:
     return f"console:{{login}}:address:{hashlib.sha256(address.encode()).hexdigest()[:32]}"
+
+
+def calls(application_id: str) -> str:
+    """The staff's record of calls to an applicant (sealed entries), beside the application's own keys."""
+    return f"console:{{{application_id}}}:calls"

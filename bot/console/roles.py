@@ -16,6 +16,8 @@ from dialogs.pack import Pack
 # with names and phones, is PRINT).
 DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, AUDIT, RETRY = "dashboard", "search", "view", "unmask", "print", "audit", "retry"
 SESSIONS = "sessions"
+# Record a call to the applicant (who called, the outcome, a note).
+CALLS = "calls"
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,11 @@ class Role:
 ROLES = {
     r.code: r
     for r in (
-        Role("clerk", "窗口受理员", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS})),
-        Role("disability_officer", "残联经办人", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS})),
-        Role("civil_affairs", "民政查看", frozenset({SEARCH, VIEW, UNMASK}), department="民政"),
-        Role("medical_insurance", "医保查看", frozenset({SEARCH, VIEW, UNMASK}), department="医保"),
-        Role("human_resources", "人社查看", frozenset({SEARCH, VIEW, UNMASK}), department="人社"),
+        Role("clerk", "窗口受理员", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS, CALLS})),
+        Role("disability_officer", "残联经办人", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS, CALLS})),
+        Role("civil_affairs", "民政查看", frozenset({SEARCH, VIEW, UNMASK, CALLS}), department="民政"),
+        Role("medical_insurance", "医保查看", frozenset({SEARCH, VIEW, UNMASK, CALLS}), department="医保"),
+        Role("human_resources", "人社查看", frozenset({SEARCH, VIEW, UNMASK, CALLS}), department="人社"),
         # The administrator runs the system, not cases: no personal data in full.
         Role("admin", "管理员", frozenset({DASHBOARD, SEARCH, VIEW, AUDIT, RETRY, SESSIONS})),
     )

@@ -29,9 +29,10 @@ from bot.console import cases as case_lookup
 from bot.console import sessions_page
 from bot.console.accounts import Account, Accounts
 from bot.console.audit import AuditLog
+from bot.console.calls import OUTCOMES, CallLog
 from bot.console.networks import parse_networks
 from bot.console.printing import NoForm, application_form_pdf
-from bot.console.roles import AUDIT, DASHBOARD, PRINT, RETRY, SEARCH, SESSIONS, UNMASK, VIEW, home
+from bot.console.roles import AUDIT, CALLS, DASHBOARD, PRINT, RETRY, SEARCH, SESSIONS, UNMASK, VIEW, home
 from bot.console.staff_sessions import StaffSession, StaffSessions
 from bot.settings import Settings
 
@@ -85,6 +86,7 @@ def setup_console(app: web.Application, services: Callable[[], Services], settin
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/unmask", case_unmasked)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/print", case_print)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/retry", case_retry)
+    r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/calls", case_call)
     r.add_get("/audit", audit_page)
     r.add_get("/sessions", sessions_list)
     r.add_post(r"/sessions/{day:\d{4}-\d{2}-\d{2}}/roster", session_roster)
@@ -177,6 +179,10 @@ async def audit(request: web.Request, action: str, *, target: str = "", detail: 
         detail=detail,
         address=address_of(request),
     )
+
+
+def call_log(s: Services) -> CallLog:
+    return CallLog(s.redis.client, s.sealer, s.clock, retention_s=s.pack.application_days * 86400)
 
 
 def audit_log(s: Services) -> AuditLog:
@@ -371,6 +377,8 @@ async def _case(request: web.Request, *, unmasked: bool, action: str, notice: st
         materials=view.document.get("materials", []),
         appointment=view.document.get("appointment"),
         pushes_failed=await case_lookup.failed_pushes(s, app_id),
+        calls=await call_log(s).of(app_id),
+        outcomes=OUTCOMES,
         notice=notice,
     )
 
@@ -397,6 +405,22 @@ async def case_retry(request: web.Request) -> web.Response:
         return await _case(request, unmasked=False, action="view_case", notice="只有送达失败的申请可以重新送达。")
     await audit(request, "retry_delivery", target=app_id)
     return await _case(request, unmasked=False, action="view_case", notice="已重新排队送达受理平台。")
+
+
+@needs(CALLS)
+async def case_call(request: web.Request) -> web.Response:
+    s = services_of(request)
+    staff = staff_of(request)
+    app_id = request.match_info["app_id"]
+    if await case_lookup.case(s, app_id, staff.account.role) is None:
+        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+    form = await request.post()
+    outcome = str(form.get("outcome", ""))
+    if outcome not in OUTCOMES:
+        return await _case(request, unmasked=False, action="view_case", notice="请选择联系结果。")
+    await call_log(s).record(app_id, user=staff.account.name, outcome=outcome, note=str(form.get("note", "")))
+    await audit(request, "record_call", target=app_id, detail=OUTCOMES[outcome])
+    return await _case(request, unmasked=False, action="view_case", notice="联系记录已保存。")
 
 
 @needs(PRINT)
