@@ -617,3 +617,19 @@ async def test_a_call_to_the_applicant_is_recorded_sealed_on_the_case_and_in_the
     await log_in(console, "admin")  # the admin runs the system, not cases
     resp = await console.post(f"/console/cases/{case_id}/calls", data={"csrf": await page_csrf(console), "outcome": "reached"})
     assert resp.status == 403
+
+
+async def test_the_audit_log_pages_back_a_hundred_entries_at_a_time(console):
+    s = console.server.app[SERVICES]
+    log = AuditLog(s.redis.client, s.clock)
+    for n in range(130):
+        await log.record(user="clerk", role="clerk", action="view_case", address="127.0.0.1", target=f"QY2026120{n:07d}")
+    await add_staff(console, "admin")
+    await log_in(console, "admin")
+    assert (await console.get("/console/login", allow_redirects=False)).headers["Location"] == "/console/"
+    first = await (await console.get("/console/audit")).text()
+    assert first.count("<tr><td>") == 100 and "QY20261200000129" in first and "QY20261200000029" not in first
+    older = re.search(r'href="/console/audit\?before=([0-9-]+)"', first)
+    assert older
+    second = await (await console.get(f"/console/audit?before={older.group(1)}")).text()
+    assert "QY20261200000029" in second and "QY20261200000000" in second and "QY20261200000129" not in second

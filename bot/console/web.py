@@ -216,6 +216,9 @@ def _when(value: float | str | None) -> str:
 
 # -- log in and out ------------------------------------------------------------------------------
 async def login_page(request: web.Request, *, message: str = "", status: int = 200) -> web.Response:
+    logged_in = request.get(STAFF)
+    if logged_in is not None and request.method == "GET":
+        raise web.HTTPFound(home(logged_in.account.role))
     token = secrets.token_urlsafe(32)
     response = render(request, "login.html", status=status, login_csrf=token, message=message)
     response.set_cookie(LOGIN_COOKIE, token, path=PREFIX, httponly=True, samesite="Strict", secure=request.secure)
