@@ -123,7 +123,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     if settings.console:
         from bot.console.web import setup_console
 
-        setup_console(app, lambda: app[SERVICES], settings)
+        setup_console(app, settings, services=lambda: app[SERVICES], conversations=lambda: app[CONVERSATIONS])
     return app
 
 

@@ -633,3 +633,55 @@ async def test_the_audit_log_pages_back_a_hundred_entries_at_a_time(console):
     assert older
     second = await (await console.get(f"/console/audit?before={older.group(1)}")).text()
     assert "QY20261200000029" in second and "QY20261200000000" in second and "QY20261200000129" not in second
+
+
+async def test_a_walk_in_application_entered_at_the_window_reaches_the_intake_and_is_followed_in_wechat(console, protocol):
+    import asyncio
+    import time
+
+    from bot.console.cases import ledger
+    from tests.conftest import WeChatUser
+    from tests.console_support import APPLY_FOR_CERTIFICATE
+
+    await add_staff(console, "clerk", "disability_officer", "civil_affairs")
+    await log_in(console, "civil_affairs")
+    assert (await console.post("/console/intake", data={"csrf": await page_csrf(console)})).status == 403
+    await log_in(console, "clerk")
+    csrf = await page_csrf(console)
+    assert (await console.post("/console/intake", data={})).status == 403  # no CSRF token
+    html = await (await console.post("/console/intake", data={"csrf": csrf})).text()
+    assert "请问是谁申请" in html  # the chat's own first question
+    intake_id = re.search(r'action="/console/intake/([A-Za-z0-9_-]+)"', html).group(1)
+    for answer in APPLY_FOR_CERTIFICATE[1:]:  # "你好" was the start
+        resp = await console.post(f"/console/intake/{intake_id}", data={"csrf": csrf, "answer": answer})
+        assert resp.status == 200
+        html = await resp.text()
+    assert "申请已提交" in html, html
+    case_id = re.search(r'id="submitted">([A-Z0-9]+)<', html).group(1)
+    # The same document, the same delivery as from WeChat.
+    s = console.server.app[SERVICES]
+    document = await s.outbox.get(case_id)
+    assert document["applicant"]["id_number"] == APPLICANT["id_number"] and document["services"] == ["disability_certificate"]
+    deadline = time.monotonic() + 10
+    while ((await ledger(s).status(case_id)) or {}).get("state") != "delivered":
+        assert time.monotonic() < deadline, await ledger(s).status(case_id)
+        await asyncio.sleep(0.05)
+    # Another clerk cannot drive this intake.
+    await log_in(console, "disability_officer")
+    other = await console.post(f"/console/intake/{intake_id}", data={"csrf": await page_csrf(console), "answer": "1"})
+    assert other.status == 404
+    await log_in(console, "clerk")
+    receipt = await (await console.post(f"/console/intake/{intake_id}/receipt", data={"csrf": await page_csrf(console)})).text()
+    assert case_id in receipt
+    code = re.search(r"绑定码：(\d{6})", receipt).group(1)
+    meta = await s.registry.meta(case_id)
+    assert not any(v.startswith("oWin") for v in meta["viewers"])  # notices go to who binds, not to the window
+    again = await (await console.post(f"/console/intake/{intake_id}/receipt", data={"csrf": await page_csrf(console)})).text()
+    assert case_id in again and "绑定码不再显示" in again
+    # The citizen binds in WeChat with the receipt's code and follows the application there.
+    citizen = WeChatUser(console, "oCitizenAfterWindow0001", protocol)
+    assert "绑定成功" in await citizen.say(f"绑定 {code}")
+    assert case_id in await citizen.say("进度")
+    actions = [(e.action, e.user) for e in await audit_entries(console) if e.action.startswith("window")]
+    assert actions == [("window_receipt", "clerk")] * 2 + [("window_submitted", "clerk"), ("window_intake", "clerk")]
+    assert (await s.registry.meta(case_id))["viewers"] == ["oCitizenAfterWindow0001"]

@@ -17,7 +17,7 @@ import pytest
 
 from bot.console.accounts import FAILURES_PER_ACCOUNT
 from tests.conftest import start_client
-from tests.console_support import APPLICANT, PASSWORD, ROLES, add_staff, submit_application
+from tests.console_support import APPLICANT, APPLY_FOR_CERTIFICATE, PASSWORD, ROLES, add_staff, submit_application
 from tests.test_simulator_browser import WAIT_S, _driver, _require_browser
 
 pytestmark = pytest.mark.browser
@@ -67,7 +67,7 @@ def _scenario(driver, page: Console, case_id: str) -> None:
     driver.set_window_size(1280, 900)
     page.log_in("clerk")
     assert "今日概况" in page.text(), page.text()
-    assert page.nav() == ["首页", "查询案件", "评定场次"]
+    assert page.nav() == ["首页", "查询案件", "窗口受理", "评定场次"]
     assert page.find("#tile-today strong").text == "1"
     driver.save_screenshot(str(DOCS / "dashboard.png"))
 
@@ -99,12 +99,26 @@ def _scenario(driver, page: Console, case_id: str) -> None:
     time.sleep(2)  # the viewer draws the page after the document loaded; it has no signal to wait for
     driver.save_screenshot(str(DOCS / "application-form.png"))
     driver.set_window_size(1280, 900)
+
+    # 一窗: a walk-in citizen's answers typed by the clerk, through the chat's own questions.
+    driver.get(page.base + "/console/intake")
+    page.submit("#start-intake")
+    assert "请问是谁申请" in page.find("#reply").text
+    for answer in APPLY_FOR_CERTIFICATE[1:]:
+        page.find("#answer").send_keys(answer)
+        page.submit("#send")
+    assert "申请已提交" in page.find("#reply").text, page.find("#reply").text
+    walk_in = page.find("#submitted").text
+    assert walk_in != case_id
+    page.submit("#receipt")
+    assert walk_in in page.find("#receipt").text and "绑定码：" in page.find("#receipt").text
+    driver.save_screenshot(str(DOCS / "window-receipt.png"))
     driver.get(page.base + "/console/")
     page.log_out()
 
     # Each role sees its own menu, and this certificate-only case only where it may.
     for role, nav, sees_case, buttons in (
-        ("disability_officer", ["首页", "查询案件", "评定场次"], True, ["unmask", "print", "record-call"]),
+        ("disability_officer", ["首页", "查询案件", "窗口受理", "评定场次"], True, ["unmask", "print", "record-call"]),
         ("civil_affairs", ["查询案件"], False, []),
         ("medical_insurance", ["查询案件"], False, []),
         ("human_resources", ["查询案件"], False, []),

@@ -29,6 +29,9 @@ ACTIONS = {
     "retry_delivery": "重新送达受理平台",
     "roster": "查看评定名单（含姓名、电话）",
     "record_call": "记录电话联系",
+    "window_intake": "开始窗口受理",
+    "window_submitted": "窗口受理提交申请",
+    "window_receipt": "打印受理回执（含绑定码）",
     "roster_xlsx": "下载评定名单 xlsx（含姓名、电话）",
     "refused": "越权访问被拒绝",
 }

@@ -31,3 +31,8 @@ def login_failures_of_address(address: str) -> str:
 def calls(application_id: str) -> str:
     """The staff's record of calls to an applicant (sealed entries), beside the application's own keys."""
     return f"console:{{{application_id}}}:calls"
+
+
+def window_intake(intake_id: str) -> str:
+    """A window intake in progress: which clerk drives it and the conversation it is."""
+    return f"console:{{window}}:{intake_id}"

@@ -16,8 +16,8 @@ from dialogs.pack import Pack
 # with names and phones, is PRINT).
 DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, AUDIT, RETRY = "dashboard", "search", "view", "unmask", "print", "audit", "retry"
 SESSIONS = "sessions"
-# Record a call to the applicant (who called, the outcome, a note).
-CALLS = "calls"
+# Record a call to the applicant (who called, the outcome, a note); enter a walk-in application.
+CALLS, INTAKE = "calls", "intake"
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,12 @@ class Role:
 ROLES = {
     r.code: r
     for r in (
-        Role("clerk", "窗口受理员", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS, CALLS})),
-        Role("disability_officer", "残联经办人", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS, CALLS})),
+        Role("clerk", "窗口受理员", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS, CALLS, INTAKE})),
+        Role(
+            "disability_officer",
+            "残联经办人",
+            frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS, CALLS, INTAKE}),
+        ),
         Role("civil_affairs", "民政查看", frozenset({SEARCH, VIEW, UNMASK, CALLS}), department="民政"),
         Role("medical_insurance", "医保查看", frozenset({SEARCH, VIEW, UNMASK, CALLS}), department="医保"),
         Role("human_resources", "人社查看", frozenset({SEARCH, VIEW, UNMASK, CALLS}), department="人社"),

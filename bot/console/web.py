@@ -32,8 +32,10 @@ from bot.console.audit import AuditLog
 from bot.console.calls import OUTCOMES, CallLog
 from bot.console.networks import parse_networks
 from bot.console.printing import NoForm, application_form_pdf
-from bot.console.roles import AUDIT, CALLS, DASHBOARD, PRINT, RETRY, SEARCH, SESSIONS, UNMASK, VIEW, home
+from bot.console.roles import AUDIT, CALLS, DASHBOARD, INTAKE, PRINT, RETRY, SEARCH, SESSIONS, UNMASK, VIEW, home
 from bot.console.staff_sessions import StaffSession, StaffSessions
+from bot.console.window import WindowIntakes
+from bot.conversation import ConversationService
 from bot.settings import Settings
 
 COOKIE = "console_session"
@@ -42,6 +44,7 @@ PREFIX = "/console"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SERVICES_OF: web.AppKey[Callable[[], Services]] = web.AppKey("console_services")
+CONVERSATIONS_OF: web.AppKey[Callable[[], ConversationService]] = web.AppKey("console_conversations")
 NETWORKS = web.AppKey("console_networks", list)
 
 
@@ -61,9 +64,16 @@ def staff_of(request: web.Request) -> Staff:
     return staff
 
 
-def setup_console(app: web.Application, services: Callable[[], Services], settings: Settings) -> None:
+def setup_console(
+    app: web.Application,
+    settings: Settings,
+    *,
+    services: Callable[[], Services],
+    conversations: Callable[[], ConversationService],
+) -> None:
     console = web.Application(middlewares=[guard])
     console[SERVICES_OF] = services
+    console[CONVERSATIONS_OF] = conversations
     console[NETWORKS] = parse_networks(settings.console_networks)
     env = aiohttp_jinja2.setup(
         console,
@@ -89,6 +99,10 @@ def setup_console(app: web.Application, services: Callable[[], Services], settin
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/calls", case_call)
     r.add_get("/audit", audit_page)
     r.add_get("/sessions", sessions_list)
+    r.add_get("/intake", intake_page)
+    r.add_post("/intake", intake_start)
+    r.add_post(r"/intake/{intake_id:[A-Za-z0-9_-]{16,40}}", intake_answer)
+    r.add_post(r"/intake/{intake_id:[A-Za-z0-9_-]{16,40}}/receipt", intake_receipt)
     r.add_post(r"/sessions/{day:\d{4}-\d{2}-\d{2}}/roster", session_roster)
     r.add_post(r"/sessions/{day:\d{4}-\d{2}-\d{2}}/roster.xlsx", session_roster_xlsx)
     r.add_static("/static", Path(__file__).parent / "static")
@@ -495,3 +509,56 @@ async def session_roster_xlsx(request: web.Request) -> web.Response:
         content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"Content-Disposition": f'attachment; filename="roster-{day}.xlsx"'},
     )
+
+
+# -- window intake (一窗) ---------------------------------------------------------------------------
+def window_intakes(request: web.Request) -> WindowIntakes:
+    s = services_of(request)
+    return WindowIntakes(s.redis.client, request.app[CONVERSATIONS_OF](), s.registry)
+
+
+@needs(INTAKE)
+async def intake_page(request: web.Request) -> web.Response:
+    return render(request, "intake.html", intake=None, reply="", submitted=None)
+
+
+@needs(INTAKE)
+async def intake_start(request: web.Request) -> web.Response:
+    intakes = window_intakes(request)
+    intake = await intakes.start(staff_of(request).account.username)
+    await audit(request, "window_intake", target=intake.user)
+    reply = await intakes.say(intake, "你好")
+    return render(request, "intake.html", intake=intake, reply=reply, submitted=None)
+
+
+async def _own_intake(request: web.Request):
+    intakes = window_intakes(request)
+    intake = await intakes.get(request.match_info["intake_id"], staff_of(request).account.username)
+    if intake is None:
+        raise web.HTTPNotFound(text="没有这次受理，或不是您开始的。")
+    return intakes, intake
+
+
+@needs(INTAKE)
+async def intake_answer(request: web.Request) -> web.Response:
+    """One answer of the walk-in citizen, typed by the clerk, through the chat's own conversation."""
+    intakes, intake = await _own_intake(request)
+    answer = str((await request.post()).get("answer", "")).strip()
+    before = await intakes.submitted(intake)
+    reply = await intakes.say(intake, answer) if answer else ""
+    submitted = await intakes.submitted(intake)
+    if submitted and not before:
+        await audit(request, "window_submitted", target=submitted)
+    return render(request, "intake.html", intake=intake, reply=reply, submitted=submitted)
+
+
+@needs(INTAKE)
+async def intake_receipt(request: web.Request) -> web.Response:
+    """The receipt to hand over: the application id and a 绑定码, from the conversation's own “绑定码”."""
+    intakes, intake = await _own_intake(request)
+    submitted = await intakes.submitted(intake)
+    if submitted is None:
+        return _error(request, 409, "申请还没有提交，不能打印回执。")
+    bind = await intakes.hand_over(intake, submitted)
+    await audit(request, "window_receipt", target=submitted)
+    return render(request, "receipt.html", application_id=submitted, bind=bind)
