@@ -55,6 +55,7 @@ async def test_the_console_answers_only_its_configured_networks(settings, clock)
     try:
         assert (await client.get("/console/login")).status == 404
         assert (await client.post("/console/login", data={})).status == 404
+        assert (await client.get("/console", allow_redirects=False)).status == 404
     finally:
         await client.close()
 
@@ -73,7 +74,7 @@ async def test_pages_need_a_login_and_the_login_form_its_own_token(console):
     # The right password, but no token from the login page (a cross-site login): refused.
     console.session.cookie_jar.clear()
     resp = await console.post("/console/login", data={"username": "clerk", "password": PASSWORD}, allow_redirects=False)
-    assert resp.status == 403 and "CSRF" in await resp.text()
+    assert resp.status == 403 and "CSRF" in await resp.text() and resp.headers["X-Frame-Options"] == "DENY"
     resp = await log_in(console, "clerk")
     assert resp.headers["Location"] == "/console/"
     cookie = resp.cookies["console_session"]

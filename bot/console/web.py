@@ -108,7 +108,9 @@ def setup_console(
     r.add_static("/static", Path(__file__).parent / "static")
     app.add_subapp(PREFIX, console)
 
-    async def to_console(_request: web.Request) -> web.Response:
+    async def to_console(request: web.Request) -> web.Response:
+        if not _allowed(request, console[NETWORKS]):
+            raise web.HTTPNotFound()
         raise web.HTTPFound(PREFIX + "/")
 
     app.router.add_get(PREFIX, to_console)
@@ -126,13 +128,17 @@ def address_of(request: web.Request) -> str:
     return request.remote or ""
 
 
-@web.middleware
-async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _allowed(request: web.Request, networks: list) -> bool:
     try:
         address = ipaddress.ip_address(address_of(request))
     except ValueError:
-        raise web.HTTPNotFound() from None
-    if not any(address in network for network in request.app[NETWORKS]):
+        return False
+    return any(address in network for network in networks)
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not _allowed(request, request.app[NETWORKS]):
         raise web.HTTPNotFound()
     s = services_of(request)
     staff = None
@@ -154,8 +160,12 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         sent = str(form.get("csrf", ""))
         expected = staff.session.csrf if staff else request.cookies.get(LOGIN_COOKIE, "")
         if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-            return _error(request, 403, "表单已过期或来源不明（CSRF 校验未通过），请返回刷新后再试。")
-    response = await handler(request)
+            return _hardened(_error(request, 403, "表单已过期或来源不明（CSRF 校验未通过），请返回刷新后再试。"))
+    return _hardened(await handler(request))
+
+
+def _hardened(response: web.StreamResponse) -> web.StreamResponse:
+    """Personal data is never cached, framed or sniffed; the pages run no script and post only here."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
