@@ -61,6 +61,8 @@ class Settings:
     # BOT_CONSOLE=1: the staff console at /console, answering only addresses in BOT_CONSOLE_NETWORKS.
     console: bool = False
     console_networks: str = "127.0.0.1/32,::1/128"
+    # BOT_CONSOLE_PROXIES: reverse proxies (networks) whose X-Forwarded-For names the staff's address.
+    console_proxies: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -92,6 +94,7 @@ class Settings:
             log_level=(env.get("BOT_LOG_LEVEL") or "INFO").strip().upper(),
             console=bool(_flag(env.get("BOT_CONSOLE"))),
             console_networks=env.get("BOT_CONSOLE_NETWORKS") or "127.0.0.1/32,::1/128",
+            console_proxies=env.get("BOT_CONSOLE_PROXIES", ""),
         )
 
     @property
@@ -175,6 +178,7 @@ class Settings:
             from bot.console.networks import network_problem
 
             problems += network_problem(self.console_networks)
+            problems += network_problem(self.console_proxies, "BOT_CONSOLE_PROXIES", empty_ok=True)
         if problems:
             raise ConfigError("; ".join(problems))
 

@@ -686,3 +686,51 @@ async def test_a_walk_in_application_entered_at_the_window_reaches_the_intake_an
     actions = [(e.action, e.user) for e in await audit_entries(console) if e.action.startswith("window")]
     assert actions == [("window_receipt", "clerk")] * 2 + [("window_submitted", "clerk"), ("window_intake", "clerk")]
     assert (await s.registry.meta(case_id))["viewers"] == ["oCitizenAfterWindow0001"]
+
+
+def test_the_staff_address_behind_a_proxy_is_the_nearest_forwarded_hop_that_is_no_proxy():
+    from bot.console.networks import client_address, parse_networks
+
+    proxies = parse_networks("127.0.0.1/32,10.0.0.0/30")
+    assert client_address("10.12.3.4", "1.2.3.4", proxies) == "10.12.3.4"  # not from a proxy: its header is ignored
+    assert client_address("127.0.0.1", None, proxies) == "127.0.0.1"
+    assert client_address("127.0.0.1", "10.12.3.4", proxies) == "10.12.3.4"
+    assert client_address("127.0.0.1", "10.12.3.4, 10.0.0.2", proxies) == "10.12.3.4"  # two proxies
+    assert client_address("127.0.0.1", "10.12.9.9, 8.8.8.8", proxies) == "8.8.8.8"  # a forged first hop is not believed
+    assert client_address("127.0.0.1", "unknown", proxies) == "unknown"
+
+
+async def test_behind_a_configured_proxy_the_console_answers_and_logs_the_forwarded_address(settings, clock):
+    intranet = settings.with_(console=True, console_networks="10.12.0.0/16")
+    direct = await start_client(intranet, clock)
+    try:  # without BOT_CONSOLE_PROXIES anyone's X-Forwarded-For is ignored
+        assert (await direct.get("/console/login", headers={"X-Forwarded-For": "10.12.3.4"})).status == 404
+    finally:
+        await direct.close()
+    client = await start_client(intranet.with_(console_proxies="127.0.0.1/32"), clock)
+    try:
+        assert (await client.get("/console/login")).status == 404  # the proxy itself is not the intranet
+        assert (await client.get("/console/login", headers={"X-Forwarded-For": "8.8.8.8"})).status == 404
+        assert (await client.get("/console/login", headers={"X-Forwarded-For": "10.12.0.1, 8.8.8.8"})).status == 404
+        await add_staff(client, "clerk")
+        hop = {"X-Forwarded-For": "10.12.3.4"}
+        page = await client.get("/console/login", headers=hop)
+        assert page.status == 200
+        resp = await client.post(
+            "/console/login",
+            data={"csrf": csrf_of(await page.text()), "username": "clerk", "password": PASSWORD},
+            headers=hop,
+            allow_redirects=False,
+        )
+        assert resp.status == 302
+        [entry] = [e for e in await audit_entries(client) if e.action == "login"]
+        assert entry.address == "10.12.3.4"
+    finally:
+        await client.close()
+
+
+def test_malformed_proxy_networks_are_refused(settings):
+    from bot.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="BOT_CONSOLE_PROXIES"):
+        settings.with_(console=True, console_proxies="proxy.local").validate()

@@ -30,7 +30,7 @@ from bot.console import sessions_page
 from bot.console.accounts import Account, Accounts
 from bot.console.audit import AuditLog
 from bot.console.calls import OUTCOMES, CallLog
-from bot.console.networks import parse_networks
+from bot.console.networks import client_address, parse_networks
 from bot.console.printing import NoForm, application_form_pdf
 from bot.console.roles import AUDIT, CALLS, DASHBOARD, INTAKE, PRINT, RETRY, SEARCH, SESSIONS, UNMASK, VIEW, home
 from bot.console.staff_sessions import StaffSession, StaffSessions
@@ -46,6 +46,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SERVICES_OF: web.AppKey[Callable[[], Services]] = web.AppKey("console_services")
 CONVERSATIONS_OF: web.AppKey[Callable[[], ConversationService]] = web.AppKey("console_conversations")
 NETWORKS = web.AppKey("console_networks", list)
+PROXIES = web.AppKey("console_proxies", list)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def setup_console(
     console[SERVICES_OF] = services
     console[CONVERSATIONS_OF] = conversations
     console[NETWORKS] = parse_networks(settings.console_networks)
+    console[PROXIES] = parse_networks(settings.console_proxies)
     env = aiohttp_jinja2.setup(
         console,
         loader=jinja2.PackageLoader("bot.console", "templates"),
@@ -109,7 +111,7 @@ def setup_console(
     app.add_subapp(PREFIX, console)
 
     async def to_console(request: web.Request) -> web.Response:
-        if not _allowed(request, console[NETWORKS]):
+        if not _allowed(request, console[NETWORKS], console[PROXIES]):
             raise web.HTTPNotFound()
         raise web.HTTPFound(PREFIX + "/")
 
@@ -125,12 +127,13 @@ def services_of(request: web.Request) -> Services:
 
 
 def address_of(request: web.Request) -> str:
-    return request.remote or ""
+    """Where the request comes from: behind BOT_CONSOLE_PROXIES, the address they forwarded for."""
+    return client_address(request.remote, request.headers.get("X-Forwarded-For"), request.app[PROXIES])
 
 
-def _allowed(request: web.Request, networks: list) -> bool:
+def _allowed(request: web.Request, networks: list, proxies: list) -> bool:
     try:
-        address = ipaddress.ip_address(address_of(request))
+        address = ipaddress.ip_address(client_address(request.remote, request.headers.get("X-Forwarded-For"), proxies))
     except ValueError:
         return False
     return any(address in network for network in networks)
@@ -138,7 +141,7 @@ def _allowed(request: web.Request, networks: list) -> bool:
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not _allowed(request, request.app[NETWORKS]):
+    if not _allowed(request, request.app[NETWORKS], request.app[PROXIES]):
         raise web.HTTPNotFound()
     s = services_of(request)
     staff = None
