@@ -723,8 +723,23 @@ async def test_behind_a_configured_proxy_the_console_answers_and_logs_the_forwar
             allow_redirects=False,
         )
         assert resp.status == 302
+        assert not resp.cookies["console_session"]["secure"]  # plain HTTP all the way
         [entry] = [e for e in await audit_entries(client) if e.action == "login"]
         assert entry.address == "10.12.3.4"
+        # The proxy terminated TLS: the cookies are Secure.
+        tls = {**hop, "X-Forwarded-Proto": "https"}
+        client.session.cookie_jar.clear()
+        page = await client.get("/console/login", headers=tls)
+        assert page.cookies["console_login"]["secure"]
+        # The browser sends a Secure cookie over HTTPS to the proxy, which passes it on over HTTP.
+        cookie = {"Cookie": f"console_login={page.cookies['console_login'].value}"}
+        resp = await client.post(
+            "/console/login",
+            data={"csrf": csrf_of(await page.text()), "username": "clerk", "password": PASSWORD},
+            headers={**tls, **cookie},
+            allow_redirects=False,
+        )
+        assert resp.status == 302 and resp.cookies["console_session"]["secure"]
     finally:
         await client.close()
 

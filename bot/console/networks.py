@@ -25,12 +25,12 @@ def client_address(peer: str | None, forwarded_for: str | None, proxies: list[Ne
     X-Forwarded-For that is not one (hops further back anyone could have written)."""
     address = peer or ""
     hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
-    while hops and _is_proxy(address, proxies):
+    while hops and is_proxy(address, proxies):
         address = hops.pop()
     return address
 
 
-def _is_proxy(address: str, proxies: list[Network]) -> bool:
+def is_proxy(address: str, proxies: list[Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -30,7 +30,7 @@ from bot.console import sessions_page
 from bot.console.accounts import Account, Accounts
 from bot.console.audit import AuditLog
 from bot.console.calls import OUTCOMES, CallLog
-from bot.console.networks import client_address, parse_networks
+from bot.console.networks import client_address, is_proxy, parse_networks
 from bot.console.printing import NoForm, application_form_pdf
 from bot.console.roles import AUDIT, CALLS, DASHBOARD, INTAKE, PRINT, RETRY, SEARCH, SESSIONS, UNMASK, VIEW, home
 from bot.console.staff_sessions import StaffSession, StaffSessions
@@ -129,6 +129,14 @@ def services_of(request: web.Request) -> Services:
 def address_of(request: web.Request) -> str:
     """Where the request comes from: behind BOT_CONSOLE_PROXIES, the address they forwarded for."""
     return client_address(request.remote, request.headers.get("X-Forwarded-For"), request.app[PROXIES])
+
+
+def _over_https(request: web.Request) -> bool:
+    """HTTPS to us, or to our proxy (its X-Forwarded-Proto): then the cookies are Secure."""
+    if request.secure:
+        return True
+    from_proxy = is_proxy(request.remote or "", request.app[PROXIES])
+    return from_proxy and request.headers.get("X-Forwarded-Proto", "").lower() == "https"
 
 
 def _allowed(request: web.Request, networks: list, proxies: list) -> bool:
@@ -248,7 +256,7 @@ async def login_page(request: web.Request, *, message: str = "", status: int = 2
         raise web.HTTPFound(home(logged_in.account.role))
     token = secrets.token_urlsafe(32)
     response = render(request, "login.html", status=status, login_csrf=token, message=message)
-    response.set_cookie(LOGIN_COOKIE, token, path=PREFIX, httponly=True, samesite="Strict", secure=request.secure)
+    response.set_cookie(LOGIN_COOKIE, token, path=PREFIX, httponly=True, samesite="Strict", secure=_over_https(request))
     return response
 
 
@@ -269,7 +277,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     session = await StaffSessions(s.redis.client).start(result)
     await audit(request, "login", target=username, staff=result)
     moved = web.HTTPFound(home(result.role))
-    moved.set_cookie(COOKIE, session.id, path=PREFIX, httponly=True, samesite="Strict", secure=request.secure)
+    moved.set_cookie(COOKIE, session.id, path=PREFIX, httponly=True, samesite="Strict", secure=_over_https(request))
     moved.del_cookie(LOGIN_COOKIE, path=PREFIX)
     raise moved
 
