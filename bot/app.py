@@ -125,6 +125,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
             region_name=pack.name,
             inbox="/sandbox/wechat/inbox/" if settings.wechat_sandbox_enabled else None,
         )
+    if settings.console:
+        from bot.console.web import setup_console
+
+        setup_console(app, settings, services=lambda: app[SERVICES], conversations=lambda: app[CONVERSATIONS])
     return app
 
 

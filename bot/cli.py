@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     keygen = sub.add_parser("keygen", help="print a new data key for BOT_DATA_KEY (and how to rotate)")
     keygen.add_argument("--kid", help="the key's id (default: k + today's date)")
     _operator_commands(sub)
+    from bot.console.cli import add_users_command
+
+    add_users_command(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -180,6 +183,10 @@ async def _operate(settings: Settings, args) -> int:
             op.write(await (op.satisfaction_comments(s) if args.action == "comments" else op.satisfaction_report(s)))
         elif args.command == "menu":
             return await op.menu(s, args.action)
+        elif args.command == "users":
+            from bot.console.cli import run_users
+
+            return await run_users(s.redis.client, args)
         elif args.command == "calendar":
             missing = op.calendar_check(s)
             op.write(missing or "未来120天的节假日安排都已公布。\n")
@@ -213,6 +220,8 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     print(f"扶残助困 bot: WeChat endpoint {base}/wechat", flush=True)
     if settings.simulator_enabled:
         print(f"Simulator (open in a browser): {base}/simulator", flush=True)
+    if settings.console:
+        print(f"Staff console: {base}/console", flush=True)
     try:
         if workers <= 1:
             _run_worker(settings, started, reuse_port=False)

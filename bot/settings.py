@@ -82,6 +82,11 @@ class Settings:
     today: str = ""
     log_format: str = "text"
     log_level: str = "INFO"
+    # BOT_CONSOLE=1: the staff console at /console, answering only addresses in BOT_CONSOLE_NETWORKS.
+    console: bool = False
+    console_networks: str = "127.0.0.1/32,::1/128"
+    # BOT_CONSOLE_PROXIES: reverse proxies (networks) whose X-Forwarded-For names the staff's address.
+    console_proxies: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -114,6 +119,9 @@ class Settings:
             today=env.get("BOT_TODAY", "").strip(),
             log_format=(env.get("BOT_LOG_FORMAT") or "text").strip().lower(),
             log_level=(env.get("BOT_LOG_LEVEL") or "INFO").strip().upper(),
+            console=bool(_flag(env.get("BOT_CONSOLE"))),
+            console_networks=env.get("BOT_CONSOLE_NETWORKS") or "127.0.0.1/32,::1/128",
+            console_proxies=env.get("BOT_CONSOLE_PROXIES", ""),
         )
 
     @property
@@ -265,6 +273,11 @@ class Settings:
                 f"BOT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters "
                 "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
+        if self.console:
+            from bot.console.networks import network_problem
+
+            problems += network_problem(self.console_networks)
+            problems += network_problem(self.console_proxies, "BOT_CONSOLE_PROXIES", empty_ok=True)
         if problems:
             raise ConfigError("; ".join(problems))
 

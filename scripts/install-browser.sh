@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Chromium and its WebDriver for the browser test (tests/test_simulator_browser.py).
-# Idempotent: does nothing when both are already there. CI runs it before the tests.
+# Chromium and its WebDriver for the browser tests (tests/test_simulator_browser.py, tests/test_console_browser.py),
+# and Debian's Noto CJK fonts, without which the console's Chinese pages (and their screenshots) show boxes.
+# Idempotent: does nothing when all are already there. CI runs it before the tests.
 set -euo pipefail
 
 CHROMIUM=/usr/bin/chromium
 DRIVER=/usr/bin/chromedriver
-PACKAGES=(chromium chromium-driver)
+CJK_FONT=/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+PACKAGES=(chromium chromium-driver fonts-noto-cjk)
 
-if [ -x "$CHROMIUM" ] && [ -x "$DRIVER" ]; then
+if [ -x "$CHROMIUM" ] && [ -x "$DRIVER" ] && [ -f "$CJK_FONT" ]; then
   exit 0
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-browser: $CHROMIUM and/or $DRIVER missing; as root run:" >&2
+  echo "install-browser: $CHROMIUM, $DRIVER or $CJK_FONT missing; as root run:" >&2
   echo "  apt-get update && apt-get install -y ${PACKAGES[*]}" >&2
   echo "(without them the browser test is skipped locally and fails when CI is set)" >&2
   exit 1
@@ -34,8 +36,8 @@ if ! apt-get install -y -qq "${PACKAGES[@]}"; then
   apt-get install -y -qq "${PACKAGES[@]}"
 fi
 
-if [ ! -x "$CHROMIUM" ] || [ ! -x "$DRIVER" ]; then
-  echo "install-browser: installed ${PACKAGES[*]} but $CHROMIUM or $DRIVER is still missing" >&2
+if [ ! -x "$CHROMIUM" ] || [ ! -x "$DRIVER" ] || [ ! -f "$CJK_FONT" ]; then
+  echo "install-browser: installed ${PACKAGES[*]} but $CHROMIUM, $DRIVER or $CJK_FONT is still missing" >&2
   exit 1
 fi
 echo "install-browser: $("$CHROMIUM" --version 2>/dev/null || echo chromium), $("$DRIVER" --version 2>/dev/null | head -n1)"
