@@ -54,16 +54,18 @@ class ConversationService:
         self.clock = clock
         self.menu = {item["key"]: item["says"] for item in pack.menu}
 
-    async def reply_to(self, message: Incoming, now: datetime | None = None) -> str:
-        return self.channel.fit(await self._reply_safely(message, now))
+    async def reply_to(self, message: Incoming, now: datetime | None = None, *, channel: WeChatChannel | None = None) -> str:
+        """`channel`: another way in to the same dialog than this service's own (the window intake)."""
+        channel = channel or self.channel
+        return channel.fit(await self._reply_safely(message, now, channel))
 
-    async def _reply_safely(self, message: Incoming, now: datetime | None) -> str:
+    async def _reply_safely(self, message: Incoming, now: datetime | None, channel: WeChatChannel) -> str:
         """The text to answer with ('' for nothing). Never raises for a citizen's message."""
         started = time.perf_counter()
         self.metrics.messages.labels(message.msg_type).inc()
         try:
             async with asyncio.timeout(self.deadline_s):  # no extra task per turn, unlike wait_for
-                reply = await self._reply(message, now)
+                reply = await self._reply(message, now, channel)
             self.health.ok()
             return reply
         except (TimeoutError, LockTimeout):
@@ -84,12 +86,12 @@ class ConversationService:
             self.metrics.latency.observe(time.perf_counter() - started)
         return self.pack.text("busy")
 
-    async def _reply(self, message: Incoming, now: datetime | None) -> str:
+    async def _reply(self, message: Incoming, now: datetime | None, channel: WeChatChannel) -> str:
         openid = message.from_user
         if message.msg_type == "event" and message.event == "unsubscribe":
             await self._forget(openid, message)
             return ""
-        user_input = self.channel.input(message, self.menu)
+        user_input = channel.input(message, self.menu)
         if user_input is None:
             # Events we do not use get no reply; a video or location gets a kind word.
             return "" if message.msg_type == "event" else self.pack.text("unsupported_message")

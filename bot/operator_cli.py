@@ -145,6 +145,7 @@ async def roster(s: Services, day: str, fmt: str, out: Path | None) -> str:
 
 
 async def announce_mental(s: Services, day: str, period: str | None, place: str | None) -> str:
+    day = _operator_day(day, "the session's date").isoformat()
     a = s.pack.assessment
     appointment = {
         "session_date": day,

@@ -20,20 +20,22 @@ log = logging.getLogger(__name__)
 class WeChatChannel:
     # A passive reply's text, in UTF-8 bytes (WeChat cuts or refuses a longer one).
     text_limit_bytes: int = 2048
+    # What the application document says it came through (the window intake drives the same dialog as "window").
+    name: str = "wechat"
 
     def input(self, m: Incoming, menu: dict[str, str]) -> UserInput | None:
         """What the citizen said, or None for events we politely ignore."""
         if m.msg_type == "text":
-            return UserInput("text", m.content or "")
+            return UserInput("text", m.content or "", channel=self.name)
         if m.msg_type == "voice":
             text = (m.recognition or "").strip()
-            return UserInput("voice", text, media_id=m.media_id, recognized=bool(text))
+            return UserInput("voice", text, media_id=m.media_id, recognized=bool(text), channel=self.name)
         if m.msg_type == "image":
-            return UserInput("image", "", media_id=m.media_id, pic_url=m.pic_url)
+            return UserInput("image", "", media_id=m.media_id, pic_url=m.pic_url, channel=self.name)
         if m.msg_type == "event" and m.event == "subscribe":
-            return UserInput("subscribe")
+            return UserInput("subscribe", channel=self.name)
         if m.msg_type == "event" and m.event == "click" and m.event_key in menu:
-            return UserInput("click", menu[m.event_key])
+            return UserInput("click", menu[m.event_key], channel=self.name)
         return None
 
     def fit(self, reply: str) -> str:
@@ -46,4 +48,5 @@ class WeChatChannel:
 
 
 WECHAT = WeChatChannel()
+WINDOW = WeChatChannel(name="window")
 WECHAT_TEXT_LIMIT = WECHAT.text_limit_bytes

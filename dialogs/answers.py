@@ -611,7 +611,7 @@ async def submit(turn: Turn) -> None:
     booking = turn.data.get("booking")
     if booking and (moved_to := (await turn.ports.book.moves()).get(booking["session_date"])):
         booking["session_date"] = moved_to  # moved by the county while this form was being filled in
-    document = build_document(turn.case, turn.openid, turn.now)
+    document = build_document(turn.case, turn.openid, turn.now, channel=turn.channel)
     expected: dict[str, str | None] = {}
     for code, result in document["eligibility"].items():
         # A result that waits for the assessment has no date of its own yet.

@@ -21,7 +21,7 @@ def new_reference(prefix: str, now: datetime) -> str:
     return f"{prefix}{now:%Y%m%d}{tail}"
 
 
-def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
+def build_document(case: Case, openid: str, now: datetime, *, channel: str = "wechat") -> dict[str, Any]:
     data = case.data
     facts = case.facts
     applicant = data.get("applicant", {})
@@ -34,7 +34,7 @@ def build_document(case: Case, openid: str, now: datetime) -> dict[str, Any]:
         "region": case.pack.region,
         "created_at": data["created_at"],
         "submitted_at": data.get("submitted_at") or now.isoformat(timespec="seconds"),
-        "channel": "wechat",
+        "channel": channel,
         "openid": openid,
         "services": list(case.services),
         "applicant": {

@@ -123,8 +123,9 @@ class ApplicationDialog:
             and set(session.get("data", {})) <= {"reference", "created_at"}
         )
 
-    def _turn(self, session: dict[str, Any], openid: str, now: datetime) -> Turn:
-        return Turn(Case(session["data"], self.pack, now.date()), self.lang, self.ports, self.calendar, now, openid)
+    def _turn(self, session: dict[str, Any], openid: str, now: datetime, channel: str = "wechat") -> Turn:
+        case = Case(session["data"], self.pack, now.date())
+        return Turn(case, self.lang, self.ports, self.calendar, now, openid, channel=channel)
 
     # -- one message ----------------------------------------------------------------------------
     async def handle(self, session: dict[str, Any] | None, inp: UserInput, openid: str, now: datetime) -> TurnResult:
@@ -133,7 +134,7 @@ class ApplicationDialog:
             session = self.new_session(now)
         idle = now - datetime.fromisoformat(session["updated_at"])
         session["updated_at"] = now.isoformat(timespec="seconds")
-        turn = self._turn(session, openid, now)
+        turn = self._turn(session, openid, now, inp.channel)
         reply = await self._respond(session, turn, inp, resuming=not fresh and idle > self.resume_after)
         return TurnResult(None if session.get("erased") else session, reply, turn.effects)
 
@@ -228,7 +229,9 @@ class ApplicationDialog:
             fresh = self.new_session(turn.now)
             session.clear()
             session.update(fresh)
-            return self.join(self.pack.text("restarted"), await prompt(self._turn(session, turn.openid, turn.now), INITIAL))
+            return self.join(
+                self.pack.text("restarted"), await prompt(self._turn(session, turn.openid, turn.now, turn.channel), INITIAL)
+            )
         if command == "back":
             if state == FINAL:
                 return await prompt(turn, state)

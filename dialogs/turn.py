@@ -78,6 +78,7 @@ class UserInput:
     media_id: str | None = None
     pic_url: str | None = None
     recognized: bool = True  # a voice message WeChat could not transcribe has recognized=False
+    channel: str = "wechat"  # what the conversation comes through: wechat, window (一窗)
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Turn:
     now: datetime
     openid: str
     effects: list[Effect] = field(default_factory=list)
+    channel: str = "wechat"
 
     def do(self, effect: Effect) -> None:
         """Ask for an effect, carried out once the session is saved."""

@@ -266,7 +266,7 @@ class PushQueue:
             out.append(
                 {
                     "id": failed_id(key),
-                    "key": said.replace(to, openid) if to and said else "?",
+                    "key": (said.replace(to, openid) if to else said) or "?",
                     "openid": openid,
                     "kind": fields.get("kind", b"text").decode(),
                     "errcode": int(fields.get("errcode", b"0")),

@@ -486,7 +486,7 @@ async def test_the_sessions_page_counts_bookings_and_the_roster_is_a_logged_post
     assert resp.status == 200 and "attachment" in resp.headers["Content-Disposition"]
     sheet = load_workbook(io.BytesIO(await resp.read())).active
     rows = [[c.value for c in row] for row in sheet.iter_rows()]
-    assert rows[0][:2] == ["申请编号", "姓名"] and rows[1][:2] == [case_id, APPLICANT["name"]]
+    assert rows[0][:2] == ["序号", "姓名"] and rows[1][:2] == ["1", APPLICANT["name"]] and case_id in rows[1]
     assert (await console.post("/console/sessions/2026-13-40/roster", data={"csrf": csrf})).status == 404
     logged = [(e.action, e.target) for e in await audit_entries(console) if e.action.startswith("roster")]
     assert logged == [("roster_xlsx", session_day), ("roster", session_day)]
@@ -497,6 +497,71 @@ async def test_the_sessions_page_counts_bookings_and_the_roster_is_a_logged_post
     assert resp.status == 403 and APPLICANT["name"] not in await resp.text()
     await log_in(console, "civil_affairs")
     assert (await console.get("/console/sessions")).status == 403
+
+
+async def assessment_reminders(s, app_id: str) -> set[str]:
+    """The session days this application's assessment reminders are scheduled for."""
+    return {rid.split(":")[2] for rid, _ in await s.reminders.scheduled() if rid.startswith(f"assess:{app_id}:")}
+
+
+async def test_a_session_is_moved_from_the_console_by_the_cli_operation_and_a_bad_move_is_one_line(console, case_id):
+    from datetime import date, timedelta
+
+    s = console.server.app[SERVICES]
+    old = (await s.outbox.get(case_id))["appointment"]["session_date"]
+    new = s.calendar.add_workdays(date.fromisoformat(old), 3).isoformat()
+    assert await assessment_reminders(s, case_id) == {old}
+    await add_staff(console, "clerk", "disability_officer", "admin")
+    # The window clerk sees the sessions, but may not move one.
+    await log_in(console, "clerk")
+    page = await (await console.get("/console/sessions")).text()
+    assert f'id="move-{old}"' not in page
+    resp = await console.post(f"/console/sessions/{old}/move", data={"csrf": csrf_of(page), "new_day": new})
+    assert resp.status == 403 and await s.book.holders(old) == [case_id]
+
+    await log_in(console, "disability_officer")
+    csrf = await page_csrf(console, "/console/sessions")
+    assert (await console.post(f"/console/sessions/{old}/move", data={"new_day": new})).status == 403  # no token
+    yesterday = (s.clock.today() - timedelta(days=1)).isoformat()
+    weekend = date.fromisoformat(old) + timedelta(days=(5 - date.fromisoformat(old).weekday()) % 7 or 7)
+    for bad, why in ((yesterday, "in the past"), (weekend.isoformat(), "not a working day"), ("2027-02-30", "real date")):
+        resp = await console.post(f"/console/sessions/{old}/move", data={"csrf": csrf, "new_day": bad})
+        html = await resp.text()
+        refused = re.search(r'id="refused">([^<]*)<', html).group(1)
+        assert resp.status == 409 and refused.startswith("改期未执行：") and why in refused and "\n" not in refused, refused
+    assert await s.book.holders(old) == [case_id] and await s.book.moves() == {}
+
+    resp = await console.post(f"/console/sessions/{old}/move", data={"csrf": csrf, "new_day": new})
+    html = await resp.text()
+    assert resp.status == 200 and f"moved 1 bookings from {old} to {new}" in html
+    assert await s.book.holders(new) == [case_id] and await s.book.holders(old) == []
+    assert (await s.registry.meta(case_id))["appointment"]["session_date"] == new
+    assert await assessment_reminders(s, case_id) == {new}  # the old day's gone, the new day's scheduled
+    assert re.search(rf"<td>{new}（原定[^<]*已改期）</td>\s*<td>[^<]*</td>\s*<td>[^<]*</td>\s*<td>1/\d+</td>", html), html
+    # The roster of the day it was moved to.
+    assert case_id in await (await console.post(f"/console/sessions/{new}/roster", data={"csrf": csrf})).text()
+    logged = [(e.action, e.target) for e in await audit_entries(console) if e.action.startswith("move_session")]
+    assert logged[0] == ("move_session", old) and [a for a, _ in logged[1:]] == ["move_session_refused"] * 3
+
+
+async def test_a_mental_session_is_announced_from_the_console_to_the_waiting_list(console):
+    s = console.server.app[SERVICES]
+    await s.book.join_waitlist("mental", "QY20990101WAIT01")
+    await add_staff(console, "admin", "clerk")
+    await log_in(console, "clerk")
+    assert (await console.post("/console/sessions/announce", data={"csrf": await page_csrf(console), "day": "x"})).status == 403
+    await log_in(console, "admin")
+    csrf = await page_csrf(console, "/console/sessions")
+    resp = await console.post("/console/sessions/announce", data={"csrf": csrf, "day": "2027-13-01"})
+    assert resp.status == 409 and "通知未发出：" in await resp.text() and await s.book.waitlist("mental") == ["QY20990101WAIT01"]
+    day = s.calendar.add_workdays(s.clock.today(), 10).isoformat()
+    resp = await console.post("/console/sessions/announce", data={"csrf": csrf, "day": day, "place": "县医院"})
+    assert resp.status == 200 and "announced" in await resp.text() and "to 1 applicants" in await resp.text()
+    assert await s.book.waitlist("mental") == [] and await s.book.holders(f"mental-{day}") == ["QY20990101WAIT01"]
+    assert [(e.action, e.target) for e in await audit_entries(console) if e.action.startswith("announce")] == [
+        ("announce_mental", day),
+        ("announce_refused", "2027-13-01"),
+    ]
 
 
 async def test_hulunbuirs_approval_form_is_printed_prefilled_with_the_guardian_and_the_reasons(settings, clock, protocol):
@@ -663,6 +728,8 @@ async def test_a_walk_in_application_entered_at_the_window_reaches_the_intake_an
     s = console.server.app[SERVICES]
     document = await s.outbox.get(case_id)
     assert document["applicant"]["id_number"] == APPLICANT["id_number"] and document["services"] == ["disability_certificate"]
+    assert document["channel"] == "window"  # what it came through, not WeChat
+    assert "渠道 窗口受理" in await (await console.get(f"/console/cases/{case_id}")).text()
     deadline = time.monotonic() + 10
     while ((await ledger(s).status(case_id)) or {}).get("state") != "delivered":
         assert time.monotonic() < deadline, await ledger(s).status(case_id)

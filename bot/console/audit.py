@@ -34,6 +34,12 @@ ACTIONS = {
     "window_receipt": "打印受理回执（含绑定码）",
     "roster_xlsx": "下载评定名单 xlsx（含姓名、电话）",
     "refused": "越权访问被拒绝",
+    "move_session": "评定场次改期",
+    "move_session_refused": "评定场次改期（未通过校验，未执行）",
+    "announce_mental": "通知精神残疾评定场次",
+    "announce_refused": "通知精神残疾评定场次（未通过校验，未执行）",
+    "revoke_binding": "解除家属绑定",
+    "close_ticket": "关闭人工工单",
 }
 
 

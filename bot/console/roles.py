@@ -18,6 +18,9 @@ DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, AUDIT, RETRY = "dashboard", "search", "v
 SESSIONS = "sessions"
 # Record a call to the applicant (who called, the outcome, a note); enter a walk-in application.
 CALLS, INTAKE = "calls", "intake"
+# Move a session, announce a 精神残疾 session (bot/operator_cli.py's own operations); revoke a binding,
+# close a handoff ticket.
+SCHEDULE, CASEWORK = "schedule", "casework"
 
 
 @dataclass(frozen=True)
@@ -32,17 +35,21 @@ class Role:
 ROLES = {
     r.code: r
     for r in (
-        Role("clerk", "窗口受理员", frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS, CALLS, INTAKE})),
+        Role(
+            "clerk",
+            "窗口受理员",
+            frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS, CALLS, INTAKE, CASEWORK}),
+        ),
         Role(
             "disability_officer",
             "残联经办人",
-            frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS, CALLS, INTAKE}),
+            frozenset({DASHBOARD, SEARCH, VIEW, UNMASK, PRINT, RETRY, SESSIONS, CALLS, INTAKE, SCHEDULE, CASEWORK}),
         ),
         Role("civil_affairs", "民政查看", frozenset({SEARCH, VIEW, UNMASK, CALLS}), department="民政"),
         Role("medical_insurance", "医保查看", frozenset({SEARCH, VIEW, UNMASK, CALLS}), department="医保"),
         Role("human_resources", "人社查看", frozenset({SEARCH, VIEW, UNMASK, CALLS}), department="人社"),
         # The administrator runs the system, not cases: no personal data in full.
-        Role("admin", "管理员", frozenset({DASHBOARD, SEARCH, VIEW, AUDIT, RETRY, SESSIONS})),
+        Role("admin", "管理员", frozenset({DASHBOARD, SEARCH, VIEW, AUDIT, RETRY, SESSIONS, SCHEDULE})),
     )
 }
 

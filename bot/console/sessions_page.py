@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from bot.composition import Services
 from bot.operator_cli import ROSTER_COLUMNS, roster_rows
-from dialogs.assessment import monthly_sessions, session_on
+from dialogs.assessment import session_on, sessions_with_moves
 
 COMING = 6
 
@@ -19,6 +19,7 @@ class SessionRow:
     day: str
     scheduled: str
     moved_by_holiday: bool
+    rescheduled: bool  # moved by the county (`bot sessions move`, or the console)
     period: str
     place: str
     booked: int
@@ -26,15 +27,17 @@ class SessionRow:
 
 
 async def coming_sessions(s: Services, count: int = COMING) -> list[SessionRow]:
-    """The next sessions from today on, with how many are booked on each."""
+    """The next sessions from today on, each on the day it was moved to, with how many are booked on each."""
     capacity = int(s.pack.assessment.get("capacity", 0))
     rows = []
-    for session in monthly_sessions(s.pack, s.calendar, s.clock.today() - timedelta(days=1), count):
+    moves = await s.book.moves()
+    for session in sessions_with_moves(s.pack, s.calendar, s.clock.today() - timedelta(days=1), count, moves):
         rows.append(
             SessionRow(
                 session.key,
                 session.scheduled.isoformat(),
-                session.moved,
+                session.moved and not session.rescheduled,
+                session.rescheduled,
                 session.period,
                 session.place,
                 len(await s.book.holders(session.key)),
@@ -48,11 +51,14 @@ async def mental_waiting(s: Services) -> int:
     return len(await s.book.waitlist("mental"))
 
 
-def is_session_day(s: Services, day: str) -> bool:
+async def is_session_day(s: Services, day: str) -> bool:
+    """A day a session is held on: by the calendar, or the day one was moved to."""
     try:
-        return session_on(s.pack, s.calendar, date.fromisoformat(day)) is not None
+        if session_on(s.pack, s.calendar, date.fromisoformat(day)) is not None:
+            return True
     except ValueError:
         return False
+    return day in (await s.book.moves()).values()
 
 
 async def roster(s: Services, day: str) -> tuple[list[str], list[list[str]]]:

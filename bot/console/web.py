@@ -23,6 +23,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from bot import operator_cli
 from bot.clock import CHINA
 from bot.composition import Services
 from bot.console import cases as case_lookup
@@ -32,11 +33,24 @@ from bot.console.audit import AuditLog
 from bot.console.calls import OUTCOMES, CallLog
 from bot.console.networks import client_address, is_proxy, parse_networks
 from bot.console.printing import NoForm, application_form_pdf
-from bot.console.roles import AUDIT, CALLS, DASHBOARD, INTAKE, PRINT, RETRY, SEARCH, SESSIONS, UNMASK, VIEW, home
+from bot.console.roles import (
+    AUDIT,
+    CALLS,
+    DASHBOARD,
+    INTAKE,
+    PRINT,
+    RETRY,
+    SCHEDULE,
+    SEARCH,
+    SESSIONS,
+    UNMASK,
+    VIEW,
+    home,
+)
 from bot.console.staff_sessions import StaffSession, StaffSessions
 from bot.console.window import WindowIntakes
 from bot.conversation import ConversationService
-from bot.settings import Settings
+from bot.settings import OperatorError, Settings
 
 COOKIE = "console_session"
 LOGIN_COOKIE = "console_login"
@@ -105,6 +119,8 @@ def setup_console(
     r.add_post("/intake", intake_start)
     r.add_post(r"/intake/{intake_id:[A-Za-z0-9_-]{16,40}}", intake_answer)
     r.add_post(r"/intake/{intake_id:[A-Za-z0-9_-]{16,40}}/receipt", intake_receipt)
+    r.add_post(r"/sessions/{day:\d{4}-\d{2}-\d{2}}/move", session_move)
+    r.add_post("/sessions/announce", session_announce)
     r.add_post(r"/sessions/{day:\d{4}-\d{2}-\d{2}}/roster", session_roster)
     r.add_post(r"/sessions/{day:\d{4}-\d{2}-\d{2}}/roster.xlsx", session_roster_xlsx)
     r.add_static("/static", Path(__file__).parent / "static")
@@ -495,18 +511,55 @@ async def audit_page(request: web.Request) -> web.Response:
 
 @needs(SESSIONS)
 async def sessions_list(request: web.Request) -> web.Response:
+    return await _sessions(request)
+
+
+async def _sessions(request: web.Request, *, notice: str = "", refused: str = "", status: int = 200) -> web.Response:
     s = services_of(request)
     return render(
         request,
         "sessions.html",
+        status=status,
         sessions=await sessions_page.coming_sessions(s),
         waiting=await sessions_page.mental_waiting(s),
+        notice=notice,
+        refused=refused,
     )
+
+
+@needs(SCHEDULE)
+async def session_move(request: web.Request) -> web.Response:
+    """`bot sessions move` itself: validated before anything moves, journalled, reminders rescheduled."""
+    day = request.match_info["day"]
+    new_day = str((await request.post()).get("new_day", "")).strip()
+    s = services_of(request)
+    try:
+        said = await operator_cli.move_session(s, day, new_day)
+    except OperatorError as e:
+        await audit(request, "move_session_refused", target=day, detail=f"{new_day[:30]}: {e}")
+        return await _sessions(request, refused=f"改期未执行：{e}", status=409)
+    await audit(request, "move_session", target=day, detail=f"{new_day}; {said.strip()}")
+    return await _sessions(request, notice=f"已改期：{said.strip()}（已通知预约的申请人，评定提醒按新日期发送）。")
+
+
+@needs(SCHEDULE)
+async def session_announce(request: web.Request) -> web.Response:
+    """`bot sessions announce --kind mental`: everyone waiting is booked on that day and told."""
+    form = await request.post()
+    day = str(form.get("day", "")).strip()
+    period, place = str(form.get("period", "")).strip() or None, str(form.get("place", "")).strip() or None
+    try:
+        said = await operator_cli.announce_mental(services_of(request), day, period, place)
+    except OperatorError as e:
+        await audit(request, "announce_refused", target=day[:30], detail=str(e))
+        return await _sessions(request, refused=f"通知未发出：{e}", status=409)
+    await audit(request, "announce_mental", target=day, detail=said.strip())
+    return await _sessions(request, notice=f"已通知：{said.strip()}。")
 
 
 async def _roster_day(request: web.Request) -> str:
     day = request.match_info["day"]
-    if not sessions_page.is_session_day(services_of(request), day):
+    if not await sessions_page.is_session_day(services_of(request), day):
         raise web.HTTPNotFound()
     return day
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from bot.clock import protocol_time
 from bot.console import keys
 from bot.conversation import ConversationService
+from bot.wechat_channel import WINDOW
 from bot.wechat_protocol import Incoming
 from integrations.applications import ApplicationRegistry
 from integrations.redis_connection import RedisClient
@@ -67,7 +68,7 @@ class WindowIntakes:
             msg_id=str(int(now * 1000) * 1000 + next(_sequence) % 1000),
             content=text,
         )
-        return await self.conversations.reply_to(message)
+        return await self.conversations.reply_to(message, channel=WINDOW)
 
     async def submitted(self, intake: WindowIntake) -> str | None:
         """The application this intake submitted, once it has (remembered after the hand-over)."""
