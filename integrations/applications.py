@@ -5,7 +5,9 @@ Per application (all keys share the hash tag {app:<id>}):
   publicity, the openids allowed to see it (applicant side and bound family members), the
   intake's 受理编号, and an HMAC of the applicant's ID number for binding by ID;
 - `status`: service -> JSON {status, note, at, expected};
-- `events`: ids of intake events already applied (an event delivered twice is applied once).
+- `events`: ids of intake events already applied (an event delivered twice is applied once);
+- `history`: append-only list of each status a service was given, in order (JSON, notes sealed as in
+  `status`), for the county's console: `status` keeps only the latest.
 Per viewer: `viewer:{<keyed digest of the openid>}:apps`, the applications that openid may see. Nothing tells a
 stranger whether an application exists.
 
@@ -148,6 +150,9 @@ elseif ARGV[4] ~= '' then
 end
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[2], cjson.encode(record))
+record['service'] = ARGV[2]
+record['event_id'] = ARGV[1]
+redis.call('RPUSH', KEYS[3], cjson.encode(record))
 return 1
 """
 
@@ -274,7 +279,9 @@ class ApplicationRegistry:
         now = document["submitted_at"]
         for service in document["services"]:
             record = {"status": "submitted", "at": now, "expected": expected.get(service)}
-            await self.redis.hsetnx(_app(app_id, "status"), service, json.dumps(record, ensure_ascii=False))
+            if await self.redis.hsetnx(_app(app_id, "status"), service, json.dumps(record, ensure_ascii=False)):
+                entry = {**record, "service": service, "event_id": f"{app_id}:submitted:{service}"}
+                await self.redis.rpush(_app(app_id, "history"), json.dumps(entry, ensure_ascii=False))
         await self.redis.sadd(await self.viewer_key(openid), app_id)
         await self._refresh_follower_index(openid)
 
@@ -352,7 +359,7 @@ class ApplicationRegistry:
         if event.get("by_citizen"):
             record["by_citizen"] = True  # a withdrawal from the chat: its status says whether the intake has it
         applied = await self._apply(
-            keys=[_app(app_id, "events"), _app(app_id, "status")],
+            keys=[_app(app_id, "events"), _app(app_id, "status"), _app(app_id, "history")],
             args=[
                 event["event_id"],
                 event["service"],
@@ -364,6 +371,11 @@ class ApplicationRegistry:
         if applied == -1:
             raise StatusConflict("regression")
         return applied == 1
+
+    async def history(self, app_id: str) -> list[dict[str, Any]]:
+        """Every status each service was given, oldest first: {service, status, note, at, expected, event_id}."""
+        entries = [json.loads(raw) for raw in await self.redis.lrange(_app(app_id, "history"), 0, -1)]
+        return [self._open_note(app_id, e.get("service", ""), e) for e in entries]
 
     async def record_conflict(self, app_id: str, event: dict[str, Any], reason: str, at: float) -> None:
         """For operators: an intake event that contradicts what we know (no note: it may be personal)."""
@@ -494,6 +506,17 @@ class ApplicationRegistry:
             await self.update_meta(app_id, viewers=[openid], bound_at={})
         return removed
 
+    async def revoke_viewer(self, app_id: str, openid: str) -> bool:
+        """A county clerk ends one family member's view of this application (never the applicant side's,
+        the first viewer). False when that openid is not a follower of it."""
+        meta = await self.meta(app_id)
+        if meta is None or openid not in meta["viewers"][1:]:
+            return False
+        bound_at = {k: v for k, v in meta.get("bound_at", {}).items() if k != openid}
+        await self.update_meta(app_id, viewers=[v for v in meta["viewers"] if v != openid], bound_at=bound_at)
+        await self.redis.srem(await self.viewer_key(openid), app_id)
+        return True
+
     async def take_bind_attempt(self, openid: str, now: float) -> int:
         """Count one binding attempt of this openid, and of everyone: 0 when it may go ahead, else the
         seconds until the window ends. Atomic, so attempts sent at once cannot slip past the limit."""
@@ -539,7 +562,7 @@ class ApplicationRegistry:
         meta = await self.meta(app_id)
         if meta is None or not status or any(s["status"] not in FINISHED for s in status.values()):
             return False
-        keys = [_app(app_id, "meta"), _app(app_id, "status"), _app(app_id, "events"), _app(app_id, "supplied")]
+        keys = [_app(app_id, part) for part in ("meta", "status", "events", "supplied", "history")]
         keys += [asked_key(app_id, service) for service in meta["services"]]
         for service in meta["services"]:  # a citizen's withdrawal, queued for the intake
             event_id = f"{app_id}:withdraw:{service}"

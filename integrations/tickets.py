@@ -1,5 +1,6 @@
 """Handoffs to county staff (人工, 催办, 改日期): a ticket with who asked, about which application, what,
-and the number to call back, kept sealed; operators read them with `bot tickets list`.
+and the number to call back, kept sealed; operators read them with `bot tickets list`, the console
+lists the open ones and closes one once the citizen was called back.
 
 One ticket per application and request a day: asking again the same day answers with the same ticket.
 """
@@ -55,6 +56,22 @@ class Tickets:
 
     def _seal(self, ticket: str, entry: dict[str, Any]) -> bytes:
         return self.sealer.seal(json.dumps(entry, ensure_ascii=False).encode(), f"{ITEMS}:{ticket}")
+
+    async def close(self, ticket: str, *, by: str, at: datetime) -> dict[str, Any] | None:
+        """Called back: the ticket is closed (kept, for the record), and asking again opens a new one.
+        None when there is no such open ticket."""
+        blob = await self.redis.hget(ITEMS, ticket)
+        if blob is None:
+            return None
+        entry = json.loads(self.sealer.open(_bytes(blob), f"{ITEMS}:{ticket}"))
+        if entry["state"] != "open":
+            return None
+        entry.update(state="closed", closed_by=by, closed_at=at.isoformat(timespec="seconds"))
+        await self.redis.hset(ITEMS, ticket, self._seal(ticket, entry))
+        open_key = _open_key(entry["application_id"], entry["asked"])
+        if _text(await self.redis.get(open_key) or b"") == ticket:
+            await self.redis.delete(open_key)
+        return entry
 
     async def list(self) -> list[dict[str, Any]]:
         raw = await self.redis.hgetall(ITEMS)

@@ -816,3 +816,67 @@ def test_malformed_proxy_networks_are_refused(settings):
 
     with pytest.raises(ConfigError, match="BOT_CONSOLE_PROXIES"):
         settings.with_(console=True, console_proxies="proxy.local").validate()
+
+
+async def test_the_case_page_shows_history_bindings_tickets_and_photos_and_the_clerk_revokes_and_closes(
+    console, settings, protocol
+):
+    from tests.conftest import WeChatUser
+    from tests.test_after_submission import MOTHER_CHILD, apply, post_event
+
+    s = console.server.app[SERVICES]
+    mother = WeChatUser(console, "oCaseMother01", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    code = (await mother.say("绑定码")).split("绑定码：")[1][:6]
+    aunt = WeChatUser(console, "oCaseAunt0001", protocol)
+    assert "绑定成功" in await aunt.say(f"绑定 {code}")
+    now = s.clock.now().isoformat(timespec="seconds")
+    for n, status in enumerate(("accepted", "materials_missing"), 1):
+        event = {"event_id": f"ev-case-{n}", "application_id": ref, "service": "nursing_subsidy", "status": status}
+        assert (await post_event(console, settings, {**event, "note": "缺户口簿首页" if n == 2 else "", "at": now})).status == 200
+    await mother.image("media-case-a")
+    ask = await mother.image("media-case-b")
+    number = next(line.split(" ", 1)[0] for line in ask.splitlines() if "护理补贴：" in line)
+    await mother.say(number)
+    ticket = (await mother.say("催办")).split("工单 ")[1][:6]
+
+    await add_staff(console, "clerk", "admin")
+    await log_in(console, "clerk")
+    dashboard = await (await console.get("/console/")).text()
+    assert re.search(r'id="tile-tickets" class="bad"><strong>1</strong>', dashboard) and 'href="/console/tickets"' in dashboard
+    listing = await (await console.get("/console/tickets")).text()
+    assert ticket in listing and f'href="/console/cases/{ref}"' in listing and "13912345678" not in listing
+    page = await (await console.get(f"/console/cases/{ref}")).text()
+    history = page.split('id="history"')[1].split("</table>")[0]
+    # Every status the nursing subsidy was given, in order (the registry's status keeps only the last).
+    labels = [s.pack.status["labels"][k] for k in ("submitted", "accepted", "materials_missing")]
+    assert all(label in history for label in labels) and "缺户口簿首页" in history
+    assert history.index(labels[1]) < history.index(labels[2])
+    bindings = page.split('id="bindings"')[1].split("</table>")[0]
+    assert "oCaseM…" in bindings and "oCaseA…" in bindings and "oCaseMother01" not in page and "oCaseAunt0001" not in page
+    assert "media-case-a、media-case-b" in page.split('id="photos"')[1].split("</table>")[0]
+    assert ticket in page.split('id="tickets"')[1] and "待回电" in page
+    # The history is kept like the application's other keys.
+    stored = b"".join(await s.redis.client.lrange(f"app:{{{ref}}}:history", 0, -1))
+    assert "缺户口簿首页".encode() not in stored  # the note sealed
+
+    csrf = csrf_of(page)
+    revoke = re.search(rf'action="(/console/cases/{ref}/bindings/[0-9a-f]+/revoke)"', page).group(1)
+    assert len(re.findall(r"/bindings/[0-9a-f]+/revoke", page)) == 1  # only the family member, not the applicant
+    assert (await console.post(revoke, data={})).status == 403
+    done = await (await console.post(revoke, data={"csrf": csrf})).text()
+    assert "已解除该家属的绑定" in done and (await s.registry.meta(ref))["viewers"] == ["oCaseMother01"]
+    assert ref not in await aunt.say("进度")
+    done = await (await console.post(f"/console/cases/{ref}/tickets/{ticket}/close", data={"csrf": csrf})).text()
+    assert f"工单 {ticket} 已关闭" in done and "已关闭（clerk" in done
+    again = await (await console.post(f"/console/cases/{ref}/tickets/{ticket}/close", data={"csrf": csrf})).text()
+    assert "不是此申请的未结工单" in again
+    assert re.search(r'id="tile-tickets" ><strong>0</strong>', await (await console.get("/console/")).text())
+    assert ticket not in await mother.say("催办")  # asked again after the call back: a new ticket
+    logged = [(e.action, e.target) for e in await audit_entries(console) if e.action in ("revoke_binding", "close_ticket")]
+    assert logged == [("close_ticket", ref), ("revoke_binding", ref)]
+    # The administrator sees it all, but may neither revoke nor close.
+    await log_in(console, "admin")
+    page = await (await console.get(f"/console/cases/{ref}")).text()
+    assert "/revoke" not in page and "/close" not in page
+    assert (await console.post(f"/console/cases/{ref}/tickets/T00002/close", data={"csrf": csrf_of(page)})).status == 403

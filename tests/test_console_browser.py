@@ -213,3 +213,58 @@ async def test_hulunbuirs_approval_form_prints_in_the_browser(settings, clock, p
         await asyncio.to_thread(_in_browser, base, case_id, shots, _approval_form_scenario)
     finally:
         await client.close()
+
+
+def _move_scenario(old: str, new: str, bad: str):
+    def scenario(driver, page: Console, case_id: str) -> None:
+        driver.set_window_size(1280, 900)
+        page.log_in("disability_officer")
+        driver.get(page.base + "/console/sessions")
+        # A weekend: refused before anything moves, in one line.
+        page.find(f"#new-day-{old}").send_keys(bad)
+        page.submit(f"#move-{old}")
+        refused = page.find("#refused").text
+        assert refused.startswith("改期未执行：") and "not a working day" in refused and "\n" not in refused, refused
+        assert old in page.find("#sessions").text
+        page.find(f"#new-day-{old}").send_keys(new)
+        page.submit(f"#move-{old}")
+        assert f"moved 1 bookings from {old} to {new}" in page.find("#notice").text, page.text()
+        row = next(r.text for r in driver.find_elements(page.By.CSS_SELECTOR, "#sessions tr") if r.text.startswith(new))
+        assert "已改期" in row and "1/" in row, row
+        driver.save_screenshot(str(DOCS / "sessions-moved.png"))
+        driver.get(page.base + f"/console/cases/{case_id}")
+        assert new in page.text()
+        page.log_out()
+
+    return scenario
+
+
+async def test_an_officer_moves_a_session_and_the_citizens_reminder_follows(settings, clock, protocol, tmp_path_factory):
+    from datetime import date, timedelta
+
+    from bot.app import SERVICES
+
+    _require_browser()
+    client = await start_client(settings.with_(console=True), clock)
+    try:
+        case_id = await submit_application(client, protocol)
+        await add_staff(client, "disability_officer")
+        s = client.server.app[SERVICES]
+        old = (await s.outbox.get(case_id))["appointment"]["session_date"]
+        new = s.calendar.add_workdays(date.fromisoformat(old), 3).isoformat()
+        weekend = date.fromisoformat(old) + timedelta(days=(5 - date.fromisoformat(old).weekday()) % 7 or 7)
+
+        def reminder_days() -> set[str]:
+            return {rid.split(":")[2] for rid in reminder_ids}
+
+        reminder_ids = [rid for rid, _ in await s.reminders.scheduled() if rid.startswith(f"assess:{case_id}:")]
+        assert reminder_ids and reminder_days() == {old}
+        base = str(client.make_url("")).rstrip("/")
+        shots = tmp_path_factory.mktemp("console-screenshots")
+        await asyncio.to_thread(_in_browser, base, case_id, shots, _move_scenario(old, new, weekend.isoformat()))
+        # The old day's reminders are gone, the new day's scheduled, for the same rules.
+        scheduled = [rid for rid, _ in await s.reminders.scheduled() if rid.startswith(f"assess:{case_id}:")]
+        assert sorted(r.replace(new, old) for r in scheduled) == sorted(reminder_ids), scheduled
+        assert all(f":{new}:" in r for r in scheduled) and (await s.registry.meta(case_id))["appointment"]["session_date"] == new
+    finally:
+        await client.close()

@@ -10,6 +10,7 @@ applications, and the only index there is (a digest index kept at registration w
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from bot.composition import Services
 from bot.console.roles import Role, may_see
 from integrations.applications import FINISHED
 from integrations.delivery import OutboxLedger
+from integrations.tickets import Tickets
+from integrations.wechat_api import mask_openid
 
 T = TypeVar("T")
 SEARCH_LIMIT = 5000
@@ -175,6 +178,54 @@ async def failed_pushes(s: Services, app_id: str | None = None) -> list[dict[str
         if app_id is not None and about != app_id:
             continue
         rows.append({**item, "application_id": about, "kind": rest.split(":")[0] if about else "", "key": None})
+    return rows
+
+
+def tickets(s: Services) -> Tickets:
+    return Tickets(s.redis.client, s.sealer, s.outbox)
+
+
+async def tickets_of(s: Services, app_id: str | None = None, *, only_open: bool = False) -> list[dict[str, Any]]:
+    """Handoff tickets, newest first, the openid left out; names and the call-back number masked
+    (the clerk shows the case in full, logged, to call)."""
+    rows = []
+    for t in reversed(await tickets(s).list()):
+        if (app_id is not None and t["application_id"] != app_id) or (only_open and t["state"] != "open"):
+            continue
+        t = {k: v for k, v in t.items() if k != "openid"}
+        t.update(applicant=mask_name(t["applicant"]), agent=mask_name(t["agent"]), callback=mask_phone(t["callback"]))
+        rows.append(t)
+    return rows
+
+
+def viewer_id(openid: str) -> str:
+    """How the case page names a viewer in a form: never the openid itself."""
+    return hashlib.sha256(("viewer:" + openid).encode()).hexdigest()[:16]
+
+
+def bindings(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Who may follow the application in WeChat: the applicant side first, then bound family members."""
+    bound_at = meta.get("bound_at", {})
+    return [
+        {
+            "id": viewer_id(openid),
+            "openid": mask_openid(openid),
+            "who": "申请时的微信用户" if i == 0 else "绑定的家属",
+            "at": bound_at.get(openid, "") if i else meta.get("submitted_at", ""),
+            "revocable": i > 0,
+        }
+        for i, openid in enumerate(meta.get("viewers", []))
+    ]
+
+
+def photos(document: dict[str, Any], supplied: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Photos received in WeChat: with the application, and later for a missing material (补齐材料)."""
+    rows = [
+        {"material": m["name"], "media_ids": [m["media_id"]], "at": document.get("submitted_at", ""), "when": "申请时"}
+        for m in document.get("materials", [])
+        if m.get("media_id")
+    ]
+    rows += [{"material": e["material"], "media_ids": e["media_ids"], "at": e["at"], "when": "补齐材料"} for e in supplied]
     return rows
 
 

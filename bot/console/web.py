@@ -36,6 +36,7 @@ from bot.console.printing import NoForm, application_form_pdf
 from bot.console.roles import (
     AUDIT,
     CALLS,
+    CASEWORK,
     DASHBOARD,
     INTAKE,
     PRINT,
@@ -113,6 +114,9 @@ def setup_console(
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/print", case_print)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/retry", case_retry)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/calls", case_call)
+    r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/bindings/{viewer:[0-9a-f]{16}}/revoke", case_revoke)
+    r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/tickets/{ticket:T\d{1,12}}/close", case_close_ticket)
+    r.add_get("/tickets", tickets_list)
     r.add_get("/audit", audit_page)
     r.add_get("/sessions", sessions_list)
     r.add_get("/intake", intake_page)
@@ -322,6 +326,7 @@ async def dashboard(request: web.Request) -> web.Response:
         submitted=len(submitted),
         depth=depth,
         pushes_failed=(await s.push.depth())["failed"],
+        open_tickets=len(await case_lookup.tickets_of(s, only_open=True)),
         overdue=len(await case_lookup.overdue(s)),
         next_session=coming[0] if coming else None,
     )
@@ -359,6 +364,17 @@ async def overdue_list(request: web.Request) -> web.Response:
         row["late"] = "、".join(s.pack.services[c].short for c in late if c in s.pack.services)
         rows.append(row)
     return render(request, "list.html", title="超过预计办结时间的申请", rows=rows)
+
+
+@needs(DASHBOARD)
+async def tickets_list(request: web.Request) -> web.Response:
+    s = services_of(request)
+    staff = staff_of(request)
+    rows = []
+    for t in await case_lookup.tickets_of(s, only_open=True):
+        if await case_lookup.case(s, t["application_id"], staff.account.role) is not None:
+            rows.append(t)
+    return render(request, "tickets.html", rows=rows)
 
 
 @needs(DASHBOARD)
@@ -410,6 +426,10 @@ async def _case(request: web.Request, *, unmasked: bool, action: str, notice: st
     if view is None:
         return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
     await audit(request, action, target=app_id)
+    history: dict[str, list[dict[str, Any]]] = {}
+    for entry in await s.registry.history(app_id):
+        label = s.pack.status["labels"].get(entry.get("status"), entry.get("status"))
+        history.setdefault(entry.get("service", ""), []).append({**entry, "label": label})
     services = [
         {
             "name": s.pack.services[code].name if code in s.pack.services else code,
@@ -419,6 +439,7 @@ async def _case(request: web.Request, *, unmasked: bool, action: str, notice: st
             "at": record.get("at", ""),
             "expected": record.get("expected") or "",
             "overdue": case_lookup.is_overdue(record, s.clock.today()),
+            "history": history.get(code, []),
         }
         for code, record in ((c, view.status.get(c, {})) for c in view.document["services"])
     ]
@@ -429,7 +450,10 @@ async def _case(request: web.Request, *, unmasked: bool, action: str, notice: st
         services=services,
         delivery_states=case_lookup.DELIVERY_STATES,
         materials=view.document.get("materials", []),
-        appointment=view.document.get("appointment"),
+        appointment=view.meta.get("appointment") or view.document.get("appointment"),
+        bindings=case_lookup.bindings(view.meta),
+        tickets=await case_lookup.tickets_of(s, app_id),
+        photos=case_lookup.photos(view.document, await s.registry.supplied(app_id)),
         pushes_failed=await case_lookup.failed_pushes(s, app_id),
         calls=await call_log(s).of(app_id),
         outcomes=OUTCOMES,
@@ -475,6 +499,37 @@ async def case_call(request: web.Request) -> web.Response:
     await call_log(s).record(app_id, user=staff.account.name, outcome=outcome, note=str(form.get("note", "")))
     await audit(request, "record_call", target=app_id, detail=OUTCOMES[outcome])
     return await _case(request, unmasked=False, action="view_case", notice="联系记录已保存。")
+
+
+@needs(CASEWORK)
+async def case_revoke(request: web.Request) -> web.Response:
+    """A family member's binding ended by the clerk (asked by the applicant at the window, say)."""
+    s = services_of(request)
+    staff = staff_of(request)
+    app_id = request.match_info["app_id"]
+    view = await case_lookup.case(s, app_id, staff.account.role)
+    if view is None:
+        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+    wanted = request.match_info["viewer"]
+    openid = next((v for v in view.meta["viewers"][1:] if case_lookup.viewer_id(v) == wanted), None)
+    if openid is None or not await s.registry.revoke_viewer(app_id, openid):
+        return await _case(request, unmasked=False, action="view_case", notice="没有这个家属绑定（可能已解除）。")
+    await audit(request, "revoke_binding", target=app_id, detail=wanted)
+    return await _case(request, unmasked=False, action="view_case", notice="已解除该家属的绑定，对方不再收到此申请的通知。")
+
+
+@needs(CASEWORK)
+async def case_close_ticket(request: web.Request) -> web.Response:
+    s = services_of(request)
+    staff = staff_of(request)
+    app_id, ticket = request.match_info["app_id"], request.match_info["ticket"]
+    if await case_lookup.case(s, app_id, staff.account.role) is None:
+        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+    if not any(t["ticket"] == ticket and t["state"] == "open" for t in await case_lookup.tickets_of(s, app_id)):
+        return await _case(request, unmasked=False, action="view_case", notice=f"工单 {ticket} 不是此申请的未结工单。")
+    await case_lookup.tickets(s).close(ticket, by=staff.account.username, at=s.clock.now())
+    await audit(request, "close_ticket", target=app_id, detail=ticket)
+    return await _case(request, unmasked=False, action="view_case", notice=f"工单 {ticket} 已关闭。")
 
 
 @needs(PRINT)
