@@ -288,6 +288,7 @@ async def test_an_application_is_kept_while_open_and_expires_180_days_after_its_
         f"app:{{{ref}}}:meta",
         f"app:{{{ref}}}:status",
         f"app:{{{ref}}}:events",
+        f"app:{{{ref}}}:history",
         f"appno:{{{number}}}",
         document_key(ref),
         KINDS["application"].state(ref),
