@@ -3,8 +3,8 @@
 Decision: we do not wrap wechatpy's synchronous WeChatClient in a thread pool. Its token URL is
 hard-coded to api.weixin.qq.com (it ignores API_BASE_URL, so WECHAT_API_BASE and a loopback test
 server would not work), every call would block a thread and each worker would multiply threads,
-and its token cache is per process. Four endpoints (token, customer-service message, template
-message, subscription notice) are less code as a small aiohttp client, and it is tested against a real
+and its token cache is per process. Five endpoints (token, customer-service message, template
+message, subscription notice, temporary media) are less code as a small aiohttp client, and it is tested against a real
 loopback server (integrations/wechat_sandbox.py).
 
 Which channel: the customer-service message while the citizen's 48-hour window is open (the push queue
@@ -87,6 +87,19 @@ class SendResult:
     detail: str = ""
     retry_after_s: float = 0.0
     channel: str = ""  # 'custom' | 'template' | 'subscribe': how it was (or was last tried to be) sent
+
+
+class MediaUnavailable(Exception):
+    """A photo WeChat will not give: gone (temporary media are kept 3 days: 40007), or WeChat unreachable."""
+
+    def __init__(self, errcode: int, detail: str):
+        super().__init__(f"errcode {errcode}: {detail}")
+        self.errcode = errcode
+        self.detail = detail
+
+
+INVALID_MEDIA = 40007
+MAX_MEDIA_BYTES = 10 * 1024 * 1024  # WeChat's own limit on an image is 10 MB
 
 
 class TokenUnavailable(Exception):
@@ -331,6 +344,36 @@ class WeChatApi:
         except (_Transient, _MaybeSent) as e:
             return BUSY, str(e)
         return int(body.get("errcode", 0)), str(body.get("errmsg", ""))
+
+    async def get_media(self, media_id: str) -> tuple[str, bytes]:
+        """A temporary media file (a photo a citizen sent): (content type, bytes). Raises MediaUnavailable."""
+        for attempt in (0, 1):
+            try:
+                token = await self.access_token(refresh=attempt == 1)
+            except TokenUnavailable as e:
+                raise MediaUnavailable(e.errcode, "no access token: " + e.detail) from None
+            params = {"access_token": token, "media_id": media_id}
+            try:
+                async with self.http.get(self.base_url + "/cgi-bin/media/get", params=params, timeout=self.timeout) as resp:
+                    if resp.status != 200:
+                        raise MediaUnavailable(BUSY, f"HTTP {resp.status}")
+                    kind = resp.content_type
+                    raw = await resp.content.read(MAX_MEDIA_BYTES + 1)
+            except (TimeoutError, aiohttp.ClientError) as e:
+                raise MediaUnavailable(BUSY, type(e).__name__) from None  # the text may hold the token
+            if len(raw) > MAX_MEDIA_BYTES:
+                raise MediaUnavailable(BUSY, "larger than WeChat's 10 MB")
+            if kind not in ("application/json", "text/plain"):
+                return kind, raw
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return kind, raw
+            errcode = int(body.get("errcode", BUSY)) if isinstance(body, dict) else BUSY
+            if errcode in TOKEN_INVALID and attempt == 0:
+                continue
+            raise MediaUnavailable(errcode, str(body.get("errmsg", "")) if isinstance(body, dict) else "")
+        raise MediaUnavailable(BUSY, "access token refused twice")
 
     async def _post(self, path: str, payload: dict[str, Any], openid: str, progress: _Progress) -> SendResult:
         """POST with the shared token; on an invalid token, refresh it once and try once more."""

@@ -1,4 +1,5 @@
-"""WeChat's API, imitated on loopback: the token, customer-service, template and subscription endpoints.
+"""WeChat's API, imitated on loopback: the token, customer-service, template and subscription endpoints,
+and the temporary media a citizen's photos are fetched from (/cgi-bin/media/get).
 
 With WeChat's rules (content/common/notices.yaml quotes them): a customer-service message only within 48
 hours of the citizen's last message and 5 per message (45015 outside, 45047 over), 3 within a minute of
@@ -6,7 +7,8 @@ a follow or a menu click; 43004 once the citizen has unfollowed; a template show
 keywords (first and remark are dropped, line breaks removed, each keyword cut at 20 units with "…"); a
 subscription notice field that breaks its type's limit is refused (47003). The sandbox learns what the
 citizen did as WeChat would, from the messages themselves: whoever plays WeChat in front of the bot (the
-simulator, the tests' WeChatUser) posts each one to POST /sandbox/message {"openid", "event"} too.
+simulator, the tests' WeChatUser) posts each one to POST /sandbox/message {"openid", "event"} too, and a
+photo's bytes with it ({"media_id", "image": base64}), kept as WeChat keeps temporary media: 3 days.
 
 Two uses. In development the bot mounts it at /sandbox/wechat when no real WeChat credentials are
 set, so pushed messages land in an inbox the simulator polls (GET /inbox/{openid}, `?consume=1`
@@ -22,6 +24,7 @@ so every worker's sandbox accepts the tokens another one issued (the token is sh
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -38,7 +41,9 @@ from integrations.wechat_notice import Layout, Notices, fit_template, shared_not
 TOKEN_LIFETIME_S = 7200
 MAX_TEXT_BYTES = 2048
 INBOX_LIMIT = 200  # per openid: the development inbox must not grow without bound
-ENDPOINTS = ("token", "custom", "template", "subscribe", "menu")
+ENDPOINTS = ("token", "custom", "template", "subscribe", "menu", "media")
+MEDIA_TTL_S = 3 * 86400  # WeChat keeps a temporary media file (a photo a citizen sent) 3 days
+MEDIA_LIMIT = 200
 WINDOWS = {None: (48 * 3600.0, 5), "subscribe": (60.0, 3), "click": (60.0, 3), "scan": (60.0, 3)}
 
 _ERRMSG = {
@@ -47,6 +52,7 @@ _ERRMSG = {
     40001: "invalid credential, access_token is invalid or not latest",
     40002: "invalid grant_type",
     40003: "invalid openid",
+    40007: "invalid media_id",
     40008: "invalid message type",
     40013: "invalid appid",
     40016: "invalid button size",
@@ -86,6 +92,7 @@ class SandboxState:
     subscribe_templates: dict[str, Layout] = field(default_factory=dict)
     windows: dict[str, list[float]] = field(default_factory=dict)  # openid -> [until, messages left]
     unsubscribed: set[str] = field(default_factory=set)
+    media: dict[str, tuple[bytes, float]] = field(default_factory=dict)  # media_id -> (bytes, kept until)
 
     def saw(self, openid: str, event: str | None = None) -> None:
         """What the citizen did in WeChat: a message (event None), or an event (subscribe, unsubscribe, click, scan)."""
@@ -135,6 +142,7 @@ def create_wechat_sandbox(
     app.router.add_post("/cgi-bin/message/subscribe/bizsend", _subscribe_send)
     app.router.add_post("/sandbox/message", _citizen_did)
     app.router.add_post("/cgi-bin/menu/create", _menu_create)
+    app.router.add_get("/cgi-bin/media/get", _media_get)
     app.router.add_get("/menu", _menu)
     app.router.add_get("/inbox/{openid}", _inbox)
     if allow_faults:
@@ -285,8 +293,33 @@ async def _citizen_did(request: web.Request) -> web.Response:
     openid, event = body.get("openid"), body.get("event")
     if not isinstance(openid, str) or not openid or not (event is None or isinstance(event, str)):
         return web.json_response({"error": "needs openid, and event or null"}, status=400)
-    request.app[SANDBOX].saw(openid, event)
+    state = request.app[SANDBOX]
+    state.saw(openid, event)
+    media_id, image = body.get("media_id"), body.get("image")
+    if isinstance(media_id, str) and media_id and isinstance(image, str):
+        try:
+            data = base64.b64decode(image, validate=True)
+        except ValueError:
+            return web.json_response({"error": "image must be base64"}, status=400)
+        state.media[media_id] = (data, state.clock() + MEDIA_TTL_S)
+        while len(state.media) > MEDIA_LIMIT:
+            state.media.pop(next(iter(state.media)))
     return web.json_response({"ok": True})
+
+
+async def _media_get(request: web.Request) -> web.Response:
+    """Temporary media: the file itself, or 40007 once it is gone (after 3 days) or never was."""
+    if (refused := await _check(request, "media")) is not None:
+        return refused
+    state = request.app[SANDBOX]
+    kept = state.media.get(request.query.get("media_id", ""))
+    if kept is None or kept[1] < state.clock():
+        return _error(40007)
+    return web.Response(
+        body=kept[0],
+        content_type="image/jpeg",
+        headers={"Content-disposition": f'attachment; filename="{request.query["media_id"]}.jpg"'},
+    )
 
 
 async def _fail(request: web.Request) -> web.Response:

@@ -7,6 +7,9 @@ server started once for the session.
 
 from __future__ import annotations
 
+import base64
+import functools
+import io
 import itertools
 import logging
 import os
@@ -181,6 +184,16 @@ async def live_bot(settings, clock):
 _ids = itertools.count(int(time.time() * 1000) * 1000)
 
 
+@functools.cache
+def photo_jpeg() -> bytes:
+    """A small real JPEG, as a phone's photo would arrive (Pillow comes with ReportLab)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (160, 120), (40, 120, 200)).save(out, "JPEG")
+    return out.getvalue()
+
+
 @dataclass
 class WeChatUser:
     """Plays WeChat's server for one citizen: signs (and encrypts) messages, decodes replies."""
@@ -219,7 +232,10 @@ class WeChatUser:
         return await self.post_xml(self.xml(msg_type="voice", recognition=recognition, media_id="voice-media", msg_id=next(_ids)))
 
     async def image(self, media_id: str = "media-photo-1") -> str:
-        await self.tell_wechat()
+        """A photo: WeChat keeps it as temporary media (its sandbox, when the bot mounts one, too), then tells the bot."""
+        photo = {"openid": self.openid, "event": None, "media_id": media_id, "image": base64.b64encode(photo_jpeg()).decode()}
+        resp = await self.client.post("/sandbox/wechat/sandbox/message", json=photo)
+        assert resp.status in (200, 404), resp.status
         return await self.post_xml(
             self.xml(msg_type="image", media_id=media_id, pic_url="http://127.0.0.1/p.jpg", msg_id=next(_ids))
         )

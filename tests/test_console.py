@@ -821,6 +821,8 @@ def test_malformed_proxy_networks_are_refused(settings):
 async def test_the_case_page_shows_history_bindings_tickets_and_photos_and_the_clerk_revokes_and_closes(
     console, settings, protocol
 ):
+    from datetime import timedelta
+
     from tests.conftest import WeChatUser
     from tests.test_after_submission import MOTHER_CHILD, apply, post_event
 
@@ -854,7 +856,8 @@ async def test_the_case_page_shows_history_bindings_tickets_and_photos_and_the_c
     assert history.index(labels[1]) < history.index(labels[2])
     bindings = page.split('id="bindings"')[1].split("</table>")[0]
     assert "oCaseM…" in bindings and "oCaseA…" in bindings and "oCaseMother01" not in page and "oCaseAunt0001" not in page
-    assert "media-case-a、media-case-b" in page.split('id="photos"')[1].split("</table>")[0]
+    photos = page.split('id="photos"')[1].split("</table>")[0]
+    assert 'id="photo-media-case-a"' in photos and 'id="photo-media-case-b"' in photos
     assert ticket in page.split('id="tickets"')[1] and "待回电" in page
     # The history is kept like the application's other keys.
     stored = b"".join(await s.redis.client.lrange(f"app:{{{ref}}}:history", 0, -1))
@@ -875,8 +878,21 @@ async def test_the_case_page_shows_history_bindings_tickets_and_photos_and_the_c
     assert ticket not in await mother.say("催办")  # asked again after the call back: a new ticket
     logged = [(e.action, e.target) for e in await audit_entries(console) if e.action in ("revoke_binding", "close_ticket")]
     assert logged == [("close_ticket", ref), ("revoke_binding", ref)]
-    # The administrator sees it all, but may neither revoke nor close.
+    # A photo is fetched from WeChat's temporary media when viewed (a logged POST), and only this case's.
+    from tests.conftest import photo_jpeg
+
+    resp = await console.post(f"/console/cases/{ref}/photos/media-case-a", data={"csrf": csrf})
+    assert resp.status == 200 and resp.content_type == "image/jpeg" and await resp.read() == photo_jpeg()
+    assert (await console.post(f"/console/cases/{ref}/photos/media-case-a", data={})).status == 403
+    assert (await console.post(f"/console/cases/{ref}/photos/media-other", data={"csrf": csrf})).status == 404
+    logged = [(e.action, e.detail) for e in await audit_entries(console) if e.action == "view_photo"]
+    assert logged == [("view_photo", "media-case-a")]
+    # WeChat keeps temporary media 3 days: then the page says so (its clock is the bot's in development).
+    s.clock.set((s.clock.now() + timedelta(days=4)).isoformat())
+    resp = await console.post(f"/console/cases/{ref}/photos/media-case-b", data={"csrf": csrf})
+    assert resp.status == 410 and "临时素材只保存3天" in await resp.text()
+    # The administrator sees it all, but may neither revoke nor close, nor open a photo.
     await log_in(console, "admin")
     page = await (await console.get(f"/console/cases/{ref}")).text()
-    assert "/revoke" not in page and "/close" not in page
+    assert "/revoke" not in page and "/close" not in page and "/photos/" not in page and "media-case-a、media-case-b" in page
     assert (await console.post(f"/console/cases/{ref}/tickets/T00002/close", data={"csrf": csrf_of(page)})).status == 403

@@ -310,3 +310,33 @@ async def test_a_token_from_one_workers_sandbox_is_accepted_by_anothers(http, re
     finally:
         for s in servers:
             await s.close()
+
+
+# -- temporary media -------------------------------------------------------------------------------
+async def test_a_photo_is_fetched_from_temporary_media_with_a_refreshed_token_and_is_gone_after_3_days(sandbox, redis_client):
+    import base64
+
+    from integrations.wechat_api import INVALID_MEDIA, MediaUnavailable
+    from integrations.wechat_sandbox import MEDIA_TTL_S
+
+    photo = b"\xff\xd8\xff\xe0 a photo"
+    async with aiohttp.ClientSession() as http:
+        said = {"openid": OPENID, "event": None, "media_id": "m-1", "image": base64.b64encode(photo).decode()}
+        async with http.post(base_url(sandbox) + "/sandbox/message", json=said) as resp:
+            assert resp.status == 200
+        api = make_api(http, redis_client, sandbox)
+        assert await api.get_media("m-1") == ("image/jpeg", photo)
+        await inject(http, sandbox, "media", errcodes=[40001])  # a token WeChat no longer takes: refreshed once
+        assert await api.get_media("m-1") == ("image/jpeg", photo)
+        assert sandbox.app[SANDBOX].token_fetches == 2
+        with pytest.raises(MediaUnavailable) as never:
+            await api.get_media("m-never-sent")
+        assert never.value.errcode == INVALID_MEDIA
+        await inject(http, sandbox, "media", http_status=[502])
+        with pytest.raises(MediaUnavailable, match="HTTP 502"):
+            await api.get_media("m-1")
+        # Three days on (the cached token has expired too: refreshed, then WeChat says the photo is gone).
+        sandbox.app[SANDBOX].clock = lambda: time.time() + MEDIA_TTL_S + 60
+        with pytest.raises(MediaUnavailable) as gone:
+            await api.get_media("m-1")
+        assert gone.value.errcode == INVALID_MEDIA

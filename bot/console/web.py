@@ -52,6 +52,7 @@ from bot.console.staff_sessions import StaffSession, StaffSessions
 from bot.console.window import WindowIntakes
 from bot.conversation import ConversationService
 from bot.settings import OperatorError, Settings
+from integrations.wechat_api import INVALID_MEDIA, MediaUnavailable
 
 COOKIE = "console_session"
 LOGIN_COOKIE = "console_login"
@@ -116,6 +117,7 @@ def setup_console(
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/calls", case_call)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/bindings/{viewer:[0-9a-f]{16}}/revoke", case_revoke)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/tickets/{ticket:T\d{1,12}}/close", case_close_ticket)
+    r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/photos/{media_id:[A-Za-z0-9_-]{1,128}}", case_photo)
     r.add_get("/tickets", tickets_list)
     r.add_get("/audit", audit_page)
     r.add_get("/sessions", sessions_list)
@@ -530,6 +532,33 @@ async def case_close_ticket(request: web.Request) -> web.Response:
     await case_lookup.tickets(s).close(ticket, by=staff.account.username, at=s.clock.now())
     await audit(request, "close_ticket", target=app_id, detail=ticket)
     return await _case(request, unmasked=False, action="view_case", notice=f"工单 {ticket} 已关闭。")
+
+
+@needs(UNMASK)
+async def case_photo(request: web.Request) -> web.StreamResponse:
+    """A photo the citizen sent (an ID card, a certificate: personal data in full, so a logged POST),
+    fetched from WeChat's temporary media when viewed: nothing of it is kept here."""
+    s = services_of(request)
+    staff = staff_of(request)
+    app_id, media_id = request.match_info["app_id"], request.match_info["media_id"]
+    view = await case_lookup.case(s, app_id, staff.account.role)
+    if view is None:
+        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+    received = case_lookup.photos(view.document, await s.registry.supplied(app_id))
+    if not any(media_id in p["media_ids"] for p in received):
+        return _error(request, 404, "此申请没有这张照片。")
+    if s.push.api is None:
+        return _error(request, 503, "此进程不连接微信，取不到照片。")
+    await audit(request, "view_photo", target=app_id, detail=media_id)
+    try:
+        content_type, body = await s.push.api.get_media(media_id)
+    except MediaUnavailable as e:
+        if e.errcode == INVALID_MEDIA:
+            return _error(request, 410, "微信服务器上已没有这张照片（临时素材只保存3天），请联系申请人到窗口提供原件。")
+        return _error(request, 502, f"暂时取不到照片（微信 errcode {e.errcode}），请稍后再试。")
+    if not content_type.startswith("image/"):
+        return _error(request, 502, "微信返回的不是图片。")
+    return web.Response(body=body, content_type=content_type, headers={"Content-Disposition": f'inline; filename="{media_id}"'})
 
 
 @needs(PRINT)
