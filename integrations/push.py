@@ -84,6 +84,7 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], 'blob')
 redis.call('HSET', KEYS[3], 'state', ARGV[3] or 'sent')
+if ARGV[4] then redis.call('HSET', KEYS[3], 'done_at', ARGV[4]) end
 redis.call('HINCRBY', KEYS[3], 'attempts', 1)
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 return 1
@@ -277,6 +278,28 @@ class PushQueue:
             )
         return out
 
+    async def to(self, openid: str) -> list[dict[str, Any]]:
+        """For operators: the messages to this openid still remembered (queued; sent or expired for
+        SENT_TTL_S; failed for FAILED_TTL_S), oldest first: kind, state, attempts, times; never the text."""
+        prefix = (await self.stored_key(openid, "")).partition(".")[0]
+        out = []
+        async for name in _scan_each(self.redis, [message_key(prefix + ".*")]):
+            f = {k.decode(): v.decode() for k, v in (await self.redis.hgetall(name)).items() if k != b"blob"}
+            if not f:
+                continue
+            out.append(
+                {
+                    "id": failed_id(name.decode().removeprefix(message_key(""))),
+                    "kind": f.get("kind", "text"),
+                    "state": f.get("state", ""),
+                    "attempts": int(f.get("attempts", 0)),
+                    "due_at": float(f.get("due_at", 0)),
+                    "done_at": float(f.get("done_at") or f.get("failed_at") or 0),
+                    "errcode": int(f.get("errcode", 0)),
+                }
+            )
+        return sorted(out, key=lambda m: m["due_at"])
+
     async def forget(self, openid: str, *, keep: Callable[[str], bool]) -> int:
         """On erasure: drop this openid's queued messages unless keep(key), and what is remembered of
         messages sent to it or given up on. Messages being sent at this moment are left to finish."""
@@ -341,13 +364,13 @@ class PushQueue:
             if result.status == "sent" and result.channel == "custom":
                 await self._used_window(openid, len(split_text(message["text"])))
             if result.status in ("sent", "duplicate"):
-                await self._done(keys=[INFLIGHT, DUE, mkey], args=[key, SENT_TTL_S])
+                await self._done(keys=[INFLIGHT, DUE, mkey], args=[key, SENT_TTL_S, "sent", now])
                 return result.status
             if result.status == "failed" and result.errcode == OUT_OF_WINDOW and not notice:
                 # A chat message only (a rating request, an unfinished-application nudge) after the window
                 # closed: WeChat has no other way to carry it, and an operator could not resend it either.
                 log.info("push %s expired: outside the 48-hour window, no notice form", key)
-                await self._done(keys=[INFLIGHT, DUE, mkey], args=[key, SENT_TTL_S, "expired"])
+                await self._done(keys=[INFLIGHT, DUE, mkey], args=[key, SENT_TTL_S, "expired", now])
                 return "expired"
             if result.status == "retry":
                 give_up_at = float(first_tried or now) + GIVE_UP_S

@@ -818,13 +818,17 @@ def test_malformed_proxy_networks_are_refused(settings):
         settings.with_(console=True, console_proxies="proxy.local").validate()
 
 
+async def _nothing_to_push(s) -> bool:
+    return await s.push.pending() == 0
+
+
 async def test_the_case_page_shows_history_bindings_tickets_and_photos_and_the_clerk_revokes_and_closes(
     console, settings, protocol
 ):
     from datetime import timedelta
 
     from tests.conftest import WeChatUser
-    from tests.test_after_submission import MOTHER_CHILD, apply, post_event
+    from tests.test_after_submission import MOTHER_CHILD, apply, post_event, until
 
     s = console.server.app[SERVICES]
     mother = WeChatUser(console, "oCaseMother01", protocol)
@@ -841,6 +845,8 @@ async def test_the_case_page_shows_history_bindings_tickets_and_photos_and_the_c
     number = next(line.split(" ", 1)[0] for line in ask.splitlines() if "护理补贴：" in line)
     await mother.say(number)
     ticket = (await mother.say("催办")).split("工单 ")[1][:6]
+
+    assert await until(lambda: _nothing_to_push(s))  # the serving process's push loop sends the notices
 
     await add_staff(console, "clerk", "admin")
     await log_in(console, "clerk")
@@ -859,6 +865,11 @@ async def test_the_case_page_shows_history_bindings_tickets_and_photos_and_the_c
     photos = page.split('id="photos"')[1].split("</table>")[0]
     assert 'id="photo-media-case-a"' in photos and 'id="photo-media-case-b"' in photos
     assert ticket in page.split('id="tickets"')[1] and "待回电" in page
+    # What the push queue sent to each follower: the 受理 and 补齐材料 notices, to the mother and the aunt.
+    pushes = page.split('id="pushes"')[1].split("</table>")[0]
+    for kind in ("受理", "补齐材料"):
+        for who in ("oCaseM…", "oCaseA…"):
+            assert re.search(rf"<td>[^<]*{kind}[^<]*</td><td>{who}</td><td>已发送</td>", pushes), (kind, who, pushes)
     # The history is kept like the application's other keys.
     stored = b"".join(await s.redis.client.lrange(f"app:{{{ref}}}:history", 0, -1))
     assert "缺户口簿首页".encode() not in stored  # the note sealed

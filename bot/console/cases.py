@@ -218,6 +218,30 @@ def bindings(meta: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+PUSH_KINDS = {
+    "text": "消息",
+    "accepted": "受理通知",
+    "result": "审核结果",
+    "materials_missing": "补齐材料",
+    "assessment_reminder": "评定提醒",
+    "session_moved": "评定改期",
+    "pickup": "领取通知",
+}
+PUSH_STATES = {"queued": "待发送", "sent": "已发送", "failed": "发送失败", "expired": "未发出（超过48小时且无模板）"}
+
+
+async def pushes_to_followers(s: Services, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The push queue's messages to each openid following the application, masked: what WeChat was asked
+    to deliver (sent ones are remembered 7 days, failed ones 30). A follower of several applications
+    shows here the messages of all of them (the queue does not keep which application a message was about)."""
+    rows = []
+    for openid in meta.get("viewers", []):
+        for m in await s.push.to(openid):
+            labels = {"state_label": PUSH_STATES.get(m["state"], m["state"]), "kind_label": PUSH_KINDS.get(m["kind"], m["kind"])}
+            rows.append({**m, "openid": mask_openid(openid), **labels})
+    return sorted(rows, key=lambda m: m["due_at"])
+
+
 def photos(document: dict[str, Any], supplied: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Photos received in WeChat: with the application, and later for a missing material (补齐材料)."""
     rows = [

@@ -457,6 +457,7 @@ async def _case(request: web.Request, *, unmasked: bool, action: str, notice: st
         tickets=await case_lookup.tickets_of(s, app_id),
         photos=case_lookup.photos(view.document, await s.registry.supplied(app_id)),
         pushes_failed=await case_lookup.failed_pushes(s, app_id),
+        pushes=await case_lookup.pushes_to_followers(s, view.meta),
         calls=await call_log(s).of(app_id),
         outcomes=OUTCOMES,
         notice=notice,
