@@ -639,6 +639,18 @@ async def test_a_push_wechat_refused_shows_on_the_dashboard_and_its_case(console
     assert f'href="/console/cases/{case_id}"' in listing and "40003" in listing and "status_notice" in listing
     page = await (await console.get(f"/console/cases/{case_id}")).text()
     assert "发送失败的微信通知" in page and "40003" in page
+    # 重新发送: queued again (WeChat refuses it again here, so it comes back to the failed list).
+    push_id = (await s.push.failed())[0]["id"]
+    assert (await console.post(f"/console/cases/{case_id}/pushes/{push_id}/resend", data={})).status == 403
+    resp = await console.post(f"/console/cases/{case_id}/pushes/{push_id}/resend", data={"csrf": csrf_of(page)})
+    assert resp.status == 200 and "已重新排队发送" in await resp.text()
+    resp = await console.post(f"/console/cases/{case_id}/pushes/0123456789ab/resend", data={"csrf": csrf_of(page)})
+    assert "不是此申请发送失败的通知" in await resp.text()
+    assert [(e.action, e.detail) for e in await audit_entries(console) if e.action == "resend_push"] == [("resend_push", push_id)]
+    deadline = time.monotonic() + 10
+    while [p["attempts"] for p in await s.push.failed()] != [1]:
+        assert time.monotonic() < deadline, await s.push.failed()
+        await asyncio.sleep(0.05)
 
 
 async def test_a_service_past_its_expected_date_is_overdue_on_the_dashboard_and_its_case(console, case_id):

@@ -40,6 +40,7 @@ ACTIONS = {
     "announce_refused": "通知精神残疾评定场次（未通过校验，未执行）",
     "revoke_binding": "解除家属绑定",
     "close_ticket": "关闭人工工单",
+    "resend_push": "重新发送微信通知",
     "view_photo": "查看群众发来的照片（可能含完整个人信息）",
 }
 

@@ -118,6 +118,7 @@ def setup_console(
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/bindings/{viewer:[0-9a-f]{16}}/revoke", case_revoke)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/tickets/{ticket:T\d{1,12}}/close", case_close_ticket)
     r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/photos/{media_id:[A-Za-z0-9_-]{1,128}}", case_photo)
+    r.add_post(r"/cases/{app_id:[A-Z0-9]{4,40}}/pushes/{push_id:[0-9a-f]{12}}/resend", case_resend_push)
     r.add_get("/tickets", tickets_list)
     r.add_get("/audit", audit_page)
     r.add_get("/sessions", sessions_list)
@@ -502,6 +503,21 @@ async def case_call(request: web.Request) -> web.Response:
     await call_log(s).record(app_id, user=staff.account.name, outcome=outcome, note=str(form.get("note", "")))
     await audit(request, "record_call", target=app_id, detail=OUTCOMES[outcome])
     return await _case(request, unmasked=False, action="view_case", notice="联系记录已保存。")
+
+
+@needs(RETRY)
+async def case_resend_push(request: web.Request) -> web.Response:
+    """`bot push resend`: a notice given up on, queued again (the serving process sends it)."""
+    s = services_of(request)
+    staff = staff_of(request)
+    app_id, push_id = request.match_info["app_id"], request.match_info["push_id"]
+    if await case_lookup.case(s, app_id, staff.account.role) is None:
+        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+    ours = any(p["id"] == push_id for p in await case_lookup.failed_pushes(s, app_id))
+    if not ours or not await s.push.resend(push_id):
+        return await _case(request, unmasked=False, action="view_case", notice="这条通知不是此申请发送失败的通知。")
+    await audit(request, "resend_push", target=app_id, detail=push_id)
+    return await _case(request, unmasked=False, action="view_case", notice="已重新排队发送这条微信通知。")
 
 
 @needs(CASEWORK)
