@@ -696,6 +696,8 @@ async def test_who_applied_for_what_is_not_readable_in_redis(bot, settings, prot
             if kind == b"hash"
             else b"".join(await redis_client.smembers(key))
             if kind == b"set"
+            else b"".join(await redis_client.lrange(key, 0, -1))
+            if kind == b"list"  # the status history
             else await redis_client.get(key) or b""
         )
         assert note.encode() not in raw and "需补交病历".encode() not in raw, key
