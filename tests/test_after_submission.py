@@ -276,7 +276,8 @@ async def test_satisfaction_is_asked_when_a_service_is_finished(bot, settings, p
     services = bot.server.app[SERVICES]
     mother = WeChatUser(bot, "oMother6", protocol)
     ref = await apply(mother, MOTHER_CHILD)
-    event = {"event_id": "ev-ok", "application_id": ref, "service": "disability_certificate", "status": "ready_for_pickup"}
+    # The certificate is finished once in the person's hands (tests/test_casework.py: not at 审核通过 or 可以领取).
+    event = {"event_id": "ev-ok", "application_id": ref, "service": "disability_certificate", "status": "handed_over"}
     assert (await post_event(bot, settings, event)).status == 200
     await services.push.send_due(now=services.clock.time() + 1)
     assert any("请为这次服务打分" in t for t in await inbox(bot, "oMother6"))
@@ -396,8 +397,12 @@ async def test_an_application_the_intake_refuses_is_kept_and_the_citizen_is_told
     mother = WeChatUser(bot, "oRefused", protocol)
     ref = await apply(mother, MOTHER_CHILD)
     assert await until(lambda: _refused(services, ref))
-    await services.push.send_due(now=services.clock.time() + 1)
-    assert any("工作人员会尽快联系您" in t for t in await inbox(bot, "oRefused"))
+
+    async def told() -> bool:  # the refusal is recorded, then the citizen's message queued: send until it is there
+        await services.push.send_due(now=services.clock.time() + 1)
+        return any("工作人员会尽快联系您" in t for t in await inbox(bot, "oRefused"))
+
+    assert await until(told)
     assert "暂未送达，工作人员会联系您" in await mother.say("进度")
 
 

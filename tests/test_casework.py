@@ -236,11 +236,14 @@ async def test_intake_events_are_checked_against_each_services_state(bot, settin
     assert (await send("disability_certificate", "accepted", note="请补充" * 300))[0] == 200
     assert len((await services.registry.status(ref))["disability_certificate"]["note"]) <= 200
 
-    # The final result: one message with the result first, then the request to rate; records expire from now.
+    # The final result: one message with the result first, then the request to rate; records expire from now
+    # (the certificate is finished once it is in the person's hands, not at 审核通过).
     assert (await send("disability_certificate", "approved"))[0] == 200
+    assert await redis_client.ttl(f"app:{{{ref}}}:meta") == -1
+    assert (await send("disability_certificate", "handed_over"))[0] == 200
     await services.push.send_due(now=services.clock.time() + 1)
-    result = [t for t in await inbox(bot, mother.openid) if "审核通过" in t]
-    assert len(result) == 1 and result[0].index("审核通过") < result[0].index("请为这次服务打分"), result
+    result = [t for t in await inbox(bot, mother.openid) if "证已发到本人手中" in t]
+    assert len(result) == 1 and result[0].index("证已发到本人手中") < result[0].index("请为这次服务打分"), result
     ttl = await redis_client.ttl(f"app:{{{ref}}}:meta")
     assert 0 < ttl <= services.pack.application_days * 86400
     assert (await send("disability_certificate", "accepted"))[0] == 409  # a late contradiction keeps nothing longer
@@ -372,8 +375,8 @@ async def test_ratings_are_per_service_and_a_score_counts_only_while_one_is_aske
     mother = WeChatUser(bot, "oRatings", protocol)
     ref = await apply(mother, MOTHER_CHILD)
     assert "谢谢" not in await mother.say("5")  # nothing asked yet: not a score
-    for n, service in enumerate(["disability_certificate", "nursing_subsidy"]):
-        event = {"event_id": f"ev-rate-{n}", "application_id": ref, "service": service, "status": "approved"}
+    for n, (service, final) in enumerate([("disability_certificate", "handed_over"), ("nursing_subsidy", "approved")]):
+        event = {"event_id": f"ev-rate-{n}", "application_id": ref, "service": service, "status": final}
         assert (await post_event(bot, settings, event)).status == 200
     first = await mother.say("4")
     assert "您给残疾人证打了4分" in first and "护理补贴也在等您打分" in first, first
@@ -542,10 +545,44 @@ async def test_where_to_collect_follows_the_citizens_choice_or_the_packs_seed(se
         assert quoted.replace("……", "") in SEED[region].read_text(encoding="utf-8"), (region, quoted)
 
 
+SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"  # ../shared beside the checkout, as CI has it
 SEED = {
-    "qingyang": Path("/work/shared/seeds/qingyang-2023-scheme.txt"),
-    "hulunbuir": Path("/work/shared/seeds/neimenggu-hulunbuir-2022-scheme.txt"),
+    "qingyang": SEEDS / "qingyang-2023-scheme.txt",
+    "hulunbuir": SEEDS / "neimenggu-hulunbuir-2022-scheme.txt",
 }
+
+
+async def test_the_certificate_is_finished_when_it_is_handed_over_not_when_approved(bot, settings, clock, protocol):
+    """青阳: "发放残疾人证到各乡镇残联，由乡镇残联安排发放到残疾人手中". Approved, the certificate is still on its way:
+    its status says how it comes, no rating is asked, nothing starts to expire; handed over, it is done."""
+    assert "由乡镇残联安排发放到残疾人手中" in SEED["qingyang"].read_text(encoding="utf-8")
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oHandedOver", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    n = iter(range(100))
+
+    async def event(service: str, status: str) -> None:
+        body = {"event_id": f"ev-hand-{next(n)}", "application_id": ref, "service": service, "status": status}
+        assert (await post_event(bot, settings, body)).status == 200, body
+
+    await event("nursing_subsidy", "approved")
+    await event("disability_certificate", "approved")
+    status = await mother.say("进度")
+    assert "残疾人证：审核通过，证在制作发放中" in status and "护理补贴：审核通过" in status, status
+    assert not await services.registry.is_finished_all(ref)
+    assert await services.redis.client.ttl(f"app:{{{ref}}}:meta") == -1  # kept: the certificate is not in hand
+    assert [p["service"] for p in await services.feedback.pending_all(mother.openid)] == ["nursing_subsidy"]
+    assert "乡镇残联安排发放到您" in await mother.say("在哪里领")
+
+    await event("disability_certificate", "handed_over")
+    status = await mother.say("进度")
+    assert "残疾人证：证已发到本人手中" in status, status
+    assert await services.registry.is_finished_all(ref)
+    assert await services.redis.client.ttl(f"app:{{{ref}}}:meta") > 0  # now the retention runs
+    assert {p["service"] for p in await services.feedback.pending_all(mother.openid)} == {
+        "nursing_subsidy",
+        "disability_certificate",
+    }
 
 
 # -- the scripted month (issue 11, acceptance) --------------------------------------------------------------------------
@@ -594,6 +631,7 @@ async def test_a_scripted_month_every_result_and_every_reminder_once_on_the_righ
         if services.clock.today() == new + timedelta(days=3):
             for ref in refs[2:]:
                 await event(ref, "disability_certificate", "approved")
+                await event(ref, "disability_certificate", "handed_over")
             for ref in refs:
                 await event(ref, "nursing_subsidy", "approved")
         await day(k)
