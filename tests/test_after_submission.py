@@ -15,6 +15,7 @@ from bot import operator_cli as op
 from bot.app import SERVICES, intake_secret
 from integrations.intake import encode_body, signed_headers
 from tests.conftest import WeChatUser
+from tests.processes import bot_command
 
 MOTHER_CHILD = [
     "你好",
@@ -291,33 +292,17 @@ async def test_satisfaction_is_asked_when_a_service_is_finished(bot, settings, p
 async def test_the_operator_commands_run_from_the_shell(bot, settings, clock, protocol, redis_url):
     """`bot reminders send-due --now …` and `bot sessions roster` as cron and a clerk would run them: from the
     bot's directory, without BOT_PORT; what they queue, the serving process sends."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
     ref = await apply(WeChatUser(bot, "oCron", protocol), MOTHER_CHILD)
-    env = {k: v for k, v in os.environ.items() if k not in ("BOT_PORT", "BOT_TODAY")}
-    env.update(
-        {
-            "REDIS_URL": redis_url,
-            "BOT_VAR_DIR": str(settings.var_dir),
-            "BOT_DATA_KEY": settings.data_keys,
-            "WECHAT_ENCODING_AES_KEY": settings.wechat_encoding_aes_key,
-            "WECHAT_APPID": settings.wechat_appid,
-            "WECHAT_TOKEN": settings.wechat_token,
-        }
-    )
-    root = Path(__file__).resolve().parent.parent
 
-    def run(*args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "bot", *args], env=env, cwd=root, capture_output=True, text=True, timeout=60)
+    async def run(*args: str) -> str:
+        out = await bot_command(settings, redis_url, *args)
         assert out.returncode == 0, out.stderr
         return out.stdout
 
     async def cron(now: str) -> int:
         clock.set(now)  # the serving process and cron agree on the (simulated) time
-        return json.loads(await asyncio.to_thread(run, "reminders", "send-due", "--now", now))["reminders_queued"]
+        return json.loads(await run("reminders", "send-due", "--now", now))["reminders_queued"]
 
     assert await cron("2026-12-08T08:59:00") == 0
     assert await cron("2026-12-08T09:01:00") == 1
@@ -327,9 +312,9 @@ async def test_the_operator_commands_run_from_the_shell(bot, settings, clock, pr
         return len(await assessment_reminders(bot, "oCron")) == 1
 
     assert await until(reminded), "the serving process did not send what the command queued"
-    roster = await asyncio.to_thread(run, "sessions", "roster", "2026-12-11")
+    roster = await run("sessions", "roster", "2026-12-11")
     assert ref in roster and "王小宝" in roster
-    listing = await asyncio.to_thread(run, "sessions", "list")
+    listing = await run("sessions", "list")
     assert "2026-12-11,2026-12-11,上午,青阳县医院门诊大厅一楼,1,30" in listing
 
 

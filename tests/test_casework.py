@@ -9,10 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
 import stat
-import subprocess
-import sys
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from dialogs.assessment import format_day
 from dialogs.deadlines import expected_from_session
 from dialogs.pack import load_pack
 from tests.conftest import WeChatUser
+from tests.processes import bot_command
 from tests.test_after_submission import MOTHER_CHILD, UP_TO_BOOKING, apply, inbox, post_event, reminders_due, until
 
 BOOK_FIRST = UP_TO_BOOKING + ["1", "1", "1", "1"]  # the first session offered
@@ -129,20 +127,7 @@ async def test_a_bad_move_is_one_line_from_the_shell_and_the_status_still_answer
     mother = WeChatUser(bot, "oMoveShell", protocol)
     ref = await apply(mother, BOOK_FIRST)
     old = (await appointment_day(services, ref)).isoformat()
-    env = {k: v for k, v in os.environ.items() if k not in ("BOT_PORT",)}
-    env.update(
-        {
-            "REDIS_URL": redis_url,
-            "BOT_VAR_DIR": str(settings.var_dir),
-            "BOT_DATA_KEY": settings.data_keys,
-            "WECHAT_ENCODING_AES_KEY": settings.wechat_encoding_aes_key,
-            "WECHAT_APPID": settings.wechat_appid,
-            "WECHAT_TOKEN": settings.wechat_token,
-        }
-    )
-    root = Path(__file__).resolve().parent.parent
-    args = [sys.executable, "-m", "bot", "sessions", "move", old, f"{int(old[:4]) + 1}-02-30"]
-    out = await asyncio.to_thread(subprocess.run, args, env=env, cwd=root, capture_output=True, text=True, timeout=60)
+    out = await bot_command(settings, redis_url, "sessions", "move", old, f"{int(old[:4]) + 1}-02-30", keep_today=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "real date" in out.stderr, out.stderr
     assert await services.book.holders(old) == [ref]
     status = await mother.say("进度")

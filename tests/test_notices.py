@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +30,7 @@ from integrations.wechat_notice import (
 )
 from integrations.wechat_sandbox import SANDBOX
 from tests.conftest import WeChatUser
+from tests.processes import bot_command
 from tests.test_after_submission import MOTHER_CHILD, UP_TO_BOOKING, apply, inbox_messages, post_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -276,41 +275,30 @@ async def test_failed_pushes_are_listed_and_resent_from_the_shell(bot, settings,
     await mother.event("unsubscribe")
     assert (await post_event(bot, settings, approved(ref, "ev-back", "accepted"))).status == 200
     assert await push_now(bot) == ended(failed=1)
-    env = {k: v for k, v in os.environ.items() if k not in ("BOT_PORT", "BOT_TODAY")}
-    env.update(
-        {
-            "REDIS_URL": redis_url,
-            "BOT_VAR_DIR": str(settings.var_dir),
-            "BOT_DATA_KEY": settings.data_keys,
-            "WECHAT_ENCODING_AES_KEY": settings.wechat_encoding_aes_key,
-            "WECHAT_APPID": settings.wechat_appid,
-            "WECHAT_TOKEN": settings.wechat_token,
-        }
-    )
 
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "bot", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    async def run(*args: str) -> subprocess.CompletedProcess:
+        return await bot_command(settings, redis_url, *args)
 
-    listing = await asyncio.to_thread(run, "push", "failed")
+    listing = await run("push", "failed")
     assert listing.returncode == 0, listing.stderr
     [row] = [json.loads(line) for line in listing.stdout.splitlines()]
     assert row["key"] == "ev-back:oMothe…" and row["errcode"] == 43004 and row["kind"] == "accepted"
     assert mother.openid not in listing.stdout and "已受理" not in listing.stdout  # openids masked, no texts
-    wrong = await asyncio.to_thread(run, "push", "resend", "no-such-key")
+    wrong = await run("push", "resend", "no-such-key")
     assert wrong.returncode == 1 and "not a failed push" in wrong.stdout and "Traceback" not in wrong.stderr
-    one = await asyncio.to_thread(run, "push", "resend", row["id"])
+    one = await run("push", "resend", row["id"])
     assert one.returncode == 0 and f"queued again: {row['id']}" in one.stdout, one.stderr
     assert await push_now(bot) == ended(failed=1)  # still unfollowed: tried again, failed again, listed again
     [again] = await services.push.failed()
     assert again["id"] == row["id"] and again["attempts"] == 1  # counted afresh from the resend
     await mother.event("subscribe")  # she follows again, and an operator resends
-    resent = await asyncio.to_thread(run, "push", "resend", "--all")
+    resent = await run("push", "resend", "--all")
     assert resent.returncode == 0 and "queued again: 1 messages" in resent.stdout, resent.stderr
     assert await push_now(bot) == ended(sent=1)  # the serving process sends it: outside the window, a template
     assert await services.push.failed() == []
     cards = [m for m in await inbox_messages(bot, mother.openid) if m.get("title") == "业务受理通知"]
     assert len(cards) == 1 and dict(cards[0]["fields"])["办理状态"] == "已受理"
-    usage = await asyncio.to_thread(run, "push", "resend")
+    usage = await run("push", "resend")
     assert usage.returncode != 0 and len(usage.stderr.strip().splitlines()) == 1
 
 
