@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.clock import ClockLike
+from dialogs.application import FINAL
 from dialogs.assessment import format_day
 from dialogs.deadlines import expected_after_acceptance, expected_from_session
 from dialogs.pack import Pack
@@ -272,7 +273,7 @@ class Notifier:
             return [(openid, text) for openid in meta["viewers"]]
         if payload["kind"] == "unfinished" and conversations is not None:
             session = await conversations.load(payload["openid"])
-            if not session or session["state"] == "submitted" or session["data"].get("reference") != payload["reference"]:
+            if not session or session["state"] == FINAL or session["data"].get("reference") != payload["reference"]:
                 return []
             return [(payload["openid"], self.words["reminder_unfinished"])]
         return []

@@ -20,7 +20,7 @@ from transitions import Machine
 
 from dialogs.aftercare import Aftercare
 from dialogs.answers import read_answer  # hook: lang2 (label_early_photo)
-from dialogs.application import FINAL, INITIAL, STEPS, TRANSITIONS, Step
+from dialogs.application import FINAL, INITIAL, STEPS, TRANSITIONS, At, Step
 from dialogs.conditions import CONDITIONS, Case
 from dialogs.document import new_reference
 from dialogs.effects import Effect, ReleasePlace, Started
@@ -178,7 +178,7 @@ class ApplicationDialog:
         self.machine.set_state(state, model=router)
         router.trigger("next")
         for _ in range(len(STEPS)):
-            if router.state == "summary" and session.get("editing"):
+            if router.state == At.summary and session.get("editing"):
                 session["editing"] = False
             if router.state not in self._skippable or not router.trigger("skip"):
                 return router.state
