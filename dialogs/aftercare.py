@@ -107,7 +107,7 @@ class Aftercare:
         return self.words["expected"].format(date=_day(expected))
 
     # -- answers and phrases after submission ---------------------------------------------------------
-    async def answer(self, text: str, openid: str, now: datetime, *, submitted: bool) -> str | None:
+    async def answer(self, text: str, openid: str, now: datetime, *, submitted: bool, expecting: bool = True) -> str | None:
         """A reply when the message answers a question asked here (回复1确认撤销) or is one of the
         phrases about a submitted application (取消预约, 改日期, 谁能看我的申请, ...); None: not ours.
         Nothing is read from Redis unless the words could be one of them."""
@@ -115,7 +115,7 @@ class Aftercare:
         if not t or len(t) > 16:
             return None
         number = self.lang.number(text)
-        if len(t) <= 4 and (number in (1, 2) or self.lang.is_yes(text) or t in self.phrases.get("no", [])):
+        if expecting and len(t) <= 4 and (number in (1, 2) or self.lang.is_yes(text) or t in self.phrases.get("no", [])):
             pending = await self.registry.take_pending_withdrawal(openid)
             if pending is not None:
                 if number == 1 or (number is None and self.lang.is_yes(text)):

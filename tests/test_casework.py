@@ -140,6 +140,20 @@ async def test_a_bad_move_is_one_line_from_the_shell_and_the_status_still_answer
     assert "2027-02-30" in status and "系统有点忙" not in status
 
 
+async def test_a_withdrawal_asked_in_the_middle_of_a_new_form_is_confirmed_there(bot, protocol):
+    """ "撤销 护理补贴" while filling in a second application: the "1" that follows confirms it, not the form's question;
+    an ordinary answer of the form costs no lookup of pending questions."""
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oWithdrawMidForm", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    await mother.say("重新申请")
+    await mother.say("2")  # the new form: 替家人申请
+    assert "回复1确认撤销" in await mother.say("撤销 护理补贴")
+    assert "已为您撤销护理补贴" in await mother.say("1")
+    assert (await services.registry.status(ref))["nursing_subsidy"]["status"] == "withdrawn"
+    assert "撤销" not in await mother.say("妈妈")  # the form goes on where it was
+
+
 # -- 2. withdrawal ---------------------------------------------------------------------------------------------
 async def bound_family(mother: WeChatUser, bot, protocol, openid: str) -> WeChatUser:
     code = (await mother.say("绑定码")).split("绑定码：")[1][:6]
