@@ -102,7 +102,7 @@ class ApplicationDialog:
         self._skips: dict[str, list[dict[str, Any]]] = {}
         for t in TRANSITIONS:
             if t["trigger"] == "skip":
-                self._skips.setdefault(t["source"], []).append(t)
+                self._skips.setdefault(str(t["source"]), []).append(t)
 
     # -- sessions -------------------------------------------------------------------------------
     def new_session(self, now: datetime) -> dict[str, Any]:
