@@ -343,7 +343,7 @@ def household_place_unread(case: Case) -> bool:
     return (
         bool(case.data.get("applicant", {}).get("household_address"))
         and not case.data.get("household_place")
-        and place_unread(case.data)
+        and place_unread(case.data, tuple(case.pack.raw.get("routing", {}).get("place_parts", ("township", "village"))))
     )
 
 
