@@ -330,9 +330,20 @@ def asks_agent_residence(case: Case) -> bool:
     return applying_for_someone(case) and bool(case.pack.form.get("ask_agent_residence"))
 
 
+def guardian_by_law(case: Case) -> bool:
+    """A parent applying for a minor child is the 法定监护人 (民法典 第二十七条：父母是未成年子女的监护人): not asked."""
+    return applying_for_someone(case) and case.data.get("agent", {}).get("relation") == "parent" and applicant_is_minor(case)
+
+
+def is_legal_guardian(case: Case) -> bool:
+    return bool(case.data.get("agent", {}).get("legal_guardian")) or guardian_by_law(case)
+
+
 def may_be_legal_guardian(case: Case) -> bool:
     """A relative applying for a minor or a person with 智力/精神残疾 may be the 法定监护人; anyone else is an agent."""
     if not applying_for_someone(case) or case.data.get("agent", {}).get("relation") in (None, "other"):
+        return False
+    if guardian_by_law(case):
         return False
     return applicant_is_minor(case) or case.facts.get("disability_category") in (INTELLECTUAL, MENTAL)
 
@@ -350,7 +361,7 @@ def household_place_unread(case: Case) -> bool:
 def consent_by(case: Case) -> str:
     if not applying_for_someone(case):
         return "applicant"
-    return "guardian" if case.data.get("agent", {}).get("legal_guardian") else "agent"
+    return "guardian" if is_legal_guardian(case) else "agent"
 
 
 def asks_subsidy_reason(case: Case) -> bool:
@@ -415,6 +426,7 @@ CONDITIONS: dict[str, Callable[[Case], Any]] = {
         asks_subsidy_reason,
         asks_agent_residence,
         may_be_legal_guardian,
+        guardian_by_law,
         household_place_unread,
         offers_result_delivery,
         wants_mail,

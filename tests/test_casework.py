@@ -28,7 +28,7 @@ from dialogs.pack import load_pack
 from tests.conftest import WeChatUser
 from tests.test_after_submission import MOTHER_CHILD, apply, inbox, post_event, reminders_due, until
 
-BOOK_FIRST = MOTHER_CHILD[:17] + ["1", "1", "1", "1"]  # the first session offered
+BOOK_FIRST = MOTHER_CHILD[:15] + ["1", "1", "1", "1"]  # the first session offered
 
 
 def at(day: date, hhmm: str) -> str:
@@ -91,7 +91,7 @@ async def test_a_moved_session_keeps_its_reminders_closes_the_old_day_and_can_be
     # The old day is closed; the new one is offered with its places left.
     clock.set(at(old - timedelta(days=5), "10:00"))
     other = WeChatUser(bot, "oMoveOther", protocol)
-    for text in MOTHER_CHILD[:17]:
+    for text in MOTHER_CHILD[:15]:
         offer = await other.say(text)
     assert f"{format_day(new)} " in offer and "剩29个名额" in offer and f"{format_day(old)} " not in offer, offer
     listing = await op.sessions_list(services)

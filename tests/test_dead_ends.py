@@ -169,8 +169,8 @@ async def test_a_holders_certificate_number_is_asked_first_and_gives_the_id_cate
         reply = await user.say("15070220110420003741")
         assert "养老保险代缴：需要年满16周岁" in reply and "回复 1 不办这几项" in reply
         assert "不办养老保险代缴" in (reply := await user.say("1")) and "请发申请人的姓名" in reply
-        assert "法定监护人吗" in await user.say("其其格")
-        assert "联系电话" in await user.say("1")
+        # a parent of a minor is the 法定监护人 (民法典 第二十七条): not asked
+        assert "联系电话" in (reply := await user.say("其其格")) and "法定监护人吗" not in reply
         asked = "\n".join(r for _, r in user.sent)
         for question in ("哪类残疾", "几级", "申请人的身份证号", "现在是在校学生吗", "职工基本养老保险吗", "哪种情况"):
             assert question not in asked

@@ -55,3 +55,35 @@ def test_qingyang_still_asks_the_village_its_offices_route_by(address, asked):
     # 青民务〔2023〕2号 附件2 受理单位：县（区）政务服务中心/乡镇为民服务中心/村（社区）
     data = _guardian("qingyang", address)
     assert next_step("qingyang", data, "household_address") == asked
+
+
+def _parent_of(id_number: str, relation: str = "parent", category: int = 2) -> dict:
+    return {
+        "who": "agent",
+        "agent": {"relation": relation, "name": "曹国庆", "phone": "18652808116"},
+        "services": ["disability_certificate", "nursing_subsidy"],
+        "facts": {"disability_category": category},
+        "applicant": {"name": "巴特尔", "id_number": id_number},
+    }
+
+
+# 民法典 第二十七条：父母是未成年子女的监护人 — a parent applying for a minor is not asked whether they are.
+def test_a_parent_of_a_minor_is_the_legal_guardian_without_being_asked():
+    from dialogs.conditions import consent_by
+
+    data = _parent_of("150783201807200664")  # 8 years old
+    assert next_step("hulunbuir", data, "applicant_id") != "agent_is_guardian"
+    assert consent_by(Case(data, load_pack("hulunbuir"), date(2026, 11, 23))) == "guardian"
+
+
+@pytest.mark.parametrize(
+    "id_number, relation, category",
+    [
+        ("150783195807200664", "child", 5),  # a son or daughter of an adult with 智力残疾: a court may have named another
+        ("150783195807200664", "spouse", 6),
+        ("150783201807200664", "relative", 2),  # a grandparent of a minor is a guardian only when the parents cannot be
+    ],
+)
+def test_anyone_else_who_may_be_the_guardian_is_still_asked(id_number, relation, category):
+    data = _parent_of(id_number, relation, category)
+    assert next_step("hulunbuir", data, "applicant_id") == "agent_is_guardian"
