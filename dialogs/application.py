@@ -68,9 +68,10 @@ STEPS: tuple[Step, ...] = (
     # 5. materials, 6. the assessment session
     Step("checklist", "checklist"),
     Step("booking", "booking", ask_if="needs_session_booking"),
-    # 7. summary and consent, 8. submit
+    # 7. summary and consent, 8. submit. The declaration is printed with the summary and confirmed by the
+    # same answer (it is an undertaking that what was checked is true, not a consent); the consent to
+    # sensitive personal information stays a separate answer of its own (个人信息保护法 第二十九条).
     Step("summary", "summary", always_ask=True, edits_from=True),
-    Step("declaration", "choice:declaration", always_ask=True, edits_from=True),
     Step("consent_sensitive", "consent", always_ask=True, edits_from=True),
     Step("submitted", "after_submit", always_ask=True),
 )
@@ -80,7 +81,6 @@ DETOURS = [
     {"trigger": "next", "source": "suggest_services", "dest": "choose_services", "conditions": ["wants_to_rechoose"]},
     {"trigger": "next", "source": "eligibility_notice", "dest": "choose_services", "conditions": ["nothing_left_to_apply_for"]},
     {"trigger": "next", "source": "eligibility_recheck", "dest": "choose_services", "conditions": ["nothing_left_to_apply_for"]},
-    {"trigger": "next", "source": "declaration", "dest": "summary", "conditions": ["wants_to_revise"]},
 ]
 
 STRAIGHT = [{"trigger": "next", "source": here.name, "dest": there.name} for here, there in zip(STEPS, STEPS[1:], strict=False)]

@@ -385,10 +385,6 @@ def on_mental_waitlist(case: Case) -> bool:
     return case.chose_role(CERTIFICATE) and category_is_mental(case) and bool(case.pack.assessment.get("mental"))
 
 
-def wants_to_revise(case: Case) -> bool:
-    return case.data.get("declaration") == "back"
-
-
 def consent_declined(case: Case) -> bool:
     return case.data.get("consent", {}).get("sensitive") is not True
 
@@ -432,7 +428,6 @@ CONDITIONS: dict[str, Callable[[Case], Any]] = {
         wants_mail,
         needs_session_booking,
         on_mental_waitlist,
-        wants_to_revise,
         consent_declined,
     )
 }

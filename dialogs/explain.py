@@ -27,7 +27,7 @@ def why(turn: Turn, state: str) -> str:
                 bases.append(f"{pack.services[code].short}{failed['reason']}：{failed['basis']}")
     elif state == "booking":
         bases.append(pack.assessment.get("basis", ""))
-    elif state in ("declaration",):
+    elif state == "summary":
         bases.append(pack.raw["declaration"]["basis"])
     elif state == "checklist":
         from dialogs.materials import checklist

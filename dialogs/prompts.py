@@ -163,7 +163,9 @@ async def summary(turn: Turn) -> str:
     if items:
         photos = sum(1 for i in items if i.material.code in data.get("photos", {}))
         lines.append(q["materials"].format(count=len(items), photos=q["photos"].format(count=photos) if photos else ""))
-    return turn.pack.q("summary", details="\n".join(line for line in lines if line))
+    return turn.pack.q(
+        "summary", details="\n".join(line for line in lines if line), declaration=turn.pack.raw["declaration"]["text"]
+    )
 
 
 def _label(turn: Turn, question: str, value) -> str:
@@ -193,10 +195,6 @@ def recap(turn: Turn) -> str:
     if filled:
         parts.append(turn.pack.text("resume_filled", fields="、".join(filled)))
     return "".join(parts) or turn.pack.text("resume_started")
-
-
-async def declaration(turn: Turn) -> str:
-    return turn.pack.q("declaration", declaration=turn.pack.raw["declaration"]["text"])
 
 
 async def consent_sensitive(turn: Turn) -> str:
@@ -238,7 +236,6 @@ PROMPTS: dict[str, Callable[[Turn], Awaitable[str]]] = {
     "checklist": checklist_prompt,
     "booking": booking,
     "summary": summary,
-    "declaration": declaration,
     "consent_sensitive": consent_sensitive,
     "submitted": submitted,
 }

@@ -30,7 +30,7 @@ STEP = {s.name: s for s in STEPS}
 # Steps whose answer is the citizen's own words: only an explicit correction is taken there.
 FREE_TEXT = {"household_address", "household_place", "agent_residence", "subsidy_reason", "mailing_address"}
 # Where the existing edit words ("改电话") and the summary's own answers apply.
-AFTER_FORM = {"summary", "declaration", "consent_sensitive", "submitted"}
+AFTER_FORM = {"summary", "consent_sensitive", "submitted"}
 # A slot said about "the phone" or "the ID" belongs to whichever of these was asked last.
 FAMILIES = (("applicant_phone", "agent_phone"), ("applicant_id", "agent_id"), ("applicant_name", "agent_name"))
 

@@ -32,10 +32,9 @@ MOTHER_CHILD = [
     "同上",
     "青阳县蓉城镇五溪村12号",
     "0",
-    "1",
-    "1",
-    "1",
-    "1",
+    "1",  # the first session
+    "1",  # the summary, and the declaration printed with it
+    "1",  # the consent
 ]
 SELF_MENTAL = [
     "你好",
@@ -49,9 +48,8 @@ SELF_MENTAL = [
     "13655556666",
     "青阳县丁桥镇丁桥村5号",
     "0",
-    "1",
-    "1",
-    "1",
+    "1",  # the summary, and the declaration printed with it
+    "1",  # the consent
 ]
 
 
@@ -223,8 +221,8 @@ async def reminders_due(bot, clock, when: str) -> int:
 
 
 async def test_reminders_before_the_assessment_are_sent_when_due_and_once(bot, clock, protocol):
-    await apply(WeChatUser(bot, "oDec", protocol), MOTHER_CHILD[:15] + ["1", "1", "1", "1"])  # 12月11日
-    await apply(WeChatUser(bot, "oJan", protocol), MOTHER_CHILD[:15] + ["2", "1", "1", "1"])  # 1月11日
+    await apply(WeChatUser(bot, "oDec", protocol), MOTHER_CHILD[:15] + ["1", "1", "1"])  # 12月11日
+    await apply(WeChatUser(bot, "oJan", protocol), MOTHER_CHILD[:15] + ["2", "1", "1"])  # 1月11日
     assert await reminders_due(bot, clock, "2026-12-07T12:00:00") == 0
     assert await reminders_due(bot, clock, "2026-12-08T09:05:00") == 1  # 3 days before 12-11
     assert await reminders_due(bot, clock, "2026-12-08T09:06:00") == 0
@@ -250,7 +248,7 @@ async def test_an_unfinished_application_gets_one_gentle_reminder(bot, clock, pr
 
 async def test_moving_a_session_and_announcing_the_mental_session_tell_everyone(bot, protocol):
     services = bot.server.app[SERVICES]
-    ref = await apply(WeChatUser(bot, "oMoved", protocol), MOTHER_CHILD[:15] + ["1", "1", "1", "1"])
+    ref = await apply(WeChatUser(bot, "oMoved", protocol), MOTHER_CHILD[:15] + ["1", "1", "1"])
     assert "moved 1 bookings" in await op.move_session(services, "2026-12-11", "2026-12-14")
     assert await services.book.holders("2026-12-14") == [ref]
     mental_ref = await apply(WeChatUser(bot, "oMental", protocol), SELF_MENTAL)
@@ -341,9 +339,8 @@ HOLDER_ALL_FIVE = [
     "13812345678",
     "青阳县蓉城镇五溪村12号",
     "0",
-    "1",
-    "1",
-    "1",
+    "1",  # the summary, and the declaration printed with it
+    "1",  # the consent
 ]
 
 

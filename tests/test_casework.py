@@ -28,7 +28,7 @@ from dialogs.pack import load_pack
 from tests.conftest import WeChatUser
 from tests.test_after_submission import MOTHER_CHILD, apply, inbox, post_event, reminders_due, until
 
-BOOK_FIRST = MOTHER_CHILD[:15] + ["1", "1", "1", "1"]  # the first session offered
+BOOK_FIRST = MOTHER_CHILD[:15] + ["1", "1", "1"]  # the first session offered
 
 
 def at(day: date, hhmm: str) -> str:

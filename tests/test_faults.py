@@ -161,7 +161,8 @@ def make_script(n: int, rng: random.Random, tag: str, kind: str | None = None) -
         steps += [Say("0", ("请选日期",)), Say(rng.choice("123"), ("已为您预约",) + summary, again_if=BOOKING_FULL)]
     else:
         steps.append(Say("0", summary + (("已登记",) if kind == "self_mental" else ())))
-    steps += [Say("1", ("本人自愿申请",)), Say("1", ("同意吗",)), Say("1", ("申请已提交", "申请编号"))]
+    # the declaration is printed with the summary and confirmed with it
+    steps += [Say("1", ("同意吗",)), Say("1", ("申请已提交", "申请编号"))]
     for step in steps:
         if step.voice:
             step.text += "。"

@@ -87,3 +87,28 @@ def test_a_parent_of_a_minor_is_the_legal_guardian_without_being_asked():
 def test_anyone_else_who_may_be_the_guardian_is_still_asked(id_number, relation, category):
     data = _parent_of(id_number, relation, category)
     assert next_step("hulunbuir", data, "applicant_id") == "agent_is_guardian"
+
+
+# The declaration (青民务〔2023〕2号 附件2 / 内民政发〔2022〕110号 附件4 "申请人（代理人）签字（捺印）") is an
+# undertaking that what was checked is true: printed with the summary, it is confirmed by the same answer.
+# The consent to sensitive personal information stays its own explicit answer (个人信息保护法 第二十九条).
+@pytest.mark.parametrize("region", ["qingyang", "hulunbuir"])
+def test_the_summary_confirmed_goes_to_the_separate_consent(region):
+    assert next_step(region, _guardian(region, "青阳县蓉城镇五溪村12号"), "summary") == "consent_sensitive"
+
+
+@pytest.mark.parametrize(
+    "text, confirmed",
+    [("1", True), ("没问题", True), ("好的，我确认", True), ("确认无误", True), ("不确认", False), ("不对", False)],
+)
+async def test_the_summary_answer_confirms_the_declaration(text, confirmed):
+    from dialogs import answers
+    from dialogs.application import STEPS
+    from dialogs.turn import UserInput
+    from tests.test_dead_ends import _turn
+
+    turn = _turn("qingyang", {})
+    step = next(s for s in STEPS if s.name == "summary")
+    outcome = await answers.read_answer(turn, step, UserInput("text", text))
+    assert bool(outcome.advance) is confirmed
+    assert (turn.data.get("declaration") == "confirm") is confirmed
