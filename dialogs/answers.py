@@ -581,8 +581,12 @@ async def slot_lines(turn: Turn) -> str:
 
 
 async def read_summary(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
-    if turn.lang.number(inp.text) == 1 or turn.lang.is_yes(inp.text):
-        turn.data.pop("declaration", None)  # a summary confirmed again is declared again
+    # "不确认" holds 确认: a 不 anywhere leaves it unconfirmed
+    confirmed = (
+        "不" not in inp.text and turn.lang.choose(inp.text, turn.pack.questions[step.name]["confirm_options"]) == "confirm"
+    )
+    if turn.lang.number(inp.text) == 1 or turn.lang.is_yes(inp.text) or confirmed:
+        turn.data["declaration"] = "confirm"  # the declaration is printed with the summary and confirmed with it
         return Outcome.ok()
     return Outcome.invalid(turn.pack.text("summary_hint"))
 

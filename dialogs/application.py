@@ -51,7 +51,6 @@ class At(StrEnum):
     checklist = "checklist"
     booking = "booking"
     summary = "summary"
-    declaration = "declaration"
     consent_sensitive = "consent_sensitive"
     submitted = "submitted"
 
@@ -111,9 +110,10 @@ STEPS: tuple[Step, ...] = (
     # 5. materials, 6. the assessment session
     Step(At.checklist, "checklist"),
     Step(At.booking, "booking", ask_if="needs_session_booking"),
-    # 7. summary and consent, 8. submit
+    # 7. summary and consent, 8. submit. The declaration is printed with the summary and confirmed by the
+    # same answer (it is an undertaking that what was checked is true, not a consent); the consent to
+    # sensitive personal information stays a separate answer of its own (个人信息保护法 第二十九条).
     Step(At.summary, "summary", always_ask=True, edits_from=True),
-    Step(At.declaration, "choice:declaration", always_ask=True, edits_from=True),
     Step(At.consent_sensitive, "consent", always_ask=True, edits_from=True),
     Step(At.submitted, "after_submit", always_ask=True),
 )
@@ -128,7 +128,6 @@ DETOURS = [
         "dest": At.choose_services,
         "conditions": ["nothing_left_to_apply_for"],
     },
-    {"trigger": "next", "source": At.declaration, "dest": At.summary, "conditions": ["wants_to_revise"]},
 ]
 
 STRAIGHT = [{"trigger": "next", "source": here.name, "dest": there.name} for here, there in zip(STEPS, STEPS[1:], strict=False)]

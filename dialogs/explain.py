@@ -28,7 +28,7 @@ def why(turn: Turn, state: str) -> str:
                 bases.append(f"{pack.services[code].short}{failed['reason']}：{failed['basis']}")
     elif state == At.booking:
         bases.append(pack.assessment.get("basis", ""))
-    elif state in (At.declaration,):
+    elif state == At.summary:
         bases.append(pack.raw["declaration"]["basis"])
     elif state == At.checklist:
         from dialogs.materials import checklist

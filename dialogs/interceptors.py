@@ -139,7 +139,7 @@ async def labelled_photo(d: ApplicationDialog, m: Message) -> str | None:
 
 
 async def correction(d: ApplicationDialog, m: Message) -> str | None:
-    """At the summary or the declaration, "改电话": back to that answer, then straight back here."""
+    """At the summary or the consent, "改电话": back to that answer, then straight back here."""
     if not m.text or not d.steps[m.state].edits_from:
         return None
     target = d.lang.edit_target(m.text)

@@ -164,7 +164,9 @@ async def summary(turn: Turn) -> str:
     if items:
         photos = sum(1 for i in items if i.material.code in data.get("photos", {}))
         lines.append(q["materials"].format(count=len(items), photos=q["photos"].format(count=photos) if photos else ""))
-    return turn.pack.q(At.summary, details="\n".join(line for line in lines if line))
+    return turn.pack.q(
+        At.summary, details="\n".join(line for line in lines if line), declaration=turn.pack.raw["declaration"]["text"]
+    )
 
 
 def _label(turn: Turn, question: str, value) -> str:
@@ -194,10 +196,6 @@ def recap(turn: Turn) -> str:
     if filled:
         parts.append(turn.pack.text("resume_filled", fields="、".join(filled)))
     return "".join(parts) or turn.pack.text("resume_started")
-
-
-async def declaration(turn: Turn) -> str:
-    return turn.pack.q(At.declaration, declaration=turn.pack.raw["declaration"]["text"])
 
 
 async def consent_sensitive(turn: Turn) -> str:
@@ -239,7 +237,6 @@ PROMPTS: dict[str, Callable[[Turn], Awaitable[str]]] = {
     At.checklist: checklist_prompt,
     At.booking: booking,
     At.summary: summary,
-    At.declaration: declaration,
     At.consent_sensitive: consent_sensitive,
     At.submitted: submitted,
 }

@@ -29,15 +29,13 @@ MOTHER_CHILD = [
     "2",
     "智力",  # 残疾证 and 护理补贴 read no hardship: 困难情况 is not asked
     "王小宝",
-    "341723201406010034",
-    "1",
+    "341723201406010034",  # a mother applying for her child is the 法定监护人 (民法典 第二十七条): not asked
     "同上",
     "青阳县蓉城镇五溪村12号",
     "0",
-    "1",
-    "1",
-    "1",
-    "1",
+    "1",  # the first session
+    "1",  # the summary, and the declaration printed with it
+    "1",  # the consent
 ]
 # Up to the session offer: through the checklist's "0" (named so, not counted: the flow's length changes).
 UP_TO_BOOKING = MOTHER_CHILD[: MOTHER_CHILD.index("0") + 1]
@@ -53,9 +51,8 @@ SELF_MENTAL = [
     "13655556666",
     "青阳县丁桥镇丁桥村5号",
     "0",
-    "1",
-    "1",
-    "1",
+    "1",  # the summary, and the declaration printed with it
+    "1",  # the consent
 ]
 
 
@@ -228,8 +225,8 @@ async def reminders_due(bot, clock, when: str) -> int:
 
 async def test_reminders_before_the_assessment_are_sent_when_due_and_once(bot, clock, protocol):
     services = bot.server.app[SERVICES]
-    dec = await apply(WeChatUser(bot, "oDec", protocol), UP_TO_BOOKING + ["1", "1", "1", "1"])  # 12月11日
-    jan = await apply(WeChatUser(bot, "oJan", protocol), UP_TO_BOOKING + ["2", "1", "1", "1"])  # 1月11日
+    dec = await apply(WeChatUser(bot, "oDec", protocol), UP_TO_BOOKING + ["1", "1", "1"])  # 12月11日
+    jan = await apply(WeChatUser(bot, "oJan", protocol), UP_TO_BOOKING + ["2", "1", "1"])  # 1月11日
     for ref in (dec, jan):  # (else "still on its way to the intake" a day later is a reminder too)
         assert await until(lambda ref=ref: _delivered(services, ref))
     assert await reminders_due(bot, clock, "2026-12-07T12:00:00") == 0
@@ -257,7 +254,7 @@ async def test_an_unfinished_application_gets_one_gentle_reminder(bot, clock, pr
 
 async def test_moving_a_session_and_announcing_the_mental_session_tell_everyone(bot, protocol):
     services = bot.server.app[SERVICES]
-    ref = await apply(WeChatUser(bot, "oMoved", protocol), UP_TO_BOOKING + ["1", "1", "1", "1"])
+    ref = await apply(WeChatUser(bot, "oMoved", protocol), UP_TO_BOOKING + ["1", "1", "1"])
     assert "moved 1 bookings" in await op.move_session(services, "2026-12-11", "2026-12-14")
     assert await services.book.holders("2026-12-14") == [ref]
     mental_ref = await apply(WeChatUser(bot, "oMental", protocol), SELF_MENTAL)
@@ -333,9 +330,8 @@ HOLDER_ALL_FIVE = [
     "13812345678",
     "青阳县蓉城镇五溪村12号",
     "0",
-    "1",
-    "1",
-    "1",
+    "1",  # the summary, and the declaration printed with it
+    "1",  # the consent
 ]
 
 

@@ -26,7 +26,7 @@ from tests.conftest import WeChatUser
 from tests.processes import bot_command
 from tests.test_after_submission import MOTHER_CHILD, UP_TO_BOOKING, apply, inbox, post_event, reminders_due, until
 
-BOOK_FIRST = UP_TO_BOOKING + ["1", "1", "1", "1"]  # the first session offered
+BOOK_FIRST = UP_TO_BOOKING + ["1", "1", "1"]  # the first session offered
 
 
 def at(day: date, hhmm: str) -> str:

@@ -359,7 +359,7 @@ async def test_a_session_moved_days_later_arrives_as_a_change_notice_with_both_d
     from bot import operator_cli as op
 
     mother = WeChatUser(bot, "oMotherMoved", protocol)
-    await apply(mother, UP_TO_BOOKING + ["1", "1", "1", "1"])  # booked for 12月11日
+    await apply(mother, UP_TO_BOOKING + ["1", "1", "1"])  # booked for 12月11日
     clock.advance(days=4)
     assert "moved 1 bookings" in await op.move_session(bot.server.app[SERVICES], "2026-12-11", "2026-12-14")
     assert (await push_now(bot))["sent"] == 1
