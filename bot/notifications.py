@@ -187,7 +187,9 @@ class Notifier:
         for i, openid in enumerate(meta["viewers"]):
             # The request to rate rides in the result's own message: it can never arrive before it.
             message = f"{text}\n{ask}" if ask and i == 0 else text
-            await self.push.enqueue(openid, message, key=f"{event['event_id']}:{openid}", notice=notice)
+            await self.push.enqueue(
+                openid, message, key=f"{event['event_id']}:{openid}", notice=notice, group=f"{app_id}:{service}"
+            )
         await self.registry.expire_if_finished(app_id)  # the final result: kept for the pack's retention from now
         return True
 

@@ -630,9 +630,11 @@ async def test_a_scripted_month_every_result_and_every_reminder_once_on_the_righ
         if services.clock.today() == new + timedelta(days=3):
             for ref in refs[2:]:
                 await event(ref, "disability_certificate", "approved")
-                await event(ref, "disability_certificate", "handed_over")
             for ref in refs:
                 await event(ref, "nursing_subsidy", "approved")
+        if services.clock.today() == new + timedelta(days=5):  # the 乡镇残联 hands the certificates over
+            for ref in refs[2:]:
+                await event(ref, "disability_certificate", "handed_over")
         await day(k)
     assert (services.clock.today() - start.date()).days == 30
 
@@ -647,7 +649,8 @@ async def test_a_scripted_month_every_result_and_every_reminder_once_on_the_righ
         assert len(told(texts, "护理补贴", "审核通过")) == 1, texts
         assert len(moved(texts)) == 1, texts
         assert not any("还在送往受理平台" in t for t in texts)  # each was delivered at once
-    assert "您给残疾人证打了5分" in await mothers[3].say("5") and "您给护理补贴打了4分" in await mothers[3].say("4")
+    # Both finished: the nursing subsidy first (approved), the certificate once handed over, two days later.
+    assert "您给护理补贴打了5分" in await mothers[3].say("5") and "您给残疾人证打了4分" in await mothers[3].say("4")
     assert sent.get("failed", 0) == 0 and await services.push.pending() == 0
     print(f"\nscripted month: 20 applications, {sent} pushes, conflicts {await services.registry.conflict_count()}")
 
