@@ -165,13 +165,8 @@ async def growth_phase(sup: bench.Supervisor, args, tmp: Path, busy: str, run_pr
 def _flush(url: str) -> None:
     import redis
 
-    from integrations.data_key_check import KIDS, TEXT, canary_key
-
     client = redis.Redis.from_url(url)
     client.flushdb()
-    # As a database the bot has run on holds them: the data key's canary and the index of key ids.
-    client.set(canary_key(sealer.current_kid), sealer.seal(TEXT, canary_key(sealer.current_kid)))
-    client.sadd(KIDS, sealer.current_kid)
     client.close()
 
 
