@@ -90,8 +90,13 @@ def preload(url: str, n: int, sealer: Sealer) -> dict:
     """FLUSHDB, then N conversations and N applications through pipelines; used_memory per each."""
     import redis
 
+    from integrations.data_key_check import KIDS, TEXT, canary_key
+
     client = redis.Redis.from_url(url)
     client.flushdb()
+    # As a database the bot has run on holds them: the data key's canary and the index of key ids.
+    client.set(canary_key(sealer.current_kid), sealer.seal(TEXT, canary_key(sealer.current_kid)))
+    client.sadd(KIDS, sealer.current_kid)
     used = lambda: int(client.info("memory")["used_memory"])  # noqa: E731
     out = {"size": n}
     t0, before = time.perf_counter(), used()

@@ -121,9 +121,8 @@ def application_script(n: int) -> list[Step]:
         (NAMES[n % len(NAMES)], "联系电话"),
         (citizen_phone(n), "户籍地址"),
         (ADDRESSES[n % len(ADDRESSES)], "医保报销后的结算单"),
-        ("继续", "请核对"),
-        ("好的", "本人自愿申请"),
-        ("确认", "同意吗"),
+        ("继续", "本人自愿申请"),  # the summary, with the declaration printed in it
+        ("好的", "同意吗"),
         ("同意", "申请已提交"),
     ]
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench import AES_KEY, APPID, DIALOG_CYCLE, TOKEN  # noqa: E402
+from bench import AES_KEY, APPID, BENCH_DATA_KEY, DIALOG_CYCLE, TOKEN  # noqa: E402
 
 from bot.clock import Clock  # noqa: E402
 from bot.composition import open_services  # noqa: E402
@@ -32,7 +32,6 @@ from bot.conversation import ConversationService  # noqa: E402
 from bot.metrics import Metrics  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.wechat_protocol import WeChatProtocol, message_xml  # noqa: E402
-from integrations.sealing import new_data_key  # noqa: E402
 
 
 class Stages:
@@ -61,7 +60,7 @@ async def run(turns: int, redis_url: str) -> None:
         redis_url=redis_url,
         var_dir=var,
         simulator=False,
-        data_keys=new_data_key("bench") if redis_url else "",
+        data_keys=BENCH_DATA_KEY if redis_url else "",  # fixed: a second run opens the first one's canary
     )
     clock = Clock()
     protocol = WeChatProtocol(TOKEN, APPID, AES_KEY)

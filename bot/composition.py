@@ -29,6 +29,7 @@ from bot.privacy import PersonalDataEraser
 from bot.settings import ConfigError, Settings
 from dialogs.engine import ApplicationDialog
 from dialogs.pack import Pack, load_pack
+from dialogs.service_roles import CERTIFICATE
 from dialogs.turn import Ports
 from dialogs.workdays import WorkCalendar, default_calendar
 from integrations.applications import ApplicationRegistry
@@ -117,7 +118,9 @@ async def open_services(
         now = clock.time
         book = RedisAssessmentBook(client, clock=now)
         outbox = RedisOutbox(client, sealer)
-        registry = ApplicationRegistry(client, sealer, retention_s=pack.application_days * 86400)
+        registry = ApplicationRegistry(
+            client, sealer, retention_s=pack.application_days * 86400, certificate_services=pack.with_role(CERTIFICATE)
+        )
         reminders = Reminders(client, sealer)
         feedback = FeedbackStore(client, sealer, clock=now)
         push = PushQueue(client, sealer, None, clock=now)

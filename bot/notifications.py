@@ -16,12 +16,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.clock import ClockLike
+from dialogs.application import FINAL
 from dialogs.assessment import format_day
 from dialogs.deadlines import expected_after_acceptance, expected_from_session
 from dialogs.pack import Pack
 from dialogs.service_roles import CERTIFICATE
 from dialogs.workdays import WorkCalendar
-from integrations.applications import FINISHED, ApplicationRegistry, BadEvent, StatusConflict, allowed_before
+from integrations.applications import ApplicationRegistry, BadEvent, StatusConflict, allowed_before
 from integrations.delivery import delivery_state
 from integrations.feedback import FeedbackStore
 from integrations.reminders import Push, Reminders
@@ -30,7 +31,6 @@ from integrations.wechat_notice import Notices
 log = logging.getLogger(__name__)
 CHINA = ZoneInfo("Asia/Shanghai")
 # These statuses finish a service: the citizen is asked to rate it (not for a withdrawal).
-RATE_AFTER = FINISHED - {"withdrawn"}
 PUBLICITY = {"publicity_started", "publicity_ended"}
 FUTURE_TOLERANCE_S = 300  # the intake's clock and ours may differ a little, as in the signature's window
 
@@ -181,12 +181,15 @@ class Notifier:
         )
         notice = self.status_notice(app_id, service, event["status"], note=event.get("note") or "", at=event.get("at"))
         ask = ""
-        if event["status"] in RATE_AFTER and meta["viewers"] and await self.feedback.ask(meta["viewers"][0], app_id, service):
+        finished = self.registry.is_finished(service, event["status"]) and event["status"] != "withdrawn"
+        if finished and meta["viewers"] and await self.feedback.ask(meta["viewers"][0], app_id, service):
             ask = self.words["rating_ask"].format(service=self.pack.services[service].short)
         for i, openid in enumerate(meta["viewers"]):
             # The request to rate rides in the result's own message: it can never arrive before it.
             message = f"{text}\n{ask}" if ask and i == 0 else text
-            await self.push.enqueue(openid, message, key=f"{event['event_id']}:{openid}", notice=notice)
+            await self.push.enqueue(
+                openid, message, key=f"{event['event_id']}:{openid}", notice=notice, group=f"{app_id}:{service}"
+            )
         await self.registry.expire_if_finished(app_id)  # the final result: kept for the pack's retention from now
         return True
 
@@ -272,7 +275,7 @@ class Notifier:
             return [(openid, text) for openid in meta["viewers"]]
         if payload["kind"] == "unfinished" and conversations is not None:
             session = await conversations.load(payload["openid"])
-            if not session or session["state"] == "submitted" or session["data"].get("reference") != payload["reference"]:
+            if not session or session["state"] == FINAL or session["data"].get("reference") != payload["reference"]:
                 return []
             return [(payload["openid"], self.words["reminder_unfinished"])]
         return []

@@ -17,7 +17,6 @@ from dialogs.turn import Ports
 from dialogs.understanding import Understanding, compact
 from dialogs.validators import ValidationError, parse_id_number
 from integrations.applications import (
-    FINISHED,
     PROCESSING_STARTED,
     STAGE,
     ApplicationRegistry,
@@ -80,12 +79,14 @@ class Aftercare:
             label = w["labels"].get(record["status"], record["status"])
             if record["status"] == "withdrawn" and record.get("by_citizen"):
                 label += w["withdrawn_told" if service in told else "withdrawn_telling"]
+            elif record["status"] == "approved" and not self.registry.is_finished(service, "approved"):
+                label += w["certificate_on_the_way"]  # approved is not in hand: say how it comes
             lines.append(
                 w["line"].format(
                     service=self.pack.services[service].short,
                     label=label,
                     note=w["note"].format(note=record["note"]) if record.get("note") else "",
-                    expected=self._expected(record, today),
+                    expected=self._expected(service, record, today),
                 )
             )
         appointment = view.meta.get("appointment")
@@ -97,16 +98,16 @@ class Aftercare:
             )
         return "\n".join(lines)
 
-    def _expected(self, record: dict[str, Any], today: date) -> str:
+    def _expected(self, service: str, record: dict[str, Any], today: date) -> str:
         expected = record.get("expected")
-        if not expected or record["status"] in FINISHED:
+        if not expected or self.registry.is_finished(service, record["status"]):
             return ""
         if date.fromisoformat(expected) < today:
             return self.words["overdue"]
         return self.words["expected"].format(date=_day(expected))
 
     # -- answers and phrases after submission ---------------------------------------------------------
-    async def answer(self, text: str, openid: str, now: datetime, *, submitted: bool) -> str | None:
+    async def answer(self, text: str, openid: str, now: datetime, *, submitted: bool, expecting: bool = True) -> str | None:
         """A reply when the message answers a question asked here (回复1确认撤销) or is one of the
         phrases about a submitted application (取消预约, 改日期, 谁能看我的申请, ...); None: not ours.
         Nothing is read from Redis unless the words could be one of them."""
@@ -114,7 +115,7 @@ class Aftercare:
         if not t or len(t) > 16:
             return None
         number = self.lang.number(text)
-        if len(t) <= 4 and (number in (1, 2) or self.lang.is_yes(text) or t in self.phrases.get("no", [])):
+        if expecting and len(t) <= 4 and (number in (1, 2) or self.lang.is_yes(text) or t in self.phrases.get("no", [])):
             pending = await self.registry.take_pending_withdrawal(openid)
             if pending is not None:
                 if number == 1 or (number is None and self.lang.is_yes(text)):

@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from dialogs import assessment
-from dialogs.application import Step
+from dialogs.application import At, Step
 from dialogs.conditions import consent_by, on_mental_waitlist
 from dialogs.deadlines import expected_date
 from dialogs.document import build_document, new_reference
@@ -82,7 +82,7 @@ async def read_fact(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcom
     q = turn.pack.questions[step.name]
     if q.get("several"):
         value = turn.lang.choose_many(inp.text, q["options"], exclusive=q.get("exclusive"), unnumbered=q.get("unnumbered", []))
-    elif step.name == "fact_local_hukou":
+    elif step.name == At.fact_local_hukou:
         value = read_hukou(turn, inp.text)
     else:
         value = _choose_fact(turn, inp.text, q["options"])
@@ -120,7 +120,7 @@ def read_hukou(turn: Turn, text: str) -> Any:
             return True
         if not place.startswith(_UNCLEAR_PLACE) and names:
             return False
-    return _choose_fact(turn, text, turn.pack.questions["fact_local_hukou"]["options"])
+    return _choose_fact(turn, text, turn.pack.questions[At.fact_local_hukou]["options"])
 
 
 def validated(parse: Callable[[str], Any]) -> Reader:
@@ -195,7 +195,7 @@ def _hukou_disagrees(turn: Turn, number: str) -> bool:
 
 
 def _hukou_check_question(turn: Turn) -> str:
-    return turn.pack.q("applicant_id", "hukou_check", applicant=applicant_called(turn))
+    return turn.pack.q(At.applicant_id, "hukou_check", applicant=applicant_called(turn))
 
 
 async def read_applicant_phone(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
@@ -219,7 +219,7 @@ async def read_certificate_no(turn: Turn, step: Step, inp: UserInput, path: str)
     departments read the card: it is recorded and said back (refusing it every time was a dead end)."""
     if answered := _hukou_answer(turn, inp):
         return answered
-    if step.name == "certificate_first" and turn.lang.matches_any(inp.text, turn.pack.questions[step.name]["later_words"]):
+    if step.name == At.certificate_first and turn.lang.matches_any(inp.text, turn.pack.questions[step.name]["later_words"]):
         turn.data["certificate_later"] = True  # "证号记不清": category and level are asked, the 证号 again later
         return Outcome.ok(turn.pack.q(step.name, "later"))
     facts = turn.case.facts
@@ -240,7 +240,7 @@ async def read_certificate_no(turn: Turn, step: Step, inp: UserInput, path: str)
     if differs and turn.data.get("certificate_disputed") != cert.number:
         turn.data["certificate_disputed"] = cert.number
         code = "cert_category_mismatch" if said[0] not in (None, cert.category) else "cert_level_mismatch"
-        return Outcome.invalid(turn.pack.validation[code] + turn.pack.q("certificate_no", "send_again"))
+        return Outcome.invalid(turn.pack.validation[code] + turn.pack.q(At.certificate_no, "send_again"))
     turn.data.pop("certificate_disputed", None)
     turn.data["certificate_no"] = cert.number
     if derived:
@@ -256,7 +256,7 @@ async def read_certificate_no(turn: Turn, step: Step, inp: UserInput, path: str)
     if differs:
         category = _option_label(turn, "fact_disability_category", cert.category)
         level = _option_label(turn, "fact_disability_level", cert.level)
-        return Outcome.ok(turn.pack.q("certificate_no", "differs", disability=category + level))
+        return Outcome.ok(turn.pack.q(At.certificate_no, "differs", disability=category + level))
     return Outcome.ok()
 
 
@@ -303,7 +303,7 @@ async def read_subsidy_reason(turn: Turn, step: Step, inp: UserInput, path: str)
     turn.data["subsidy_reasons"] = {c: reasons[c] for c in wanted if c in reasons}
     still = [c for c in wanted if c not in reasons]
     if still:
-        return Outcome.stay(turn.pack.q("subsidy_reason", "other", service=turn.pack.services[still[0]].short))
+        return Outcome.stay(turn.pack.q(At.subsidy_reason, "other", service=turn.pack.services[still[0]].short))
     turn.data["subsidy_reason"] = "；".join(reasons[c] for c in wanted) if len(set(reasons.values())) > 1 else reasons[wanted[0]]
     return Outcome.ok()
 
@@ -402,14 +402,14 @@ async def read_exclusions(turn: Turn, step: Step, inp: UserInput, path: str) -> 
         turn.data["services"] = kept
         await _release_booking_unless(turn, turn.case.chose_role(CERTIFICATE))
         if not turn.data["services"]:
-            return Outcome.ok(turn.pack.q("eligibility_notice", "nothing_left"))
-        return Outcome.ok(turn.pack.q("eligibility_notice", "dropped", services=names))
+            return Outcome.ok(turn.pack.q(At.eligibility_notice, "nothing_left"))
+        return Outcome.ok(turn.pack.q(At.eligibility_notice, "dropped", services=names))
     turn.data["insisted"] = sorted(set(turn.data.get("insisted", [])) | set(excluded))
-    return Outcome.ok(turn.pack.q("eligibility_notice", "insisted", services=names))
+    return Outcome.ok(turn.pack.q(At.eligibility_notice, "insisted", services=names))
 
 
 async def read_checklist(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
-    q = turn.pack.questions["checklist"]
+    q = turn.pack.questions[At.checklist]
     items = checklist(turn.case)
     if inp.kind == "image":
         turn.data["pending_photo"] = {"media_id": (inp.media_id or "")[:128]}
@@ -453,7 +453,7 @@ def label_early_photo(turn: Turn, text: str) -> str | None:
     listed = {item.material.code for item in checklist(turn.case)}
     code = next((c for c in named if c in listed), named[0])
     turn.data.setdefault("photos", {})[code] = early.pop()
-    return turn.pack.questions["checklist"]["photo_saved_early"].format(material=turn.pack.materials[code].name)
+    return turn.pack.questions[At.checklist]["photo_saved_early"].format(material=turn.pack.materials[code].name)
 
 
 def _material_named(turn: Turn, text: str, items) -> Any:
@@ -478,7 +478,7 @@ async def read_booking(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
         if said is not None:
             meant = [i for i, (s, _) in enumerate(sessions, 1) if _on(s, said)]
             if not meant:  # a day not offered: say kindly what is
-                return Outcome.stay(turn.pack.q("booking", "not_offered", said=said.text, slots=await slot_lines(turn)))
+                return Outcome.stay(turn.pack.q(At.booking, "not_offered", said=said.text, slots=await slot_lines(turn)))
             n = meant[0]  # "11号" when every session is on the 11th: the next one
     if n is None or not 1 <= n <= len(sessions):
         return Outcome.invalid(turn.pack.text("choose_hint"))
@@ -489,7 +489,7 @@ async def read_booking(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
     if current and current["session_date"] == chosen.key:
         return Outcome.ok()
     if not await turn.ports.book.reserve(chosen.key, holder, capacity):
-        return Outcome.stay(turn.pack.q("booking", "full", slots=await slot_lines(turn)))
+        return Outcome.stay(turn.pack.q(At.booking, "full", slots=await slot_lines(turn)))
     if current:
         turn.do(ReleasePlace(current["session_date"], holder))
     turn.data["booking"] = {
@@ -498,7 +498,7 @@ async def read_booking(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
         "period": chosen.period,
         "place": chosen.place,
     }
-    return Outcome.ok(turn.pack.q("booking", "booked", date=assessment.format_day(chosen.day), period=chosen.period))
+    return Outcome.ok(turn.pack.q(At.booking, "booked", date=assessment.format_day(chosen.day), period=chosen.period))
 
 
 @dataclass(frozen=True)
@@ -562,7 +562,7 @@ async def offered_sessions(turn: Turn) -> list[tuple[assessment.AssessmentSessio
 
 
 async def slot_lines(turn: Turn) -> str:
-    q = turn.pack.questions["booking"]
+    q = turn.pack.questions[At.booking]
     lines = []
     for i, (s, left) in enumerate(await offered_sessions(turn), 1):
         key = "slot_rescheduled" if s.rescheduled else "slot_uncertain" if not s.certain else "slot_moved" if s.moved else "slot"
@@ -581,8 +581,12 @@ async def slot_lines(turn: Turn) -> str:
 
 
 async def read_summary(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
-    if turn.lang.number(inp.text) == 1 or turn.lang.is_yes(inp.text):
-        turn.data.pop("declaration", None)  # a summary confirmed again is declared again
+    # "不确认" holds 确认: a 不 anywhere leaves it unconfirmed
+    confirmed = (
+        "不" not in inp.text and turn.lang.choose(inp.text, turn.pack.questions[step.name]["confirm_options"]) == "confirm"
+    )
+    if turn.lang.number(inp.text) == 1 or turn.lang.is_yes(inp.text) or confirmed:
+        turn.data["declaration"] = "confirm"  # the declaration is printed with the summary and confirmed with it
         return Outcome.ok()
     return Outcome.invalid(turn.pack.text("summary_hint"))
 
@@ -593,7 +597,7 @@ async def read_consent(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
         return Outcome.invalid(turn.pack.text("choose_hint"))
     if value != "agree":
         turn.data["consent"] = {"sensitive": False}
-        return Outcome.stay(turn.pack.q("consent_sensitive", "declined"))
+        return Outcome.stay(turn.pack.q(At.consent_sensitive, "declined"))
     turn.data["consent"] = {
         "declaration": True,
         "sensitive": True,

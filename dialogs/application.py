@@ -11,6 +11,48 @@ Wording is in content/common/questions.yaml under the step's name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class At(StrEnum):
+    """Every step's name, declared once: the session's `state`, the step's key in content/common/questions.yaml
+    and the diagram's states. Code names a step by its member (`At.summary`), never by a string."""
+
+    who = "who"
+    agent_relation = "agent_relation"
+    agent_name = "agent_name"
+    agent_id = "agent_id"
+    agent_phone = "agent_phone"
+    agent_residence = "agent_residence"
+    choose_services = "choose_services"
+    fact_local_hukou = "fact_local_hukou"
+    fact_has_certificate = "fact_has_certificate"
+    certificate_first = "certificate_first"
+    fact_disability_category = "fact_disability_category"
+    fact_disability_level = "fact_disability_level"
+    fact_hardship_status = "fact_hardship_status"
+    fact_pension_enrolled = "fact_pension_enrolled"
+    fact_in_school = "fact_in_school"
+    fact_employee_pension = "fact_employee_pension"
+    fact_medical_insured = "fact_medical_insured"
+    suggest_services = "suggest_services"
+    eligibility_notice = "eligibility_notice"
+    applicant_name = "applicant_name"
+    applicant_id = "applicant_id"
+    eligibility_recheck = "eligibility_recheck"
+    agent_is_guardian = "agent_is_guardian"
+    applicant_phone = "applicant_phone"
+    household_address = "household_address"
+    household_place = "household_place"
+    certificate_no = "certificate_no"
+    subsidy_reason = "subsidy_reason"
+    result_delivery = "result_delivery"
+    mailing_address = "mailing_address"
+    checklist = "checklist"
+    booking = "booking"
+    summary = "summary"
+    consent_sensitive = "consent_sensitive"
+    submitted = "submitted"
 
 
 @dataclass(frozen=True)
@@ -28,59 +70,64 @@ class Step:
 
 STEPS: tuple[Step, ...] = (
     # 1. who is applying (and the guardian or agent's own details)
-    Step("who", "choice:who"),
-    Step("agent_relation", "choice:agent.relation", ask_if="relation_not_said"),
-    Step("agent_name", "name:agent.name", free_text=True, ask_if="applying_for_someone"),
-    Step("agent_id", "id_number:agent.id_number", ask_if="applying_for_someone"),
-    Step("agent_phone", "phone:agent.phone", ask_if="applying_for_someone"),
-    Step("agent_residence", "address:agent.residence", ask_if="asks_agent_residence", free_text=True),
+    Step(At.who, "choice:who"),
+    Step(At.agent_relation, "choice:agent.relation", ask_if="relation_not_said"),
+    Step(At.agent_name, "name:agent.name", free_text=True, ask_if="applying_for_someone"),
+    Step(At.agent_id, "id_number:agent.id_number", ask_if="applying_for_someone"),
+    Step(At.agent_phone, "phone:agent.phone", ask_if="applying_for_someone"),
+    Step(At.agent_residence, "address:agent.residence", ask_if="asks_agent_residence", free_text=True),
     # 2. which services
-    Step("choose_services", "services"),
+    Step(At.choose_services, "services"),
     # 3. the eligibility screen: only the facts the chosen services' rules read
-    Step("fact_local_hukou", "fact", ask_if="needs_local_hukou"),
-    Step("fact_has_certificate", "fact", ask_if="needs_has_certificate"),
+    Step(At.fact_local_hukou, "fact", ask_if="needs_local_hukou"),
+    Step(At.fact_has_certificate, "fact", ask_if="needs_has_certificate"),
     # a holder's 证号 first: it holds the ID number, the category and the level, so those are not asked
-    Step("certificate_first", "certificate_no", ask_if="asks_certificate_first"),
-    Step("fact_disability_category", "fact", ask_if="needs_disability_category"),
-    Step("fact_disability_level", "fact", ask_if="needs_disability_level"),
-    Step("fact_hardship_status", "fact", ask_if="needs_hardship_status"),
-    Step("fact_pension_enrolled", "fact", ask_if="needs_pension_enrolled"),
-    Step("fact_in_school", "fact", ask_if="needs_in_school"),
-    Step("fact_employee_pension", "fact", ask_if="needs_employee_pension"),
-    Step("fact_medical_insured", "fact", ask_if="needs_medical_insured"),
-    Step("suggest_services", "suggestion", ask_if="guided"),
-    Step("eligibility_notice", "exclusions", ask_if="some_service_excluded"),
+    Step(At.certificate_first, "certificate_no", ask_if="asks_certificate_first"),
+    Step(At.fact_disability_category, "fact", ask_if="needs_disability_category"),
+    Step(At.fact_disability_level, "fact", ask_if="needs_disability_level"),
+    Step(At.fact_hardship_status, "fact", ask_if="needs_hardship_status"),
+    Step(At.fact_pension_enrolled, "fact", ask_if="needs_pension_enrolled"),
+    Step(At.fact_in_school, "fact", ask_if="needs_in_school"),
+    Step(At.fact_employee_pension, "fact", ask_if="needs_employee_pension"),
+    Step(At.fact_medical_insured, "fact", ask_if="needs_medical_insured"),
+    Step(At.suggest_services, "suggestion", ask_if="guided"),
+    Step(At.eligibility_notice, "exclusions", ask_if="some_service_excluded"),
     # 4. the form
-    Step("applicant_name", "name:applicant.name", free_text=True),
-    Step("applicant_id", "id_number:applicant.id_number", ask_if="applicant_id_unknown"),
+    Step(At.applicant_name, "name:applicant.name", free_text=True),
+    Step(At.applicant_id, "id_number:applicant.id_number", ask_if="applicant_id_unknown"),
     # the age read from the ID number may exclude a service (内蒙古 年满16周岁): said before going on
-    Step("eligibility_recheck", "exclusions", ask_if="some_service_excluded"),
+    Step(At.eligibility_recheck, "exclusions", ask_if="some_service_excluded"),
     # only a 法定监护人 consents as guardian; a neighbour or 村干部 is an agent
-    Step("agent_is_guardian", "choice:agent.legal_guardian", ask_if="may_be_legal_guardian"),
-    Step("applicant_phone", "applicant_phone"),
-    Step("household_address", "address:applicant.household_address", free_text=True),
-    Step("household_place", "household_place", ask_if="household_place_unread", free_text=True),
+    Step(At.agent_is_guardian, "choice:agent.legal_guardian", ask_if="may_be_legal_guardian"),
+    Step(At.applicant_phone, "applicant_phone"),
+    Step(At.household_address, "address:applicant.household_address", free_text=True),
+    Step(At.household_place, "household_place", ask_if="household_place_unread", free_text=True),
     # asked here when not given first (a corrected ID number that is not the certificate's drops it)
-    Step("certificate_no", "certificate_no", ask_if="certificate_no_missing"),
-    Step("subsidy_reason", "subsidy_reason:subsidy_reason", ask_if="asks_subsidy_reason", free_text=True),
-    Step("result_delivery", "choice:delivery", ask_if="offers_result_delivery"),
-    Step("mailing_address", "mailing_address", ask_if="wants_mail", free_text=True),
+    Step(At.certificate_no, "certificate_no", ask_if="certificate_no_missing"),
+    Step(At.subsidy_reason, "subsidy_reason:subsidy_reason", ask_if="asks_subsidy_reason", free_text=True),
+    Step(At.result_delivery, "choice:delivery", ask_if="offers_result_delivery"),
+    Step(At.mailing_address, "mailing_address", ask_if="wants_mail", free_text=True),
     # 5. materials, 6. the assessment session
-    Step("checklist", "checklist"),
-    Step("booking", "booking", ask_if="needs_session_booking"),
-    # 7. summary and consent, 8. submit
-    Step("summary", "summary", always_ask=True, edits_from=True),
-    Step("declaration", "choice:declaration", always_ask=True, edits_from=True),
-    Step("consent_sensitive", "consent", always_ask=True, edits_from=True),
-    Step("submitted", "after_submit", always_ask=True),
+    Step(At.checklist, "checklist"),
+    Step(At.booking, "booking", ask_if="needs_session_booking"),
+    # 7. summary and consent, 8. submit. The declaration is printed with the summary and confirmed by the
+    # same answer (it is an undertaking that what was checked is true, not a consent); the consent to
+    # sensitive personal information stays a separate answer of its own (个人信息保护法 第二十九条).
+    Step(At.summary, "summary", always_ask=True, edits_from=True),
+    Step(At.consent_sensitive, "consent", always_ask=True, edits_from=True),
+    Step(At.submitted, "after_submit", always_ask=True),
 )
 
 # Detours, tried before the straight path.
 DETOURS = [
-    {"trigger": "next", "source": "suggest_services", "dest": "choose_services", "conditions": ["wants_to_rechoose"]},
-    {"trigger": "next", "source": "eligibility_notice", "dest": "choose_services", "conditions": ["nothing_left_to_apply_for"]},
-    {"trigger": "next", "source": "eligibility_recheck", "dest": "choose_services", "conditions": ["nothing_left_to_apply_for"]},
-    {"trigger": "next", "source": "declaration", "dest": "summary", "conditions": ["wants_to_revise"]},
+    {"trigger": "next", "source": At.suggest_services, "dest": At.choose_services, "conditions": ["wants_to_rechoose"]},
+    {"trigger": "next", "source": At.eligibility_notice, "dest": At.choose_services, "conditions": ["nothing_left_to_apply_for"]},
+    {
+        "trigger": "next",
+        "source": At.eligibility_recheck,
+        "dest": At.choose_services,
+        "conditions": ["nothing_left_to_apply_for"],
+    },
 ]
 
 STRAIGHT = [{"trigger": "next", "source": here.name, "dest": there.name} for here, there in zip(STEPS, STEPS[1:], strict=False)]
@@ -97,5 +144,5 @@ SKIPS = [
 
 TRANSITIONS = DETOURS + STRAIGHT + SKIPS
 
-INITIAL = "who"
-FINAL = "submitted"
+INITIAL = At.who
+FINAL = At.submitted

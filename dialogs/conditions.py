@@ -330,9 +330,25 @@ def asks_agent_residence(case: Case) -> bool:
     return applying_for_someone(case) and bool(case.pack.form.get("ask_agent_residence"))
 
 
+def guardian_by_law(case: Case) -> bool:
+    """The agent is the 法定监护人 by law, so it is not asked: the pack's form.guardian_by_law (a parent
+    applying for a minor child, 民法典 第二十七条)."""
+    rule = case.pack.form.get("guardian_by_law")
+    if not rule or not applying_for_someone(case):
+        return False
+    relation_ok = case.data.get("agent", {}).get("relation") in rule["agent_relations"]
+    return relation_ok and (rule["applicant"] != "minor" or applicant_is_minor(case))
+
+
+def is_legal_guardian(case: Case) -> bool:
+    return bool(case.data.get("agent", {}).get("legal_guardian")) or guardian_by_law(case)
+
+
 def may_be_legal_guardian(case: Case) -> bool:
     """A relative applying for a minor or a person with 智力/精神残疾 may be the 法定监护人; anyone else is an agent."""
     if not applying_for_someone(case) or case.data.get("agent", {}).get("relation") in (None, "other"):
+        return False
+    if guardian_by_law(case):
         return False
     return applicant_is_minor(case) or case.facts.get("disability_category") in (INTELLECTUAL, MENTAL)
 
@@ -343,14 +359,14 @@ def household_place_unread(case: Case) -> bool:
     return (
         bool(case.data.get("applicant", {}).get("household_address"))
         and not case.data.get("household_place")
-        and place_unread(case.data)
+        and place_unread(case.data, tuple(case.pack.raw.get("routing", {}).get("place_parts", ("township", "village"))))
     )
 
 
 def consent_by(case: Case) -> str:
     if not applying_for_someone(case):
         return "applicant"
-    return "guardian" if case.data.get("agent", {}).get("legal_guardian") else "agent"
+    return "guardian" if is_legal_guardian(case) else "agent"
 
 
 def asks_subsidy_reason(case: Case) -> bool:
@@ -372,10 +388,6 @@ def needs_session_booking(case: Case) -> bool:
 def on_mental_waitlist(case: Case) -> bool:
     """精神残疾 is assessed at its own announced sessions when the pack says so."""
     return case.chose_role(CERTIFICATE) and category_is_mental(case) and bool(case.pack.assessment.get("mental"))
-
-
-def wants_to_revise(case: Case) -> bool:
-    return case.data.get("declaration") == "back"
 
 
 def consent_declined(case: Case) -> bool:
@@ -415,12 +427,12 @@ CONDITIONS: dict[str, Callable[[Case], Any]] = {
         asks_subsidy_reason,
         asks_agent_residence,
         may_be_legal_guardian,
+        guardian_by_law,
         household_place_unread,
         offers_result_delivery,
         wants_mail,
         needs_session_booking,
         on_mental_waitlist,
-        wants_to_revise,
         consent_declined,
     )
 }

@@ -52,8 +52,8 @@ def document() -> str:
         "## The steps\n\n"
         "An answer fires `next`. Then `skip` is fired for as long as it applies: a step is skipped when its\n"
         "condition is false (`[!condition]`) or when the application already holds its answer (`[answered]`:\n"
-        "said earlier, or in a message with several facts). The summary, the declaration and the consent are\n"
-        "always asked.\n\n"
+        "said earlier, or in a message with several facts). The summary (with the declaration, confirmed by\n"
+        "the same answer) and the consent are always asked.\n\n"
         "```mermaid\n" + mermaid() + "```\n"
     )
 

@@ -6,7 +6,14 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from dialogs.conditions import Case, hardship_statuses, on_mental_waitlist, publicity_skipped, renewing_certificate
+from dialogs.conditions import (
+    Case,
+    hardship_statuses,
+    is_legal_guardian,
+    on_mental_waitlist,
+    publicity_skipped,
+    renewing_certificate,
+)
 from dialogs.eligibility import evaluate_service
 from dialogs.materials import checklist
 from dialogs.routing import routing
@@ -55,7 +62,7 @@ def build_document(case: Case, openid: str, now: datetime, *, channel: str = "we
             "gender": agent.get("gender"),
             "residence": agent.get("residence"),
             # 法定监护人 (审批表 监护人信息), or someone applying on the applicant's behalf
-            "legal_guardian": bool(agent.get("legal_guardian")),
+            "legal_guardian": is_legal_guardian(case),
         },
         "routing": routing(case.pack, data),
         "disability": None

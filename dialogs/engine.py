@@ -20,7 +20,7 @@ from transitions import Machine
 
 from dialogs.aftercare import Aftercare
 from dialogs.answers import read_answer  # hook: lang2 (label_early_photo)
-from dialogs.application import FINAL, INITIAL, STEPS, TRANSITIONS, Step
+from dialogs.application import FINAL, INITIAL, STEPS, TRANSITIONS, At, Step
 from dialogs.conditions import CONDITIONS, Case
 from dialogs.document import new_reference
 from dialogs.effects import Effect, ReleasePlace, Started
@@ -97,7 +97,12 @@ class ApplicationDialog:
         self.machine.add_model(self._router, initial=INITIAL)
         self.resume_after = resume_after
         self.interceptors = INTERCEPTORS
-        self._skippable = {t["source"] for t in TRANSITIONS if t["trigger"] == "skip"}
+        # Each step's skip transitions, as the machine has them: a step none of whose skips applies is
+        # where the flow settles, without firing a trigger that would do nothing (a quarter of a turn's routing).
+        self._skips: dict[str, list[dict[str, Any]]] = {}
+        for t in TRANSITIONS:
+            if t["trigger"] == "skip":
+                self._skips.setdefault(str(t["source"]), []).append(t)
 
     # -- sessions -------------------------------------------------------------------------------
     def new_session(self, now: datetime) -> dict[str, Any]:
@@ -172,6 +177,13 @@ class ApplicationDialog:
             return reply
         return self.join(*outcome.say, await prompt(turn, new_state))
 
+    def _skip_applies(self, router: FlowModel) -> bool:
+        return any(
+            all(getattr(router, c)() for c in t.get("conditions", ()))
+            and not any(getattr(router, c)() for c in t.get("unless", ()))
+            for t in self._skips.get(router.state, ())
+        )
+
     def advance(self, session: dict[str, Any], case: Case, state: str) -> str:
         """Fire `next`, then `skip` for as long as the step reached need not be asked."""
         router = self._router
@@ -179,9 +191,9 @@ class ApplicationDialog:
         self.machine.set_state(state, model=router)
         router.trigger("next")
         for _ in range(len(STEPS)):
-            if router.state == "summary" and session.get("editing"):
+            if router.state == At.summary and session.get("editing"):
                 session["editing"] = False
-            if router.state not in self._skippable or not router.trigger("skip"):
+            if not self._skip_applies(router) or not router.trigger("skip"):
                 return router.state
         raise RuntimeError(f"flow does not settle after {state}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dialogs.application import At
 from dialogs.conditions import FACTS_READ_BY_CHECK
 from dialogs.service_roles import CERTIFICATE
 from dialogs.turn import Turn
@@ -19,23 +20,23 @@ def why(turn: Turn, state: str) -> str:
                 if FACTS_READ_BY_CHECK[rule.check] == fact:
                     note = pack.text("why_assumption") if "assumption" in rule.params else ""
                     bases.append(f"{pack.services[code].short}{rule.reason}：{rule.basis}{note}")
-    elif state in ("eligibility_notice", "eligibility_recheck"):
+    elif state in (At.eligibility_notice, At.eligibility_recheck):
         from dialogs.eligibility import evaluate_service, failed_rules
 
         for code in turn.case.services:
             for failed in failed_rules(evaluate_service(turn.case, code)):
                 bases.append(f"{pack.services[code].short}{failed['reason']}：{failed['basis']}")
-    elif state == "booking":
+    elif state == At.booking:
         bases.append(pack.assessment.get("basis", ""))
-    elif state in ("declaration",):
+    elif state == At.summary:
         bases.append(pack.raw["declaration"]["basis"])
-    elif state == "checklist":
+    elif state == At.checklist:
         from dialogs.materials import checklist
 
         bases.extend(f"{item.material.name}：{item.material.basis}" for item in checklist(turn.case)[:6])
-    elif state in ("result_delivery", "mailing_address"):
+    elif state in (At.result_delivery, At.mailing_address):
         bases.append(pack.form.get("result_delivery_basis", ""))
-    elif state == "consent_sensitive":
+    elif state == At.consent_sensitive:
         bases.append("《中华人民共和国个人信息保护法》第二十八、二十九、三十一条")
     else:
         field = pack.form.get("fields", {}).get(state)

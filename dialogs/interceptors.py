@@ -72,11 +72,18 @@ async def aftercare(d: ApplicationDialog, m: Message) -> str | None:
     """Status, binding, withdrawal, 催办, 怎么补材料 (进度, 绑定…, 撤销…), from any step, also for family who never applied."""
     if not m.text or d.aftercare is None:
         return None
-    replied = await d.aftercare.answer(m.text, m.turn.openid, m.turn.now, submitted=m.state == d.final)
+    # A question of its own ("回复1确认撤销") is pending only for someone who has seen an application (submitted,
+    # or family with no form of their own) or whom it has just answered: no lookup for each answer of a form.
+    asked = m.session.pop("aftercare_answered", False)
+    expecting = asked or m.state == d.final or not m.session["history"]
+    replied = await d.aftercare.answer(m.text, m.turn.openid, m.turn.now, submitted=m.state == d.final, expecting=expecting)
     if replied:
         return replied
     after = d.aftercare.command(m.text)
-    return await d.aftercare.handle(after, m.text, m.turn.openid, m.turn.now) if after else None
+    if not after:
+        return None
+    m.session["aftercare_answered"] = True
+    return await d.aftercare.handle(after, m.text, m.turn.openid, m.turn.now)
 
 
 async def resumed(d: ApplicationDialog, m: Message) -> str | None:
@@ -132,7 +139,7 @@ async def labelled_photo(d: ApplicationDialog, m: Message) -> str | None:
 
 
 async def correction(d: ApplicationDialog, m: Message) -> str | None:
-    """At the summary or the declaration, "改电话": back to that answer, then straight back here."""
+    """At the summary or the consent, "改电话": back to that answer, then straight back here."""
     if not m.text or not d.steps[m.state].edits_from:
         return None
     target = d.lang.edit_target(m.text)

@@ -7,6 +7,7 @@ from datetime import date
 
 from dialogs import assessment
 from dialogs.answers import slot_lines
+from dialogs.application import At
 from dialogs.conditions import (
     hardship_claimed,
     hardship_statuses,
@@ -30,30 +31,30 @@ GENDER = {"male": "男", "female": "女"}
 
 async def applicant_name(turn: Turn) -> str:
     key = "prompt_self" if turn.data.get("who") == "self" else "prompt"
-    return turn.pack.q("applicant_name", key, applicant=applicant_called(turn))
+    return turn.pack.q(At.applicant_name, key, applicant=applicant_called(turn))
 
 
 async def applicant_phone(turn: Turn) -> str:
     key = "prompt_agent" if turn.data.get("who") == "agent" else "prompt"
-    return turn.pack.q("applicant_phone", key, applicant=applicant_called(turn))
+    return turn.pack.q(At.applicant_phone, key, applicant=applicant_called(turn))
 
 
 async def subsidy_reason(turn: Turn) -> str:
     return turn.pack.q(
-        "subsidy_reason", "prompt_both" if all(turn.case.chose(c) for c in turn.pack.with_role(DISABILITY_SUBSIDY)) else "prompt"
+        At.subsidy_reason, "prompt_both" if all(turn.case.chose(c) for c in turn.pack.with_role(DISABILITY_SUBSIDY)) else "prompt"
     )
 
 
 async def suggest_services(turn: Turn) -> str:
     suggested = suggested_services(turn.case)
     if not suggested:
-        return turn.pack.q("suggest_services", "nothing")
+        return turn.pack.q(At.suggest_services, "nothing")
     names = "\n".join(f"· {turn.pack.services[c].name}" for c in suggested)
-    return turn.pack.q("suggest_services", suggested=names)
+    return turn.pack.q(At.suggest_services, suggested=names)
 
 
 def _notices(turn: Turn) -> str:
-    q = turn.pack.questions["eligibility_notice"]
+    q = turn.pack.questions[At.eligibility_notice]
     lines = []
     for code in excluded_services(turn.case):
         service = turn.pack.services[code]
@@ -66,11 +67,11 @@ def _notices(turn: Turn) -> str:
 
 
 async def eligibility_notice(turn: Turn) -> str:
-    return turn.pack.q("eligibility_notice", notices=_notices(turn))
+    return turn.pack.q(At.eligibility_notice, notices=_notices(turn))
 
 
 async def eligibility_recheck(turn: Turn) -> str:
-    return turn.pack.q("eligibility_recheck", notices=_notices(turn))
+    return turn.pack.q(At.eligibility_recheck, notices=_notices(turn))
 
 
 def _short_basis(basis: str) -> str:
@@ -79,7 +80,7 @@ def _short_basis(basis: str) -> str:
 
 
 async def checklist_prompt(turn: Turn) -> str:
-    q = turn.pack.questions["checklist"]
+    q = turn.pack.questions[At.checklist]
     items = checklist(turn.case)
     if not items:
         return q["none_needed"]
@@ -89,18 +90,18 @@ async def checklist_prompt(turn: Turn) -> str:
         needed_by = "、".join(turn.pack.services[s].short for s in item.services)
         mark = q["photo_mark"] if item.material.code in photos else ""
         lines.append(f"{i} {item.material.name}{mark}" + q["needed_by"].format(services=needed_by))
-    return turn.pack.q("checklist", materials="\n".join(lines))
+    return turn.pack.q(At.checklist, materials="\n".join(lines))
 
 
 async def booking(turn: Turn) -> str:
     slots = await slot_lines(turn)
     if not slots:
-        return turn.pack.q("booking", "none")
-    return turn.pack.q("booking", slots=slots)
+        return turn.pack.q(At.booking, "none")
+    return turn.pack.q(At.booking, slots=slots)
 
 
 async def summary(turn: Turn) -> str:
-    q = turn.pack.questions["summary"]
+    q = turn.pack.questions[At.summary]
     data = turn.data
     a = data.get("applicant", {})
     facts = turn.case.facts
@@ -112,23 +113,23 @@ async def summary(turn: Turn) -> str:
     ]
     if data.get("who") == "agent" and data.get("agent"):
         ag = data["agent"]
-        relation = _label(turn, "agent_relation", ag.get("relation"))
+        relation = _label(turn, At.agent_relation, ag.get("relation"))
         lines.append(q["agent"].format(name=ag.get("name", ""), relation=relation, phone=ag.get("phone", "")))
     if "disability_category" in facts:
         level = facts.get("disability_level")
         lines.append(
             q["disability"].format(
-                category=_label(turn, "fact_disability_category", facts["disability_category"]),
-                level=" " + _label(turn, "fact_disability_level", level) if level else "",
+                category=_label(turn, At.fact_disability_category, facts["disability_category"]),
+                level=" " + _label(turn, At.fact_disability_level, level) if level else "",
             )
         )
     if data.get("certificate_no"):
         lines.append(q["certificate"].format(certificate=mask_id(data["certificate_no"])))
     if hardship_claimed(turn.case):
-        labels = [_label(turn, "fact_hardship_status", v) for v in sorted(hardship_statuses(turn.case) or ())]
+        labels = [_label(turn, At.fact_hardship_status, v) for v in sorted(hardship_statuses(turn.case) or ())]
         lines.append(q["hardship"].format(hardship="、".join(labels)))
     if data.get("delivery"):
-        lines.append(q["delivery"].format(delivery=_label(turn, "result_delivery", data["delivery"])))
+        lines.append(q["delivery"].format(delivery=_label(turn, At.result_delivery, data["delivery"])))
     lines.append(q["services_header"])
     for code in turn.case.services:
         service = turn.pack.services[code]
@@ -158,12 +159,14 @@ async def summary(turn: Turn) -> str:
             + ("" if is_certain(turn.calendar, day) else q["uncertain"])
         )
     elif on_mental_waitlist(turn.case):
-        lines.append(turn.pack.q("summary", "waitlist"))
+        lines.append(turn.pack.q(At.summary, "waitlist"))
     items = checklist(turn.case)
     if items:
         photos = sum(1 for i in items if i.material.code in data.get("photos", {}))
         lines.append(q["materials"].format(count=len(items), photos=q["photos"].format(count=photos) if photos else ""))
-    return turn.pack.q("summary", details="\n".join(line for line in lines if line))
+    return turn.pack.q(
+        At.summary, details="\n".join(line for line in lines if line), declaration=turn.pack.raw["declaration"]["text"]
+    )
 
 
 def _label(turn: Turn, question: str, value) -> str:
@@ -195,52 +198,47 @@ def recap(turn: Turn) -> str:
     return "".join(parts) or turn.pack.text("resume_started")
 
 
-async def declaration(turn: Turn) -> str:
-    return turn.pack.q("declaration", declaration=turn.pack.raw["declaration"]["text"])
-
-
 async def consent_sensitive(turn: Turn) -> str:
     departments = []
     for code in turn.case.services:
         d = turn.pack.services[code].department
         if d not in departments:
             departments.append(d)
-    note = turn.pack.q("consent_sensitive", "guardian_note") if needs_guardian_consent(turn.case) else ""
-    return turn.pack.q("consent_sensitive", departments="、".join(departments), guardian_note=note)
+    note = turn.pack.q(At.consent_sensitive, "guardian_note") if needs_guardian_consent(turn.case) else ""
+    return turn.pack.q(At.consent_sensitive, departments="、".join(departments), guardian_note=note)
 
 
 async def submitted(turn: Turn) -> str:
-    return turn.pack.q("submitted", "again", reference=turn.data["reference"])
+    return turn.pack.q(At.submitted, "again", reference=turn.data["reference"])
 
 
 async def choose_services(turn: Turn) -> str:
-    q = turn.pack.questions["choose_services"]
+    q = turn.pack.questions[At.choose_services]
     order, all_n, unsure_n = service_menu(turn.pack)
     lines = [f"{n} {q['labels'].get(code, turn.pack.services[code].short)}" for n, code in enumerate(order, 1)]
     lines += [f"{all_n} {q['all_line']}", f"{unsure_n} {q['unsure_line']}"]
-    menu = turn.pack.q("choose_services", menu="\n".join(lines))
+    menu = turn.pack.q(At.choose_services, menu="\n".join(lines))
     chosen = turn.data.get("services")
     if not chosen:
         return menu
     # coming back to it (a change at the summary, "返回"): what is chosen now, then the whole list again
     names = "、".join(turn.pack.services[c].short for c in chosen)
-    return turn.pack.q("choose_services", "now", services=names) + "\n" + menu
+    return turn.pack.q(At.choose_services, "now", services=names) + "\n" + menu
 
 
 PROMPTS: dict[str, Callable[[Turn], Awaitable[str]]] = {
-    "applicant_name": applicant_name,
-    "applicant_phone": applicant_phone,
-    "subsidy_reason": subsidy_reason,
-    "choose_services": choose_services,
-    "suggest_services": suggest_services,
-    "eligibility_notice": eligibility_notice,
-    "eligibility_recheck": eligibility_recheck,
-    "checklist": checklist_prompt,
-    "booking": booking,
-    "summary": summary,
-    "declaration": declaration,
-    "consent_sensitive": consent_sensitive,
-    "submitted": submitted,
+    At.applicant_name: applicant_name,
+    At.applicant_phone: applicant_phone,
+    At.subsidy_reason: subsidy_reason,
+    At.choose_services: choose_services,
+    At.suggest_services: suggest_services,
+    At.eligibility_notice: eligibility_notice,
+    At.eligibility_recheck: eligibility_recheck,
+    At.checklist: checklist_prompt,
+    At.booking: booking,
+    At.summary: summary,
+    At.consent_sensitive: consent_sensitive,
+    At.submitted: submitted,
 }
 
 
@@ -263,27 +261,27 @@ def submitted_message(turn: Turn) -> str:
     if booking_ and turn.case.chose_role(CERTIFICATE):
         day = date.fromisoformat(booking_["session_date"])
         appointment = turn.pack.q(
-            "submitted", "appointment", date=assessment.format_day(day), period=booking_["period"], place=booking_["place"]
+            At.submitted, "appointment", date=assessment.format_day(day), period=booking_["period"], place=booking_["place"]
         )
         if not is_certain(turn.calendar, day):
-            appointment += turn.pack.q("summary", "uncertain")
+            appointment += turn.pack.q(At.summary, "uncertain")
     elif on_mental_waitlist(turn.case):
-        appointment = turn.pack.q("submitted", "waitlist")
-    return turn.pack.q("submitted", reference=turn.data["reference"], next_steps=next_steps(turn), appointment=appointment)
+        appointment = turn.pack.q(At.submitted, "waitlist")
+    return turn.pack.q(At.submitted, reference=turn.data["reference"], next_steps=next_steps(turn), appointment=appointment)
 
 
 def next_steps(turn: Turn) -> str:
     """What happens next, one line per chosen service (who decides, how long, from the pack), then
     where it is received and what to bring, then what the region's scheme says of all of them."""
-    q = turn.pack.questions["submitted"]
+    q = turn.pack.questions[At.submitted]
     lines = [q["next_header"]]
     for code in turn.case.services:
         service = turn.pack.services[code]
         flag = ""
         if service.deadline.get("from") == "certificate" and not holds_certificate(turn.case):
-            flag = turn.pack.q("summary", "after_certificate")
+            flag = turn.pack.q(At.summary, "after_certificate")
         elif evaluate_service(turn.case, code)["result"] == PENDING:
-            flag = turn.pack.q("summary", "pending")
+            flag = turn.pack.q(At.summary, "pending")
         lines.append(
             q["service_line"].format(
                 service=service.short, department=service.department, deadline=service.deadline.get("text", ""), flag=flag

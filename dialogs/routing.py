@@ -36,9 +36,10 @@ def place(data: dict[str, Any]) -> dict[str, str | None]:
     return {k: found.get(k) or given.get(k) for k in ("county", "township", "village")}
 
 
-def place_unread(data: dict[str, Any]) -> bool:
+def place_unread(data: dict[str, Any], parts: tuple[str, ...] = ("township", "village")) -> bool:
+    """Some part of the place the pack routes by (`routing.place_parts`) is neither in the address nor said."""
     p = place(data)
-    return not (p["township"] and p["village"])
+    return not all(p[k] for k in parts)
 
 
 def routing(pack, data: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from dialogs.application import STEPS, Step
+from dialogs.application import STEPS, At, Step
 from dialogs.pack import Pack
 from dialogs.turn import Outcome, Turn, UserInput
 from dialogs.understanding import compact
@@ -28,11 +28,11 @@ MAX_CHARS = 300
 MIN_CHARS = 6  # shorter than "王大山1391…": never two slots
 STEP = {s.name: s for s in STEPS}
 # Steps whose answer is the citizen's own words: only an explicit correction is taken there.
-FREE_TEXT = {"household_address", "household_place", "agent_residence", "subsidy_reason", "mailing_address"}
+FREE_TEXT = {At.household_address, At.household_place, At.agent_residence, At.subsidy_reason, At.mailing_address}
 # Where the existing edit words ("改电话") and the summary's own answers apply.
-AFTER_FORM = {"summary", "declaration", "consent_sensitive", "submitted"}
+AFTER_FORM = {At.summary, At.consent_sensitive, At.submitted}
 # A slot said about "the phone" or "the ID" belongs to whichever of these was asked last.
-FAMILIES = (("applicant_phone", "agent_phone"), ("applicant_id", "agent_id"), ("applicant_name", "agent_name"))
+FAMILIES = ((At.applicant_phone, At.agent_phone), (At.applicant_id, At.agent_id), (At.applicant_name, At.agent_name))
 
 _HAN = "\u4e00-\u9fff"
 _ID = re.compile(r"(?<![0-9])([0-9]{17}[0-9Xx])(?![0-9A-Za-z])")
@@ -85,20 +85,20 @@ class Slots:
         """The steps these slots answer."""
         agent = (self.who.who if self.who else who) == "agent"
         named = {
-            "who": self.who,
-            "agent_name": self.agent_name if agent else None,
-            "applicant_name": self.applicant_name,
-            "certificate_no": self.certificate_no,
-            "choose_services": self.services or None,
-            "fact_disability_category": self.category,
-            "fact_disability_level": self.level,
-            "fact_hardship_status": self.hardship,
-            "fact_local_hukou": self.local_hukou,
-            "household_address": self.household_address,
+            At.who: self.who,
+            At.agent_name: self.agent_name if agent else None,
+            At.applicant_name: self.applicant_name,
+            At.certificate_no: self.certificate_no,
+            At.choose_services: self.services or None,
+            At.fact_disability_category: self.category,
+            At.fact_disability_level: self.level,
+            At.fact_hardship_status: self.hardship,
+            At.fact_local_hukou: self.local_hukou,
+            At.household_address: self.household_address,
         }
-        found = [name for name, value in named.items() if value is not None]
-        found += [f"{owner}_id" for owner in self.ids if agent or owner == "applicant"]
-        found += [f"{owner}_phone" for owner in self.phones if agent or owner == "applicant"]
+        found: list[str] = [name for name, value in named.items() if value is not None]
+        found += [At(f"{owner}_id") for owner in self.ids if agent or owner == "applicant"]
+        found += [At(f"{owner}_phone") for owner in self.phones if agent or owner == "applicant"]
         return found
 
 
@@ -123,12 +123,12 @@ class Vocabulary:
         self.markers = re.compile("|".join(re.escape(m) for m in sorted(lex["correction_markers"], key=len, reverse=True)))
         self.edit_targets = {w.lower(): state for state, ws in lex["edit_targets"].items() for w in ws}
         q = pack.questions
-        self.categories = {o["label"]: o["value"] for o in q["fact_disability_category"]["options"]}
-        hardship_q = q["fact_hardship_status"]
+        self.categories = {o["label"]: o["value"] for o in q[At.fact_disability_category]["options"]}
+        hardship_q = q[At.fact_hardship_status]
         self.hardship_words = [
             w for o in [*hardship_q["options"], *hardship_q.get("unnumbered", [])] if o["value"] != "none" for w in o["words"]
         ]
-        self.all_words = q["choose_services"]["all_words"]
+        self.all_words = q[At.choose_services]["all_words"]
         self.none_words = next(o["words"] for o in hardship_q["options"] if o["value"] == "none")
 
 
@@ -297,7 +297,7 @@ def _level_digit(c: str) -> int:
 async def read(turn: Turn, step: Step, inp: UserInput, session: dict[str, Any]) -> Outcome | None:
     """A correction, or several slots at once; None leaves the message to the step's own reader."""
     text = inp.text.strip() if inp.kind in ("text", "voice") else ""
-    if not text or len(text) > MAX_CHARS or step.name == "submitted":
+    if not text or len(text) > MAX_CHARS or step.name == At.submitted:
         return None
     fixed = await correction(turn, step, text, session)
     if fixed is not None:
@@ -359,10 +359,10 @@ async def fill(turn: Turn, slots: Slots) -> list[str]:
             if who.title:
                 agent["applicant_title"] = who.title
     agent = data.get("who") == "agent"
-    if agent and slots.agent_name and await take("agent_name", slots.agent_name):
+    if agent and slots.agent_name and await take(At.agent_name, slots.agent_name):
         said.append(q["you_are"].format(name=slots.agent_name))
     name = None
-    if slots.applicant_name and data.get("who") and await take("applicant_name", slots.applicant_name):
+    if slots.applicant_name and data.get("who") and await take(At.applicant_name, slots.applicant_name):
         name = slots.applicant_name
     if who and who.who == "self":
         said.append(q["you_are"].format(name=name) if name else q["self"])
@@ -380,7 +380,7 @@ async def fill(turn: Turn, slots: Slots) -> list[str]:
             continue
         if await take(f"{owner}_phone" if owner == "agent" else "applicant_phone", number):
             said.append(q["phone"].format(whose=_whose(turn, owner), phone=mask_phone(data[owner]["phone"])))
-    if slots.household_address and await take("household_address", slots.household_address):
+    if slots.household_address and await take(At.household_address, slots.household_address):
         said.append(q["address"].format(address=data["applicant"]["household_address"]))
     facts = turn.case.facts
     disability = ""
@@ -392,22 +392,22 @@ async def fill(turn: Turn, slots: Slots) -> list[str]:
         disability += q["level"].format(level="一二三四"[slots.level - 1])
     if disability:
         said.append(disability)
-    if slots.hardship and "hardship_status" not in facts and await take("fact_hardship_status", slots.hardship):
+    if slots.hardship and "hardship_status" not in facts and await take(At.fact_hardship_status, slots.hardship):
         said.append(_hardship_label(turn, facts["hardship_status"]))
     if slots.local_hukou is not None and "local_hukou" not in facts:
         facts["local_hukou"] = slots.local_hukou
         said.append(turn.pack.q("slots", "local" if slots.local_hukou else "not_local"))
     if slots.services and not turn.case.services and not data.get("guided"):
         names = "、".join(turn.pack.services[c].short for c in slots.services)
-        if await take("choose_services", names):
+        if await take(At.choose_services, names):
             said.append(q["services"].format(services=names))
-    if slots.certificate_no and await take("certificate_no", slots.certificate_no):
+    if slots.certificate_no and await take(At.certificate_no, slots.certificate_no):
         said.append(q["certificate"].format(number=mask_id(slots.certificate_no)))
     return said
 
 
 def _hardship_label(turn: Turn, value: Any) -> str:
-    options = turn.pack.questions["fact_hardship_status"]
+    options = turn.pack.questions[At.fact_hardship_status]
     labels = {o["value"]: o["label"] for o in [*options["options"], *options.get("unnumbered", [])]}
     values = value if isinstance(value, list) else [value]
     return "、".join(labels.get(x, str(x)) for x in values)

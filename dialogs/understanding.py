@@ -19,6 +19,7 @@ from typing import Any
 
 import jieba
 
+from dialogs.application import At
 from dialogs.pack import Pack
 from dialogs.service_roles import GROUP_WORDS
 
@@ -358,5 +359,5 @@ class Understanding:
                 if len(w) > best_len:
                     best, best_len = state, len(w)
         if best is None and self.services_in(text):
-            return "choose_services"  # "再加一个生活补贴", "残疾证不用办"
+            return At.choose_services  # "再加一个生活补贴", "残疾证不用办"
         return best

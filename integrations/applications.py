@@ -60,9 +60,14 @@ PROCESSING_STARTED = {
     "ready_for_pickup",
     "mailed",
     "first_payment",
+    "handed_over",
     "withdrawn",
 }
-FINISHED = {"approved", "rejected", "ready_for_pickup", "mailed", "first_payment", "withdrawn"}
+FINISHED = {"approved", "rejected", "ready_for_pickup", "mailed", "first_payment", "handed_over", "withdrawn"}
+# A certificate is finished when it is in the person's hands, not when it is approved (青阳: "发放残疾人证到各乡镇
+# 残联，由乡镇残联安排发放到残疾人手中"; 内蒙古: "申请人自取或邮政快递送达"): approved, ready for pickup or mailed,
+# it is still on its way, its rating is not asked yet and its records do not start to expire.
+CERTIFICATE_FINISHED = {"handed_over", "rejected", "withdrawn"}
 # How far a service has come. An intake event may keep a service where it is or move it on, never
 # take it back: after 审核通过 no 已受理, after 未通过 or 已撤销 nothing (but the same again).
 STAGE = {
@@ -78,6 +83,7 @@ STAGE = {
     "ready_for_pickup": 7,
     "mailed": 8,
     "first_payment": 8,
+    "handed_over": 9,
 }
 TERMINAL = {"rejected", "withdrawn"}
 
@@ -212,7 +218,10 @@ return 0
 
 
 class ApplicationRegistry:
-    def __init__(self, client: RedisClient, sealer: Sealer, *, retention_s: int = 180 * 86400):
+    def __init__(
+        self, client: RedisClient, sealer: Sealer, *, retention_s: int = 180 * 86400, certificate_services: tuple[str, ...] = ()
+    ):
+        self.certificate_services = certificate_services
         self.redis = client
         self.sealer = sealer
         self.retention_s = retention_s  # after the final result (pack: retention.application_days)
@@ -555,12 +564,20 @@ class ApplicationRegistry:
         return kept, unbound
 
     # -- retention ----------------------------------------------------------------------------------
+    async def is_finished_all(self, app_id: str) -> bool:
+        status = await self.status(app_id)
+        return bool(status) and all(self.is_finished(svc, s["status"]) for svc, s in status.items())
+
+    def is_finished(self, service: str, status: str) -> bool:
+        """Whether a service in this status is done with (the certificate: once it is handed over)."""
+        return status in (CERTIFICATE_FINISHED if service in self.certificate_services else FINISHED)
+
     async def expire_if_finished(self, app_id: str) -> bool:
         """Once every service is finished, let the application's records expire after the retention
         period (counted again from a later event). True when they were set to expire."""
         status = await self.status(app_id)
         meta = await self.meta(app_id)
-        if meta is None or not status or any(s["status"] not in FINISHED for s in status.values()):
+        if meta is None or not status or not all(self.is_finished(svc, s["status"]) for svc, s in status.items()):
             return False
         keys = [_app(app_id, part) for part in ("meta", "status", "events", "supplied", "history")]
         keys += [asked_key(app_id, service) for service in meta["services"]]

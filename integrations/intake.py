@@ -42,6 +42,7 @@ EVENT_STATUSES = (
     "ready_for_pickup",
     "mailed",
     "first_payment",
+    "handed_over",
     "withdrawn",
 )
 

@@ -61,6 +61,21 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 return 1
 """
 
+# The same, in a group of messages that must never arrive out of order (one service's status to one
+# person): an older message of the group still waiting (queued, or between retries) is dropped, so
+# "已受理" retried for an hour can never come after "审核通过". KEYS[3]: the group's latest message,
+# KEYS[4]: that message's hash (ARGV[5] its member), both as read before the call and checked here.
+_ENQUEUE_IN_GROUP = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) == ARGV[5] and redis.call('ZREM', KEYS[2], ARGV[5]) == 1 then
+  redis.call('DEL', KEYS[4])
+end
+redis.call('HSET', KEYS[1], 'blob', ARGV[1], 'state', 'queued', 'attempts', 0, 'due_at', ARGV[3], 'kind', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[6])
+return 1
+"""
+
 # Put back the claims whose worker never acknowledged them, then claim what is due.
 # Scores in the in-flight set are deadlines in ms: a claim's deadline is also its fencing token.
 _CLAIM = """
@@ -151,6 +166,7 @@ class PushQueue:
         self.api = api
         self.clock = clock
         self._enqueue = redis.register_script(_ENQUEUE)
+        self._enqueue_in_group = redis.register_script(_ENQUEUE_IN_GROUP)
         self._claim = redis.register_script(_CLAIM)
         self._done = redis.register_script(_DONE)
         self._retry = redis.register_script(_RETRY)
@@ -161,10 +177,19 @@ class PushQueue:
         self.on_failed: Callable[[str, int], None] | None = None
 
     async def enqueue(
-        self, openid: str, text: str, *, key: str, not_before: float | None = None, notice: dict[str, Any] | None = None
+        self,
+        openid: str,
+        text: str,
+        *,
+        key: str,
+        not_before: float | None = None,
+        notice: dict[str, Any] | None = None,
+        group: str | None = None,
     ) -> bool:
         """Queue a message once per key; False when that key is already queued, sent or failed.
-        `notice` ({"kind", "values"}): its form outside the 48-hour window (integrations/wechat_notice.py)."""
+        `notice` ({"kind", "values"}): its form outside the 48-hour window (integrations/wechat_notice.py).
+        `group` (e.g. application and service): a later message of the group replaces an earlier one that
+        is still waiting, so the group's messages never arrive out of order."""
         stored = await self.stored_key(openid, key)
         mkey = message_key(stored)
         due_at = max(self.clock(), not_before or 0.0)
@@ -173,7 +198,12 @@ class PushQueue:
             message["notice"] = notice
         sealed = self.sealer.seal(json.dumps(message, ensure_ascii=False).encode(), mkey)
         kind = (notice or {}).get("kind", "text")
-        return await self._enqueue(keys=[mkey, DUE], args=[sealed, stored, due_at, kind]) == 1
+        if group is None:
+            return await self._enqueue(keys=[mkey, DUE], args=[sealed, stored, due_at, kind]) == 1
+        group_key = f"push:{{queue}}:group:{await self._hmac('group:' + openid + ':' + group)}"
+        previous = (await self.redis.get(group_key) or b"").decode()
+        keys = [mkey, DUE, group_key, message_key(previous or stored)]
+        return await self._enqueue_in_group(keys=keys, args=[sealed, stored, due_at, kind, previous, int(GIVE_UP_S)]) == 1
 
     async def stored_key(self, openid: str, key: str) -> str:
         """What a message is kept under (its hash's name, its member in the queue, its sent marker): keyed

@@ -34,7 +34,14 @@ def _by_openid_key(openid: str) -> str:
 
 class Push(Protocol):
     async def enqueue(
-        self, openid: str, text: str, *, key: str, not_before: float | None = None, notice: dict[str, Any] | None = None
+        self,
+        openid: str,
+        text: str,
+        *,
+        key: str,
+        not_before: float | None = None,
+        notice: dict[str, Any] | None = None,
+        group: str | None = None,
     ) -> bool: ...
 
 

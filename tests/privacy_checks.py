@@ -186,9 +186,8 @@ MOTHER_FOR_SON = [
     ("image", "MEDIA-CARD-7781"),
     ("say", "1"),
     ("say", "0"),
-    ("say", "1"),
-    ("say", "1"),
-    ("say", "1"),
+    ("say", "1"),  # the summary, and the declaration printed with it
+    ("say", "1"),  # the consent
 ]
 MOTHER_FOR_SON_PERSONAL = [
     "欧阳桂兰",

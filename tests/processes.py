@@ -258,6 +258,28 @@ class BotServe:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
 
+async def bot_command(settings, redis_url: str, *args: str, keep_today: bool = False) -> subprocess.CompletedProcess:
+    """`python -m bot <args>` as an operator runs it beside a serving bot: the same Redis, data key and
+    WeChat account, from the project's folder, without BOT_PORT (operator commands need none) and, unless
+    asked, without the suite's BOT_TODAY (the command is given its time, e.g. `--now`)."""
+    drop = {"BOT_PORT"} | (set() if keep_today else {"BOT_TODAY"})
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "BOT_VAR_DIR": str(settings.var_dir),
+            "BOT_DATA_KEY": settings.data_keys,
+            "WECHAT_ENCODING_AES_KEY": settings.wechat_encoding_aes_key,
+            "WECHAT_APPID": settings.wechat_appid,
+            "WECHAT_TOKEN": settings.wechat_token,
+        }
+    )
+    root = Path(__file__).resolve().parent.parent
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "bot", *args], env=env, cwd=root, capture_output=True, text=True, timeout=60
+    )
+
+
 async def until_done(awaitables: list[Awaitable]) -> list:
     """gather() that cancels the rest when one fails (so a failing test does not leave tasks behind)."""
     tasks = [asyncio.ensure_future(a) for a in awaitables]

@@ -15,6 +15,7 @@ from bot import operator_cli as op
 from bot.app import SERVICES, intake_secret
 from integrations.intake import encode_body, signed_headers
 from tests.conftest import WeChatUser
+from tests.processes import bot_command
 
 MOTHER_CHILD = [
     "你好",
@@ -28,15 +29,13 @@ MOTHER_CHILD = [
     "2",
     "智力",  # 残疾证 and 护理补贴 read no hardship: 困难情况 is not asked
     "王小宝",
-    "341723201406010034",
-    "1",
+    "341723201406010034",  # a mother applying for her child is the 法定监护人 (民法典 第二十七条): not asked
     "同上",
     "青阳县蓉城镇五溪村12号",
     "0",
-    "1",
-    "1",
-    "1",
-    "1",
+    "1",  # the first session
+    "1",  # the summary, and the declaration printed with it
+    "1",  # the consent
 ]
 # Up to the session offer: through the checklist's "0" (named so, not counted: the flow's length changes).
 UP_TO_BOOKING = MOTHER_CHILD[: MOTHER_CHILD.index("0") + 1]
@@ -52,9 +51,8 @@ SELF_MENTAL = [
     "13655556666",
     "青阳县丁桥镇丁桥村5号",
     "0",
-    "1",
-    "1",
-    "1",
+    "1",  # the summary, and the declaration printed with it
+    "1",  # the consent
 ]
 
 
@@ -227,8 +225,8 @@ async def reminders_due(bot, clock, when: str) -> int:
 
 async def test_reminders_before_the_assessment_are_sent_when_due_and_once(bot, clock, protocol):
     services = bot.server.app[SERVICES]
-    dec = await apply(WeChatUser(bot, "oDec", protocol), UP_TO_BOOKING + ["1", "1", "1", "1"])  # 12月11日
-    jan = await apply(WeChatUser(bot, "oJan", protocol), UP_TO_BOOKING + ["2", "1", "1", "1"])  # 1月11日
+    dec = await apply(WeChatUser(bot, "oDec", protocol), UP_TO_BOOKING + ["1", "1", "1"])  # 12月11日
+    jan = await apply(WeChatUser(bot, "oJan", protocol), UP_TO_BOOKING + ["2", "1", "1"])  # 1月11日
     for ref in (dec, jan):  # (else "still on its way to the intake" a day later is a reminder too)
         assert await until(lambda ref=ref: _delivered(services, ref))
     assert await reminders_due(bot, clock, "2026-12-07T12:00:00") == 0
@@ -256,7 +254,7 @@ async def test_an_unfinished_application_gets_one_gentle_reminder(bot, clock, pr
 
 async def test_moving_a_session_and_announcing_the_mental_session_tell_everyone(bot, protocol):
     services = bot.server.app[SERVICES]
-    ref = await apply(WeChatUser(bot, "oMoved", protocol), UP_TO_BOOKING + ["1", "1", "1", "1"])
+    ref = await apply(WeChatUser(bot, "oMoved", protocol), UP_TO_BOOKING + ["1", "1", "1"])
     assert "moved 1 bookings" in await op.move_session(services, "2026-12-11", "2026-12-14")
     assert await services.book.holders("2026-12-14") == [ref]
     mental_ref = await apply(WeChatUser(bot, "oMental", protocol), SELF_MENTAL)
@@ -276,7 +274,8 @@ async def test_satisfaction_is_asked_when_a_service_is_finished(bot, settings, p
     services = bot.server.app[SERVICES]
     mother = WeChatUser(bot, "oMother6", protocol)
     ref = await apply(mother, MOTHER_CHILD)
-    event = {"event_id": "ev-ok", "application_id": ref, "service": "disability_certificate", "status": "ready_for_pickup"}
+    # The certificate is finished once in the person's hands (tests/test_casework.py: not at 审核通过 or 可以领取).
+    event = {"event_id": "ev-ok", "application_id": ref, "service": "disability_certificate", "status": "handed_over"}
     assert (await post_event(bot, settings, event)).status == 200
     await services.push.send_due(now=services.clock.time() + 1)
     assert any("请为这次服务打分" in t for t in await inbox(bot, "oMother6"))
@@ -290,33 +289,17 @@ async def test_satisfaction_is_asked_when_a_service_is_finished(bot, settings, p
 async def test_the_operator_commands_run_from_the_shell(bot, settings, clock, protocol, redis_url):
     """`bot reminders send-due --now …` and `bot sessions roster` as cron and a clerk would run them: from the
     bot's directory, without BOT_PORT; what they queue, the serving process sends."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
     ref = await apply(WeChatUser(bot, "oCron", protocol), MOTHER_CHILD)
-    env = {k: v for k, v in os.environ.items() if k not in ("BOT_PORT", "BOT_TODAY")}
-    env.update(
-        {
-            "REDIS_URL": redis_url,
-            "BOT_VAR_DIR": str(settings.var_dir),
-            "BOT_DATA_KEY": settings.data_keys,
-            "WECHAT_ENCODING_AES_KEY": settings.wechat_encoding_aes_key,
-            "WECHAT_APPID": settings.wechat_appid,
-            "WECHAT_TOKEN": settings.wechat_token,
-        }
-    )
-    root = Path(__file__).resolve().parent.parent
 
-    def run(*args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "bot", *args], env=env, cwd=root, capture_output=True, text=True, timeout=60)
+    async def run(*args: str) -> str:
+        out = await bot_command(settings, redis_url, *args)
         assert out.returncode == 0, out.stderr
         return out.stdout
 
     async def cron(now: str) -> int:
         clock.set(now)  # the serving process and cron agree on the (simulated) time
-        return json.loads(await asyncio.to_thread(run, "reminders", "send-due", "--now", now))["reminders_queued"]
+        return json.loads(await run("reminders", "send-due", "--now", now))["reminders_queued"]
 
     assert await cron("2026-12-08T08:59:00") == 0
     assert await cron("2026-12-08T09:01:00") == 1
@@ -326,9 +309,9 @@ async def test_the_operator_commands_run_from_the_shell(bot, settings, clock, pr
         return len(await assessment_reminders(bot, "oCron")) == 1
 
     assert await until(reminded), "the serving process did not send what the command queued"
-    roster = await asyncio.to_thread(run, "sessions", "roster", "2026-12-11")
+    roster = await run("sessions", "roster", "2026-12-11")
     assert ref in roster and "王小宝" in roster
-    listing = await asyncio.to_thread(run, "sessions", "list")
+    listing = await run("sessions", "list")
     assert "2026-12-11,2026-12-11,上午,青阳县医院门诊大厅一楼,1,30" in listing
 
 
@@ -347,9 +330,8 @@ HOLDER_ALL_FIVE = [
     "13812345678",
     "青阳县蓉城镇五溪村12号",
     "0",
-    "1",
-    "1",
-    "1",
+    "1",  # the summary, and the declaration printed with it
+    "1",  # the consent
 ]
 
 
@@ -396,8 +378,12 @@ async def test_an_application_the_intake_refuses_is_kept_and_the_citizen_is_told
     mother = WeChatUser(bot, "oRefused", protocol)
     ref = await apply(mother, MOTHER_CHILD)
     assert await until(lambda: _refused(services, ref))
-    await services.push.send_due(now=services.clock.time() + 1)
-    assert any("工作人员会尽快联系您" in t for t in await inbox(bot, "oRefused"))
+
+    async def told() -> bool:  # the refusal is recorded, then the citizen's message queued: send until it is there
+        await services.push.send_due(now=services.clock.time() + 1)
+        return any("工作人员会尽快联系您" in t for t in await inbox(bot, "oRefused"))
+
+    assert await until(told)
     assert "暂未送达，工作人员会联系您" in await mother.say("进度")
 
 

@@ -30,7 +30,8 @@ STEP = {s.name: s for s in STEPS}
 
 
 def options(region: str, question: str) -> list[dict]:
-    return PACKS[region].questions[question]["options"]
+    q = PACKS[region].questions[question]
+    return q["options"] if "options" in q else q["confirm_options"]  # the summary confirms the declaration with it
 
 
 # -- b. a plain yes or no at every yes/no or confirm list ------------------------------------------
@@ -38,13 +39,13 @@ def options(region: str, question: str) -> list[dict]:
 @pytest.mark.parametrize(
     "question,text,value",
     [
-        ("declaration", "好的", "confirm"),
-        ("declaration", "好", "confirm"),
-        ("declaration", "没问题", "confirm"),
-        ("declaration", "嗯", "confirm"),
-        ("declaration", "行", "confirm"),
-        ("declaration", "不对", "back"),
-        ("declaration", "好的，我确认", "confirm"),
+        ("summary", "好的", "confirm"),
+        ("summary", "好", "confirm"),
+        ("summary", "没问题", "confirm"),
+        ("summary", "嗯", "confirm"),
+        ("summary", "行", "confirm"),
+        ("summary", "不对", "back"),
+        ("summary", "好的，我确认", "confirm"),
         ("consent_sensitive", "可以的", "agree"),
         ("consent_sensitive", "好的。", "agree"),
         ("consent_sensitive", "不行", "decline"),

@@ -9,10 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
 import stat
-import subprocess
-import sys
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -26,9 +23,10 @@ from dialogs.assessment import format_day
 from dialogs.deadlines import expected_from_session
 from dialogs.pack import load_pack
 from tests.conftest import WeChatUser
+from tests.processes import bot_command
 from tests.test_after_submission import MOTHER_CHILD, UP_TO_BOOKING, apply, inbox, post_event, reminders_due, until
 
-BOOK_FIRST = UP_TO_BOOKING + ["1", "1", "1", "1"]  # the first session offered
+BOOK_FIRST = UP_TO_BOOKING + ["1", "1", "1"]  # the first session offered
 
 
 def at(day: date, hhmm: str) -> str:
@@ -129,20 +127,7 @@ async def test_a_bad_move_is_one_line_from_the_shell_and_the_status_still_answer
     mother = WeChatUser(bot, "oMoveShell", protocol)
     ref = await apply(mother, BOOK_FIRST)
     old = (await appointment_day(services, ref)).isoformat()
-    env = {k: v for k, v in os.environ.items() if k not in ("BOT_PORT",)}
-    env.update(
-        {
-            "REDIS_URL": redis_url,
-            "BOT_VAR_DIR": str(settings.var_dir),
-            "BOT_DATA_KEY": settings.data_keys,
-            "WECHAT_ENCODING_AES_KEY": settings.wechat_encoding_aes_key,
-            "WECHAT_APPID": settings.wechat_appid,
-            "WECHAT_TOKEN": settings.wechat_token,
-        }
-    )
-    root = Path(__file__).resolve().parent.parent
-    args = [sys.executable, "-m", "bot", "sessions", "move", old, f"{int(old[:4]) + 1}-02-30"]
-    out = await asyncio.to_thread(subprocess.run, args, env=env, cwd=root, capture_output=True, text=True, timeout=60)
+    out = await bot_command(settings, redis_url, "sessions", "move", old, f"{int(old[:4]) + 1}-02-30", keep_today=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "real date" in out.stderr, out.stderr
     assert await services.book.holders(old) == [ref]
     status = await mother.say("进度")
@@ -153,6 +138,20 @@ async def test_a_bad_move_is_one_line_from_the_shell_and_the_status_still_answer
     )
     status = await mother.say("进度")
     assert "2027-02-30" in status and "系统有点忙" not in status
+
+
+async def test_a_withdrawal_asked_in_the_middle_of_a_new_form_is_confirmed_there(bot, protocol):
+    """ "撤销 护理补贴" while filling in a second application: the "1" that follows confirms it, not the form's question;
+    an ordinary answer of the form costs no lookup of pending questions."""
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oWithdrawMidForm", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    await mother.say("重新申请")
+    await mother.say("2")  # the new form: 替家人申请
+    assert "回复1确认撤销" in await mother.say("撤销 护理补贴")
+    assert "已为您撤销护理补贴" in await mother.say("1")
+    assert (await services.registry.status(ref))["nursing_subsidy"]["status"] == "withdrawn"
+    assert "撤销" not in await mother.say("妈妈")  # the form goes on where it was
 
 
 # -- 2. withdrawal ---------------------------------------------------------------------------------------------
@@ -236,11 +235,14 @@ async def test_intake_events_are_checked_against_each_services_state(bot, settin
     assert (await send("disability_certificate", "accepted", note="请补充" * 300))[0] == 200
     assert len((await services.registry.status(ref))["disability_certificate"]["note"]) <= 200
 
-    # The final result: one message with the result first, then the request to rate; records expire from now.
+    # The final result: one message with the result first, then the request to rate; records expire from now
+    # (the certificate is finished once it is in the person's hands, not at 审核通过).
     assert (await send("disability_certificate", "approved"))[0] == 200
+    assert await redis_client.ttl(f"app:{{{ref}}}:meta") == -1
+    assert (await send("disability_certificate", "handed_over"))[0] == 200
     await services.push.send_due(now=services.clock.time() + 1)
-    result = [t for t in await inbox(bot, mother.openid) if "审核通过" in t]
-    assert len(result) == 1 and result[0].index("审核通过") < result[0].index("请为这次服务打分"), result
+    result = [t for t in await inbox(bot, mother.openid) if "证已发到本人手中" in t]
+    assert len(result) == 1 and result[0].index("证已发到本人手中") < result[0].index("请为这次服务打分"), result
     ttl = await redis_client.ttl(f"app:{{{ref}}}:meta")
     assert 0 < ttl <= services.pack.application_days * 86400
     assert (await send("disability_certificate", "accepted"))[0] == 409  # a late contradiction keeps nothing longer
@@ -372,8 +374,8 @@ async def test_ratings_are_per_service_and_a_score_counts_only_while_one_is_aske
     mother = WeChatUser(bot, "oRatings", protocol)
     ref = await apply(mother, MOTHER_CHILD)
     assert "谢谢" not in await mother.say("5")  # nothing asked yet: not a score
-    for n, service in enumerate(["disability_certificate", "nursing_subsidy"]):
-        event = {"event_id": f"ev-rate-{n}", "application_id": ref, "service": service, "status": "approved"}
+    for n, (service, final) in enumerate([("disability_certificate", "handed_over"), ("nursing_subsidy", "approved")]):
+        event = {"event_id": f"ev-rate-{n}", "application_id": ref, "service": service, "status": final}
         assert (await post_event(bot, settings, event)).status == 200
     first = await mother.say("4")
     assert "您给残疾人证打了4分" in first and "护理补贴也在等您打分" in first, first
@@ -542,10 +544,44 @@ async def test_where_to_collect_follows_the_citizens_choice_or_the_packs_seed(se
         assert quoted.replace("……", "") in SEED[region].read_text(encoding="utf-8"), (region, quoted)
 
 
+SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"  # ../shared beside the checkout, as CI has it
 SEED = {
-    "qingyang": Path("/work/shared/seeds/qingyang-2023-scheme.txt"),
-    "hulunbuir": Path("/work/shared/seeds/neimenggu-hulunbuir-2022-scheme.txt"),
+    "qingyang": SEEDS / "qingyang-2023-scheme.txt",
+    "hulunbuir": SEEDS / "neimenggu-hulunbuir-2022-scheme.txt",
 }
+
+
+async def test_the_certificate_is_finished_when_it_is_handed_over_not_when_approved(bot, settings, clock, protocol):
+    """青阳: "发放残疾人证到各乡镇残联，由乡镇残联安排发放到残疾人手中". Approved, the certificate is still on its way:
+    its status says how it comes, no rating is asked, nothing starts to expire; handed over, it is done."""
+    assert "由乡镇残联安排发放到残疾人手中" in SEED["qingyang"].read_text(encoding="utf-8")
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oHandedOver", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    n = iter(range(100))
+
+    async def event(service: str, status: str) -> None:
+        body = {"event_id": f"ev-hand-{next(n)}", "application_id": ref, "service": service, "status": status}
+        assert (await post_event(bot, settings, body)).status == 200, body
+
+    await event("nursing_subsidy", "approved")
+    await event("disability_certificate", "approved")
+    status = await mother.say("进度")
+    assert "残疾人证：审核通过，证在制作发放中" in status and "护理补贴：审核通过" in status, status
+    assert not await services.registry.is_finished_all(ref)
+    assert await services.redis.client.ttl(f"app:{{{ref}}}:meta") == -1  # kept: the certificate is not in hand
+    assert [p["service"] for p in await services.feedback.pending_all(mother.openid)] == ["nursing_subsidy"]
+    assert "乡镇残联安排发放到您" in await mother.say("在哪里领")
+
+    await event("disability_certificate", "handed_over")
+    status = await mother.say("进度")
+    assert "残疾人证：证已发到本人手中" in status, status
+    assert await services.registry.is_finished_all(ref)
+    assert await services.redis.client.ttl(f"app:{{{ref}}}:meta") > 0  # now the retention runs
+    assert {p["service"] for p in await services.feedback.pending_all(mother.openid)} == {
+        "nursing_subsidy",
+        "disability_certificate",
+    }
 
 
 # -- the scripted month (issue 11, acceptance) --------------------------------------------------------------------------
@@ -596,6 +632,9 @@ async def test_a_scripted_month_every_result_and_every_reminder_once_on_the_righ
                 await event(ref, "disability_certificate", "approved")
             for ref in refs:
                 await event(ref, "nursing_subsidy", "approved")
+        if services.clock.today() == new + timedelta(days=5):  # the 乡镇残联 hands the certificates over
+            for ref in refs[2:]:
+                await event(ref, "disability_certificate", "handed_over")
         await day(k)
     assert (services.clock.today() - start.date()).days == 30
 
@@ -610,7 +649,8 @@ async def test_a_scripted_month_every_result_and_every_reminder_once_on_the_righ
         assert len(told(texts, "护理补贴", "审核通过")) == 1, texts
         assert len(moved(texts)) == 1, texts
         assert not any("还在送往受理平台" in t for t in texts)  # each was delivered at once
-    assert "您给残疾人证打了5分" in await mothers[3].say("5") and "您给护理补贴打了4分" in await mothers[3].say("4")
+    # Both finished: the nursing subsidy first (approved), the certificate once handed over, two days later.
+    assert "您给护理补贴打了5分" in await mothers[3].say("5") and "您给残疾人证打了4分" in await mothers[3].say("4")
     assert sent.get("failed", 0) == 0 and await services.push.pending() == 0
     print(f"\nscripted month: 20 applications, {sent} pushes, conflicts {await services.registry.conflict_count()}")
 

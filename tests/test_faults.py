@@ -150,11 +150,8 @@ def make_script(n: int, rng: random.Random, tag: str, kind: str | None = None) -
     same_phone = kind == "guardian_for_child" and rng.random() < 0.5
     steps += [
         Say(name, ("身份证号",), voice()),
-        *(
-            [Say(applicant_id, ("法定监护人吗",)), Say("1", ("联系电话",))]
-            if kind == "guardian_for_child"
-            else [Say(applicant_id, ("联系电话",))]
-        ),
+        # a parent applying for a child is the 法定监护人 (民法典 第二十七条): not asked
+        Say(applicant_id, ("联系电话",)),
         Say("同上" if same_phone else phone, ("户籍地址",)),
         Say(address, ("请准备这些材料",), voice()),
     ]
@@ -164,7 +161,8 @@ def make_script(n: int, rng: random.Random, tag: str, kind: str | None = None) -
         steps += [Say("0", ("请选日期",)), Say(rng.choice("123"), ("已为您预约",) + summary, again_if=BOOKING_FULL)]
     else:
         steps.append(Say("0", summary + (("已登记",) if kind == "self_mental" else ())))
-    steps += [Say("1", ("本人自愿申请",)), Say("1", ("同意吗",)), Say("1", ("申请已提交", "申请编号"))]
+    # the declaration is printed with the summary and confirmed with it
+    steps += [Say("1", ("同意吗",)), Say("1", ("申请已提交", "申请编号"))]
     for step in steps:
         if step.voice:
             step.text += "。"

@@ -238,6 +238,25 @@ async def test_the_canary_is_written_once_per_key(redis_client):
     assert await redis_client.get(canary_key("ka")) == blob
 
 
+async def test_the_canaries_are_found_by_their_index_not_by_scanning_every_key(redis_client):
+    """With a million conversations stored, a SCAN for the canaries made `bot serve` answer after 28 s
+    (benchmarks/bench.py --growth): start-up reads the index of key ids. Canaries left before the index
+    are indexed once; a retired key's canary deleted by hand leaves the index too."""
+    from integrations.data_key_check import KIDS, check_data_key, sealed_with
+
+    old = Sealer(parse_data_keys(KEY_A))
+    await redis_client.set(canary_key("ka"), old.seal(b"fucan-yijianshi data key canary", canary_key("ka")))
+    assert not await redis_client.exists(KIDS)  # as an earlier version left it
+    assert set(await sealed_with(redis_client)) == {"ka"}
+    assert await redis_client.smembers(KIDS) == {b"ka"}
+    await redis_client.set("u:{oSomeone}:conversation", b"x")  # no scan: a key the index does not name is not read
+    both = Sealer(parse_data_keys(KEY_B + "," + KEY_A))
+    await check_data_key(redis_client, both, where="BOT_DATA_KEY")
+    assert await redis_client.smembers(KIDS) == {b"ka", b"kb"}
+    await redis_client.delete(canary_key("ka"))
+    assert set(await sealed_with(redis_client)) == {"kb"} and await redis_client.smembers(KIDS) == {b"kb"}
+
+
 async def test_metrics_of_two_workers_are_one_view(tmp_path):
     """A scrape reaches either worker; each one answers with the sum of both, and the shared state."""
     import aiohttp

@@ -174,6 +174,24 @@ async def test_unsubscribed_is_failed_and_listed_for_operators(queue, sandbox, h
     assert await queue.enqueue(OPENID, "通知", key="QY9:approved") is False
 
 
+async def test_one_services_messages_never_arrive_out_of_order(queue, sandbox, http):
+    """已受理 failing and waiting for its retry when 审核通过 comes: the older one is dropped, so the citizen
+    never reads 已受理 after 审核通过; another service's message and a message of no group are untouched."""
+    await inject(http, sandbox, "custom", errcodes=[-1])
+    await queue.enqueue(OPENID, "护理补贴：已受理", key="ev1", group="QY9:nursing_subsidy")
+    assert await queue.send_due(now=T0) == counts(retry=1)
+    await queue.enqueue(OPENID, "残疾人证：已受理", key="ev2", group="QY9:disability_certificate")
+    await queue.enqueue(OPENID, "提醒", key="r1")
+    await queue.enqueue(OPENID, "护理补贴：审核通过", key="ev3", group="QY9:nursing_subsidy")
+    assert await queue.send_due(now=T0 + 3600) == counts(sent=3)
+    assert sorted(inbox(sandbox)) == sorted(["残疾人证：已受理", "提醒", "护理补贴：审核通过"])
+    assert await queue.send_due(now=T0 + 7200) == counts() and await queue.pending() == 0
+    # A group's message already sent is not touched by the next one.
+    await queue.enqueue(OPENID, "残疾人证：审核通过", key="ev4", group="QY9:disability_certificate")
+    assert await queue.send_due(now=T0 + 7300) == counts(sent=1)
+    assert inbox(sandbox)[-1] == "残疾人证：审核通过"
+
+
 async def test_retries_stop_after_72_hours(queue, sandbox, http):
     await queue.enqueue(OPENID, "通知", key="k")
     await inject(http, sandbox, "custom", errcodes=[-1] * 200)

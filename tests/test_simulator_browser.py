@@ -221,10 +221,9 @@ APPLY_FOR_CERTIFICATE = [
     "13812345678",
     "青阳县蓉城镇五溪村12号",
     "0",
-    "1",
-    "1",
-    "1",
-    "1",
+    "1",  # the first session
+    "1",  # the summary, and the declaration printed with it
+    "1",  # the consent
 ]
 
 

@@ -283,7 +283,7 @@ async def test_a_correction_without_the_value_goes_back_to_that_question_then_on
     assert (await _data(user))["applicant"]["id_number"] == "341723195503150022"
 
 
-async def test_the_summary_confirmed_again_after_going_back_asks_the_declaration_again(make_user):
+async def test_the_summary_shown_again_after_a_change_or_going_back_declares_again(make_user):
     user = make_user()
     await _to_household_address(user)
     reply = await user.say("青阳县蓉城镇五溪村12号")
@@ -298,7 +298,9 @@ async def test_the_summary_confirmed_again_after_going_back_asks_the_declaration
             reply = await user.say("0" if "回复 0" in reply else "1")
     assert "请核对" in reply, reply
     reply = await user.say("电话不对，应该是13887842651")  # at the summary, with the new value
-    assert "已改过来了" in reply and "电话：13887842651" in reply
-    assert "申请声明" in await user.say("1")
-    assert "请核对" in await user.say("不对")  # the declaration's own 返回修改, not a correction
-    assert "申请声明" in await user.say("1")  # declared again, not skipped to consent
+    # the declaration is printed with the summary and confirmed by its answer: after a change, again
+    assert "已改过来了" in reply and "电话：13887842651" in reply and "申请声明" in reply
+    assert "同意吗" in await user.say("1")
+    reply = await user.say("返回")  # from the consent back to the summary: declared again, not skipped
+    assert "请核对" in reply and "申请声明" in reply
+    assert "同意吗" in await user.say("1")

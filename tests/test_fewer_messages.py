@@ -1,0 +1,114 @@
+"""Node tests of the questions a guardian is no longer asked (issue 14, part 4: all five in ≤ 20 messages
+with numbers): given the answers so far, the step that comes next."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from dialogs.conditions import Case
+from dialogs.engine import ApplicationDialog
+from dialogs.pack import load_pack
+from dialogs.turn import Ports
+from dialogs.workdays import default_calendar
+
+_DIALOGS: dict[str, ApplicationDialog] = {}
+
+
+def next_step(region: str, data: dict, state: str) -> str:
+    """The step asked after `state` is answered, for an application holding `data`."""
+    if region not in _DIALOGS:
+        ports = Ports(book=None, outbox=None)  # type: ignore[arg-type]  # routing books and submits nothing
+        _DIALOGS[region] = ApplicationDialog(load_pack(region), ports, default_calendar())
+    dialog = _DIALOGS[region]
+    return dialog.advance({}, Case(data, dialog.pack, date(2026, 11, 23)), state)
+
+
+def _guardian(region: str, address: str, **more) -> dict:
+    return {
+        "who": "agent",
+        "agent": {"relation": "spouse", "name": "萨仁"},
+        "services": ["living_subsidy", "nursing_subsidy"],
+        "applicant": {"name": "周长林", "id_number": "150781195810066549", "household_address": address},
+        **more,
+    }
+
+
+# 附件4《残疾人两项补贴申请审批表》 has "申请地" and "苏木乡镇（街道办事处）民政部门审核意见"; it has no field for
+# the 村（嘎查、社区）, so an address naming its 街道 is not followed by a question about the 社区.
+def test_hulunbuir_asks_no_village_when_the_address_names_the_township():
+    data = _guardian("hulunbuir", "内蒙古呼伦贝尔市海拉尔区胜利街道10号")
+    assert next_step("hulunbuir", data, "household_address") == "subsidy_reason"
+
+
+def test_hulunbuir_still_asks_the_township_when_the_address_does_not_name_it():
+    data = _guardian("hulunbuir", "内蒙古呼伦贝尔市海拉尔区10号")
+    assert next_step("hulunbuir", data, "household_address") == "household_place"
+
+
+@pytest.mark.parametrize(
+    "address, asked",
+    [("青阳县蓉城镇12号", "household_place"), ("青阳县蓉城镇五溪村12号", "checklist")],
+)
+def test_qingyang_still_asks_the_village_its_offices_route_by(address, asked):
+    # 青民务〔2023〕2号 附件2 受理单位：县（区）政务服务中心/乡镇为民服务中心/村（社区）
+    data = _guardian("qingyang", address)
+    assert next_step("qingyang", data, "household_address") == asked
+
+
+def _parent_of(id_number: str, relation: str = "parent", category: int = 2) -> dict:
+    return {
+        "who": "agent",
+        "agent": {"relation": relation, "name": "曹国庆", "phone": "18652808116"},
+        "services": ["disability_certificate", "nursing_subsidy"],
+        "facts": {"disability_category": category},
+        "applicant": {"name": "巴特尔", "id_number": id_number},
+    }
+
+
+# 民法典 第二十七条：父母是未成年子女的监护人 — a parent applying for a minor is not asked whether they are.
+def test_a_parent_of_a_minor_is_the_legal_guardian_without_being_asked():
+    from dialogs.conditions import consent_by
+
+    data = _parent_of("150783201807200664")  # 8 years old
+    assert next_step("hulunbuir", data, "applicant_id") != "agent_is_guardian"
+    assert consent_by(Case(data, load_pack("hulunbuir"), date(2026, 11, 23))) == "guardian"
+
+
+@pytest.mark.parametrize(
+    "id_number, relation, category",
+    [
+        ("150783195807200664", "child", 5),  # a son or daughter of an adult with 智力残疾: a court may have named another
+        ("150783195807200664", "spouse", 6),
+        ("150783201807200664", "relative", 2),  # a grandparent of a minor is a guardian only when the parents cannot be
+    ],
+)
+def test_anyone_else_who_may_be_the_guardian_is_still_asked(id_number, relation, category):
+    data = _parent_of(id_number, relation, category)
+    assert next_step("hulunbuir", data, "applicant_id") == "agent_is_guardian"
+
+
+# The declaration (青民务〔2023〕2号 附件2 / 内民政发〔2022〕110号 附件4 "申请人（代理人）签字（捺印）") is an
+# undertaking that what was checked is true: printed with the summary, it is confirmed by the same answer.
+# The consent to sensitive personal information stays its own explicit answer (个人信息保护法 第二十九条).
+@pytest.mark.parametrize("region", ["qingyang", "hulunbuir"])
+def test_the_summary_confirmed_goes_to_the_separate_consent(region):
+    assert next_step(region, _guardian(region, "青阳县蓉城镇五溪村12号"), "summary") == "consent_sensitive"
+
+
+@pytest.mark.parametrize(
+    "text, confirmed",
+    [("1", True), ("没问题", True), ("好的，我确认", True), ("确认无误", True), ("不确认", False), ("不对", False)],
+)
+async def test_the_summary_answer_confirms_the_declaration(text, confirmed):
+    from dialogs import answers
+    from dialogs.application import STEPS
+    from dialogs.turn import UserInput
+    from tests.test_dead_ends import _turn
+
+    turn = _turn("qingyang", {})
+    step = next(s for s in STEPS if s.name == "summary")
+    outcome = await answers.read_answer(turn, step, UserInput("text", text))
+    assert bool(outcome.advance) is confirmed
+    assert (turn.data.get("declaration") == "confirm") is confirmed
