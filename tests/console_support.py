@@ -35,11 +35,10 @@ APPLY_FOR_CERTIFICATE = [
     APPLICANT["id_number"],
     APPLICANT["phone"],
     APPLICANT["address"],
-    "0",
-    "1",
-    "1",
-    "1",
-    "1",
+    "0",  # the checklist
+    "1",  # the first session
+    "1",  # the summary, and the declaration printed with it
+    "1",  # the consent
 ]
 PASSWORD = "correct-horse-battery-staple"
 ROLES = ("clerk", "disability_officer", "civil_affairs", "medical_insurance", "human_resources", "admin")
