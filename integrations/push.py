@@ -126,6 +126,11 @@ return 1
 """
 
 
+def recipient_index(recipient_digest: str) -> str:
+    """The stored keys of one recipient's messages (a keyed digest names the recipient)."""
+    return f"push:{{queue}}:to:{recipient_digest}"
+
+
 def message_key(key: str) -> str:
     """`key` is a stored key (PushQueue.stored_key), never the caller's: those name the openid and the application."""
     return f"push:{{queue}}:msg:{key}"
@@ -199,11 +204,25 @@ class PushQueue:
         sealed = self.sealer.seal(json.dumps(message, ensure_ascii=False).encode(), mkey)
         kind = (notice or {}).get("kind", "text")
         if group is None:
-            return await self._enqueue(keys=[mkey, DUE], args=[sealed, stored, due_at, kind]) == 1
+            queued = await self._enqueue(keys=[mkey, DUE], args=[sealed, stored, due_at, kind]) == 1
+            return queued and await self._index(stored)
         group_key = f"push:{{queue}}:group:{await self._hmac('group:' + openid + ':' + group)}"
         previous = (await self.redis.get(group_key) or b"").decode()
         keys = [mkey, DUE, group_key, message_key(previous or stored)]
-        return await self._enqueue_in_group(keys=keys, args=[sealed, stored, due_at, kind, previous, int(GIVE_UP_S)]) == 1
+        queued = await self._enqueue_in_group(keys=keys, args=[sealed, stored, due_at, kind, previous, int(GIVE_UP_S)]) == 1
+        return queued and await self._index(stored)
+
+    async def _index(self, stored: str) -> bool:
+        """List the message under its recipient, so erasure and the console read that person's messages
+        only (a SCAN of every key, or of the whole queue, costs what everyone has)."""
+        index = recipient_index(stored.partition(".")[0])
+        await self.redis.sadd(index, stored)
+        await self.redis.expire(index, int(GIVE_UP_S + FAILED_TTL_S))
+        return True
+
+    async def _recipients_messages(self, openid: str) -> list[str]:
+        to = (await self.stored_key(openid, "")).partition(".")[0]
+        return sorted(m.decode() for m in await self.redis.smembers(recipient_index(to)))
 
     async def stored_key(self, openid: str, key: str) -> str:
         """What a message is kept under (its hash's name, its member in the queue, its sent marker): keyed
@@ -311,15 +330,14 @@ class PushQueue:
     async def to(self, openid: str) -> list[dict[str, Any]]:
         """For operators: the messages to this openid still remembered (queued; sent or expired for
         SENT_TTL_S; failed for FAILED_TTL_S), oldest first: kind, state, attempts, times; never the text."""
-        prefix = (await self.stored_key(openid, "")).partition(".")[0]
         out = []
-        async for name in _scan_each(self.redis, [message_key(prefix + ".*")]):
-            f = {k.decode(): v.decode() for k, v in (await self.redis.hgetall(name)).items() if k != b"blob"}
+        for key in await self._recipients_messages(openid):
+            f = {k.decode(): v.decode() for k, v in (await self.redis.hgetall(message_key(key))).items() if k != b"blob"}
             if not f:
                 continue
             out.append(
                 {
-                    "id": failed_id(name.decode().removeprefix(message_key(""))),
+                    "id": failed_id(key),
                     "kind": f.get("kind", "text"),
                     "state": f.get("state", ""),
                     "attempts": int(f.get("attempts", 0)),
@@ -334,24 +352,26 @@ class PushQueue:
         """On erasure: drop this openid's queued messages unless keep(key), and what is remembered of
         messages sent to it or given up on. Messages being sent at this moment are left to finish."""
         dropped = 0
-        for raw in await self.redis.zrange(DUE, 0, -1):
-            key = raw.decode()
-            blob = await self.redis.hget(message_key(key), "blob")
-            try:
-                message = json.loads(self.sealer.open(blob, message_key(key))) if blob else {}
-            except SealError:
-                continue
-            # ZREM first: a message a worker has claimed meanwhile is no longer ours to drop.
-            if message.get("openid") == openid and not keep(message.get("key", key)) and await self.redis.zrem(DUE, key):
-                dropped += await self.redis.delete(message_key(key))
         to = (await self.stored_key(openid, "")).partition(".")[0]
-        # Messages queued before stored keys were digests were named `<caller's key>:<openid>`.
-        legacy = message_key("*:" + "".join("\\" + c if c in "*?[]\\" else c for c in openid))
-        async for name in _scan_each(self.redis, [message_key(to + ".*"), legacy]):
-            key = name.decode().removeprefix(message_key(""))
-            if await self.redis.hget(name, "state") in (b"sent", b"failed"):
+        for key in await self._recipients_messages(openid):
+            name = message_key(key)
+            state = await self.redis.hget(name, "state")
+            if state is None:  # expired
+                await self.redis.srem(recipient_index(to), key)
+            elif state in (b"sent", b"failed", b"expired"):
                 await self.redis.zrem(FAILED, key)
                 dropped += await self.redis.delete(name, sent_key(key))
+                await self.redis.srem(recipient_index(to), key)
+            else:
+                blob = await self.redis.hget(name, "blob")
+                try:
+                    message = json.loads(self.sealer.open(blob, name)) if blob else {}
+                except SealError:
+                    continue
+                # ZREM first: a message a worker has claimed meanwhile is no longer ours to drop.
+                if not keep(message.get("key", key)) and await self.redis.zrem(DUE, key):
+                    dropped += await self.redis.delete(name)
+                    await self.redis.srem(recipient_index(to), key)
         await self.redis.delete(seen_key(await self._digest(openid)))
         return dropped
 
@@ -437,12 +457,6 @@ async def push_forever(queue: PushQueue, *, interval_s: float = 1.0, limit: int 
             counts = {}
         if sum(counts.values()) < limit and not _stopping():  # a full round: more are due, go on at once
             await asyncio.sleep(interval_s)
-
-
-async def _scan_each(redis: RedisClient, patterns: list[str]):
-    for pattern in patterns:
-        async for name in redis.scan_iter(match=pattern, count=500):
-            yield name
 
 
 def _stopping() -> bool:

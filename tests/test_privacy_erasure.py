@@ -213,7 +213,9 @@ async def test_the_eraser_drops_prompts_about_deleted_things_but_not_news_of_kep
         ("oB", "ev-9:oB"),
     ]:
         assert await push.enqueue(openid, f"text for {openid}", key=key)
+    assert await push.enqueue("oF", "an earlier result", key="ev-0:oF")  # sent since:
     sent_earlier = await push.stored_key("oF", "ev-0:oF")
+    await redis_client.zrem(DUE, sent_earlier)
     await redis_client.hset(message_key(sent_earlier), mapping={"state": "sent", "attempts": 1})
     await redis_client.set(sent_key(sent_earlier), "sent")
     for reference, openid in [("QYHALF", "oA"), ("QYOTHER", "oB")]:

@@ -192,6 +192,25 @@ async def test_one_services_messages_never_arrive_out_of_order(queue, sandbox, h
     assert inbox(sandbox)[-1] == "残疾人证：审核通过"
 
 
+async def _commands(redis) -> int:
+    return sum(v["calls"] for k, v in (await redis.info("commandstats")).items() if k.startswith("cmdstat_"))
+
+
+async def test_erasing_one_persons_messages_costs_what_that_person_has(queue, redis_client):
+    """Erasure read every queued message of everyone (and a SCAN of every key for the sent ones): with the
+    recipient's index it reads that person's messages only; the same for the console's list of them."""
+    for n in range(300):
+        await queue.enqueue(f"oOther{n:04d}", "通知", key=f"ev-{n}")
+    await queue.enqueue(OPENID, "通知", key="mine-1")
+    await queue.enqueue(OPENID, "通知", key="mine-2")
+    before = await _commands(redis_client)
+    assert len(await queue.to(OPENID)) == 2
+    assert await queue.forget(OPENID, keep=lambda key: False) == 2
+    used = await _commands(redis_client) - before
+    assert used < 40, used  # the INFO calls themselves included; reading the queue would be 300+
+    assert await queue.to(OPENID) == [] and await queue.pending() == 300
+
+
 async def test_retries_stop_after_72_hours(queue, sandbox, http):
     await queue.enqueue(OPENID, "通知", key="k")
     await inject(http, sandbox, "custom", errcodes=[-1] * 200)
