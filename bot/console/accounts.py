@@ -30,6 +30,13 @@ LOGIN_WINDOW_S = 15 * 60
 
 _hasher = PasswordHasher()
 
+# One more wrong password, counted in a window that starts at the first (EXPIRE NX needs Redis 7).
+_COUNT_FAILURE = """
+local n = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
 
 @cache
 def _dummy_hash() -> str:
@@ -59,6 +66,7 @@ def check_password(password: str) -> None:
 class Accounts:
     def __init__(self, client: RedisClient):
         self.redis = client
+        self._count_failure = client.register_script(_COUNT_FAILURE)
 
     async def get(self, username: str) -> Account | None:
         raw = await self.redis.hgetall(keys.user(username))
@@ -108,11 +116,8 @@ class Accounts:
         ok = await asyncio.to_thread(_verify, stored.decode() if stored else _dummy_hash(), password)
         account = await self.get(username) if ok and stored else None
         if account is None or account.disabled:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for key in (account_key, address_key):
-                    pipe.incr(key)
-                    pipe.expire(key, LOGIN_WINDOW_S, nx=True)
-                await pipe.execute()
+            for key in (account_key, address_key):
+                await self._count_failure(keys=[key], args=[LOGIN_WINDOW_S])
             return None
         await self.redis.delete(account_key)
         return account

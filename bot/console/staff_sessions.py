@@ -39,7 +39,8 @@ class StaffSessions:
         key = keys.session(session_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(key)
-            pipe.expire(key, self.idle_timeout_s, xx=True)
+            # (EXPIRE on a key that is gone does nothing; XX would need Redis 7, the embedded one is 6.2)
+            pipe.expire(key, self.idle_timeout_s)
             raw, _ = await pipe.execute()
         if not raw:
             return None
