@@ -164,9 +164,15 @@ async def test_a_holders_certificate_number_is_asked_first_and_gives_the_id_cate
         assert "户口在您申请的这个旗县" in await user.say("3 5")
         assert "已经有残疾人证了吗" in await user.say("1")
         assert "残疾人证号" in await user.say("1")
-        # a 15-year-old's 肢体一级 certificate: the age excludes the pension at once, in the first notice,
-        # and nothing the 证号 says is asked (哪类残疾, 几级, the ID number), nor what the pension alone reads
-        reply = await user.say("15070220110420003741")
+        # a 15-year-old's 肢体一级 certificate (born 15 years before the suite's day, whatever day it runs on):
+        # the age excludes the pension at once, in the first notice, and nothing the 证号 says is asked
+        # (哪类残疾, 几级, the ID number), nor what the pension alone reads
+        today = clock.today()
+        born = today.replace(year=today.year - 15, day=min(today.day, 28))
+        first17 = f"150702{born:%Y%m%d}003"
+        weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+        child_id = first17 + "10X98765432"[sum(int(d) * w for d, w in zip(first17, weights, strict=True)) % 11]
+        reply = await user.say(child_id + "41")
         assert "养老保险代缴：需要年满16周岁" in reply and "回复 1 不办这几项" in reply
         assert "不办养老保险代缴" in (reply := await user.say("1")) and "请发申请人的姓名" in reply
         # a parent of a minor is the 法定监护人 (民法典 第二十七条): not asked
