@@ -204,18 +204,27 @@ async def _custom_send(request: web.Request) -> web.Response:
     return _error(0)
 
 
-async def _template_send(request: web.Request) -> web.Response:
-    state = request.app[SANDBOX]
-    got = await _message(request, "template")
+async def _notice(request: web.Request, endpoint: str, layouts: dict) -> tuple[Any, dict, str] | web.Response:
+    """What a template or subscription send names: its layout, its data and the openid (or WeChat's error)."""
+    got = await _message(request, endpoint)
     if isinstance(got, web.Response):
         return got
     body, openid = got
-    layout = state.templates.get(body.get("template_id") or "")
+    layout = layouts.get(body.get("template_id") or "")
     if layout is None:
         return _error(40037)
     data = body.get("data") or {}
     if not isinstance(data, dict):
         return _error(47001)
+    return layout, data, openid
+
+
+async def _template_send(request: web.Request) -> web.Response:
+    state = request.app[SANDBOX]
+    got = await _notice(request, "template", state.templates)
+    if isinstance(got, web.Response):
+        return got
+    layout, data, openid = got
     if openid in state.unsubscribed:
         return _error(43004)
     # As a phone shows it since 2023-05-04: the title, then each keyword of the template (first and remark
@@ -229,16 +238,10 @@ async def _subscribe_send(request: web.Request) -> web.Response:
     """subscribe/bizsend: a long-term subscription notice; every follower is taken to have accepted it (an
     assumption of the sandbox) until they unfollow."""
     state = request.app[SANDBOX]
-    got = await _message(request, "subscribe")
+    got = await _notice(request, "subscribe", state.subscribe_templates)
     if isinstance(got, web.Response):
         return got
-    body, openid = got
-    layout = state.subscribe_templates.get(body.get("template_id") or "")
-    if layout is None:
-        return _error(40037)
-    data = body.get("data") or {}
-    if not isinstance(data, dict):
-        return _error(47001)
+    layout, data, openid = got
     if openid in state.unsubscribed:
         return _error(43101)
     for key, _, _ in layout.fields:

@@ -90,7 +90,7 @@ def application_form_pdf(document: dict[str, Any], relations: dict[str, str] | N
         for code, label in form["services"].items():
             _box(pdf, x, line, code in chosen)
             text = label
-            if code == "disability_certificate":
+            if code == form.get("appointment_on"):
                 text += f"（{form['appointment_label']}：{_appointment(document.get('appointment'))}）"
             pdf.setFont(font, 11)
             pdf.drawString(x + 16, line, text)
