@@ -65,6 +65,8 @@ return 0
 
 # Claim an idempotency key: new -> 'sending'; a send that stopped half way ('partial:n', n
 # parts delivered) is resumed after its n parts; anything else is returned as it is.
+IN_PROGRESS_RETRY_S = 60.0  # asked again this long after finding another attempt mid-send
+
 _CLAIM = """
 local v = redis.call('GET', KEYS[1])
 if not v then
@@ -258,8 +260,11 @@ class WeChatApi:
         key = sent_key(idempotency_key)
         claimed, value = await self._claim(keys=[key], args=[SENT_TTL_S])
         if claimed != 1:
-            # 'sending' too: a worker is sending it now or died mid-send. At most once beats twice:
-            # the citizen still sees the status with "进度".
+            if value == b"sending":
+                # Another attempt is sending it now (or died mid-send). Not done: that attempt may still
+                # end in a retry, which frees the key. Asked again later, never sent twice; a sender that
+                # died leaves it to be given up on after 72 h, and listed for operators.
+                return SendResult("retry", detail="another attempt is sending it", retry_after_s=IN_PROGRESS_RETRY_S)
             return SendResult("duplicate", detail=f"already {value.decode()}")
         progress = _Progress(int(value))
         try:

@@ -153,6 +153,31 @@ async def test_a_late_worker_cannot_reschedule_a_message_taken_over(queue, sandb
     assert inbox(sandbox) == ["通知"]
 
 
+async def test_a_message_found_mid_send_by_another_worker_is_not_lost_when_that_send_fails(
+    redis_client, redis_url, sandbox, sealer, clock, http
+):
+    """Worker A's send is slow (its claim lapses) and ends in WeChat's "system busy"; worker B took the lapsed
+    claim meanwhile and found A mid-send. B once called that done, and A's fenced retry changed nothing: the
+    message was lost, never sent. Now B asks again later, and the citizen gets it once."""
+    other_redis = aioredis.from_url(redis_url)
+    async with aiohttp.ClientSession() as other_http:
+        a = make_queue(http, redis_client, sandbox, sealer, clock)
+        b = make_queue(other_http, other_redis, sandbox, sealer, clock)
+        await a.api.access_token()
+        await a.enqueue(OPENID, "护理补贴：审核通过", key="ev-approved")
+        await inject(http, sandbox, "custom", errcodes=[-1], delay_s=0.5)
+        slow = asyncio.create_task(a.send_due(now=T0))
+        await asyncio.sleep(0.2)  # A's request is out, waiting for WeChat
+        assert await b.send_due(now=T0 + CLAIM_S + 1) == counts(retry=1)
+        assert await slow == counts(retry=1)
+        await inject(http, sandbox, "custom", delay_s=0)
+        assert inbox(sandbox) == []
+        assert await b.send_due(now=T0 + CLAIM_S + 3600) == counts(sent=1)
+        assert await a.send_due(now=T0 + 7 * 3600) == counts() and await a.pending() == 0
+    await other_redis.aclose()
+    assert inbox(sandbox) == ["护理补贴：审核通过"]
+
+
 async def test_unsubscribed_is_failed_and_listed_for_operators(queue, sandbox, http):
     await queue.enqueue(OPENID, "通知", key="QY9:approved")
     await inject(http, sandbox, "custom", errcodes=[43004])
