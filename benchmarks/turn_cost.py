@@ -1,6 +1,6 @@
 """Where a safe-mode turn's CPU goes, stage by stage, in one process (no load generator).
 
-    python benchmarks/turn_cost.py [--turns 3000] [--redis-url redis://127.0.0.1:6379/15]
+    python benchmarks/turn_cost.py [--turns 3000] [--redis-url redis://127.0.0.1:6379/15] [--profile 25]
 
 One simulated user walks the benchmark's dialog cycle through the real components the server
 uses: the WeChat protocol (signature, AES, XML), the conversation store (two Redis round trips),
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import pstats
 import sys
 import tempfile
 import time
@@ -51,7 +53,7 @@ class Stages:
         return _Timer()
 
 
-async def run(turns: int, redis_url: str) -> None:
+async def run(turns: int, redis_url: str, profile: int = 0) -> None:
     var = Path(tempfile.mkdtemp(prefix="turn-cost-"))
     settings = Settings(
         wechat_token=TOKEN,
@@ -88,6 +90,9 @@ async def run(turns: int, redis_url: str) -> None:
             requests.append(protocol.build_request(xml, encrypted=True))
 
         stages = Stages()
+        profiler = cProfile.Profile() if profile else None
+        if profiler:
+            profiler.enable()
         wall0, cpu0 = time.perf_counter(), time.process_time()
         for query, body in requests:
             with stages.timed("1 parse: signature, AES, XML"):
@@ -107,6 +112,10 @@ async def run(turns: int, redis_url: str) -> None:
             with stages.timed("5 render: XML, AES, signature"):
                 protocol.render_text(message, reply, encrypted)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        if profiler:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(profile)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(profile)
 
         print(f"{turns} turns, one user at a time; CPU per turn by stage:")
         for name in sorted(stages.cpu):
@@ -118,6 +127,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=3000)
     parser.add_argument("--redis-url", default="", help="default: embedded Redis")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="print cProfile's top N functions (slows every stage)"
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -125,7 +137,7 @@ def main() -> int:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(run(args.turns, args.redis_url))
+    asyncio.run(run(args.turns, args.redis_url, args.profile))
     return 0
 
 

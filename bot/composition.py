@@ -123,7 +123,7 @@ async def open_services(
         )
         reminders = Reminders(client, sealer)
         feedback = FeedbackStore(client, sealer, clock=now)
-        push = PushQueue(client, sealer, None, clock=now)
+        push = PushQueue(client, sealer, None, clock=now, pipeline=handle.pipeline)
         notifier = Notifier(pack, registry, push, reminders, feedback, calendar, outbox, clock=clock)
         ports = Ports(
             book=book,

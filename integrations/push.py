@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from integrations.redis_connection import RedisClient
+from integrations.redis_pipeline import PipelinedRedis
 from integrations.sealing import Sealer, SealError
 from integrations.wechat_api import OUT_OF_WINDOW, SendResult, WeChatApi, mask_openid, sent_key, split_text
 
@@ -53,6 +54,14 @@ WINDOW_S = 48 * 3600.0  # customer-service messages only this long after the cit
 WINDOW_MARGIN_S = 600.0  # our clock and WeChat's differ a little: close the window early, not late
 WINDOW_QUOTA = 5  # customer-service messages per message from the citizen
 PEPPER = "secret:{pepper}:push-seen"
+
+# The citizen wrote: a new window. One script, so on the turn's auto-pipelined connection it rides in the
+# same write to Redis as the turn's first command (bot/app.py starts both together).
+_SEEN = """
+redis.call('HSET', KEYS[1], 'at', ARGV[1], 'sent', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
 
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -165,7 +174,15 @@ def backoff_s(attempt: int) -> float:
 
 
 class PushQueue:
-    def __init__(self, redis: RedisClient, sealer: Sealer, api: WeChatApi | None, *, clock: Callable[[], float]):
+    def __init__(
+        self,
+        redis: RedisClient,
+        sealer: Sealer,
+        api: WeChatApi | None,
+        *,
+        clock: Callable[[], float],
+        pipeline: PipelinedRedis | None = None,
+    ):
         self.redis = redis
         self.sealer = sealer
         self.api = api
@@ -177,6 +194,8 @@ class PushQueue:
         self._retry = redis.register_script(_RETRY)
         self._fail = redis.register_script(_FAIL)
         self._resend = redis.register_script(_RESEND)
+        # Once a message: on the conversation's auto-pipelined connection when there is one.
+        self._seen = pipeline.script(_SEEN) if pipeline is not None else redis.register_script(_SEEN)
         self._pepper: bytes | None = None
         # Called with (kind, errcode) when a message is given up on (the serving process counts them).
         self.on_failed: Callable[[str, int], None] | None = None
@@ -234,10 +253,7 @@ class PushQueue:
     async def seen(self, openid: str, *, at: float | None = None) -> None:
         """The citizen wrote to the account: a new window of WINDOW_S and WINDOW_QUOTA messages."""
         name = seen_key(await self._digest(openid))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(name, mapping={"at": repr(self.clock() if at is None else at), "sent": 0})
-            pipe.expire(name, int(WINDOW_S) + 3600)
-            await pipe.execute()
+        await self._seen(keys=[name], args=[repr(self.clock() if at is None else at), int(WINDOW_S) + 3600])
 
     async def window_open(self, openid: str, *, now: float | None = None) -> bool:
         at, sent = await self.redis.hmget(seen_key(await self._digest(openid)), "at", "sent")

@@ -543,6 +543,26 @@ async def test_one_captured_query_string_signs_one_message_only(bot, protocol):
     assert (await bot.post("/wechat", params=query, data=other.encode())).status == 403
 
 
+async def test_in_safe_mode_a_captured_query_signs_its_own_encrypted_body_only(bot, protocol, redis_client):
+    """Safe mode's msg_signature covers the encrypted body, so a captured query carries no other message
+    (another body, another openid, the plaintext): refused by the signature itself. That is why a safe-mode
+    turn claims no triple in Redis (one round trip less a message); WeChat's retry still gets its reply."""
+    victim = WeChatUser(bot, "oSafeVictim", protocol)
+    xml = victim.xml(msg_type="text", content="你好", msg_id=next(_ids))
+    query, body = protocol.build_request(xml, encrypted=True, nonce="434343")
+    first = await bot.post("/wechat", params=query, data=body)
+    assert first.status == 200
+    reply = protocol.decode_reply(await first.read(), encrypted=True)["Content"]
+    again = await bot.post("/wechat", params=query, data=body)
+    assert again.status == 200 and protocol.decode_reply(await again.read(), encrypted=True)["Content"] == reply
+    forged_xml = WeChatUser(bot, "oSafeForged", protocol).xml(msg_type="text", content="重新开始", msg_id=next(_ids))
+    _, forged_body = protocol.build_request(forged_xml, encrypted=True)
+    assert (await bot.post("/wechat", params=query, data=forged_body)).status == 403
+    plain = {k: v for k, v in query.items() if k not in ("encrypt_type", "msg_signature")}
+    assert (await bot.post("/wechat", params=plain, data=forged_xml.encode())).status == 403
+    assert [k async for k in redis_client.scan_iter(match="replay:*")] == []
+
+
 async def test_a_message_replayed_inside_the_window_is_never_a_second_turn(bot, protocol):
     """Only the last 16 ids used to be kept: a byte-identical encrypted 重新开始 replayed after 17 more
     messages (inside 300 s) ran again and wiped the form. Ids are now kept for the whole window."""
