@@ -10,8 +10,8 @@ queue, reminders, Redis) are read from Redis at scrape time, the same for every 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from bot.composition import Services
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The MsgTypes WeChat sends an official account (文本、图片、语音、视频、小视频、地理位置、链接、事件, and
+# the files and mini-program cards some clients forward).
+MESSAGE_TYPES = frozenset(
+    {"text", "image", "voice", "video", "shortvideo", "location", "link", "event", "file", "miniprogrampage"}
+)
 
 
 @dataclass
@@ -32,6 +37,16 @@ class Metrics:
     clock_skew: Gauge
     push_failed: Counter
     skew_logged_at: float = -60.0  # the last time a clock far from WeChat's was logged (monotonic)
+    _by_type: dict[str, Any] = field(default_factory=dict)
+
+    def count_message(self, msg_type: str) -> None:
+        """One message handled. MsgType is the sender's word: a type WeChat does not send is counted as
+        "other", so forged types cannot grow /metrics (and each process's memory) without bound."""
+        kind = msg_type if msg_type in MESSAGE_TYPES else "other"
+        child = self._by_type.get(kind)
+        if child is None:
+            child = self._by_type[kind] = self.messages.labels(kind)
+        child.inc()
 
     @classmethod
     def create(cls) -> Metrics:

@@ -563,6 +563,18 @@ async def test_in_safe_mode_a_captured_query_signs_its_own_encrypted_body_only(b
     assert [k async for k in redis_client.scan_iter(match="replay:*")] == []
 
 
+async def test_forged_message_types_do_not_grow_the_metrics(bot, protocol):
+    """MsgType is the sender's word: 300 made-up types once made 300 label values of bot_messages_total,
+    in /metrics and in every process's memory for good. Types WeChat does not send are counted as other."""
+    user = WeChatUser(bot, "oTypeForger", protocol)
+    for n in range(300):
+        reply = await user.post_xml(user.xml(msg_type=f"kind{n:03d}", msg_id=next(_ids)))
+        assert reply  # a kind word, not an error
+    await user.say("你好")
+    lines = [line for line in (await (await bot.get("/metrics")).text()).splitlines() if line.startswith("bot_messages_total")]
+    assert sorted(lines) == ['bot_messages_total{type="other"} 300.0', 'bot_messages_total{type="text"} 1.0']
+
+
 async def test_a_message_replayed_inside_the_window_is_never_a_second_turn(bot, protocol):
     """Only the last 16 ids used to be kept: a byte-identical encrypted 重新开始 replayed after 17 more
     messages (inside 300 s) ran again and wiped the form. Ids are now kept for the whole window."""
