@@ -62,7 +62,7 @@ class ConversationService:
     async def _reply_safely(self, message: Incoming, now: datetime | None, channel: WeChatChannel) -> str:
         """The text to answer with ('' for nothing). Never raises for a citizen's message."""
         started = time.perf_counter()
-        self.metrics.messages.labels(message.msg_type).inc()
+        self.metrics.count_message(message.msg_type)
         try:
             async with asyncio.timeout(self.deadline_s):  # no extra task per turn, unlike wait_for
                 reply = await self._reply(message, now, channel)
@@ -95,6 +95,7 @@ class ConversationService:
         if user_input is None:
             # Events we do not use get no reply; a video or location gets a kind word.
             return "" if message.msg_type == "event" else self.pack.text("unsupported_message")
+        pending = 0
         async with self.store.turn(openid, message.order, message.dedup_id, wait_s=self.deadline_s - 0.5) as turn:
             if turn.cached_reply is not None:
                 # WeChat's retry of a message we already answered: the same answer, no second step.
@@ -104,10 +105,10 @@ class ConversationService:
             if result.session is None:  # "删除我的信息", confirmed
                 await self.store.forget(turn, result.reply)
             else:
-                await self.store.save(turn, result.session, result.reply, result.effects, at=self.clock.time())
+                pending = await self.store.save(turn, result.session, result.reply, result.effects, at=self.clock.time())
         if result.effects and result.session is not None:
             try:
-                await self.effects.run(openid)
+                await self.effects.run(openid, only=result.effects if pending == len(result.effects) else None)
             except Exception as exc:  # saved with the session: the sweeper carries them out
                 log.warning("effects of a turn of %s left for the sweeper: %s", _short(openid), type(exc).__name__)
         return result.reply

@@ -10,6 +10,7 @@ idempotent, so a sweep that races a live turn does no harm.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,11 +44,12 @@ class EffectRunner:
         self.store = store
         self.clock = clock
 
-    async def run(self, openid: str) -> int:
+    async def run(self, openid: str, *, only: Sequence[Effect] | None = None) -> int:
         """Carry out every effect saved for this citizen (a crash may have left older ones), then
-        forget them; the number carried out."""
+        forget them; the number carried out. `only`: the turn that just saved them knows they are all
+        there is (its save said so), and they need not be read back."""
         since = self.clock()
-        effects = await self.store.pending_effects(openid)
+        effects = list(only) if only is not None else await self.store.pending_effects(openid)
         for effect in effects:
             await self.carry_out(effect)
         await self.store.effects_done(openid, len(effects), since)

@@ -57,6 +57,12 @@ class Aftercare:
         self.events = ports.outbox
         self.words = pack.status
         self.phrases = pack.lexicon.get("after_submission", {})
+        # Each phrase's words as one pattern, in the lexicon's order (the first phrase found wins).
+        self._phrase_patterns = [
+            (name, re.compile("|".join(re.escape(w) for w in words)))
+            for name, words in self.phrases.items()
+            if name not in ("no", "human") and words
+        ]
 
     # -- status -----------------------------------------------------------------------------------
     async def status_text(self, openid: str, today: date) -> str | None:
@@ -212,8 +218,8 @@ class Aftercare:
         return thanks + (self.words["rating_more"].format(services=more) if more else "")
 
     def _phrase(self, t: str) -> str | None:
-        for name, words in self.phrases.items():
-            if name not in ("no", "human") and any(w in t for w in words):
+        for name, pattern in self._phrase_patterns:
+            if pattern.search(t):
                 return name
         return None
 

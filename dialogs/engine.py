@@ -12,6 +12,7 @@ synchronous, so turns of different users on one event loop can share it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -97,6 +98,8 @@ class ApplicationDialog:
         self.machine.add_model(self._router, initial=INITIAL)
         self.resume_after = resume_after
         self.interceptors = INTERCEPTORS
+        long_erase_words = [w for w in self.lang.commands["erase"] if len(w) >= 4]
+        self._erase_phrase = re.compile("|".join(map(re.escape, long_erase_words)) or "(?!)")
         # Each step's skip transitions, as the machine has them: a step none of whose skips applies is
         # where the flow settles, without firing a trigger that would do nothing (a quarter of a turn's routing).
         self._skips: dict[str, list[dict[str, Any]]] = {}
@@ -209,11 +212,7 @@ class ApplicationDialog:
     def _asks_to_erase(self, text: str) -> bool:
         """ "删除我的信息" inside a short sentence ("请帮我删除我的个人信息")."""
         text_c = compact(text)
-        return (
-            len(text_c) <= 16
-            and any(len(w) >= 4 and w in text_c for w in self.lang.commands["erase"])
-            and not self.lang.services_in(text)
-        )
+        return len(text_c) <= 16 and bool(self._erase_phrase.search(text_c)) and not self.lang.services_in(text)
 
     async def run_command(self, command: str, session: dict[str, Any], turn: Turn) -> str:
         state = session["state"]

@@ -141,8 +141,11 @@ class Understanding:
                 vocabulary.update(option.get("words", []))
                 vocabulary.add(option["label"])
         self.tokenizer = domain_tokenizer(vocabulary)
-        # Citizens send the same short answers again and again ("1", "是的", "同上"): cut each once.
+        # Citizens send the same short answers again and again ("1", "是的", "同上"): cut each once,
+        # and (a turn asks it of one message several times) normalise each once.
         self._cut_short = functools.lru_cache(maxsize=8192)(self._lcut)
+        self._normal_short = functools.lru_cache(maxsize=8192)(self._normal)
+        self._command_words = {name: frozenset(ws) for name, ws in self.commands.items() if name != "greet"}
 
     def _lcut(self, text: str) -> tuple[str, ...]:
         return tuple(w for w in self.tokenizer.lcut(text) if w.strip())
@@ -150,6 +153,9 @@ class Understanding:
     # -- words ---------------------------------------------------------------------------------
     def normal(self, text: str) -> str:
         """The message as matched (compact), with voice slips replaced by what was meant."""
+        return self._normal_short(text) if len(text or "") <= MAX_CACHED_CHARS else self._normal(text)
+
+    def _normal(self, text: str) -> str:
         text_c = compact(text)
         for slip, meant in self.slips:
             if slip in text_c:
@@ -331,8 +337,8 @@ class Understanding:
         if len(text_c) > 6:
             return None
         words = self.words(text)
-        for name, synonyms in self.commands.items():
-            if name != "greet" and any(w in words for w in synonyms):
+        for name, synonyms in self._command_words.items():
+            if not synonyms.isdisjoint(words):
                 return name
         return None
 

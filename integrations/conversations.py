@@ -122,15 +122,16 @@ end
 _SAVE = (
     _REMEMBER
     + """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, 0} end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 remember(KEYS[3], KEYS[4], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]))
+local pending = 0
 if #ARGV > 7 then
-  for i = 8, #ARGV do redis.call('RPUSH', KEYS[5], ARGV[i]) end
+  for i = 8, #ARGV do pending = redis.call('RPUSH', KEYS[5], ARGV[i]) end
   redis.call('EXPIRE', KEYS[5], ARGV[3])
 end
 redis.call('DEL', KEYS[1])
-return 1
+return {1, pending}
 """
 )
 
@@ -266,22 +267,24 @@ class ConversationStore:
             )
             return None
 
-    async def save(self, turn: Turn, session: dict, reply: str, effects: Sequence[Effect] = (), *, at: float = 0.0) -> None:
+    async def save(self, turn: Turn, session: dict, reply: str, effects: Sequence[Effect] = (), *, at: float = 0.0) -> int:
         """Store the new session, this message's reply and the turn's effects, and end the turn.
-        `at`: the time the effects are listed as pending at (the runner's clock)."""
+        `at`: the time the effects are listed as pending at (the runner's clock). Returns how many
+        effects are now pending for this citizen (more than the turn's: a crash left some)."""
         conv_key = _k(turn.openid, "conversation")
         sealed_session = self.sealer.seal(json.dumps(session, ensure_ascii=False, separators=(",", ":")).encode(), conv_key)
         sealed_effects = [self._seal_effect(turn.openid, e) for e in effects]
         if sealed_effects:
             await self.redis.zadd(PENDING_EFFECTS, {turn.openid: at})
         ttl_s = self.first_contact_ttl_s if self.said_nothing(session) else self.session_ttl_s
-        ok = await self._save(
+        ok, pending = await self._save(
             keys=self._turn_keys(turn),
             args=[turn.token, sealed_session, ttl_s, *self._remembered(turn, reply), *sealed_effects],
         )
         if ok != 1:
             raise LostLock(turn.openid)
         turn.released = True
+        return int(pending)
 
     @staticmethod
     def _turn_keys(turn: Turn) -> list[str]:

@@ -76,6 +76,26 @@ async def test_effects_saved_with_the_session_are_carried_out_by_the_sweeper_aft
         assert await services.store.pending_effects(openid) == []
 
 
+async def test_the_next_turn_carries_out_what_a_crash_left_with_its_own(settings, clock, redis_client):
+    """A turn runs the effects it just saved without reading them back, but only when its save says they
+    are all that is pending; effects a crash left before it are read back and carried out with its own."""
+    async with open_services(settings, clock=clock) as services:
+        openid = f"oLeftOver{os.getpid()}"
+        session, effects_by_turn = await _walk(services, openid, MOTHER_CHILD, clock)
+        submit = effects_by_turn[-1][1][0]
+        assert isinstance(submit, Submit)
+        async with services.store.turn(openid, (1, 1), "m-crash", wait_s=1) as turn:
+            assert await services.store.save(turn, session, "申请已提交", [submit], at=clock.time()) == 1
+        # ...the process died before carrying it out; the citizen's next turn asks for something too.
+        started = Started(openid, "QY-other", clock.now().isoformat(timespec="seconds"))
+        async with services.store.turn(openid, (2, 2), "m-next", wait_s=1) as turn:
+            assert await services.store.save(turn, session, "好的", [started], at=clock.time()) == 2
+        assert await services.effects.run(openid) == 2
+        assert [v.id for v in await services.registry.visible_to(openid)] == [submit.document["id"]]
+        assert await redis_client.xlen(STREAM) == 1
+        assert await services.store.pending_effects(openid) == []
+
+
 async def test_the_registry_knows_an_application_before_the_intake_can_receive_it(settings, clock, redis_client):
     """Queued but not yet registered (a crash right after the atomic submit): the delivery worker
     completes the registration before it posts."""
