@@ -364,12 +364,27 @@ async def _run_soak(target: bench.Target, redis: OwnRedis, intake, args, busy: s
         "redis_restarts": restarts,
         "rss_mib": rss,
         "rss_growth_mib": round(settled[-1] - settled[0], 1) if settled else None,
+        **rss_by_quarter(rss, seconds),
         "rss_max_mib": max((m for _, m in rss), default=None),
         "intake": dict(intake.app["seen"]),
         "status_events": dict(events.statuses),
         "bot_exited": target.spawned.proc.poll(),
         "log_warnings": sum(1 for line in target.spawned.log_tail(100000) if " WARNING " in line or " ERROR " in line),
     }
+
+
+def rss_by_quarter(rss: list[tuple[float, float]], seconds: float) -> dict:
+    """The RSS at the end of each quarter of the run, and the growth over the second half in MiB a
+    minute: bounded caches fill early, so flat is a second half that grows by (nearly) nothing."""
+    quarters = []
+    for q in (1, 2, 3, 4):
+        upto = [m for t, m in rss if t <= seconds * q / 4]
+        quarters.append(upto[-1] if upto else None)
+    half = [(t, m) for t, m in rss if t >= seconds / 2]
+    slope = None
+    if len(half) >= 2 and half[-1][0] > half[0][0]:
+        slope = round((half[-1][1] - half[0][1]) / ((half[-1][0] - half[0][0]) / 60), 3)
+    return {"rss_quarters_mib": quarters, "rss_second_half_mib_per_min": slope}
 
 
 def print_soak(s: dict) -> None:
@@ -386,6 +401,10 @@ def print_soak(s: dict) -> None:
         f"  bot RSS {s['rss_mib'][0][1] if s['rss_mib'] else '-'} -> {s['rss_mib'][-1][1] if s['rss_mib'] else '-'} MiB "
         f"(growth after the first tenth {s['rss_growth_mib']} MiB, max {s['rss_max_mib']} MiB); "
         f"Redis restarts {s['redis_restarts']}; intake {s['intake']}"
+    )
+    print(
+        f"  bot RSS at the end of each quarter {s.get('rss_quarters_mib')} MiB; "
+        f"second half {s.get('rss_second_half_mib_per_min')} MiB a minute"
     )
 
 
@@ -405,6 +424,10 @@ def verdicts(report: dict) -> dict:
         growth = soak["rss_growth_mib"]
         out["soak: bot RSS flat (growth < 10 MiB after the first tenth)"] = (
             f"{growth} MiB  {'PASS' if growth is not None and growth < 10 else 'FAIL'}"
+        )
+        slope = soak.get("rss_second_half_mib_per_min")
+        out["soak: bot RSS flat over the second half (< 0.05 MiB a minute)"] = (
+            f"{slope} MiB/min  {'PASS' if slope is not None and slope < 0.05 else 'FAIL'}"
         )
     return out
 

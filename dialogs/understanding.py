@@ -49,6 +49,9 @@ _NUMBER_ANSWER = re.compile(r"^(?:第|选|选择|回复)?([0-9]{1,2}|[零〇一�
 MAX_UNDERSTOOD_CHARS = 500
 # Short messages come again and again ("1", "是的", "同上"): those are cut once and kept.
 MAX_CACHED_CHARS = 64
+# The answers people repeat are few: a bigger cache mostly keeps one-off names, ID numbers and phones
+# in memory (three caches of 8192 took many minutes of traffic to fill).
+CACHED_MESSAGES = 1024
 # Particles people end a yes or no with ("好的呀", "不要了").
 _TRAILING_PARTICLES = "啊呀吧呢哈啦嘛哦噢喔了的"
 
@@ -97,7 +100,7 @@ def _compact(text: str) -> str:
     return clean(text).replace(" ", "").lower()
 
 
-_compact_short = functools.lru_cache(maxsize=8192)(_compact)
+_compact_short = functools.lru_cache(maxsize=CACHED_MESSAGES)(_compact)
 
 
 def _lowered(groups: dict[str, Iterable[str]]) -> dict[str, list[str]]:
@@ -143,8 +146,8 @@ class Understanding:
         self.tokenizer = domain_tokenizer(vocabulary)
         # Citizens send the same short answers again and again ("1", "是的", "同上"): cut each once,
         # and (a turn asks it of one message several times) normalise each once.
-        self._cut_short = functools.lru_cache(maxsize=8192)(self._lcut)
-        self._normal_short = functools.lru_cache(maxsize=8192)(self._normal)
+        self._cut_short = functools.lru_cache(maxsize=CACHED_MESSAGES)(self._lcut)
+        self._normal_short = functools.lru_cache(maxsize=CACHED_MESSAGES)(self._normal)
         self._command_words = {name: frozenset(ws) for name, ws in self.commands.items() if name != "greet"}
 
     def _lcut(self, text: str) -> tuple[str, ...]:
