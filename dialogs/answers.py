@@ -15,7 +15,7 @@ from typing import Any
 
 from dialogs import assessment
 from dialogs.application import At, Step
-from dialogs.conditions import consent_by, on_mental_waitlist
+from dialogs.conditions import consent_by, guardian_by_law, on_mental_waitlist
 from dialogs.deadlines import expected_date
 from dialogs.document import build_document, new_reference
 from dialogs.effects import ReleasePlace, Submit
@@ -139,6 +139,64 @@ def validated(parse: Callable[[str], Any]) -> Reader:
 read_name, read_phone, read_address = validated(parse_name), validated(parse_phone), validated(parse_address)
 
 
+async def read_household_address(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    """The 户口本 address; where it names a 旗县/县 of the pack's area, the 户口 is here and is not asked
+    (a county it does not know is asked: "阳光小区" reads like a 区)."""
+    outcome = await read_address(turn, step, inp, path)
+    if outcome.advance:
+        _hukou_from_address(turn)
+    return outcome
+
+
+def _hukou_from_address(turn: Turn) -> None:
+    facts = turn.case.facts
+    derived = turn.data.get("hukou_from_address")
+    if "local_hukou" in facts and not derived:
+        return  # said by the citizen: the answer is what counts
+    county = read_place(turn.data["applicant"]["household_address"])["county"] or ""
+    names = turn.pack.raw.get("area", {}).get("names", [])
+    if county and any(county.startswith(n) for n in names):
+        facts["local_hukou"] = True
+        turn.data["hukou_from_address"] = True
+    elif derived:  # a corrected address that no longer says it
+        facts.pop("local_hukou", None)
+        turn.data.pop("hukou_from_address", None)
+
+
+# Words that deny what follows in a clause ("不是学生", "没参加职工养老保险").
+_DENIED = re.compile(r"不|没|未|无")
+_CLAUSES = re.compile(r"[，,。.；;、\s]+|也|又|还|但")
+
+
+async def read_several_facts(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    """Several yes/no facts in one question: the options picked apply, the others do not. In words each
+    clause is read on its own, and a clause that denies ("不是学生") picks nothing."""
+    from dialogs.conditions import facts_asked_by
+
+    if long := _too_long(turn, inp.text):
+        return long
+    q = turn.pack.questions[step.name]
+    exclusive = q.get("exclusive")
+    if _only_numbers(inp.text):
+        picked = turn.lang.choose_many(inp.text, q["options"], exclusive=exclusive)
+        if picked is NO_MATCH:
+            return Outcome.invalid(turn.pack.text("choose_hint"))
+    else:
+        picked, understood = [], False
+        for clause in (c for c in _CLAUSES.split(unicodedata.normalize("NFKC", inp.text)) if c):
+            found = turn.lang.choose_many(clause, q["options"], exclusive=exclusive)
+            if found is NO_MATCH:
+                continue
+            understood = True
+            if not _DENIED.search(clause):
+                picked += [v for v in found if v != exclusive]
+        if not understood:
+            return Outcome.invalid(turn.pack.text("choose_hint"))
+    for fact in facts_asked_by(step.name):
+        turn.case.facts[fact] = fact in picked
+    return Outcome.ok()
+
+
 def _hukou_answer(turn: Turn, inp: UserInput) -> Outcome | None:
     """The answer to the question about where the household is registered, asked after an ID number."""
     if turn.data.get("hukou_check") is not True:
@@ -176,10 +234,23 @@ async def read_id_number(turn: Turn, step: Step, inp: UserInput, path: str) -> O
         # A certificate number given before a corrected ID must be checked again.
         if turn.data.get("certificate_no", "")[:18] not in ("", id_number.number):
             turn.data.pop("certificate_no")
+        _child_phone_is_guardians(turn)
         if _hukou_disagrees(turn, id_number.number):
             turn.data["hukou_check"] = True
             return Outcome.stay(_hukou_check_question(turn))
     return Outcome.ok()
+
+
+def _child_phone_is_guardians(turn: Turn) -> None:
+    """A young child applied for by a parent: the child's 联系电话 is the parent's (the pack's
+    form.child_phone_is_guardians), so it is not asked; the summary says it back."""
+    rule = turn.pack.form.get("child_phone_is_guardians") or {}
+    age = turn.case.applicant_age
+    agent_phone = turn.data.get("agent", {}).get("phone")
+    applicant = turn.data.get("applicant", {})
+    young = age is not None and "under_age" in rule and age < rule["under_age"]
+    if young and agent_phone and not applicant.get("phone") and guardian_by_law(turn.case):
+        applicant["phone"] = agent_phone
 
 
 def _hukou_disagrees(turn: Turn, number: str) -> bool:
@@ -188,6 +259,7 @@ def _hukou_disagrees(turn: Turn, number: str) -> bool:
     codes = turn.pack.raw.get("area", {}).get("id_codes", [])
     return (
         turn.case.facts.get("local_hukou") is True
+        and not turn.data.get("hukou_from_address")  # the 户口本 address says it: the ID's birthplace does not matter
         and bool(codes)
         and not number.startswith(tuple(codes))
         and turn.data.get("hukou_check") != "answered"
@@ -204,6 +276,22 @@ async def read_applicant_phone(turn: Turn, step: Step, inp: UserInput, path: str
         turn.data.setdefault("applicant", {})["phone"] = agent_phone
         return Outcome.ok()
     return await read_phone(turn, step, inp, "applicant.phone")
+
+
+async def read_delivery(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
+    """自取, or 邮寄: to the 户籍地址 just given (the address is not asked again) or elsewhere (asked next)."""
+    if long := _too_long(turn, inp.text):
+        return long
+    value = turn.lang.choose(inp.text, turn.pack.questions[step.name]["options"])
+    if value is NO_MATCH:
+        return Outcome.invalid(turn.pack.text("choose_hint"))
+    home = turn.data.get("applicant", {}).get("household_address")
+    if value == "mail_home" and home:
+        turn.data["mailing_address"] = home
+    elif turn.data.get("mailing_address") == home or value != "mail":
+        turn.data.pop("mailing_address", None)  # a changed choice: the address is the new choice's
+    turn.data[path] = "mail" if value == "mail_home" else value
+    return Outcome.ok()
 
 
 async def read_mailing_address(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
@@ -248,6 +336,7 @@ async def read_certificate_no(turn: Turn, step: Step, inp: UserInput, path: str)
         applicant = turn.data.setdefault("applicant", {})
         applicant.update(id_number=holder.number, birth_date=holder.birth_date.isoformat(), gender=holder.gender)
         turn.data["id_from_certificate"] = True
+        _child_phone_is_guardians(turn)
         if _hukou_disagrees(turn, holder.number):
             turn.data["hukou_check"] = True
             return Outcome.stay(_hukou_check_question(turn))
@@ -353,6 +442,7 @@ async def read_services(turn: Turn, step: Step, inp: UserInput, path: str) -> Ou
     turn.data["services"] = chosen
     turn.data["guided"] = False
     turn.data.pop("insisted", None)
+    turn.data.pop("assumed", None)
     # "我自己重新选" is answered by this choice: left set, it sent every later answer back here.
     turn.data.pop("suggestion", None)
     names = "、".join(turn.pack.services[c].short for c in chosen)
@@ -639,12 +729,15 @@ async def _release_booking_unless(turn: Turn, keep: bool) -> None:
 READERS: dict[str, Reader] = {
     "choice": read_choice,
     "fact": read_fact,
+    "facts": read_several_facts,
+    "household_address": read_household_address,
     "name": read_name,
     "id_number": read_id_number,
     "phone": read_phone,
     "applicant_phone": read_applicant_phone,
     "address": read_address,
     "mailing_address": read_mailing_address,
+    "delivery": read_delivery,
     "certificate_no": read_certificate_no,
     "text": read_text,
     "subsidy_reason": read_subsidy_reason,

@@ -25,6 +25,7 @@ class At(StrEnum):
     agent_phone = "agent_phone"
     agent_residence = "agent_residence"
     choose_services = "choose_services"
+    household_address_first = "household_address_first"
     fact_local_hukou = "fact_local_hukou"
     fact_has_certificate = "fact_has_certificate"
     certificate_first = "certificate_first"
@@ -32,8 +33,7 @@ class At(StrEnum):
     fact_disability_level = "fact_disability_level"
     fact_hardship_status = "fact_hardship_status"
     fact_pension_enrolled = "fact_pension_enrolled"
-    fact_in_school = "fact_in_school"
-    fact_employee_pension = "fact_employee_pension"
+    fact_pension_exceptions = "fact_pension_exceptions"
     fact_medical_insured = "fact_medical_insured"
     suggest_services = "suggest_services"
     eligibility_notice = "eligibility_notice"
@@ -79,6 +79,8 @@ STEPS: tuple[Step, ...] = (
     # 2. which services
     Step(At.choose_services, "services"),
     # 3. the eligibility screen: only the facts the chosen services' rules read
+    # the 户口本 address first where the 户籍 matters: an address in the pack's area answers it (the form asks it anyway)
+    Step(At.household_address_first, "household_address:applicant.household_address", ask_if="needs_local_hukou", free_text=True),
     Step(At.fact_local_hukou, "fact", ask_if="needs_local_hukou"),
     Step(At.fact_has_certificate, "fact", ask_if="needs_has_certificate"),
     # a holder's 证号 first: it holds the ID number, the category and the level, so those are not asked
@@ -87,8 +89,8 @@ STEPS: tuple[Step, ...] = (
     Step(At.fact_disability_level, "fact", ask_if="needs_disability_level"),
     Step(At.fact_hardship_status, "fact", ask_if="needs_hardship_status"),
     Step(At.fact_pension_enrolled, "fact", ask_if="needs_pension_enrolled"),
-    Step(At.fact_in_school, "fact", ask_if="needs_in_school"),
-    Step(At.fact_employee_pension, "fact", ask_if="needs_employee_pension"),
+    # 在校学生 and 职工养老保险: one sentence of the scheme (附件2 备注2), one question with several answers
+    Step(At.fact_pension_exceptions, "facts", ask_if="needs_pension_exceptions"),
     Step(At.fact_medical_insured, "fact", ask_if="needs_medical_insured"),
     Step(At.suggest_services, "suggestion", ask_if="guided"),
     Step(At.eligibility_notice, "exclusions", ask_if="some_service_excluded"),
@@ -100,12 +102,12 @@ STEPS: tuple[Step, ...] = (
     # only a 法定监护人 consents as guardian; a neighbour or 村干部 is an agent
     Step(At.agent_is_guardian, "choice:agent.legal_guardian", ask_if="may_be_legal_guardian"),
     Step(At.applicant_phone, "applicant_phone"),
-    Step(At.household_address, "address:applicant.household_address", free_text=True),
+    Step(At.household_address, "household_address:applicant.household_address", free_text=True),
     Step(At.household_place, "household_place", ask_if="household_place_unread", free_text=True),
     # asked here when not given first (a corrected ID number that is not the certificate's drops it)
     Step(At.certificate_no, "certificate_no", ask_if="certificate_no_missing"),
     Step(At.subsidy_reason, "subsidy_reason:subsidy_reason", ask_if="asks_subsidy_reason", free_text=True),
-    Step(At.result_delivery, "choice:delivery", ask_if="offers_result_delivery"),
+    Step(At.result_delivery, "delivery:delivery", ask_if="offers_result_delivery"),
     Step(At.mailing_address, "mailing_address", ask_if="wants_mail", free_text=True),
     # 5. materials, 6. the assessment session
     Step(At.checklist, "checklist"),

@@ -168,6 +168,14 @@ FACTS_READ_BY_CHECK = {
 }
 
 
+# The facts a screening step asks that are not named by the step itself (fact_<name> asks <name>).
+FACTS_ASKED_BY_STEP = {"fact_pension_exceptions": ("in_school", "employee_pension")}
+
+
+def facts_asked_by(step: str) -> tuple[str, ...]:
+    return FACTS_ASKED_BY_STEP.get(step, (step.removeprefix("fact_"),))
+
+
 # -- material conditions ----------------------------------------------------------------------------
 def applicant_is_minor(case: Case) -> bool:
     age = case.applicant_age
@@ -278,14 +286,21 @@ def needs_employee_pension(case: Case) -> bool:
     return _fact_needed(case, "employee_pension")
 
 
+def needs_pension_exceptions(case: Case) -> bool:
+    """在校学生 or 职工养老保险: asked together (one sentence of the scheme) when a rule still reads either."""
+    return needs_in_school(case) or needs_employee_pension(case)
+
+
 def needs_medical_insured(case: Case) -> bool:
     return _fact_needed(case, "medical_insured")
 
 
 def some_service_excluded(case: Case) -> bool:
-    from dialogs.eligibility import excluded_services
+    """A rule the seed states excludes a chosen service: asked. One the seed does not state is told with
+    the next question instead (dialogs/prompts.py assumption_notes)."""
+    from dialogs.eligibility import excluded_by_the_scheme
 
-    return bool(excluded_services(case))
+    return bool(excluded_by_the_scheme(case))
 
 
 def nothing_left_to_apply_for(case: Case) -> bool:
@@ -415,6 +430,7 @@ CONDITIONS: dict[str, Callable[[Case], Any]] = {
         needs_pension_enrolled,
         needs_in_school,
         needs_employee_pension,
+        needs_pension_exceptions,
         needs_medical_insured,
         renewing_certificate,
         some_service_excluded,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dialogs.application import At
-from dialogs.conditions import FACTS_READ_BY_CHECK
+from dialogs.conditions import FACTS_READ_BY_CHECK, facts_asked_by
 from dialogs.service_roles import CERTIFICATE
 from dialogs.turn import Turn
 
@@ -14,10 +14,10 @@ def why(turn: Turn, state: str) -> str:
     pack = turn.pack
     bases: list[str] = []
     if state.startswith("fact_"):
-        fact = state.removeprefix("fact_")
+        facts = facts_asked_by(state)
         for code in turn.case.services or pack.service_order:
             for rule in pack.services[code].rules:
-                if FACTS_READ_BY_CHECK[rule.check] == fact:
+                if FACTS_READ_BY_CHECK[rule.check] in facts:
                     note = pack.text("why_assumption") if "assumption" in rule.params else ""
                     bases.append(f"{pack.services[code].short}{rule.reason}：{rule.basis}{note}")
     elif state in (At.eligibility_notice, At.eligibility_recheck):

@@ -17,7 +17,15 @@ from dialogs.conditions import (
     publicity_skipped,
 )
 from dialogs.deadlines import expected_date
-from dialogs.eligibility import MAY_NOT_QUALIFY, PENDING, evaluate_service, excluded_services, failed_rules, suggested_services
+from dialogs.eligibility import (
+    MAY_NOT_QUALIFY,
+    PENDING,
+    evaluate_service,
+    excluded_by_assumption,
+    excluded_services,
+    failed_rules,
+    suggested_services,
+)
 from dialogs.materials import checklist
 from dialogs.routing import routing
 from dialogs.service_roles import CERTIFICATE, DISABILITY_SUBSIDY, service_menu
@@ -63,6 +71,18 @@ def _notices(turn: Turn) -> str:
             # A rule the seed does not state is never told as the scheme's rule.
             key = "line_assumption" if rule["id"] in assumed else "line"
             lines.append(q[key].format(service=service.short, reason=rule["reason"], basis=_short_basis(rule["basis"])))
+    return "\n".join(lines)
+
+
+def assumption_notes(turn: Turn) -> str:
+    """Told once, before the next question: a chosen service that only a rule the seed does not state
+    excludes goes on, for the clerk to decide (as if insisted on); the citizen is not asked."""
+    q = turn.pack.questions[At.eligibility_notice]
+    lines = []
+    for code in excluded_by_assumption(turn.case):
+        for rule in failed_rules(evaluate_service(turn.case, code))[:1]:
+            lines.append(q["line_noted"].format(service=turn.pack.services[code].short, reason=rule["reason"]))
+        turn.data["assumed"] = [*turn.data.get("assumed", []), code]
     return "\n".join(lines)
 
 
@@ -250,9 +270,15 @@ async def brief(turn: Turn, state: str) -> str:
     return await prompt(turn, state)
 
 
+# With the summary or after it the note is not printed: the summary flags a service that may not qualify.
+_NO_NOTES = {At.summary, At.consent_sensitive, At.submitted}
+
+
 async def prompt(turn: Turn, state: str) -> str:
+    notes = assumption_notes(turn)  # first: the question (a notice, the summary) reads what it kept
     special = PROMPTS.get(state)
-    return await special(turn) if special else turn.pack.q(state, applicant=applicant_called(turn))
+    question = await special(turn) if special else turn.pack.q(state, applicant=applicant_called(turn))
+    return f"{notes}\n{question}" if notes and state not in _NO_NOTES else question
 
 
 def submitted_message(turn: Turn) -> str:

@@ -28,7 +28,14 @@ MAX_CHARS = 300
 MIN_CHARS = 6  # shorter than "王大山1391…": never two slots
 STEP = {s.name: s for s in STEPS}
 # Steps whose answer is the citizen's own words: only an explicit correction is taken there.
-FREE_TEXT = {At.household_address, At.household_place, At.agent_residence, At.subsidy_reason, At.mailing_address}
+FREE_TEXT = {
+    At.household_address,
+    At.household_address_first,
+    At.household_place,
+    At.agent_residence,
+    At.subsidy_reason,
+    At.mailing_address,
+}
 # Where the existing edit words ("改电话") and the summary's own answers apply.
 AFTER_FORM = {At.summary, At.consent_sensitive, At.submitted}
 # A slot said about "the phone" or "the ID" belongs to whichever of these was asked last.

@@ -28,13 +28,12 @@ APPLY_FOR_CERTIFICATE = [
     "你好",
     "1",
     "残疾证",
-    "1",
+    APPLICANT["address"],  # the 户口本 address, in the screen: it says the 户口 is in 青阳县
     "2",
     "4",
     APPLICANT["name"],
     APPLICANT["id_number"],
     APPLICANT["phone"],
-    APPLICANT["address"],
     "0",  # the checklist
     "1",  # the first session
     "1",  # the summary, and the declaration printed with it

@@ -174,7 +174,7 @@ MOTHER_FOR_SON = [
     ("say", "341723196807040038"),
     ("say", "13955501234"),
     ("say", "生活补贴和护理补贴"),
-    ("say", "1"),
+    ("say", "青阳县酉华镇酉华村9号"),  # the 户口本 address, in the screen: it says the 户口 is in 青阳县
     ("say", "1"),
     # the 证号 first: it holds the son's ID number (341723199503100058), 肢体 (4) and 一级 (1)
     ("say", "34172319950310005841"),
@@ -182,7 +182,6 @@ MOTHER_FOR_SON = [
     ("image", "MEDIA-EARLY-5521"),
     ("say", "欧阳志远"),
     ("voice", "15955506789"),
-    ("say", "青阳县酉华镇酉华村9号"),
     ("image", "MEDIA-CARD-7781"),
     ("say", "1"),
     ("say", "0"),

@@ -25,13 +25,13 @@ MOTHER_CHILD = [
     "341723198001010023",
     "13912345678",
     "残疾证和护理补贴",
-    "1",
+    "青阳县蓉城镇五溪村12号",  # the 户口本 address, in the screen: it says the 户口 is in 青阳县
     "2",
     "智力",  # 残疾证 and 护理补贴 read no hardship: 困难情况 is not asked
     "王小宝",
-    "341723201406010034",  # a mother applying for her child is the 法定监护人 (民法典 第二十七条): not asked
-    "同上",
-    "青阳县蓉城镇五溪村12号",
+    # a mother applying for her child is the 法定监护人 (民法典 第二十七条): not asked; a 12-year-old's
+    # 联系电话 is hers: not asked either
+    "341723201406010034",
     "0",
     "1",  # the first session
     "1",  # the summary, and the declaration printed with it
@@ -43,13 +43,12 @@ SELF_MENTAL = [
     "你好",
     "1",
     "残疾证",
-    "1",
+    "青阳县丁桥镇丁桥村5号",
     "2",
     "精神",
     "陈强",
     "341723199008150031",
     "13655556666",
-    "青阳县丁桥镇丁桥村5号",
     "0",
     "1",  # the summary, and the declaration printed with it
     "1",  # the consent
@@ -320,7 +319,7 @@ HOLDER_ALL_FIVE = [
     "你好",
     "1",
     "6",
-    "1",
+    "青阳县蓉城镇五溪村12号",
     "1",
     "34172319550302001741",  # the 证号 first: the ID number, 肢体 (4), 一级 (1)
     "低保和脱贫户都是",
@@ -328,7 +327,6 @@ HOLDER_ALL_FIVE = [
     "1",
     "王大明",
     "13812345678",
-    "青阳县蓉城镇五溪村12号",
     "0",
     "1",  # the summary, and the declaration printed with it
     "1",  # the consent

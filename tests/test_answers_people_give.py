@@ -58,7 +58,7 @@ def options(region: str, question: str) -> list[dict]:
         ("agent_is_guardian", "不是的", False),
         ("suggest_services", "没问题", "accept"),
         ("suggest_services", "不行", "rechoose"),
-        ("fact_in_school", "确认", True),
+        ("fact_medical_insured", "确认", True),
         ("fact_pension_enrolled", "不", False),
     ],
 )

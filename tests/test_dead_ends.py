@@ -22,6 +22,8 @@ async def test_choosing_again_after_help_to_choose_does_not_loop(settings, clock
                 replies.append(await user.say("我自己重新选"))
                 break
             answer = "2" if "已经有残疾人证" in reply else "1" if "回复数字" in reply or "回复 1" in reply else "2"
+            if "户籍地址" in reply:  # the 户口本 address, asked where the 户籍 decides a service
+                answer = {"qingyang": "青阳县蓉城镇五溪村12号", "hulunbuir": "内蒙古呼伦贝尔市海拉尔区胜利街道10号"}[region]
             replies.append(await user.say(answer))
         assert "要办哪些事" in replies[-1]
         # it looped here: every answer re-showed "要办哪些事？" after "好的，您选了…"
@@ -161,8 +163,9 @@ async def test_a_holders_certificate_number_is_asked_first_and_gives_the_id_cate
             "内蒙古呼伦贝尔市海拉尔区胜利街道光明社区10号",
         ]:
             await user.say(text)
-        assert "户口在您申请的这个旗县" in await user.say("3 5")
-        assert "已经有残疾人证了吗" in await user.say("1")
+        # the 户口本 address instead of 户口在您申请的这个旗县吗: it names 海拉尔区
+        assert "户籍地址" in await user.say("3 5")
+        assert "已经有残疾人证了吗" in await user.say("内蒙古呼伦贝尔市海拉尔区胜利街道光明社区10号")
         assert "残疾人证号" in await user.say("1")
         # a 15-year-old's 肢体一级 certificate (born 15 years before the suite's day, whatever day it runs on):
         # the age excludes the pension at once, in the first notice, and nothing the 证号 says is asked
@@ -189,12 +192,12 @@ async def test_services_added_or_dropped_at_the_summary_and_photos_labelled_in_w
     from tests.conftest import WeChatUser
 
     user = WeChatUser(bot, "oChanges", protocol)
-    for text in ["你好", "1", "残疾证和护理补贴", "1", "2", "4"]:
+    for text in ["你好", "1", "残疾证和护理补贴", "青阳县蓉城镇五溪村12号", "2", "4"]:
         await user.say(text)
     assert "照片已收到" in await user.image("early-photo")  # before the checklist: kept, not yet labelled
-    for text in ["张三", "341723195503020017", "13812345678"]:
+    for text in ["张三", "341723195503020017"]:
         await user.say(text)
-    assert "请准备这些材料" in await user.say("青阳县蓉城镇五溪村12号")
+    assert "请准备这些材料" in await user.say("13812345678")
     assert (await user.say("刚才发的照片是户口本")).startswith("已保存为“户口簿”")
     assert "这是哪份材料" in await user.image("card-photo")
     assert (await user.say("这是身份证")).startswith("已保存为“居民身份证”")
@@ -222,7 +225,7 @@ async def test_what_to_bring_asked_mid_way_covers_every_chosen_service(bot, prot
     from tests.conftest import WeChatUser
 
     user = WeChatUser(bot, "oBring", protocol)
-    for text in ["你好", "1", "6", "1"]:
+    for text in ["你好", "1", "6", "青阳县蓉城镇五溪村12号"]:
         await user.say(text)
     reply = await user.say("要带什么材料")
     pack = load_pack("qingyang")
@@ -239,12 +242,13 @@ async def test_questions_asked_mid_way_are_answered_and_the_question_repeated(bo
     from tests.conftest import WeChatUser
 
     user = WeChatUser(bot, "oMidWay", protocol)
-    for text in ["你好", "2", "1", "李秀英", "341723198001010023", "13912345678", "残疾证", "1", "2", "6", "王小宝"]:
+    for text in ["你好", "2", "1", "李秀英", "341723198001010023", "13912345678", "残疾证", "青阳县蓉城镇五溪村12号", "2", "6"]:
         await user.say(text)
+    await user.say("王小宝")
     pending = "（接着刚才的问题）请发申请人的身份证号"
     # it was read as an ID number (or a phone number) and refused
     reply = await user.say("我上次填到哪了")
-    assert reply.startswith("您办到这里了：已选残疾人证。已填代办人姓名、申请人姓名。") and pending in reply
+    assert reply.startswith("您办到这里了：已选残疾人证。已填代办人姓名、申请人姓名、户籍地址。") and pending in reply
     reply = await user.say("评定要带孩子本人去吗")
     assert reply.startswith("方案没有写明残疾评定是否要本人到场，请先问12345政务服务便民热线确认。") and pending in reply
     reply = await user.say("能上门评吗")
@@ -309,6 +313,7 @@ def test_every_form_step_has_a_field_or_a_reason():
             "id_number",
             "phone",
             "address",
+            "household_address",
             "applicant_phone",
             "household_place",
             "certificate_no",
@@ -330,8 +335,8 @@ async def test_the_ending_says_what_happens_next_for_each_chosen_service(bot, pr
     from tests.conftest import WeChatUser
 
     user = WeChatUser(bot, "oEnding", protocol)
-    script = ["你好", "1", "6", "1", "2", "4", "1", "2", "1", "张三", "341723195503020017", "13812345678"]
-    for text in [*script, "青阳县蓉城镇五溪村12号", "0", "1", "1"]:
+    script = ["你好", "1", "6", "青阳县蓉城镇五溪村12号", "2", "4", "1", "2", "1", "张三", "341723195503020017", "13812345678"]
+    for text in [*script, "0", "1", "1"]:
         await user.say(text)
     reply = await user.say("1")
     assert reply.startswith("申请已提交") and "各部门将分别审核" not in reply
@@ -371,8 +376,8 @@ async def test_a_question_at_the_summary_does_not_send_the_whole_summary_again(b
     from tests.conftest import WeChatUser
 
     user = WeChatUser(bot, "oAtSummary", protocol)
-    script = ["你好", "1", "6", "1", "2", "4", "1", "2", "1", "张三", "341723195503020017", "13812345678"]
-    for text in [*script, "青阳县蓉城镇五溪村12号", "0"]:
+    script = ["你好", "1", "6", "青阳县蓉城镇五溪村12号", "2", "4", "1", "2", "1", "张三", "341723195503020017", "13812345678"]
+    for text in [*script, "0"]:
         await user.say(text)
     summary = await user.say("1")
     assert summary.startswith("已为您预约") and "请核对" in summary
@@ -387,28 +392,28 @@ async def test_a_photo_labelled_in_words_before_the_checklist_is_kept_not_read_a
     from tests.conftest import WeChatUser
 
     user = WeChatUser(bot, "oLabelEarly", protocol)
-    for text in ["你好", "1", "残疾证和护理补贴", "1", "2", "4"]:
+    for text in ["你好", "1", "残疾证和护理补贴", "青阳县蓉城镇五溪村12号", "2", "4"]:
         await user.say(text)
     assert "照片已收到" in await user.image("early-hukou")
     # at 请发您的姓名 "这是户口本" was taken as the applicant's name
     reply = await user.say("这是户口本")
     assert reply == "好的，那张照片已保存为“户口簿”。\n下面填写您的信息。请发您的姓名。"
-    for text in ["张三", "341723195503020017", "13812345678"]:
+    for text in ["张三", "341723195503020017"]:
         await user.say(text)
-    assert "2 户口簿（已拍照）" in await user.say("青阳县蓉城镇五溪村12号")
+    assert "2 户口簿（已拍照）" in await user.say("13812345678")
 
 
 async def test_a_holder_who_has_not_the_certificate_number_at_hand_goes_on_and_is_asked_it_later(bot, protocol):
     from tests.conftest import WeChatUser
 
     user = WeChatUser(bot, "oCertLater", protocol)
-    for text in ["你好", "1", "护理补贴", "1"]:
+    for text in ["你好", "1", "护理补贴", "青阳县蓉城镇五溪村12号"]:
         await user.say(text)
     assert "残疾人证号" in await user.say("1")
     reply = await user.say("证号记不清了")
     assert reply.startswith("好的，证号等会儿再填，先问几个问题。") and "哪类残疾" in reply
     assert "几级" in await user.say("4")
-    for text in ["1", "张三", "341723195503020017", "13812345678"]:
+    for text in ["1", "张三", "341723195503020017"]:
         await user.say(text)
-    assert "残疾人证号，20位" in await user.say("青阳县蓉城镇五溪村12号")
+    assert "残疾人证号，20位" in await user.say("13812345678")
     assert "请准备这些材料" in await user.say("34172319550302001741")

@@ -116,8 +116,9 @@ def make_script(n: int, rng: random.Random, tag: str, kind: str | None = None) -
             Say(agent_name, ("身份证号",)),
             Say(id_number(adult, rng), ("手机号",)),
             Say(phone, ("要办哪些事",)),  # the applicant's phone may be given as 同上 (the same)
-            Say("1 3", ("您选了：残疾人证、护理补贴", "户口在青阳县")),
-            Say("1", ("已经有残疾人证了吗",)),
+            # the 户口本 address in the screen: it says the 户口 is in 青阳县
+            Say("1 3", ("您选了：残疾人证、护理补贴", "户籍地址")),
+            Say(address, ("已经有残疾人证了吗",), voice()),
             Say("2", ("哪类残疾",)),
             # 残疾证 and 护理补贴 read no hardship: 困难情况 is not asked
             Say(rng.choice("12345"), ("请发申请人的姓名",)),
@@ -128,16 +129,16 @@ def make_script(n: int, rng: random.Random, tag: str, kind: str | None = None) -
         if kind in ("self_certificate", "self_mental"):
             category = "6" if kind == "self_mental" else rng.choice("123457")
             steps += [
-                Say("1", ("您选了：残疾人证", "户口在青阳县")),
-                Say("1", ("已经有残疾人证了吗",)),
+                Say("1", ("您选了：残疾人证", "户籍地址")),
+                Say(address, ("已经有残疾人证了吗",), voice()),
                 Say("2", ("哪类残疾",)),
                 Say(category, ("请发您的姓名",)),
             ]
             services = ["disability_certificate"]
         elif kind == "self_all_five":
             steps += [
-                Say("6", ("您选了：残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助", "户口在青阳县")),
-                Say("是", ("已经有残疾人证了吗",), voice()),
+                Say("6", ("您选了：残疾人证、生活补贴、护理补贴、医疗救助、养老保险补助", "户籍地址")),
+                Say(address, ("已经有残疾人证了吗",), voice()),
                 Say("2", ("哪类残疾",)),
                 Say(rng.choice("1234"), ("哪种情况",)),
                 Say(rng.choice("12"), ("城乡居民养老保险",)),
@@ -147,14 +148,15 @@ def make_script(n: int, rng: random.Random, tag: str, kind: str | None = None) -
         else:
             steps += [Say("4", ("您选了：医疗救助", "哪种情况")), Say(rng.choice("1234678"), ("请发您的姓名",))]
             services = ["medical_assistance"]
-    same_phone = kind == "guardian_for_child" and rng.random() < 0.5
-    steps += [
-        Say(name, ("身份证号",), voice()),
-        # a parent applying for a child is the 法定监护人 (民法典 第二十七条): not asked
-        Say(applicant_id, ("联系电话",)),
-        Say("同上" if same_phone else phone, ("户籍地址",)),
-        Say(address, ("请准备这些材料",), voice()),
-    ]
+    steps.append(Say(name, ("身份证号",), voice()))
+    if kind == "guardian_for_child":
+        # a parent applying for a child is the 法定监护人 (民法典 第二十七条): not asked, and a child's
+        # 联系电话 is the parent's (form.child_phone_is_guardians): not asked either
+        steps.append(Say(applicant_id, ("请准备这些材料",)))
+    elif kind == "self_medical":
+        steps += [Say(applicant_id, ("联系电话",)), Say(phone, ("户籍地址",)), Say(address, ("请准备这些材料",), voice())]
+    else:
+        steps += [Say(applicant_id, ("联系电话",)), Say(phone, ("请准备这些材料",))]
     summary = ("请核对", name, masked(applicant_id), phone, address) + ((f"代办人：{agent_name}",) if agent_name else ())
     if kind in ("self_certificate", "self_all_five", "guardian_for_child"):
         # Another citizen may take the last place between the offer and the answer: choose again.
@@ -367,8 +369,9 @@ async def bot_connections(redis: RedisServer) -> int:
 
 
 def phone_step(script: Script) -> int:
-    """Where a citizen is when Redis stops: the applicant's ID number accepted, the phone asked."""
-    return script.steps.index(next(x for x in script.steps if "联系电话" in x.expect)) + 1
+    """Where a citizen is when Redis stops: the applicant's ID number accepted, the next question asked
+    (the phone, or for a young child, whose phone is the parent's, the checklist)."""
+    return next(i for i, x in enumerate(script.steps) if x.text == script.applicant["id_number"]) + 1
 
 
 async def play(wechat: WeChat, url: str, script: Script, steps: list[Say]) -> None:

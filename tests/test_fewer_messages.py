@@ -112,3 +112,113 @@ async def test_the_summary_answer_confirms_the_declaration(text, confirmed):
     outcome = await answers.read_answer(turn, step, UserInput("text", text))
     assert bool(outcome.advance) is confirmed
     assert (turn.data.get("declaration") == "confirm") is confirmed
+
+
+# -- the guardian applying for all five in ≤ 20 messages: what is no longer asked, or asked once -------------
+async def _answer(region: str, data: dict, state: str, text: str):
+    from dialogs import answers
+    from dialogs.application import STEPS
+    from dialogs.turn import UserInput
+    from tests.test_dead_ends import _turn
+
+    turn = _turn(region, data)
+    outcome = await answers.read_answer(turn, next(s for s in STEPS if s.name == state), UserInput("text", text))
+    return turn, outcome
+
+
+@pytest.mark.parametrize(
+    "region, address, local",
+    [
+        ("qingyang", "青阳县蓉城镇五溪村12号", True),
+        ("hulunbuir", "内蒙古呼伦贝尔市阿荣旗那吉镇建设街3号", True),
+        ("hulunbuir", "内蒙古兴安盟乌兰浩特市和平街道5号", None),  # another county: asked, not guessed
+        ("qingyang", "阳光小区3栋2单元", None),  # reads like a 区: asked
+        ("qingyang", "蓉城镇五溪村12号", None),  # no county named: asked
+    ],
+)
+async def test_the_household_address_asked_in_the_screen_says_whether_the_hukou_is_here(region, address, local):
+    data = {"who": "self", "services": ["pension_subsidy"]}
+    assert next_step(region, data, "choose_services") == "household_address_first"
+    turn, outcome = await _answer(region, data, "household_address_first", address)
+    assert outcome.advance and turn.case.facts.get("local_hukou") is local
+    following = next_step(region, turn.data, "household_address_first")
+    assert (following == "fact_local_hukou") is (local is None)
+
+
+async def test_a_hukou_the_citizen_said_is_not_overridden_by_the_address():
+    data = {"who": "self", "services": ["pension_subsidy"], "facts": {"local_hukou": False}}
+    turn, _ = await _answer("qingyang", data, "household_address", "青阳县蓉城镇五溪村12号")
+    assert turn.case.facts["local_hukou"] is False
+
+
+@pytest.mark.parametrize(
+    "text, in_school, employee_pension",
+    [
+        ("3", False, False),
+        ("1 2", True, True),
+        ("2", False, True),
+        ("都没有", False, False),
+        ("是在校学生", True, False),
+        ("不是学生，也没参加职工养老保险", False, False),
+        ("没上学，单位给交了职工养老保险", False, True),
+    ],
+)
+async def test_school_and_the_employee_pension_are_one_question(text, in_school, employee_pension):
+    # 内民政发〔2022〕110号 附件2 备注2: 年满16周岁（不含在校学生）、未参加职工基本养老保险 — one sentence, one question
+    facts = {"local_hukou": True, "has_certificate": True, "disability_level": 1, "hardship_status": ["tekun"]}
+    data = {"who": "self", "services": ["pension_subsidy"], "facts": facts}
+    assert next_step("hulunbuir", data, "fact_hardship_status") == "fact_pension_exceptions"
+    turn, outcome = await _answer("hulunbuir", data, "fact_pension_exceptions", text)
+    assert outcome.advance
+    assert (turn.case.facts["in_school"], turn.case.facts["employee_pension"]) == (in_school, employee_pension)
+
+
+async def test_a_service_only_an_assumed_rule_excludes_is_told_with_the_next_question_not_asked():
+    from dialogs.prompts import prompt
+    from tests.test_dead_ends import _turn
+
+    # 呼伦贝尔 生活补贴 for 低保家庭中的残疾人 is from 国发〔2015〕52号, not the seed: told, kept, the clerk decides
+    data = {
+        "who": "self",
+        "services": ["living_subsidy"],
+        "facts": {"has_certificate": True, "disability_level": 1, "hardship_status": ["monitored"]},
+    }
+    assert next_step("hulunbuir", data, "fact_hardship_status") == "applicant_name"
+    turn = _turn("hulunbuir", data)
+    reply = await prompt(turn, "applicant_name")
+    assert reply.startswith("生活补贴：可能需要是低保家庭中的残疾人") and "照常申请" in reply and "请发您的姓名" in reply
+    assert "回复 1 不办这几项" not in reply and turn.data["assumed"] == ["living_subsidy"]
+    assert "生活补贴" not in await prompt(turn, "applicant_id")  # told once
+    from dialogs.eligibility import MAY_NOT_QUALIFY, evaluate_service
+
+    assert evaluate_service(turn.case, "living_subsidy")["result"] == MAY_NOT_QUALIFY
+
+
+def test_a_service_the_seed_excludes_is_still_asked_about():
+    # 附件2 备注2: 必须为年满16周岁 — a rule of the seed: drop it or apply anyway, the citizen says
+    data = _parent_of("150783201807200664")  # 8 years old
+    data["services"] = ["pension_subsidy"]
+    data["facts"].update(local_hukou=True, has_certificate=True, disability_level=1, hardship_status=["tekun"])
+    assert next_step("hulunbuir", data, "applicant_id") == "eligibility_recheck"
+
+
+@pytest.mark.parametrize("id_number, asked", [("150783201807200664", False), ("150783201107200664", True)])
+async def test_a_young_childs_phone_is_the_parents(id_number, asked):
+    # under 14 (form.child_phone_is_guardians), applied for by a parent: the parent's phone, not asked
+    data = _parent_of("150783201807200664")
+    data["applicant"].pop("id_number")
+    turn, _ = await _answer("hulunbuir", data, "applicant_id", id_number)
+    assert (turn.data["applicant"].get("phone") is None) is asked
+    assert (next_step("hulunbuir", turn.data, "applicant_id") == "applicant_phone") is asked
+
+
+@pytest.mark.parametrize("text, mailed_to", [("2", "household"), ("3", None), ("寄到家里", None), ("1", None)])
+async def test_mail_to_the_household_address_is_one_answer(text, mailed_to):
+    data = _guardian("hulunbuir", "内蒙古呼伦贝尔市海拉尔区胜利街道10号")
+    turn, outcome = await _answer("hulunbuir", data, "result_delivery", text)
+    assert outcome.advance
+    assert turn.data["delivery"] == ("pickup" if text == "1" else "mail")
+    home = turn.data["applicant"]["household_address"]
+    assert turn.data.get("mailing_address") == (home if mailed_to else None)
+    asks_address = next_step("hulunbuir", turn.data, "result_delivery") == "mailing_address"
+    assert asks_address is (text in ("3", "寄到家里"))

@@ -71,7 +71,7 @@ async def test_a_conversation_carries_on_across_a_key_rotation(settings, clock, 
 
     client = await start_client(settings.with_(data_keys=f"{new},{old}"), clock)  # the new key put first
     try:
-        assert "户口在青阳县" in await WeChatUser(client, "oRotation", protocol).say("1 3")  # the old session opened
+        assert "户籍地址" in await WeChatUser(client, "oRotation", protocol).say("1 3")  # the old session opened
     finally:
         await client.close()
     assert _kid(await stored()) == b"k2026"  # and was saved again under the new key
@@ -81,7 +81,7 @@ async def test_a_conversation_carries_on_across_a_key_rotation(settings, clock, 
     await redis_client.delete("datakey:{canary}:k2025")
     client = await start_client(settings.with_(data_keys=new), clock)  # the old key retired
     try:
-        assert "已经有残疾人证了吗" in await WeChatUser(client, "oRotation", protocol).say("1")
+        assert "已经有残疾人证了吗" in await WeChatUser(client, "oRotation", protocol).say("青阳县蓉城镇五溪村12号")
     finally:
         await client.close()
 

@@ -36,15 +36,12 @@ SECOND_UNSUBMITTED = [
     ("say", "341723196807040038"),
     ("say", "13955501234"),
     ("say", "残疾证和护理补贴"),
-    ("say", "1"),
+    ("say", "青阳县酉华镇酉华村10号"),  # the 户口本 address, in the screen
     ("say", "2"),
     ("say", "智力"),
     ("say", "9"),
     ("say", "欧阳小雨"),
-    ("say", "341723201809090016"),
-    ("say", "1"),
-    ("say", "同上"),
-    ("say", "青阳县酉华镇酉华村10号"),
+    ("say", "341723201809090016"),  # an 8-year-old's 联系电话 is her mother's: not asked
     ("say", "0"),
     ("say", "1"),
     ("image", "MEDIA-UNSENT-3301"),

@@ -65,4 +65,4 @@ def test_bot_chat_in_a_terminal(tmp_path):
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert "请问是谁申请" in out.stdout and "要办哪些事" in out.stdout and "户口在青阳县" in out.stdout
+    assert "请问是谁申请" in out.stdout and "要办哪些事" in out.stdout and "户籍地址" in out.stdout

@@ -34,6 +34,6 @@ async def test_conversation_survives_a_restart_on_the_embedded_redis(tmp_path, h
             # The embedded server went down with the bot: what follows is read back from disk.
             assert list((tmp_path / "var").glob("appendonly*")) or list((tmp_path / "var").glob("*.aof*"))
         await bot.start()
-        assert "户口在青阳县" in await _say(bot.port, "oRestart", "1 3", 3)
+        assert "户籍地址" in await _say(bot.port, "oRestart", "1 3", 3)
     finally:
         bot.stop()

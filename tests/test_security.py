@@ -517,7 +517,7 @@ async def test_a_dtd_hidden_behind_a_comment_is_refused_and_resets_nothing(bot, 
             query, body = protocol.build_request(evil, encrypted=encrypted)
             resp = await bot.post("/wechat", params=query, data=body)
             assert resp.status == 400, await resp.text()
-    assert "户口在青阳县" in await citizen.say("1 3")  # the conversation was where it was
+    assert "户籍地址" in await citizen.say("1 3")  # the conversation was where it was
 
 
 async def test_one_captured_query_string_signs_one_message_only(bot, protocol):

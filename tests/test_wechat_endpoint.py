@@ -78,18 +78,18 @@ async def test_only_the_latest_replies_are_kept_but_no_message_is_ever_a_second_
 
 async def test_concurrent_messages_of_one_user_run_one_at_a_time_in_order(bot_client, make_user):
     user = make_user()
-    answers = ["1", "1 2", "1", "2", "4", "2", "张三", "341723195503020017", "13812345678", "青阳县蓉城镇五溪村12号"]
+    answers = ["1", "1 2", "青阳县蓉城镇五溪村12号", "2", "4", "2", "张三", "341723195503020017", "13812345678", "0"]
     expected = [
         "要办哪些事",
-        "户口在青阳县",
+        "户籍地址",
         "已经有残疾人证了吗",
         "哪类残疾",
         "哪种情况",
         "请发您的姓名",
         "身份证号",
         "联系电话",
-        "户籍地址",
         "请准备这些材料",
+        "请选日期",
     ]
     assert "请问是谁申请" in await user.say("你好")
     store = bot_client.server.app[SERVICES].store
@@ -111,7 +111,7 @@ async def test_concurrent_messages_of_one_user_run_one_at_a_time_in_order(bot_cl
 
 async def test_unsubscribe_deletes_the_users_data(bot_client, make_user, redis_client):
     user = make_user()
-    for text in ("你好", "1", "1", "1", "2", "4", "张三", "341723195503020017", "13812345678", "青阳县蓉城镇五溪村12号", "0"):
+    for text in ("你好", "1", "1", "青阳县蓉城镇五溪村12号", "2", "4", "张三", "341723195503020017", "13812345678", "0"):
         await user.say(text)
     assert "已为您预约" in await user.say("1")
     booked = [k async for k in redis_client.scan_iter(match="assess:*")]

@@ -198,6 +198,8 @@ class Citizen:
             return "category"
         if "几级" in q or "等级" in q:
             return "level"
+        if "几个数字" in q and "哪种情况" not in q and ("在校" in q or "保险" in q):
+            return "which_apply"  # several of the person's own facts in one list: those that apply are picked
         if "在校" in q or "学生" in q or "上学" in q:
             return "in_school"
         if "职工" in q and "养老" in q:
@@ -385,6 +387,8 @@ class Citizen:
             return "不是，只是帮忙办", pick(reply, ("不是",))
         if topic == "in_school":
             return ("是，在上学", pick(reply, ("是",))) if p.in_school else ("不是学生", pick(reply, ("不是",)))
+        if topic == "which_apply":
+            return self.which_apply(reply)
         if topic == "employee_pension":
             if p.employee_pension:
                 return "参加了，单位给交的", pick(reply, ("参加了",))
@@ -433,7 +437,11 @@ class Citizen:
                 return "；".join(f"{SERVICE_WORDS[code]}：{why}" for code, why in reasons.items()), None
             return "家庭困难", None
         if topic == "delivery":
-            return ("寄到家里", pick(reply, ("邮寄",))) if p.delivery == "mail" else ("我自己去拿", pick(reply, ("自取",)))
+            if p.delivery != "mail":
+                return "我自己去拿", pick(reply, ("自取",))
+            # the option that says where, when one does ("邮寄到户籍地址" / "邮寄到别的地址")
+            where = ("户籍地址",) if p.mail_address is None else ("别的地址", "其他地址")
+            return "寄到家里", pick(reply, where) or pick(reply, ("邮寄",))
         if topic == "mail_address":
             return (p.mail_address or "同上"), None
         if topic == "materials":
@@ -453,6 +461,31 @@ class Citizen:
         if topic == "consent":
             return "同意", pick(reply, ("同意",))
         return None, None
+
+    def which_apply(self, reply: str) -> tuple[str | None, str | None]:
+        """A list of things that may be true of the applicant: the person picks those that are, by
+        their label's words, or the "none of these" line."""
+        p = self.persona
+        said = {
+            ("在校", "学生"): (p.in_school, "是在校学生"),
+            ("职工",): (p.employee_pension, "参加了职工养老保险，单位给交的"),
+            ("医疗保险",): (p.medical_insured, "参加了医疗保险"),
+            ("养老保险",): (p.pension_enrolled, "参加了城乡居民养老保险"),
+        }
+        picked, words, none = [], [], None
+        for number, label in options(reply):
+            if "都没有" in label or "都不是" in label:
+                none = number
+                continue
+            for cues, (true, saying) in said.items():
+                if any(c in label for c in cues):
+                    if true:
+                        picked.append(number)
+                        words.append(saying)
+                    break
+        if picked:
+            return "，".join(words), " ".join(picked)
+        return "都没有", none
 
     def summary_fix(self, reply: str) -> str | None:
         """A careful person reads the summary and asks to change what is wrong."""
