@@ -38,7 +38,7 @@ async def run(redis_url: str, var_dir: Path, personas, styles, show_failures: bo
             for style in styles:
                 outcome = await apps.run(persona, style)
                 outcomes.append(outcome)
-                if show_failures and (not outcome.correct or outcome.refusals or outcome.not_understood):
+                if show_failures and targets_missed(outcome, persona):
                     print(persona.describe())
                     print(outcome.text())
                     for r in outcome.refused:
