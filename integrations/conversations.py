@@ -206,7 +206,10 @@ class ConversationStore:
         self._release = script(_RELEASE)
         self._save = script(_SAVE)
         self._forget = client.register_script(_FORGET)
-        self._unlist = client.register_script(_UNLIST)
+        # The turn's effects bookkeeping rides in the same writes as the turn's own scripts when the
+        # connection is auto-pipelined (one connection: Redis runs them in the order sent).
+        self._pipeline = pipeline
+        self._unlist = script(_UNLIST)
 
     # -- the turn ---------------------------------------------------------------------------------
     @asynccontextmanager
@@ -274,13 +277,19 @@ class ConversationStore:
         conv_key = _k(turn.openid, "conversation")
         sealed_session = self.sealer.seal(json.dumps(session, ensure_ascii=False, separators=(",", ":")).encode(), conv_key)
         sealed_effects = [self._seal_effect(turn.openid, e) for e in effects]
-        if sealed_effects:
-            await self.redis.zadd(PENDING_EFFECTS, {turn.openid: at})
         ttl_s = self.first_contact_ttl_s if self.said_nothing(session) else self.session_ttl_s
-        ok, pending = await self._save(
+        saved = self._save(
             keys=self._turn_keys(turn),
             args=[turn.token, sealed_session, ttl_s, *self._remembered(turn, reply), *sealed_effects],
         )
+        # Listed as pending before the save runs, so a crash after the save leaves them to the sweeper.
+        if not sealed_effects:
+            ok, pending = await saved
+        elif self._pipeline is not None:
+            _, (ok, pending) = await asyncio.gather(self._pipeline.execute("ZADD", PENDING_EFFECTS, repr(at), turn.openid), saved)
+        else:
+            await self.redis.zadd(PENDING_EFFECTS, {turn.openid: at})
+            ok, pending = await saved
         if ok != 1:
             raise LostLock(turn.openid)
         turn.released = True
@@ -301,9 +310,13 @@ class ConversationStore:
 
     async def effects_done(self, openid: str, count: int, since: float) -> None:
         """The oldest `count` effects are carried out; unlist the citizen unless listed again after `since`."""
+        unlist = self._unlist(keys=[PENDING_EFFECTS], args=[openid, repr(since)])
+        if count and self._pipeline is not None:
+            await asyncio.gather(self._pipeline.execute("LTRIM", _k(openid, "effects"), count, -1), unlist)
+            return
         if count:
             await self.redis.ltrim(_k(openid, "effects"), count, -1)
-        await self._unlist(keys=[PENDING_EFFECTS], args=[openid, repr(since)])
+        await unlist
 
     async def pending_effects_of(self, listed_before: float, *, limit: int) -> list[str]:
         """Citizens whose effects were listed before `listed_before` and are not done (left by a crash)."""
