@@ -72,10 +72,9 @@ async def aftercare(d: ApplicationDialog, m: Message) -> str | None:
     """Status, binding, withdrawal, 催办, 怎么补材料 (进度, 绑定…, 撤销…), from any step, also for family who never applied."""
     if not m.text or d.aftercare is None:
         return None
-    # A question of its own ("回复1确认撤销") is pending only for someone who has seen an application (submitted,
-    # or family with no form of their own) or whom it has just answered: no lookup for each answer of a form.
-    asked = m.session.pop("aftercare_answered", False)
-    expecting = asked or m.state == d.final or not m.session["history"]
+    # A question of its own ("回复1确认撤销") is answered only by the message right after it: no lookup for
+    # each answer of a form, and a "1" sent later (to another question) never confirms a withdrawal.
+    expecting = m.session.pop("aftercare_answered", False)
     replied = await d.aftercare.answer(m.text, m.turn.openid, m.turn.now, submitted=m.state == d.final, expecting=expecting)
     if replied:
         return replied

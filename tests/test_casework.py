@@ -155,6 +155,18 @@ async def test_a_withdrawal_asked_in_the_middle_of_a_new_form_is_confirmed_there
     assert "撤销" not in await mother.say("妈妈")  # the form goes on where it was
 
 
+async def test_a_1_sent_after_another_message_does_not_confirm_a_withdrawal(bot, protocol):
+    """ "回复1确认撤销" is answered by the message right after it: once the citizen has written something else,
+    a later "1" (the answer to another question) withdraws nothing."""
+    services = bot.server.app[SERVICES]
+    mother = WeChatUser(bot, "oWithdrawLater", protocol)
+    ref = await apply(mother, MOTHER_CHILD)
+    assert "回复1确认撤销" in await mother.say("撤销 护理补贴")
+    await mother.say("进度")
+    assert "已为您撤销" not in await mother.say("1")
+    assert (await services.registry.status(ref))["nursing_subsidy"]["status"] != "withdrawn"
+
+
 # -- 2. withdrawal ---------------------------------------------------------------------------------------------
 async def bound_family(mother: WeChatUser, bot, protocol, openid: str) -> WeChatUser:
     code = (await mother.say("绑定码")).split("绑定码：")[1][:6]
