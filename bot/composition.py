@@ -121,7 +121,7 @@ async def open_services(
         registry = ApplicationRegistry(
             client, sealer, retention_s=pack.application_days * 86400, certificate_services=pack.with_role(CERTIFICATE)
         )
-        reminders = Reminders(client, sealer)
+        reminders = Reminders(client, sealer, pipeline=handle.pipeline)
         feedback = FeedbackStore(client, sealer, clock=now)
         push = PushQueue(client, sealer, None, clock=now, pipeline=handle.pipeline)
         notifier = Notifier(pack, registry, push, reminders, feedback, calendar, outbox, clock=clock)

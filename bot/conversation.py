@@ -96,12 +96,13 @@ class ConversationService:
             # Events we do not use get no reply; a video or location gets a kind word.
             return "" if message.msg_type == "event" else self.pack.text("unsupported_message")
         pending = 0
-        async with self.store.turn(openid, message.order, message.dedup_id, wait_s=self.deadline_s - 0.5) as turn:
+        reads = self.dialog.reads(openid)
+        async with self.store.turn(openid, message.order, message.dedup_id, wait_s=self.deadline_s - 0.5, read=reads) as turn:
             if turn.cached_reply is not None:
                 # WeChat's retry of a message we already answered: the same answer, no second step.
                 self.metrics.dedup_hits.inc()
                 return turn.cached_reply
-            result = await self.dialog.handle(turn.session, user_input, openid, now or self.clock.now())
+            result = await self.dialog.handle(turn.session, user_input, openid, now or self.clock.now(), known=turn.read)
             if result.session is None:  # "删除我的信息", confirmed
                 await self.store.forget(turn, result.reply)
             else:

@@ -13,6 +13,7 @@ synchronous, so turns of different users on one event loop can share it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -131,18 +132,29 @@ class ApplicationDialog:
             and set(session.get("data", {})) <= {"reference", "created_at"}
         )
 
-    def _turn(self, session: dict[str, Any], openid: str, now: datetime, channel: str = "wechat") -> Turn:
+    def _turn(
+        self, session: dict[str, Any], openid: str, now: datetime, channel: str = "wechat", known: Mapping[str, Any] | None = None
+    ) -> Turn:
         case = Case(session["data"], self.pack, now.date())
-        return Turn(case, self.lang, self.ports, self.calendar, now, openid, channel=channel)
+        return Turn(case, self.lang, self.ports, self.calendar, now, openid, channel=channel, known=known or {})
 
     # -- one message ----------------------------------------------------------------------------
-    async def handle(self, session: dict[str, Any] | None, inp: UserInput, openid: str, now: datetime) -> TurnResult:
+    async def handle(
+        self,
+        session: dict[str, Any] | None,
+        inp: UserInput,
+        openid: str,
+        now: datetime,
+        *,
+        known: Mapping[str, Any] | None = None,
+    ) -> TurnResult:
+        """`known`: what the conversation layer read with the turn (by key; see reads())."""
         fresh = session is None
         if session is None:
             session = self.new_session(now)
         idle = now - datetime.fromisoformat(session["updated_at"])
         session["updated_at"] = now.isoformat(timespec="seconds")
-        turn = self._turn(session, openid, now, inp.channel)
+        turn = self._turn(session, openid, now, inp.channel, known)
         reply = await self._respond(session, turn, inp, resuming=not fresh and idle > self.resume_after)
         return TurnResult(None if session.get("erased") else session, reply, turn.effects)
 
@@ -254,12 +266,17 @@ class ApplicationDialog:
         # greet: carry on where we are
         return await prompt(turn, state)
 
+    def reads(self, openid: str) -> list[str]:
+        """Keys of this person's (with the {openid} hash tag) a turn may read: the conversation layer reads
+        them with the turn's first round trip and hands them back as `known`."""
+        return [self.ports.feedback.pending_key(openid)] if self.ports.feedback is not None else []
+
     async def rating(self, text: str, turn: Turn) -> str | None:
         """A 1-5 score (and then an optional comment) for a finished service, when one was asked."""
         feedback = self.ports.feedback
         if feedback is None:
             return None
-        pending = await feedback.pending(turn.openid)
+        pending = await feedback.pending(turn.openid, stored=turn.known.get(feedback.pending_key(turn.openid)))
         if not pending:
             return None
         words = self.pack.status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -45,8 +46,9 @@ class Followup(Protocol):
 
 
 class Feedback(Protocol):
-    async def pending(self, openid: str) -> dict[str, Any] | None: ...
-    async def pending_all(self, openid: str) -> list[dict[str, Any]]: ...
+    def pending_key(self, openid: str) -> str: ...
+    async def pending(self, openid: str, *, stored: dict[bytes, bytes] | None = None) -> dict[str, Any] | None: ...
+    async def pending_all(self, openid: str, *, stored: dict[bytes, bytes] | None = None) -> list[dict[str, Any]]: ...
     async def record_score(self, openid: str, pending: dict[str, Any], score: int) -> None: ...
     async def record_comment(self, openid: str, pending: dict[str, Any], comment: str) -> None: ...
 
@@ -91,6 +93,8 @@ class Turn:
     openid: str
     effects: list[Effect] = field(default_factory=list)
     channel: str = "wechat"
+    # What the conversation layer read with the turn's first round trip, by key (ratings asked, ...).
+    known: Mapping[str, Any] = field(default_factory=dict)
 
     def do(self, effect: Effect) -> None:
         """Ask for an effect, carried out once the session is saved."""

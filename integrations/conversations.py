@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dialogs.effects import Effect
 from dialogs.effects import from_dict as effect_from_dict
@@ -55,10 +55,17 @@ FIRST_CONTACT_TTL_S = 24 * 3600  # where sessions saved by earlier versions kept
 _ACQUIRE = """
 local lock, queue, seen = KEYS[1], KEYS[2], KEYS[3]
 local member, token, ttl, stale = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+-- The turn is ours: the cached reply, the session, whether this message was answered, then each
+-- further key's hash (KEYS[7]...: what the turn will read anyway).
+local function taken()
+  local out = {1, redis.call('HGET', KEYS[4], ARGV[6]) or '', redis.call('GET', KEYS[5]) or '',
+               redis.call('ZSCORE', KEYS[6], ARGV[6]) and 1 or 0}
+  for i = 7, #KEYS do out[#out + 1] = redis.call('HGETALL', KEYS[i]) end
+  return out
+end
 -- Nobody waiting and nobody holding the user (nearly always): take the turn without queueing.
 if redis.call('EXISTS', queue) == 0 and redis.call('SET', lock, token, 'NX', 'PX', ttl) then
-  return {1, redis.call('HGET', KEYS[4], ARGV[6]) or '', redis.call('GET', KEYS[5]) or '',
-          redis.call('ZSCORE', KEYS[6], ARGV[6]) and 1 or 0}
+  return taken()
 end
 -- Waiting is measured by Redis's clock, the one every worker on every host shares.
 local t = redis.call('TIME')
@@ -81,8 +88,7 @@ while true do
     if redis.call('SET', lock, token, 'NX', 'PX', ttl) then
       redis.call('ZREM', queue, member)
       redis.call('HDEL', seen, member)
-      return {1, redis.call('HGET', KEYS[4], ARGV[6]) or '', redis.call('GET', KEYS[5]) or '',
-              redis.call('ZSCORE', KEYS[6], ARGV[6]) and 1 or 0}
+      return taken()
     end
     return {0}
   end
@@ -177,6 +183,7 @@ class Turn:
     session: dict | None
     answered: bool = False  # this message was answered before (inside the reply window)
     released: bool = False
+    read: dict[str, dict[bytes, bytes]] = field(default_factory=dict)  # the hashes asked for with the turn
 
 
 def _k(openid: str, part: str) -> str:
@@ -213,8 +220,11 @@ class ConversationStore:
 
     # -- the turn ---------------------------------------------------------------------------------
     @asynccontextmanager
-    async def turn(self, openid: str, order: tuple[int, int], dedup_id: str, *, wait_s: float) -> AsyncIterator[Turn]:
-        """Wait for this user's earlier messages, then hold the user for one turn."""
+    async def turn(
+        self, openid: str, order: tuple[int, int], dedup_id: str, *, wait_s: float, read: Sequence[str] = ()
+    ) -> AsyncIterator[Turn]:
+        """Wait for this user's earlier messages, then hold the user for one turn. `read`: hashes of this
+        user (keys with the {openid} hash tag) the turn will need, read in the same round trip (Turn.read)."""
         token = os.urandom(8).hex()
         # Members sort by score (CreateTime) and then lexicographically, hence the zero padding.
         # Named by the message, not the attempt: WeChat's retry of a message whose worker died while
@@ -229,11 +239,14 @@ class ConversationStore:
             conv_key,
             _k(openid, "answered"),
         ]
+        script_keys = [*keys, *read]
         deadline = time.monotonic() + wait_s
         pause = 0.001
         try:
             while True:
-                got = await self._acquire(keys=keys, args=[member, token, LOCK_TTL_MS, WAITER_STALE_MS, order[0], dedup_id])
+                got = await self._acquire(
+                    keys=script_keys, args=[member, token, LOCK_TTL_MS, WAITER_STALE_MS, order[0], dedup_id]
+                )
                 if got[0] == 1:
                     break
                 if time.monotonic() >= deadline:
@@ -249,7 +262,8 @@ class ConversationStore:
         cached_reply = self._open_or_none(got[1], _reply_context(openid, dedup_id))
         if cached_reply is None and answered:
             cached_reply = ""  # answered before (its reply no longer kept): nothing more to say
-        turn = Turn(openid, token, dedup_id, cached_reply=cached_reply, session=session, answered=answered)
+        hashes = {key: dict(zip(flat[::2], flat[1::2], strict=True)) for key, flat in zip(read, got[4:], strict=True)}
+        turn = Turn(openid, token, dedup_id, cached_reply=cached_reply, session=session, answered=answered, read=hashes)
         try:
             yield turn
         finally:

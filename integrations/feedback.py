@@ -61,10 +61,15 @@ class FeedbackStore:
     async def _drop(self, openid: str, entry: dict[str, Any]) -> None:
         await self.redis.hdel(_pending(openid), await self._field(entry["app_id"], entry["service"]))
 
-    async def pending_all(self, openid: str) -> list[dict[str, Any]]:
-        """Oldest asked first; requests older than ASK_TTL_S no longer count."""
+    @staticmethod
+    def pending_key(openid: str) -> str:
+        """The hash pending() reads (the conversation layer reads it with the turn: `stored`)."""
+        return _pending(openid)
+
+    async def pending_all(self, openid: str, *, stored: dict[bytes, bytes] | None = None) -> list[dict[str, Any]]:
+        """Oldest asked first; requests older than ASK_TTL_S no longer count. `stored`: the hash, read already."""
         entries = []
-        for field, blob in (await self.redis.hgetall(_pending(openid))).items():
+        for field, blob in (stored if stored is not None else await self.redis.hgetall(_pending(openid))).items():
             try:
                 entries.append(json.loads(self.sealer.open(blob, f"{_pending(openid)}:{field.decode()}")))
             except SealError:
@@ -72,9 +77,9 @@ class FeedbackStore:
         fresh = [e for e in entries if self.clock() - float(e.get("asked_at", 0)) < ASK_TTL_S]
         return sorted(fresh, key=lambda e: (float(e.get("asked_at", 0)), int(e.get("order", 0))))
 
-    async def pending(self, openid: str) -> dict[str, Any] | None:
+    async def pending(self, openid: str, *, stored: dict[bytes, bytes] | None = None) -> dict[str, Any] | None:
         """The rating a message answers: a comment just asked for, else the oldest score asked."""
-        entries = await self.pending_all(openid)
+        entries = await self.pending_all(openid, stored=stored)
         comment = [e for e in entries if e["stage"] == "comment"]
         return (comment or entries)[0] if entries else None
 

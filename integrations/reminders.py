@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from integrations.redis_connection import RedisClient
+from integrations.redis_pipeline import PipelinedRedis
 from integrations.sealing import Sealer, SealError
 
 log = logging.getLogger(__name__)
@@ -49,20 +50,28 @@ class Push(Protocol):
 Renderer = Callable[[str, dict[str, Any]], Awaitable[list[tuple]]]
 
 
+# One script, so a turn that schedules one (the unfinished-application nudge) costs one command on the
+# auto-pipelined connection. KEYS: payload, due, the openid's index ('' in ARGV[3]: none).
+_SCHEDULE = """
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+if ARGV[3] == '1' then redis.call('SADD', KEYS[3], ARGV[4]) end
+return 1
+"""
+
+
 class Reminders:
-    def __init__(self, client: RedisClient, sealer: Sealer):
+    def __init__(self, client: RedisClient, sealer: Sealer, *, pipeline: PipelinedRedis | None = None):
         self.redis = client
         self.sealer = sealer
+        self._schedule = pipeline.script(_SCHEDULE) if pipeline is not None else client.register_script(_SCHEDULE)
 
     async def schedule(self, reminder_id: str, due_at: float, payload: dict[str, Any]) -> None:
         key = _payload_key(reminder_id)
         sealed = self.sealer.seal(json.dumps(payload, ensure_ascii=False).encode(), key)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, sealed)
-            pipe.zadd(DUE, {reminder_id: due_at})
-            if payload.get("openid"):
-                pipe.sadd(_by_openid_key(payload["openid"]), reminder_id)
-            await pipe.execute()
+        openid = payload.get("openid") or ""
+        index = _by_openid_key(openid) if openid else _by_openid_key("-")
+        await self._schedule(keys=[key, DUE, index], args=[sealed, repr(due_at), "1" if openid else "0", reminder_id])
 
     async def cancel(self, reminder_id: str, openid: str | None = None) -> None:
         if openid is None and reminder_id.startswith(NAMES_AN_OPENID):
