@@ -213,13 +213,12 @@ APPLY_FOR_CERTIFICATE = [
     "你好",
     "1",
     "残疾证",
-    "1",
+    "青阳县蓉城镇五溪村12号",  # the 户籍地址, asked where the 户口 decides (it says: here)
     "2",
     "4",
     "张三",
     "341723195503020017",
     "13812345678",
-    "青阳县蓉城镇五溪村12号",
     "0",
     "1",  # the first session
     "1",  # the summary, and the declaration printed with it
