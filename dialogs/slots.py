@@ -27,17 +27,11 @@ from dialogs.validators import ValidationError, mask_id, mask_phone, parse_name,
 MAX_CHARS = 300
 MIN_CHARS = 6  # shorter than "王大山1391…": never two slots
 STEP = {s.name: s for s in STEPS}
-# Steps whose answer is the citizen's own words: only an explicit correction is taken there.
-FREE_TEXT = {
-    At.household_address,
-    At.household_address_first,
-    At.household_place,
-    At.agent_residence,
-    At.subsidy_reason,
-    At.mailing_address,
-}
-# Where the existing edit words ("改电话") and the summary's own answers apply.
-AFTER_FORM = {At.summary, At.consent_sensitive, At.submitted}
+# Steps whose answer is the citizen's own words (an address, a reason; not a name, which comes with
+# other facts: "我爸叫王大山，身份证…"): only an explicit correction is taken there.
+FREE_TEXT = {s.name for s in STEPS if s.free_text and not s.answer.startswith("name:")}
+# The steps asked whatever is known (the summary and after): the edit words ("改电话") and their own answers apply.
+AFTER_FORM = {s.name for s in STEPS if s.always_ask}
 # A slot said about "the phone" or "the ID" belongs to whichever of these was asked last.
 FAMILIES = ((At.applicant_phone, At.agent_phone), (At.applicant_id, At.agent_id), (At.applicant_name, At.agent_name))
 
