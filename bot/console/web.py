@@ -421,13 +421,26 @@ async def search(request: web.Request) -> web.Response:
     return render(request, "search.html", kinds=case_lookup.SEARCH_KINDS, kind=kind, rows=visible)
 
 
+NOT_IN_REACH = "没有这个申请，或您的角色不能查看它。"
+
+
+async def _case_of(request: web.Request) -> Any:
+    """The application the URL names, as this staff member's role may see it (None: not there, or not theirs)."""
+    return await case_lookup.case(services_of(request), request.match_info["app_id"], staff_of(request).account.role)
+
+
+async def _back_to_case(request: web.Request, notice: str) -> web.Response:
+    """After an action on a case: its page again, with what happened said at the top."""
+    return await _case(request, unmasked=False, action="view_case", notice=notice)
+
+
 async def _case(request: web.Request, *, unmasked: bool, action: str, notice: str = "") -> web.Response:
     s = services_of(request)
     staff = staff_of(request)
     app_id = request.match_info["app_id"]
     view = await case_lookup.case(s, app_id, staff.account.role, unmasked=unmasked)
     if view is None:
-        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+        return _error(request, 404, NOT_IN_REACH)
     await audit(request, action, target=app_id)
     history: dict[str, list[dict[str, Any]]] = {}
     for entry in await s.registry.history(app_id):
@@ -479,14 +492,13 @@ async def case_unmasked(request: web.Request) -> web.Response:
 async def case_retry(request: web.Request) -> web.Response:
     """Put a failed delivery back in the queue (the serving process's worker sends it at once)."""
     s = services_of(request)
-    staff = staff_of(request)
     app_id = request.match_info["app_id"]
-    if await case_lookup.case(s, app_id, staff.account.role) is None:
-        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+    if await _case_of(request) is None:
+        return _error(request, 404, NOT_IN_REACH)
     if not await case_lookup.ledger(s).retry(app_id):
-        return await _case(request, unmasked=False, action="view_case", notice="只有送达失败的申请可以重新送达。")
+        return await _back_to_case(request, "只有送达失败的申请可以重新送达。")
     await audit(request, "retry_delivery", target=app_id)
-    return await _case(request, unmasked=False, action="view_case", notice="已重新排队送达受理平台。")
+    return await _back_to_case(request, "已重新排队送达受理平台。")
 
 
 @needs(CALLS)
@@ -494,30 +506,29 @@ async def case_call(request: web.Request) -> web.Response:
     s = services_of(request)
     staff = staff_of(request)
     app_id = request.match_info["app_id"]
-    if await case_lookup.case(s, app_id, staff.account.role) is None:
-        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+    if await _case_of(request) is None:
+        return _error(request, 404, NOT_IN_REACH)
     form = await request.post()
     outcome = str(form.get("outcome", ""))
     if outcome not in OUTCOMES:
-        return await _case(request, unmasked=False, action="view_case", notice="请选择联系结果。")
+        return await _back_to_case(request, "请选择联系结果。")
     await call_log(s).record(app_id, user=staff.account.name, outcome=outcome, note=str(form.get("note", "")))
     await audit(request, "record_call", target=app_id, detail=OUTCOMES[outcome])
-    return await _case(request, unmasked=False, action="view_case", notice="联系记录已保存。")
+    return await _back_to_case(request, "联系记录已保存。")
 
 
 @needs(RETRY)
 async def case_resend_push(request: web.Request) -> web.Response:
     """`bot push resend`: a notice given up on, queued again (the serving process sends it)."""
     s = services_of(request)
-    staff = staff_of(request)
     app_id, push_id = request.match_info["app_id"], request.match_info["push_id"]
-    if await case_lookup.case(s, app_id, staff.account.role) is None:
-        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+    if await _case_of(request) is None:
+        return _error(request, 404, NOT_IN_REACH)
     ours = any(p["id"] == push_id for p in await case_lookup.failed_pushes(s, app_id))
     if not ours or not await s.push.resend(push_id):
-        return await _case(request, unmasked=False, action="view_case", notice="这条通知不是此申请发送失败的通知。")
+        return await _back_to_case(request, "这条通知不是此申请发送失败的通知。")
     await audit(request, "resend_push", target=app_id, detail=push_id)
-    return await _case(request, unmasked=False, action="view_case", notice="已重新排队发送这条微信通知。")
+    return await _back_to_case(request, "已重新排队发送这条微信通知。")
 
 
 @needs(CASEWORK)
@@ -528,13 +539,13 @@ async def case_revoke(request: web.Request) -> web.Response:
     app_id = request.match_info["app_id"]
     view = await case_lookup.case(s, app_id, staff.account.role)
     if view is None:
-        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+        return _error(request, 404, NOT_IN_REACH)
     wanted = request.match_info["viewer"]
     openid = next((v for v in view.meta["viewers"][1:] if case_lookup.viewer_id(v) == wanted), None)
     if openid is None or not await s.registry.revoke_viewer(app_id, openid):
-        return await _case(request, unmasked=False, action="view_case", notice="没有这个家属绑定（可能已解除）。")
+        return await _back_to_case(request, "没有这个家属绑定（可能已解除）。")
     await audit(request, "revoke_binding", target=app_id, detail=wanted)
-    return await _case(request, unmasked=False, action="view_case", notice="已解除该家属的绑定，对方不再收到此申请的通知。")
+    return await _back_to_case(request, "已解除该家属的绑定，对方不再收到此申请的通知。")
 
 
 @needs(CASEWORK)
@@ -542,13 +553,13 @@ async def case_close_ticket(request: web.Request) -> web.Response:
     s = services_of(request)
     staff = staff_of(request)
     app_id, ticket = request.match_info["app_id"], request.match_info["ticket"]
-    if await case_lookup.case(s, app_id, staff.account.role) is None:
-        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+    if await _case_of(request) is None:
+        return _error(request, 404, NOT_IN_REACH)
     if not any(t["ticket"] == ticket and t["state"] == "open" for t in await case_lookup.tickets_of(s, app_id)):
-        return await _case(request, unmasked=False, action="view_case", notice=f"工单 {ticket} 不是此申请的未结工单。")
+        return await _back_to_case(request, f"工单 {ticket} 不是此申请的未结工单。")
     await case_lookup.tickets(s).close(ticket, by=staff.account.username, at=s.clock.now())
     await audit(request, "close_ticket", target=app_id, detail=ticket)
-    return await _case(request, unmasked=False, action="view_case", notice=f"工单 {ticket} 已关闭。")
+    return await _back_to_case(request, f"工单 {ticket} 已关闭。")
 
 
 @needs(UNMASK)
@@ -560,7 +571,7 @@ async def case_photo(request: web.Request) -> web.StreamResponse:
     app_id, media_id = request.match_info["app_id"], request.match_info["media_id"]
     view = await case_lookup.case(s, app_id, staff.account.role)
     if view is None:
-        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+        return _error(request, 404, NOT_IN_REACH)
     received = case_lookup.photos(view.document, await s.registry.supplied(app_id))
     if not any(media_id in p["media_ids"] for p in received):
         return _error(request, 404, "此申请没有这张照片。")
@@ -585,7 +596,7 @@ async def case_print(request: web.Request) -> web.StreamResponse:
     app_id = request.match_info["app_id"]
     view = await case_lookup.case(s, app_id, staff.account.role)
     if view is None:
-        return _error(request, 404, "没有这个申请，或您的角色不能查看它。")
+        return _error(request, 404, NOT_IN_REACH)
     try:
         relations = {o["value"]: o["label"] for o in s.pack.questions.get("agent_relation", {}).get("options", [])}
         pdf = application_form_pdf(view.document, relations)
