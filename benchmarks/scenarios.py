@@ -90,20 +90,19 @@ Step = tuple[str, "str | None"]  # what the citizen says, and a text the reply m
 
 
 def in_progress_script(n: int) -> list[Step]:
-    """Self, no certificate yet, 肢体, 农村低保, all five services, up to and including the address."""
+    """Self, no certificate yet, 肢体, 农村低保, all five services, up to the material checklist."""
     return [
         ("你好", "请问是谁申请"),
         ("1", "要办哪些事"),
-        ("6", "户口在青阳县"),
-        ("是", "已经有残疾人证了吗"),
+        ("6", "户籍地址"),
+        (ADDRESSES[n % len(ADDRESSES)], "已经有残疾人证了吗"),
         ("2", "哪类残疾"),
         ("4", "哪种情况"),
         ("2", "城乡居民养老保险"),
         ("1", "请发您的姓名"),
         (NAMES[n % len(NAMES)], "身份证号"),
         (citizen_id(n), "联系电话"),
-        (citizen_phone(n), "户籍地址"),
-        (ADDRESSES[n % len(ADDRESSES)], "请准备这些材料"),
+        (citizen_phone(n), "请准备这些材料"),
     ]
 
 
@@ -113,14 +112,13 @@ def application_script(n: int) -> list[Step]:
         ("你好", "请问是谁申请"),
         ("本人", "要办哪些事"),
         ("我想申请护理补贴和看病报销", "护理补贴、医疗救助"),
-        ("1", "已经有残疾人证了吗"),
+        (ADDRESSES[n % len(ADDRESSES)], "已经有残疾人证了吗"),  # the 户籍地址, asked where the 户口 decides
         ("有", "残疾人证号"),
         (citizen_id(n) + "23", "哪种情况"),  # the 证号: the ID number, 听力 (2), 三级 (3)
         ("7", "回复 1 不办这几项"),
         ("1", "请发您的姓名"),
         (NAMES[n % len(NAMES)], "联系电话"),
-        (citizen_phone(n), "户籍地址"),
-        (ADDRESSES[n % len(ADDRESSES)], "医保报销后的结算单"),
+        (citizen_phone(n), "医保报销后的结算单"),
         ("继续", "本人自愿申请"),  # the summary, with the declaration printed in it
         ("好的", "同意吗"),
         ("同意", "申请已提交"),
@@ -430,13 +428,13 @@ async def measure_memory(target: bench.Target, n: int, busy: str, prefix: str) -
         "baseline_used_memory": base.used_memory,
         "conversation": {
             **per_citizen(base, conv, conv_kept, n, GOALS["conversation_bytes_max"]),
-            "path": "transcript 01 up to and including the address (12 messages)",
+            "path": "transcript 01 up to the material checklist (11 messages)",
             "reply_keys_deleted": conv_replies,
             "families": family_delta(base, conv, n),
         },
         "application": {
             **per_citizen(conv_kept, apps, apps_kept, n, GOALS["application_bytes_max"]),
-            "path": "transcript 03, whole application, no booking (17 messages), delivered",
+            "path": "transcript 03, whole application, no booking (13 messages), delivered",
             "delivery_states": dict(states),
             "reply_keys_deleted": app_replies,
             "families": family_delta(conv_kept, apps, n),

@@ -1,8 +1,10 @@
-"""The benchmark's dialog cycle (benchmarks/bench.py DIALOG_CYCLE) walks the dialog as it is today.
+"""The benchmarks' scripted citizens walk the dialog as it is today.
 
-The cycle is the work every throughput figure measures: when the flow changes and an answer of the
-cycle is refused instead of taken, the benchmark quietly measures re-asked questions. Each answer of
-the cycle must move the form on; each command must be taken as that command.
+The throughput cycle (benchmarks/bench.py DIALOG_CYCLE) is the work every throughput figure measures, and
+the memory and soak citizens (benchmarks/scenarios.py) follow transcripts 01 and 03: when the flow
+changes and an answer of theirs is refused instead of taken, a benchmark quietly measures re-asked
+questions (the soak once ran 30 minutes of citizens stuck at the fourth message). Each answer of the
+cycle must move the form on; each scripted reply must say what the script expects.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dialogs.turn import UserInput
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from bench import DIALOG_CYCLE
+from scenarios import application_script, in_progress_script
 
 
 async def test_every_answer_of_the_benchmark_cycle_moves_the_form_on(settings, clock):
@@ -31,3 +34,13 @@ async def test_every_answer_of_the_benchmark_cycle_moves_the_form_on(settings, c
             elif command == "restart":
                 assert session["history"] == [], result.reply
         assert session["state"] == "who"
+
+
+async def test_the_memory_and_soak_citizens_follow_todays_dialog(settings, clock):
+    async with open_services(settings, clock=clock) as services:
+        for name, script in (("in_progress", in_progress_script(7)), ("application", application_script(7))):
+            session = None
+            for text, expected in script:
+                result = await services.dialog.handle(session, UserInput("text", text), f"oScript{name}", clock.now())
+                session = result.session
+                assert expected is None or expected in result.reply, (name, text, expected, result.reply)
