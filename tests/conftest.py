@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -277,8 +277,26 @@ def conversations(client: TestClient):
 _log_scan = None
 
 
+_suite_day = ""  # --today, as the suite was started with ('' = the machine's day, China time)
+
+
+def suite_day() -> date:
+    """The day the suite runs as, for test data made at import time (a child's age must not depend on
+    which day the suite runs: .ci/run runs it as on far days too)."""
+    return date.fromisoformat(_suite_day) if _suite_day else Clock().today()
+
+
+def id_born_years_before(years: int, serial: str = "003", *, area: str = "341723") -> str:
+    """A checksum-valid ID number of someone `years` old on the suite's day (born on the 1st of its month)."""
+    day = suite_day()
+    first17 = f"{area}{day.year - years:04d}{day.month:02d}01{serial}"
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    return first17 + "10X98765432"[sum(int(d) * w for d, w in zip(first17, weights, strict=True)) % 11]
+
+
 def pytest_configure(config):
-    global _log_scan
+    global _log_scan, _suite_day
+    _suite_day = config.getoption("--today") or ""
     from tests.privacy_checks import LogScan
 
     install_masking()

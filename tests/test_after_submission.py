@@ -14,9 +14,11 @@ from datetime import timedelta
 from bot import operator_cli as op
 from bot.app import SERVICES, intake_secret
 from integrations.intake import encode_body, signed_headers
-from tests.conftest import WeChatUser
+from tests.conftest import WeChatUser, id_born_years_before
 from tests.processes import bot_command
 
+# A 12-year-old on whatever day the suite runs as (under 14: the mother's phone is the child's).
+CHILD_ID = id_born_years_before(12)
 MOTHER_CHILD = [
     "你好",
     "2",
@@ -31,7 +33,7 @@ MOTHER_CHILD = [
     "王小宝",
     # a mother applying for her child is the 法定监护人 (民法典 第二十七条): not asked; a 12-year-old's
     # 联系电话 is hers: not asked either
-    "341723201406010034",
+    CHILD_ID,
     "0",
     "1",  # the first session
     "1",  # the summary, and the declaration printed with it
@@ -183,7 +185,7 @@ async def test_who_may_see_the_status(bot, protocol):
     assert "不对或已过期" in await stranger.say(f"绑定 {code}")
     assert ref not in await stranger.say("进度")
     aunt = WeChatUser(bot, "oAunt4", protocol)
-    assert "绑定成功" in await aunt.say(f"绑定 {ref} 341723201406010034")  # application number + applicant's ID
+    assert "绑定成功" in await aunt.say(f"绑定 {ref} {CHILD_ID}")  # application number + applicant's ID
     assert ref in await aunt.say("进度")
     code = (await mother.say("绑定码")).split("绑定码：")[1][:6]
     uncle = WeChatUser(bot, "oUncle4", protocol)

@@ -25,7 +25,7 @@ from dialogs.pack import load_pack
 from integrations.wechat_api import IN_PROGRESS_RETRY_S
 from tests.conftest import WeChatUser
 from tests.processes import bot_command
-from tests.test_after_submission import MOTHER_CHILD, UP_TO_BOOKING, apply, inbox, post_event, reminders_due, until
+from tests.test_after_submission import CHILD_ID, MOTHER_CHILD, UP_TO_BOOKING, apply, inbox, post_event, reminders_due, until
 
 BOOK_FIRST = UP_TO_BOOKING + ["1", "1", "1"]  # the first session offered
 
@@ -308,7 +308,7 @@ async def test_binding_guesses_are_limited_for_everyone_together_and_per_applica
     for n in range(BIND_ATTEMPTS_PER_APPLICATION_PER_HOUR):
         guess = with_check_digit(f"34172320140601{n + 100:03d}")  # well-formed, someone else's
         assert "不对或已过期" in await WeChatUser(bot, f"oIdGuess{n}", protocol).say(f"绑定 {ref} {guess}")
-    assert "不对或已过期" in await WeChatUser(bot, "oIdRight", protocol).say(f"绑定 {ref} 341723201406010034")
+    assert "不对或已过期" in await WeChatUser(bot, "oIdRight", protocol).say(f"绑定 {ref} {CHILD_ID}")
 
 
 async def test_the_intakes_sequential_number_is_not_a_binding_secret(bot, protocol):
@@ -322,8 +322,8 @@ async def test_the_intakes_sequential_number_is_not_a_binding_secret(bot, protoc
     assert await until(numbered)
     number = (await services.registry.meta(ref))["application_no"]
     aunt = WeChatUser(bot, "oBindNumberAunt", protocol)
-    assert "不对或已过期" in await aunt.say(f"绑定 {number} 341723201406010034")
-    assert "绑定成功" in await aunt.say(f"绑定 {ref} 341723201406010034")
+    assert "不对或已过期" in await aunt.say(f"绑定 {number} {CHILD_ID}")
+    assert "绑定成功" in await aunt.say(f"绑定 {ref} {CHILD_ID}")
 
 
 # -- 5. a real handoff ----------------------------------------------------------------------------------------------
@@ -485,8 +485,8 @@ async def test_the_roster_has_the_hospitals_columns_and_only_those_who_will_come
     assert "残疾类别（自报）" in header and header[-1] == "签到"
     assert len(rows) == 1 and gone not in text  # the finished one does not come
     row = dict(zip(header, rows[0], strict=True))
-    assert row["序号"] == "1" and row["姓名"] == "王小宝" and row["身份证号后4位"] == "0034"
-    assert "341723201406010034" not in text and row["乡镇/村"] == "蓉城镇五溪村" and row["代办人"].startswith("李秀英")
+    assert row["序号"] == "1" and row["姓名"] == "王小宝" and row["身份证号后4位"] == CHILD_ID[-4:]
+    assert CHILD_ID not in text and row["乡镇/村"] == "蓉城镇五溪村" and row["代办人"].startswith("李秀英")
     assert row["残疾类别（自报）"] == "智力" and row["签到"] == ""
 
     target = tmp_path / "roster.xlsx"

@@ -40,6 +40,7 @@ from bot.wechat_protocol import WeChatProtocol, message_xml
 from dialogs.pack import load_pack
 from integrations.delivery import GROUP
 from integrations.outbox import STREAM
+from tests.conftest import suite_day
 from tests.fake_intake import FakeIntake
 from tests.processes import BotServe, RedisServer, until_done, wait_until
 
@@ -93,7 +94,8 @@ def masked(number: str) -> str:
 
 
 def born_years_ago(rng: random.Random, low: int, high: int) -> date:
-    return date(date.today().year - rng.randint(low, high), rng.randint(1, 12), rng.randint(1, 28))
+    """Between `low` and `high` years old on the day the suite runs as (the bot's processes act on that day)."""
+    return date(suite_day().year - rng.randint(low, high), rng.randint(1, 12), rng.randint(1, 28))
 
 
 def make_script(n: int, rng: random.Random, tag: str, kind: str | None = None) -> Script:

@@ -22,12 +22,13 @@ from integrations.push import DUE, PushQueue, message_key
 from integrations.reminders import Reminders
 from integrations.sealing import Sealer
 from integrations.wechat_api import sent_key
-from tests.conftest import WeChatUser
+from tests.conftest import WeChatUser, id_born_years_before
 from tests.privacy_checks import MOTHER_FOR_SON, opened_contents, redis_contents
 from tests.processes import wait_until
 
 # The same mother, after submitting MOTHER_FOR_SON, starts a second application (for her daughter)
 # and stops at the summary: a place booked, a photo sent, nothing submitted.
+DAUGHTER_ID = id_born_years_before(8, "001")  # 8 on whatever day the suite runs as
 SECOND_UNSUBMITTED = [
     ("say", "重新申请"),  # after a submission only this starts another (issue 14)
     ("say", "2"),
@@ -41,12 +42,12 @@ SECOND_UNSUBMITTED = [
     ("say", "智力"),
     ("say", "9"),
     ("say", "欧阳小雨"),
-    ("say", "341723201809090016"),  # an 8-year-old's 联系电话 is her mother's: not asked
+    ("say", DAUGHTER_ID),  # an 8-year-old's 联系电话 is her mother's: not asked
     ("say", "0"),
     ("say", "1"),
     ("image", "MEDIA-UNSENT-3301"),
 ]
-DAUGHTER = ["欧阳小雨", "341723201809090016", "青阳县酉华镇酉华村10号", "MEDIA-UNSENT-3301"]
+DAUGHTER = ["欧阳小雨", DAUGHTER_ID, "青阳县酉华镇酉华村10号", "MEDIA-UNSENT-3301"]
 
 
 async def _submit_and_deliver(bot, user: WeChatUser) -> str:

@@ -26,7 +26,7 @@ from bot.wechat_protocol import message_xml
 from integrations.conversations import REPLY_TTL_S
 from integrations.intake import encode_body, sign, signed_headers
 from tests.conftest import SAMPLE_APPID, TEST_DATA_KEY, WeChatUser, _ids, start_client
-from tests.test_after_submission import MOTHER_CHILD, apply
+from tests.test_after_submission import CHILD_ID, MOTHER_CHILD, apply
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "op-" + "k" * 40
@@ -458,7 +458,7 @@ async def test_after_five_wrong_attempts_even_the_right_code_waits_an_hour(bot, 
     # Another WeChat user is not affected by the guesser's count.
     aunt = WeChatUser(bot, "oBindAunt", protocol)
     assert "不对或已过期" in await aunt.say(f"绑定 {_wrong(code, 9)}")
-    assert "绑定成功" in await aunt.say(f"绑定 {ref} 341723201406010034")
+    assert "绑定成功" in await aunt.say(f"绑定 {ref} {CHILD_ID}")
     # The hour is over: the right code (never used by the refused attempts) works.
     clock.advance(minutes=1)
     assert "绑定成功" in await guesser.say(f"绑定 {code}")
@@ -471,7 +471,7 @@ async def test_only_wrong_attempts_count(bot, protocol):
     uncle = WeChatUser(bot, "oCountUncle", protocol)
     for n in range(4):
         assert "不对或已过期" in await uncle.say(f"绑定 {ref} 34172320140601{n:03d}X")  # wrong ID numbers
-    assert "绑定成功" in await uncle.say(f"绑定 {ref} 341723201406010034")
+    assert "绑定成功" in await uncle.say(f"绑定 {ref} {CHILD_ID}")
     assert "不对或已过期" in await uncle.say("绑定 999999")  # the 5th wrong one
     assert "次数太多" in await uncle.say("绑定 999998")
 
