@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -194,8 +195,22 @@ async def _operate(settings: Settings, args) -> int:
     return 0
 
 
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def serve(settings: Settings, *, workers: int = 1) -> int:
     started = time.monotonic()
+    # Before anything starts: a second `bot serve` on a taken port once started the embedded Redis of the
+    # same var/ (the first's), failed to bind with a traceback, and stopped that Redis on its way out.
+    if _port_taken(settings.host, settings.port):
+        return _refuse(f"port {settings.port} on {settings.host} is in use (another bot serve?): stop it or set BOT_PORT", code=1)
     if workers > 1:
         _metrics_dir(settings.var_dir)
     embedded = None

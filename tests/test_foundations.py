@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -126,6 +127,19 @@ def test_a_shared_redis_without_bot_data_key_is_refused(tmp_path, redis_url):
         refused(bot(["serve"], {"REDIS_URL": redis_url, "BOT_VAR_DIR": str(tmp_path / f"var{n}")}), "BOT_DATA_KEY")
     refused(bot(["serve"], {**REAL, "BOT_VAR_DIR": str(tmp_path / "var3")}), "BOT_DATA_KEY")
     assert not (tmp_path / "var1" / "data.key").exists()
+
+
+def test_a_second_bot_on_a_taken_port_is_refused_in_one_line_and_leaves_the_first_alone(tmp_path):
+    """An operator starting `bot serve` twice: the second says so in one line, before it touches var/."""
+    with socket.socket() as first:
+        first.bind(("127.0.0.1", 0))
+        first.listen()
+        port = first.getsockname()[1]
+        out = bot(["serve"], {"BOT_PORT": str(port), "BOT_VAR_DIR": str(tmp_path / "var")})
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"port {port}" in lines[0] and "BOT_PORT" in lines[0] and "Traceback" not in out.stderr
+    assert not (tmp_path / "var").exists()
 
 
 def test_keygen_prints_a_key_the_bot_accepts():
