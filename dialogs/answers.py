@@ -192,7 +192,7 @@ async def read_several_facts(turn: Turn, step: Step, inp: UserInput, path: str) 
                 picked += [v for v in found if v != exclusive]
         if not understood:
             return Outcome.invalid(turn.pack.text("choose_hint"))
-    for fact in facts_asked_by(step.name):
+    for fact in facts_asked_by(turn.pack, step.name):
         turn.case.facts[fact] = fact in picked
     return Outcome.ok()
 

@@ -168,12 +168,9 @@ FACTS_READ_BY_CHECK = {
 }
 
 
-# The facts a screening step asks that are not named by the step itself (fact_<name> asks <name>).
-FACTS_ASKED_BY_STEP = {"fact_pension_exceptions": ("in_school", "employee_pension")}
-
-
-def facts_asked_by(step: str) -> tuple[str, ...]:
-    return FACTS_ASKED_BY_STEP.get(step, (step.removeprefix("fact_"),))
+def facts_asked_by(pack: Pack, step: str) -> tuple[str, ...]:
+    """fact_<name> asks <name>; a question that asks several facts names them (`asks:` in questions.yaml)."""
+    return tuple(pack.questions.get(step, {}).get("asks") or (step.removeprefix("fact_"),))
 
 
 # -- material conditions ----------------------------------------------------------------------------

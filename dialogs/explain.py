@@ -14,7 +14,7 @@ def why(turn: Turn, state: str) -> str:
     pack = turn.pack
     bases: list[str] = []
     if state.startswith("fact_"):
-        facts = facts_asked_by(state)
+        facts = facts_asked_by(pack, state)
         for code in turn.case.services or pack.service_order:
             for rule in pack.services[code].rules:
                 if FACTS_READ_BY_CHECK[rule.check] in facts:
