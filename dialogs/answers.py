@@ -15,7 +15,7 @@ from typing import Any
 
 from dialogs import assessment
 from dialogs.application import At, Step
-from dialogs.conditions import consent_by, guardian_by_law, on_mental_waitlist
+from dialogs.conditions import consent_asks_guardian, consent_by, guardian_by_law, on_mental_waitlist
 from dialogs.deadlines import expected_date
 from dialogs.document import build_document, new_reference
 from dialogs.effects import ReleasePlace, Submit
@@ -278,19 +278,54 @@ async def read_applicant_phone(turn: Turn, step: Step, inp: UserInput, path: str
     return await read_phone(turn, step, inp, "applicant.phone")
 
 
+def delivery_options(turn: Turn) -> list[dict[str, Any]]:
+    """How the result may be collected, as offered now: to the agent's residence only where the agent
+    gave one that is not the 户籍地址 (both already given: neither is asked again)."""
+    known = _delivery_addresses(turn)
+    return [
+        o for o in turn.pack.questions[At.result_delivery]["options"] if o["value"] != "mail_agent" or known.get("mail_agent")
+    ]
+
+
+def _delivery_addresses(turn: Turn) -> dict[str, str]:
+    home = turn.data.get("applicant", {}).get("household_address")
+    residence = turn.data.get("agent", {}).get("residence") if turn.data.get("who") == "agent" else None
+    found = {"mail_home": home} if home else {}
+    if residence and residence != home:
+        found["mail_agent"] = residence
+    return found
+
+
+_ADDRESS_PARTS = re.compile(r"(?:省|市|区|县|旗|镇|乡|苏木|街道|村|嘎查|社区|小区|路|街|巷|号|栋|单元)")
+
+
+def _an_address(text: str) -> str | None:
+    """A message that is an address (two of its parts: "某某镇某某村", "某某路10号"), as the address form takes it."""
+    if len(_ADDRESS_PARTS.findall(text)) < 2:
+        return None
+    try:
+        return parse_address(text)
+    except ValidationError:
+        return None
+
+
 async def read_delivery(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
-    """自取, or 邮寄: to the 户籍地址 just given (the address is not asked again) or elsewhere (asked next)."""
+    """自取, or 邮寄: to an address already given (the 户籍地址, the agent's residence: not asked again)
+    or elsewhere (asked next)."""
     if long := _too_long(turn, inp.text):
         return long
-    value = turn.lang.choose(inp.text, turn.pack.questions[step.name]["options"])
+    value = turn.lang.choose(inp.text, delivery_options(turn))
+    if value is NO_MATCH and (address := _an_address(inp.text)):
+        turn.data[path], turn.data["mailing_address"] = "mail", address  # "寄到哪": the answer is where
+        return Outcome.ok()
     if value is NO_MATCH:
         return Outcome.invalid(turn.pack.text("choose_hint"))
-    home = turn.data.get("applicant", {}).get("household_address")
-    if value == "mail_home" and home:
-        turn.data["mailing_address"] = home
-    elif turn.data.get("mailing_address") == home or value != "mail":
+    known = _delivery_addresses(turn)
+    if value in known:
+        turn.data["mailing_address"] = known[value]
+    elif turn.data.get("mailing_address") in known.values() or value != "mail":
         turn.data.pop("mailing_address", None)  # a changed choice: the address is the new choice's
-    turn.data[path] = "mail" if value == "mail_home" else value
+    turn.data[path] = "mail" if value in ("mail_home", "mail_agent") else value
     return Outcome.ok()
 
 
@@ -677,17 +712,26 @@ async def read_summary(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
     )
     if turn.lang.number(inp.text) == 1 or turn.lang.is_yes(inp.text) or confirmed:
         turn.data["declaration"] = "confirm"  # the declaration is printed with the summary and confirmed with it
+        turn.data.pop("guardian_asked", None)  # the consent is asked whole again, not its follow-up
         return Outcome.ok()
     return Outcome.invalid(turn.pack.text("summary_hint"))
 
 
 async def read_consent(turn: Turn, step: Step, inp: UserInput, path: str) -> Outcome:
-    value = turn.lang.choose(inp.text, turn.pack.questions[step.name]["options"])
+    q = turn.pack.questions[step.name]
+    asks_guardian = consent_asks_guardian(turn.case)
+    if turn.data.get("guardian_asked") or asks_guardian:
+        value = _consent_and_guardian(turn, q, inp.text)
+        if value == "ask":
+            turn.data["guardian_asked"] = True
+            return Outcome.stay(q["guardian_question"])
+    else:
+        value = turn.lang.choose(inp.text, q["options"])
     if value is NO_MATCH:
         return Outcome.invalid(turn.pack.text("choose_hint"))
     if value != "agree":
         turn.data["consent"] = {"sensitive": False}
-        return Outcome.stay(turn.pack.q(At.consent_sensitive, "declined"))
+        return Outcome.stay(q["declined_guardian" if asks_guardian else "declined"])
     turn.data["consent"] = {
         "declaration": True,
         "sensitive": True,
@@ -696,6 +740,30 @@ async def read_consent(turn: Turn, step: Step, inp: UserInput, path: str) -> Out
     }
     await submit(turn)
     return Outcome.ok()
+
+
+def _consent_and_guardian(turn: Turn, q: dict[str, Any], text: str) -> Any:
+    """The consent of a relative who may be the 法定监护人, and whether they are: "agree" (the guardian
+    answer stored), "decline", "ask" (a plain "同意": whether they are the guardian is asked, not guessed)
+    or NO_MATCH."""
+    agent = turn.data.setdefault("agent", {})
+    if turn.data.get("guardian_asked"):
+        said = turn.lang.choose(text, q["guardian_answers"])
+        if said is NO_MATCH:
+            return NO_MATCH
+        turn.data.pop("guardian_asked")
+        agent["legal_guardian"] = said
+        return "agree"
+    plain = None if turn.lang.number(text) is not None else turn.lang.choose(text, q["options"])
+    if plain == "decline":  # before the guardian's words: "我是监护人，但不同意"
+        return "decline"
+    said = turn.lang.choose(text, q["guardian_options"])
+    if said in ("guardian", "agent"):
+        agent["legal_guardian"] = said == "guardian"
+        return "agree"
+    if said == "decline":
+        return "decline"
+    return "ask" if plain == "agree" else NO_MATCH
 
 
 async def submit(turn: Turn) -> None:

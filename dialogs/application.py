@@ -40,7 +40,6 @@ class At(StrEnum):
     applicant_name = "applicant_name"
     applicant_id = "applicant_id"
     eligibility_recheck = "eligibility_recheck"
-    agent_is_guardian = "agent_is_guardian"
     applicant_phone = "applicant_phone"
     household_address = "household_address"
     household_place = "household_place"
@@ -66,6 +65,9 @@ class Step:
     free_text: bool = False
     # From here "改电话" (and the like) goes back to that answer.
     edits_from: bool = False
+    # Told, not asked, when the next question asked is one of these: said just before it, in the same
+    # message, and passed (the materials list needs no answer of its own where a question follows it).
+    told_with: frozenset[str] = frozenset()
 
 
 STEPS: tuple[Step, ...] = (
@@ -99,22 +101,22 @@ STEPS: tuple[Step, ...] = (
     Step(At.applicant_id, "id_number:applicant.id_number", ask_if="applicant_id_unknown"),
     # the age read from the ID number may exclude a service (内蒙古 年满16周岁): said before going on
     Step(At.eligibility_recheck, "exclusions", ask_if="some_service_excluded"),
-    # only a 法定监护人 consents as guardian; a neighbour or 村干部 is an agent
-    Step(At.agent_is_guardian, "choice:agent.legal_guardian", ask_if="may_be_legal_guardian"),
     Step(At.applicant_phone, "applicant_phone"),
     Step(At.household_address, "household_address:applicant.household_address", free_text=True),
     Step(At.household_place, "household_place", ask_if="household_place_unread", free_text=True),
     # asked here when not given first (a corrected ID number that is not the certificate's drops it)
     Step(At.certificate_no, "certificate_no", ask_if="certificate_no_missing"),
     Step(At.subsidy_reason, "subsidy_reason:subsidy_reason", ask_if="asks_subsidy_reason", free_text=True),
+    # 5. materials: told with how the result is collected where that is asked, else a step of its own
+    Step(At.checklist, "checklist", told_with=frozenset({At.result_delivery})),
     Step(At.result_delivery, "delivery:delivery", ask_if="offers_result_delivery"),
     Step(At.mailing_address, "mailing_address", ask_if="wants_mail", free_text=True),
-    # 5. materials, 6. the assessment session
-    Step(At.checklist, "checklist"),
+    # 6. the assessment session
     Step(At.booking, "booking", ask_if="needs_session_booking"),
     # 7. summary and consent, 8. submit. The declaration is printed with the summary and confirmed by the
     # same answer (it is an undertaking that what was checked is true, not a consent); the consent to
-    # sensitive personal information stays a separate answer of its own (个人信息保护法 第二十九条).
+    # sensitive personal information stays a separate answer of its own (个人信息保护法 第二十九条). Only a
+    # 法定监护人 consents as guardian (a neighbour or 村干部 is an agent): a relative who may be one says which there.
     Step(At.summary, "summary", always_ask=True, edits_from=True),
     Step(At.consent_sensitive, "consent", always_ask=True, edits_from=True),
     Step(At.submitted, "after_submit", always_ask=True),

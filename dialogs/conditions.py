@@ -365,6 +365,11 @@ def may_be_legal_guardian(case: Case) -> bool:
     return applicant_is_minor(case) or case.facts.get("disability_category") in (INTELLECTUAL, MENTAL)
 
 
+def consent_asks_guardian(case: Case) -> bool:
+    """Whether the agent is the 法定监护人 is still to be said: asked with the consent, where it decides who consents."""
+    return may_be_legal_guardian(case) and case.data.get("agent", {}).get("legal_guardian") is None
+
+
 def household_place_unread(case: Case) -> bool:
     from dialogs.routing import place_unread
 

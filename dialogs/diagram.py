@@ -40,6 +40,17 @@ def interceptor_table() -> str:
     return "| # | interceptor | takes |\n|---|---|---|\n" + rows
 
 
+def told() -> str:
+    """The steps told, not asked, where a question follows them (Step.told_with)."""
+    lines = "".join(
+        f"- `{s.name}` is said in the same message as `{'`, `'.join(sorted(s.told_with))}` when that is the next\n"
+        "  question asked, and passed without an answer of its own; elsewhere it is asked as a step.\n"
+        for s in STEPS
+        if s.told_with
+    )
+    return "Told, not asked:\n\n" + lines + "\n" if lines else ""
+
+
 def document() -> str:
     return (
         "# The application flow\n\n"
@@ -53,8 +64,7 @@ def document() -> str:
         "An answer fires `next`. Then `skip` is fired for as long as it applies: a step is skipped when its\n"
         "condition is false (`[!condition]`) or when the application already holds its answer (`[answered]`:\n"
         "said earlier, or in a message with several facts). The summary (with the declaration, confirmed by\n"
-        "the same answer) and the consent are always asked.\n\n"
-        "```mermaid\n" + mermaid() + "```\n"
+        "the same answer) and the consent are always asked.\n\n" + told() + "```mermaid\n" + mermaid() + "```\n"
     )
 
 

@@ -29,7 +29,7 @@ from dialogs.effects import Effect, ReleasePlace, Started
 from dialogs.explain import why
 from dialogs.interceptors import INTERCEPTORS, Message
 from dialogs.pack import Pack
-from dialogs.prompts import brief, prompt, recap, submitted_message
+from dialogs.prompts import brief, prompt, recap, submitted_message, tell
 from dialogs.slots import read as read_slots
 from dialogs.turn import Outcome, Ports, Turn, UserInput
 from dialogs.understanding import Understanding, compact
@@ -181,16 +181,30 @@ class ApplicationDialog:
         session["fails"].pop(state, None)
         if not session["history"]:
             turn.do(Started(turn.openid, session["data"]["reference"], turn.now.isoformat(timespec="seconds")))
-        if self.steps[state].answer == "checklist":
-            session["data"]["checklist_seen"] = True
-        session["history"].append(state)
+        self._passed(session, state)
         new_state = self.advance(session, turn.case, state)
+        told = ""
+        if self.steps[new_state].told_with:
+            editing = session.get("editing")
+            following = self.advance(session, turn.case, new_state)
+            if following in self.steps[new_state].told_with:
+                told = await tell(turn, new_state)
+                self._passed(session, new_state)
+                new_state = following
+            else:
+                session["editing"] = editing  # only looked ahead: it is asked on its own
         session["state"] = new_state
         if new_state == FINAL:
             reply = self.join(*outcome.say, submitted_message(turn))
             _keep_only_what_a_submitted_session_needs(session)
             return reply
-        return self.join(*outcome.say, await prompt(turn, new_state))
+        return self.join(*outcome.say, told, await prompt(turn, new_state))
+
+    @staticmethod
+    def _passed(session: dict[str, Any], state: str) -> None:
+        if state == At.checklist:
+            session["data"]["checklist_seen"] = True
+        session["history"].append(state)
 
     def _skip_applies(self, router: FlowModel) -> bool:
         return any(

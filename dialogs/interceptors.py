@@ -126,7 +126,8 @@ async def early_photo(d: ApplicationDialog, m: Message) -> str | None:
     if len(kept) >= MAX_UNASSIGNED_PHOTOS:  # a stranger's 300 photos once made a 17 MiB session
         return d.join(d.pack.text("images_enough"), await prompt(m.turn, m.state))
     kept.append({"media_id": (m.inp.media_id or "")[:MAX_MEDIA_ID_CHARS]})
-    return d.join(d.pack.text("image_kept"), await prompt(m.turn, m.state))
+    kept_text = "image_kept_after_list" if m.session["data"].get("checklist_seen") else "image_kept"
+    return d.join(d.pack.text(kept_text), await prompt(m.turn, m.state))
 
 
 async def labelled_photo(d: ApplicationDialog, m: Message) -> str | None:

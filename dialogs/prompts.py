@@ -6,9 +6,10 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 
 from dialogs import assessment
-from dialogs.answers import slot_lines
+from dialogs.answers import delivery_options, slot_lines
 from dialogs.application import At
 from dialogs.conditions import (
+    consent_asks_guardian,
     hardship_claimed,
     hardship_statuses,
     holds_certificate,
@@ -99,18 +100,30 @@ def _short_basis(basis: str) -> str:
     return basis.split("：")[0].split("，")[0]
 
 
-async def checklist_prompt(turn: Turn) -> str:
+async def checklist_prompt(turn: Turn, template: str = "prompt") -> str:
     q = turn.pack.questions[At.checklist]
     items = checklist(turn.case)
     if not items:
-        return q["none_needed"]
+        return q["none_needed"] if template == "prompt" else ""
     photos = turn.data.get("photos", {})
     lines = []
     for i, item in enumerate(items, 1):
         needed_by = "、".join(turn.pack.services[s].short for s in item.services)
         mark = q["photo_mark"] if item.material.code in photos else ""
         lines.append(f"{i} {item.material.name}{mark}" + q["needed_by"].format(services=needed_by))
-    return turn.pack.q(At.checklist, materials="\n".join(lines))
+    return turn.pack.q(At.checklist, template, materials="\n".join(lines))
+
+
+async def tell(turn: Turn, state: str) -> str:
+    """What a step told, not asked, says before the question that follows it (Step.told_with)."""
+    if state == At.checklist:
+        return await checklist_prompt(turn, "told")
+    raise ValueError(f"{state} is not told")
+
+
+async def result_delivery(turn: Turn) -> str:
+    lines = "\n".join(f"{n} {o['line']}" for n, o in enumerate(delivery_options(turn), 1))
+    return turn.pack.q(At.result_delivery, options=lines)
 
 
 async def booking(turn: Turn) -> str:
@@ -225,7 +238,10 @@ async def consent_sensitive(turn: Turn) -> str:
         if d not in departments:
             departments.append(d)
     note = turn.pack.q(At.consent_sensitive, "guardian_note") if needs_guardian_consent(turn.case) else ""
-    return turn.pack.q(At.consent_sensitive, departments="、".join(departments), guardian_note=note)
+    if turn.data.get("guardian_asked"):
+        return turn.pack.q(At.consent_sensitive, "guardian_question")
+    which = "prompt_guardian" if consent_asks_guardian(turn.case) else "prompt"
+    return turn.pack.q(At.consent_sensitive, which, departments="、".join(departments), guardian_note=note)
 
 
 async def submitted(turn: Turn) -> str:
@@ -255,6 +271,7 @@ PROMPTS: dict[str, Callable[[Turn], Awaitable[str]]] = {
     At.eligibility_notice: eligibility_notice,
     At.eligibility_recheck: eligibility_recheck,
     At.checklist: checklist_prompt,
+    At.result_delivery: result_delivery,
     At.booking: booking,
     At.summary: summary,
     At.consent_sensitive: consent_sensitive,

@@ -497,7 +497,8 @@ def read_who(turn: Turn, step: Step, inp: UserInput) -> Outcome:
     options = turn.pack.questions[step.name]["options"]
     n = turn.lang.number(inp.text)
     if n is not None:
-        who = Who(options[n - 1]["value"]) if 1 <= n <= len(options) else None
+        option = options[n - 1] if 1 <= n <= len(options) else None
+        who = Who(option["value"], option.get("relation")) if option else None
     else:
         who = who_from(inp.text, turn.pack)
     if who is None:

@@ -103,6 +103,8 @@ async def submit_transcript(client: TestClient, protocol: WeChatProtocol, script
             reply = await user.say(str(step["say"]))
         elif "voice" in step:
             reply = await user.voice(str(step["voice"]))
+        elif "image" in step:
+            reply = await user.image(str(step["image"]))
     found = re.search(r"申请编号 ([A-Z0-9]+)", reply)
     assert found, reply
     return found.group(1)

@@ -21,8 +21,7 @@ from tests.processes import bot_command
 CHILD_ID = id_born_years_before(12)
 MOTHER_CHILD = [
     "你好",
-    "2",
-    "妈妈",
+    "2",  # 替孩子申请: who applies and the relation in one answer
     "李秀英",
     "341723198001010023",
     "13912345678",

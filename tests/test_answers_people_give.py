@@ -30,7 +30,10 @@ STEP = {s.name: s for s in STEPS}
 
 
 def options(region: str, question: str) -> list[dict]:
+    question, _, which = question.partition(".")  # "consent_sensitive.guardian_answers": another list of the question
     q = PACKS[region].questions[question]
+    if which:
+        return q[which]
     return q["options"] if "options" in q else q["confirm_options"]  # the summary confirms the declaration with it
 
 
@@ -54,8 +57,9 @@ def options(region: str, question: str) -> list[dict]:
         ("fact_local_hukou", "是的", True),
         ("fact_local_hukou", "不", False),
         ("fact_local_hukou", "不对", False),
-        ("agent_is_guardian", "对", True),
-        ("agent_is_guardian", "不是的", False),
+        # "同意" alone where who consents is asked with the consent: "您是申请人的法定监护人吗？"
+        ("consent_sensitive.guardian_answers", "对", True),
+        ("consent_sensitive.guardian_answers", "不是的", False),
         ("suggest_services", "没问题", "accept"),
         ("suggest_services", "不行", "rechoose"),
         ("fact_medical_insured", "确认", True),

@@ -148,7 +148,7 @@ async def test_a_withdrawal_asked_in_the_middle_of_a_new_form_is_confirmed_there
     mother = WeChatUser(bot, "oWithdrawMidForm", protocol)
     ref = await apply(mother, MOTHER_CHILD)
     await mother.say("重新申请")
-    await mother.say("2")  # the new form: 替家人申请
+    await mother.say("替家人申请")  # the new form: the relation is asked next
     assert "回复1确认撤销" in await mother.say("撤销 护理补贴")
     assert "已为您撤销护理补贴" in await mother.say("1")
     assert (await services.registry.status(ref))["nursing_subsidy"]["status"] == "withdrawn"
@@ -549,7 +549,7 @@ async def test_where_to_collect_follows_the_citizens_choice_or_the_packs_seed(se
     try:
         citizen = WeChatUser(client, "oHulunbuirMail", protocol)
         for step in script["steps"]:
-            reply = await citizen.say(step["say"])
+            reply = await (citizen.image(step["image"]) if "image" in step else citizen.say(step["say"]))
         assert "申请编号 HL" in reply
         assert "邮政快递寄到您申请时留的邮寄地址" in await citizen.say("在哪里领")
     finally:

@@ -33,10 +33,7 @@ BY_KEY = {p.key: p for p in PERSONAS}
 
 # (persona, style) → the bot's shortcoming that makes the run miss a target today.
 # Regenerate after a change of the bot:  .venv/bin/python benchmarks/citizens.py --known
-KNOWN: dict[tuple[str, str], str] = {
-    ("p11", "numbers"): "a guardian applying for all five needs 23 messages > 20 (numbers)",
-    ("p21", "numbers"): "a guardian applying for all five needs 22 messages > 20 (numbers)",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _case(persona, style):

@@ -155,8 +155,7 @@ async def test_a_holders_certificate_number_is_asked_first_and_gives_the_id_cate
         user = WeChatUser(client, "oCertFirst", protocol)
         for text in [
             "你好",
-            "2",
-            "父母",
+            "2",  # 替孩子申请
             "巴特尔",
             "150702199201100011",
             "15004701234",

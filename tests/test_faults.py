@@ -113,8 +113,7 @@ def make_script(n: int, rng: random.Random, tag: str, kind: str | None = None) -
     if kind == "guardian_for_child":
         agent_name = rng.choice(SURNAMES) + rng.choice(GIVEN)
         steps += [
-            Say("2", ("什么人",)),
-            Say("1", ("代办人）的姓名",)),
+            Say("2", ("代办人）的姓名",)),  # 替孩子申请: who and the relation in one answer
             Say(agent_name, ("身份证号",)),
             Say(id_number(adult, rng), ("手机号",)),
             Say(phone, ("要办哪些事",)),  # the applicant's phone may be given as 同上 (the same)

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from dialogs.conditions import Case
+from dialogs.conditions import Case, consent_asks_guardian
 from dialogs.engine import ApplicationDialog
 from dialogs.pack import load_pack
 from dialogs.turn import Ports
@@ -69,11 +69,12 @@ def _parent_of(id_number: str, relation: str = "parent", category: int = 2) -> d
 
 # 民法典 第二十七条：父母是未成年子女的监护人 — a parent applying for a minor is not asked whether they are.
 def test_a_parent_of_a_minor_is_the_legal_guardian_without_being_asked():
-    from dialogs.conditions import consent_by
+    from dialogs.conditions import consent_asks_guardian, consent_by
 
     data = _parent_of("150783201807200664")  # 8 years old
-    assert next_step("hulunbuir", data, "applicant_id") != "agent_is_guardian"
-    assert consent_by(Case(data, load_pack("hulunbuir"), date(2026, 11, 23))) == "guardian"
+    case = Case(data, load_pack("hulunbuir"), date(2026, 11, 23))
+    assert not consent_asks_guardian(case)
+    assert consent_by(case) == "guardian"
 
 
 @pytest.mark.parametrize(
@@ -86,7 +87,7 @@ def test_a_parent_of_a_minor_is_the_legal_guardian_without_being_asked():
 )
 def test_anyone_else_who_may_be_the_guardian_is_still_asked(id_number, relation, category):
     data = _parent_of(id_number, relation, category)
-    assert next_step("hulunbuir", data, "applicant_id") == "agent_is_guardian"
+    assert consent_asks_guardian(Case(data, load_pack("hulunbuir"), date(2026, 11, 23)))
 
 
 # The declaration (青民务〔2023〕2号 附件2 / 内民政发〔2022〕110号 附件4 "申请人（代理人）签字（捺印）") is an
@@ -222,3 +223,125 @@ async def test_mail_to_the_household_address_is_one_answer(text, mailed_to):
     assert turn.data.get("mailing_address") == (home if mailed_to else None)
     asks_address = next_step("hulunbuir", turn.data, "result_delivery") == "mailing_address"
     assert asks_address is (text in ("3", "寄到家里"))
+
+
+# -- who applies and the relation in one answer ----------------------------------------------------------------
+# The issue: 'When a relation is said ("帮我父亲"), take the relation too and do not ask it again'. The first
+# question lists the relations, so a guardian's one number says both.
+@pytest.mark.parametrize(
+    "text, relation", [("2", "parent"), ("3", "child"), ("4", "spouse"), ("5", "sibling"), ("6", "relative"), ("7", "other")]
+)
+async def test_one_number_says_who_applies_and_how_they_are_related(text, relation):
+    turn, outcome = await _answer("hulunbuir", {}, "who", text)
+    assert outcome.advance and turn.data["who"] == "agent" and turn.data["agent"]["relation"] == relation
+    assert next_step("hulunbuir", turn.data, "who") == "agent_name"
+
+
+async def test_one_for_oneself_and_a_vague_替家人_still_asks_the_relation():
+    turn, _ = await _answer("hulunbuir", {}, "who", "1")
+    assert turn.data["who"] == "self" and "agent" not in turn.data
+    turn, _ = await _answer("hulunbuir", {}, "who", "替家人申请")
+    assert turn.data["who"] == "agent" and next_step("hulunbuir", turn.data, "who") == "agent_relation"
+
+
+# -- who consents, asked with the consent (个人信息保护法 第三十一条: the guardian's consent for a minor under 14) ----
+def _may_be_guardian() -> dict:
+    data = _parent_of("150783195807200664", "spouse", 5)  # the spouse of an adult with 智力残疾
+    data.update(reference="HL20261123TEST01", created_at="2026-11-23T10:00:00")
+    data["agent"]["id_number"] = "150721196307211380"
+    data["applicant"].update(phone="18652808116", household_address="内蒙古呼伦贝尔市海拉尔区胜利街道10号")
+    return data
+
+
+@pytest.mark.parametrize(
+    "text, guardian",
+    [("1", True), ("2", False), ("同意，我是她的监护人", True), ("同意，我只是帮忙代办", False), ("我不是监护人，同意", False)],
+)
+async def test_the_consent_says_who_consents_in_the_same_answer(text, guardian):
+    from dialogs.conditions import consent_by
+
+    turn, outcome = await _answer("hulunbuir", _may_be_guardian(), "consent_sensitive", text)
+    assert outcome.advance
+    assert turn.data["agent"]["legal_guardian"] is guardian
+    assert turn.data["consent"]["by"] == consent_by(turn.case) == ("guardian" if guardian else "agent")
+    assert [type(e).__name__ for e in turn.effects] == ["Submit"]
+
+
+async def test_a_plain_同意_asks_whether_they_are_the_guardian_and_guesses_nothing():
+    from dialogs import answers
+    from dialogs.application import STEPS
+    from dialogs.turn import UserInput
+
+    data = _may_be_guardian()
+    turn, outcome = await _answer("hulunbuir", data, "consent_sensitive", "好的，同意")
+    assert not outcome.advance and "法定监护人吗" in outcome.say[0] and "legal_guardian" not in data["agent"]
+    assert not turn.effects
+    step = next(s for s in STEPS if s.name == "consent_sensitive")
+    turn = __import__("tests.test_dead_ends", fromlist=["_turn"])._turn("hulunbuir", data)
+    outcome = await answers.read_answer(turn, step, UserInput("text", "是的"))
+    assert outcome.advance and data["agent"]["legal_guardian"] is True and data["consent"]["by"] == "guardian"
+
+
+@pytest.mark.parametrize("text", ["3", "不同意", "我是监护人，但不同意"])
+async def test_declining_with_the_guardian_question_submits_nothing(text):
+    turn, outcome = await _answer("hulunbuir", _may_be_guardian(), "consent_sensitive", text)
+    assert not outcome.advance and not turn.effects and turn.data["consent"] == {"sensitive": False}
+    assert "同意" in outcome.say[0]
+
+
+async def test_an_agent_who_cannot_be_the_guardian_gets_the_plain_consent():
+    from dialogs.prompts import prompt
+
+    data = _may_be_guardian()
+    data["agent"]["relation"] = "other"  # a 村干部 is an agent, never the guardian
+    turn, _ = await _answer("hulunbuir", data, "summary", "1")
+    question = await prompt(turn, "consent_sensitive")
+    assert "1 同意并提交" in question and "监护人" not in question
+
+
+# -- the materials list told with how the result is collected --------------------------------------------------
+async def test_hulunbuir_tells_the_materials_with_the_delivery_question_and_qingyang_asks_them():
+    from dialogs.prompts import checklist_prompt
+
+    data = _guardian("hulunbuir", "内蒙古呼伦贝尔市海拉尔区胜利街道10号")
+    data["subsidy_reason"] = {"living_subsidy": "家庭困难", "nursing_subsidy": "需要照护"}
+    turn, _ = await _answer("hulunbuir", data, "subsidy_reason", "生活补贴：家庭困难；护理补贴：需要照护")
+    assert next_step("hulunbuir", data, "subsidy_reason") == "checklist"  # the machine's own next step
+    told = await checklist_prompt(turn, "told")
+    assert "请准备这些材料" in told and "回复 0" not in told
+
+    data = _guardian("qingyang", "青阳县蓉城镇五溪村12号")
+    assert next_step("qingyang", data, "household_address") == "checklist"
+    assert "回复 0" in await checklist_prompt(_turn_of("qingyang", data))
+
+
+def _turn_of(region: str, data: dict):
+    from tests.test_dead_ends import _turn
+
+    return _turn(region, data)
+
+
+# -- mailed to an address already given --------------------------------------------------------------------------
+async def test_the_agents_residence_is_offered_for_the_post_when_it_is_not_the_household_address():
+    from dialogs.prompts import prompt
+
+    data = _guardian("hulunbuir", "内蒙古呼伦贝尔市阿荣旗那吉镇建设街3号")
+    data["agent"]["residence"] = "内蒙古呼伦贝尔市海拉尔区胜利街道10号"
+    question = await prompt(_turn_of("hulunbuir", data), "result_delivery")
+    assert "3 邮寄到您（代办人）的居住地址" in question and "4 邮寄到别的地址" in question
+    turn, outcome = await _answer("hulunbuir", data, "result_delivery", "3")
+    assert outcome.advance and turn.data["delivery"] == "mail"
+    assert turn.data["mailing_address"] == "内蒙古呼伦贝尔市海拉尔区胜利街道10号"
+    assert next_step("hulunbuir", turn.data, "result_delivery") != "mailing_address"
+
+    data["agent"]["residence"] = data["applicant"]["household_address"]  # living there: one option says it
+    question = await prompt(_turn_of("hulunbuir", data), "result_delivery")
+    assert "居住地址" not in question and "3 邮寄到别的地址" in question
+
+
+async def test_an_address_sent_to_how_the_result_is_collected_is_where_it_is_mailed():
+    data = _guardian("hulunbuir", "内蒙古呼伦贝尔市海拉尔区胜利街道10号")
+    turn, outcome = await _answer("hulunbuir", data, "result_delivery", "寄到内蒙古呼伦贝尔市扎兰屯市兴华街道光明路7号")
+    assert outcome.advance and turn.data["delivery"] == "mail"
+    assert turn.data["mailing_address"].endswith("兴华街道光明路7号")
+    assert next_step("hulunbuir", turn.data, "result_delivery") != "mailing_address"

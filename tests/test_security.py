@@ -267,7 +267,7 @@ async def test_an_identical_request_replayed_gets_the_cached_reply_and_one_turn(
     """The very same bytes (query and body) sent again, as a captured request would be."""
     user = WeChatUser(bot, f"oReplay{encrypted}", protocol, encrypted=encrypted)
     await user.say("你好")
-    xml = user.xml(msg_type="text", content="2", msg_id=7_000_000 + encrypted)
+    xml = user.xml(msg_type="text", content="替家人申请", msg_id=7_000_000 + encrypted)
     query, body = protocol.build_request(xml, encrypted=encrypted)
     replies = []
     for _ in range(3):

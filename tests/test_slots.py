@@ -154,7 +154,7 @@ async def test_when_the_words_do_not_say_who_the_question_is_asked_again(make_us
     user = make_user()
     await user.say("你好")
     reply = await user.say("你好，我想办理扶残助困的事情")
-    assert "没看出是谁申请" in reply and "1 本人申请" in reply and "2 替家人申请" in reply
+    assert "没看出是谁申请" in reply and "1 本人申请" in reply and "2 替孩子申请" in reply
     assert "who" not in (await _data(user))
     reply = await user.say(_common_words(2000, seed=1))
     assert "1 本人申请" in reply and "who" not in (await _data(user))

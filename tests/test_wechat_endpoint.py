@@ -42,7 +42,7 @@ async def test_safe_mode_round_trip_and_plain_compatible_mode(make_user, bot_cli
 async def test_retries_of_one_msgid_get_the_same_reply_and_advance_once(bot_client, make_user):
     user = make_user()
     await user.say("你好")
-    xml = user.xml(msg_type="text", content="2", msg_id=next(_ids))
+    xml = user.xml(msg_type="text", content="替家人申请", msg_id=next(_ids))
     first = await user.post_xml(xml)
     retries = await asyncio.gather(*(user.post_xml(xml) for _ in range(3)))
     assert "您是申请人的什么人" in first

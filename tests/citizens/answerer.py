@@ -53,6 +53,15 @@ RELATION_LABEL = {
     "relative": ("其他亲属", "亲属"),
     "other": ("其他代理人", "代理人"),
 }
+# How a person applying for someone else finds themself in a "who is applying" list, by whom they apply for.
+WHO_LABEL = {
+    "parent": ("孩子", "子女"),
+    "child": ("父亲", "母亲", "父母"),
+    "spouse": ("配偶", "老伴"),
+    "sibling": ("兄弟姐妹",),
+    "relative": ("亲属",),
+    "other": ("代办", "别人"),
+}
 HARDSHIP_LABEL = {code: (label,) for code, label in HARDSHIPS.items()}
 # What a person says in words
 HARDSHIP_SAY = {
@@ -138,10 +147,22 @@ class Citizen:
             self.mind_topic = choices[int(p.key[1:]) % len(choices)]
 
     # -- the person: what is being asked ---------------------------------------------------------
+    @classmethod
+    def topic_of(cls, reply: str) -> str | None:
+        """What the reply asks, by plain-language cues: the last question in it counts (from its last line
+        with a question mark, options included), else the whole reply."""
+        lines = reply.splitlines()
+        asks = [
+            i for i, line in enumerate(lines) if ("？" in line or "?" in line) and not re.match(r"\s*\d{1,2}[\s.、：:]", line)
+        ]
+        if asks and asks[-1] > 0:
+            topic = cls._topic_in("\n".join(lines[asks[-1] :]))
+            if topic is not None:
+                return topic
+        return cls._topic_in(reply)
+
     @staticmethod
-    def topic_of(reply: str) -> str | None:
-        """What the reply asks, by plain-language cues (the last question in it counts)."""
-        q = reply
+    def _topic_in(q: str) -> str | None:
         if "申请已提交" in q or "已提交。查进度" in q:
             return "submitted"
         if "请核对" in q:
@@ -170,12 +191,12 @@ class Citizen:
             return "reason"
         if "邮寄地址" in q:
             return "mail_address"
+        if "怎么领" in q:
+            return "delivery"
         if "居住" in q and ("地址" in q or "住在" in q):
             return "agent_residence"
         if "乡镇" in q and "村" in q and ("告诉我" in q or "没看出" in q):
             return "household_place"
-        if "怎么领" in q:
-            return "delivery"
         if "地址" in q:
             return "address"
         if "姓名" in q:
@@ -333,7 +354,10 @@ class Citizen:
         if topic == "who":
             if p.agent is None:
                 return "我自己申请", pick(reply, ("本人",))
-            return f"帮我{p.applicant_title}申请", pick(reply, ("替", "家人", "代理"))
+            # a list that names relations: the one that is theirs ("替父亲或母亲申请" for a son); else "替家人"
+            return f"帮我{p.applicant_title}申请", pick(reply, WHO_LABEL[p.relation or "other"]) or pick(
+                reply, ("替家人", "家人", "代理")
+            )
         if topic == "relation":
             if p.relation == "other":
                 return f"我是{p.agent_title}", pick(reply, RELATION_LABEL["other"])
@@ -441,6 +465,8 @@ class Citizen:
                 return "我自己去拿", pick(reply, ("自取",))
             # the option that says where, when one does ("邮寄到户籍地址" / "邮寄到别的地址")
             where = ("户籍地址",) if p.mail_address is None else ("别的地址", "其他地址")
+            if p.agent is not None and p.mail_address and p.mail_address == p.agent_residence:
+                where = ("居住地址",)  # to where they live themself, when the list offers it
             return "寄到家里", pick(reply, where) or pick(reply, ("邮寄",))
         if topic == "mail_address":
             return (p.mail_address or "同上"), None
@@ -459,6 +485,10 @@ class Citizen:
         if topic == "declaration":
             return "好的，我确认", pick(reply, ("确认",))
         if topic == "consent":
+            if any("监护人" in label for _, label in options(reply)):  # who consents is asked with it
+                if p.legal_guardian:
+                    return f"同意，我是{he}的监护人", pick(reply, ("法定监护人",))
+                return "同意，我只是帮忙代办", pick(reply, ("帮忙代办", "代办"))
             return "同意", pick(reply, ("同意",))
         return None, None
 
