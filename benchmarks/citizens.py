@@ -25,7 +25,7 @@ from tests.citizens.facts import STYLES, generate
 from tests.citizens.run import Apps, figures, shortcomings, table, targets_missed
 
 
-async def run(redis_url: str, var_dir: Path, personas, styles, show_failures: bool):
+async def run(redis_url: str, var_dir: Path, personas, styles, show_failures: bool, show_all: bool = False):
     import redis.asyncio as aioredis
 
     client = aioredis.from_url(redis_url)
@@ -38,7 +38,7 @@ async def run(redis_url: str, var_dir: Path, personas, styles, show_failures: bo
             for style in styles:
                 outcome = await apps.run(persona, style)
                 outcomes.append(outcome)
-                if show_failures and targets_missed(outcome, persona):
+                if show_all or (show_failures and targets_missed(outcome, persona)):
                     print(persona.describe())
                     print(outcome.text())
                     for r in outcome.refused:
@@ -57,6 +57,7 @@ def main() -> int:
     parser.add_argument("--json", default="", help="also write the figures and each run's outcome here")
     parser.add_argument("--known", action="store_true", help="print the KNOWN table of tests/test_citizens.py for this bot")
     parser.add_argument("--show-failures", action="store_true", help="print the transcript of every run that missed a target")
+    parser.add_argument("--show", action="store_true", help="print the transcript of every run")
     args = parser.parse_args()
     personas = generate(args.personas)
     if args.only:
@@ -72,7 +73,7 @@ def main() -> int:
         redis_url = f"unix://{server.socket_file}"
     started = time.monotonic()
     try:
-        outcomes = asyncio.run(run(redis_url, tmp / "var", personas, styles, args.show_failures))
+        outcomes = asyncio.run(run(redis_url, tmp / "var", personas, styles, args.show_failures, args.show))
     finally:
         if server is not None:
             server.shutdown(nosave=True)
