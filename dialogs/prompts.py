@@ -28,7 +28,7 @@ from dialogs.eligibility import (
     suggested_services,
 )
 from dialogs.materials import checklist
-from dialogs.routing import routing
+from dialogs.routing import in_area, routing
 from dialogs.service_roles import CERTIFICATE, DISABILITY_SUBSIDY, service_menu
 from dialogs.slots import applicant_called
 from dialogs.turn import Turn
@@ -330,9 +330,11 @@ def next_steps(turn: Turn) -> str:
                 service=service.short, department=service.department, deadline=service.deadline.get("text", ""), flag=flag
             )
         )
-    office = routing(turn.pack, turn.data).get("intake_office")
-    if office:
-        lines.append(q["office"].format(office=office))
+    where = routing(turn.pack, turn.data)
+    if where.get("intake_office"):
+        lines.append(q["office"].format(office=where["intake_office"]))
+    elif not in_area(turn.pack, where.get("county")):
+        lines.append(q["office_elsewhere"].format(county=where["county"]))
     items = checklist(turn.case)
     if items:
         lines.append(q["materials"].format(count=len(items)))

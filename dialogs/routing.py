@@ -42,14 +42,23 @@ def place_unread(data: dict[str, Any], parts: tuple[str, ...] = ("township", "vi
     return not all(p[k] for k in parts)
 
 
+def in_area(pack, county: str | None) -> bool:
+    """The county named by an address is one the pack serves (its area.names); an address naming none is
+    taken as the pack's (the 乡镇 it names is asked about where it matters)."""
+    names = pack.raw.get("area", {}).get("names", [])
+    return county is None or not names or any(name in county or county in name for name in names)
+
+
 def routing(pack, data: dict[str, Any]) -> dict[str, Any]:
-    """The document's routing block: place, receiving office (受理单位) and 申请地, from the pack's wording."""
+    """The document's routing block: place, receiving office (受理单位) and 申请地, from the pack's wording.
+    No office for a 户籍 outside the pack's area (someone who applies anyway): the pack's rule names an
+    office of the 户籍 place, which is not this county's, so the clerk decides and the citizen is told so."""
     p = place(data)
     rules = pack.raw.get("routing", {})
     values = {k: v or "" for k, v in p.items()}
     office = (
         rules.get("intake_office", "").format(**values)
-        if p["township"] or "{township}" not in rules.get("intake_office", "")
+        if (p["township"] or "{township}" not in rules.get("intake_office", "")) and in_area(pack, p["county"])
         else None
     )
     applied_at = rules.get("application_place", "").format(**values) if rules.get("application_place") else None
