@@ -21,7 +21,7 @@ from dialogs.document import build_document, new_reference
 from dialogs.effects import ReleasePlace, Submit
 from dialogs.eligibility import excluded_services, suggested_services
 from dialogs.materials import checklist
-from dialogs.routing import read_place
+from dialogs.routing import in_area, read_place
 from dialogs.service_roles import CERTIFICATE, DISABILITY_SUBSIDY, service_menu
 from dialogs.slots import applicant_called, read_who
 from dialogs.turn import Outcome, Turn, UserInput
@@ -115,10 +115,9 @@ def read_hukou(turn: Turn, text: str) -> Any:
     said = _HUKOU_PLACE.search(unicodedata.normalize("NFKC", text or "")[:200])
     if said:
         place = said.group("place")
-        names = turn.pack.raw.get("area", {}).get("names", [])
-        if any(place.startswith(n) for n in names) or _HERE.match(place):
+        if in_area(turn.pack, place) or _HERE.match(place):
             return True
-        if not place.startswith(_UNCLEAR_PLACE) and names:
+        if not place.startswith(_UNCLEAR_PLACE) and turn.pack.raw.get("area", {}).get("names"):
             return False
     return _choose_fact(turn, text, turn.pack.questions[At.fact_local_hukou]["options"])
 
@@ -154,8 +153,7 @@ def _hukou_from_address(turn: Turn) -> None:
     if "local_hukou" in facts and not derived:
         return  # said by the citizen: the answer is what counts
     county = read_place(turn.data["applicant"]["household_address"])["county"] or ""
-    names = turn.pack.raw.get("area", {}).get("names", [])
-    if county and any(county.startswith(n) for n in names):
+    if county and in_area(turn.pack, county):
         facts["local_hukou"] = True
         turn.data["hukou_from_address"] = True
     elif derived:  # a corrected address that no longer says it

@@ -28,7 +28,7 @@ from dialogs.eligibility import (
     suggested_services,
 )
 from dialogs.materials import checklist
-from dialogs.routing import in_area, routing
+from dialogs.routing import outside_area, routing
 from dialogs.service_roles import CERTIFICATE, DISABILITY_SUBSIDY, service_menu
 from dialogs.slots import applicant_called
 from dialogs.turn import Turn
@@ -121,9 +121,13 @@ async def tell(turn: Turn, state: str) -> str:
     raise ValueError(f"{state} is not told")
 
 
+def numbered(options: list[dict]) -> str:
+    """An option list as shown: each option's `line` (else its label), numbered from 1 as the readers count."""
+    return "\n".join(f"{n} {o.get('line', o['label'])}" for n, o in enumerate(options, 1))
+
+
 async def result_delivery(turn: Turn) -> str:
-    lines = "\n".join(f"{n} {o['line']}" for n, o in enumerate(delivery_options(turn), 1))
-    return turn.pack.q(At.result_delivery, options=lines)
+    return turn.pack.q(At.result_delivery, options=numbered(delivery_options(turn)))
 
 
 async def booking(turn: Turn) -> str:
@@ -240,8 +244,9 @@ async def consent_sensitive(turn: Turn) -> str:
     note = turn.pack.q(At.consent_sensitive, "guardian_note") if needs_guardian_consent(turn.case) else ""
     if turn.data.get("guardian_asked"):
         return turn.pack.q(At.consent_sensitive, "guardian_question")
-    which = "prompt_guardian" if consent_asks_guardian(turn.case) else "prompt"
-    return turn.pack.q(At.consent_sensitive, which, departments="、".join(departments), guardian_note=note)
+    q = turn.pack.questions[At.consent_sensitive]
+    options = q["guardian_options"] if consent_asks_guardian(turn.case) else q["options"]
+    return turn.pack.q(At.consent_sensitive, departments="、".join(departments), guardian_note=note, options=numbered(options))
 
 
 async def submitted(turn: Turn) -> str:
@@ -333,7 +338,7 @@ def next_steps(turn: Turn) -> str:
     where = routing(turn.pack, turn.data)
     if where.get("intake_office"):
         lines.append(q["office"].format(office=where["intake_office"]))
-    elif not in_area(turn.pack, where.get("county")):
+    elif outside_area(turn.pack, where.get("county")):
         lines.append(q["office_elsewhere"].format(county=where["county"]))
     items = checklist(turn.case)
     if items:

@@ -42,11 +42,16 @@ def place_unread(data: dict[str, Any], parts: tuple[str, ...] = ("township", "vi
     return not all(p[k] for k in parts)
 
 
-def in_area(pack, county: str | None) -> bool:
-    """The county named by an address is one the pack serves (its area.names); an address naming none is
-    taken as the pack's (the 乡镇 it names is asked about where it matters)."""
-    names = pack.raw.get("area", {}).get("names", [])
-    return county is None or not names or any(name in county or county in name for name in names)
+def in_area(pack, place: str) -> bool:
+    """The place (a county, or what an answer names: "阿荣旗", "青阳") is one the pack serves: it begins
+    with one of the pack's area.names."""
+    return any(place.startswith(name) for name in pack.raw.get("area", {}).get("names", []))
+
+
+def outside_area(pack, county: str | None) -> bool:
+    """An address names a county the pack does not serve (one naming none is taken as the pack's; a pack
+    that names no area serves any)."""
+    return bool(county) and bool(pack.raw.get("area", {}).get("names")) and not in_area(pack, county or "")
 
 
 def routing(pack, data: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +63,7 @@ def routing(pack, data: dict[str, Any]) -> dict[str, Any]:
     values = {k: v or "" for k, v in p.items()}
     office = (
         rules.get("intake_office", "").format(**values)
-        if (p["township"] or "{township}" not in rules.get("intake_office", "")) and in_area(pack, p["county"])
+        if (p["township"] or "{township}" not in rules.get("intake_office", "")) and not outside_area(pack, p["county"])
         else None
     )
     applied_at = rules.get("application_place", "").format(**values) if rules.get("application_place") else None
