@@ -42,7 +42,9 @@ from tests.fake_intake import FakeIntake
 from tests.processes import BotServe, wait_until
 
 SECRET = "intake-test-secret"
-CLIENT_TIMEOUT_S = 0.3
+# Long enough that a loaded CI machine never turns a 500 or a 409 into a timeout; the tests that
+# want a timeout make the fake intake wait three times as long.
+CLIENT_TIMEOUT_S = 1.5
 
 
 class Clock:
@@ -140,7 +142,7 @@ def make_worker(redis, outbox, base_url, http, clock, calls, *, consumer="w1", *
     intake = HttpIntake(
         http, base_url=base_url, secret=kw.pop("secret", SECRET), timeout_s=kw.pop("timeout_s", CLIENT_TIMEOUT_S), clock=time.time
     )
-    options = dict(backoff_base_s=1.0, backoff_cap_s=8.0, claim_idle_ms=1000, lock_ttl_ms=2000, block_ms=50)
+    options = dict(backoff_base_s=1.0, backoff_cap_s=8.0, claim_idle_ms=1000, lock_ttl_ms=4000, block_ms=50)
     options.update(kw)
     return DeliveryWorker(
         redis,
