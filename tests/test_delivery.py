@@ -45,6 +45,8 @@ SECRET = "intake-test-secret"
 # Long enough that a loaded CI machine never turns a 500 or a 409 into a timeout; the tests that
 # want a timeout make the fake intake wait three times as long.
 CLIENT_TIMEOUT_S = 1.5
+# An attempt stops at 80 % of the lock (DeliveryWorker), which must leave the client its whole timeout.
+LOCK_TTL_MS = int(CLIENT_TIMEOUT_S * 2000)
 
 
 class Clock:
@@ -142,7 +144,7 @@ def make_worker(redis, outbox, base_url, http, clock, calls, *, consumer="w1", *
     intake = HttpIntake(
         http, base_url=base_url, secret=kw.pop("secret", SECRET), timeout_s=kw.pop("timeout_s", CLIENT_TIMEOUT_S), clock=time.time
     )
-    options = dict(backoff_base_s=1.0, backoff_cap_s=8.0, claim_idle_ms=1000, lock_ttl_ms=4000, block_ms=50)
+    options = dict(backoff_base_s=1.0, backoff_cap_s=8.0, claim_idle_ms=1000, lock_ttl_ms=LOCK_TTL_MS, block_ms=50)
     options.update(kw)
     return DeliveryWorker(
         redis,
